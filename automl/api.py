@@ -1,0 +1,164 @@
+"""The Python API: search a user's own objective, or run a job spec, from code."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from automl.errors import SpecError
+from automl.spaces import SearchSpace
+from automl.spec import JobSpec, load_spec, parse_spec
+
+if TYPE_CHECKING:
+    from automl.results import SearchResult
+    from automl.tune_callbacks import ProgressSink
+
+Objective = Callable[..., Any]
+
+
+def search(
+    objective: Objective,
+    space: str | Mapping[str, Any] | SearchSpace | Callable[..., Any],
+    *,
+    n_trials: int = 20,
+    metric: str = "loss",
+    mode: str = "min",
+    max_steps: int = 10,
+    name: str = "search",
+    sampler: str = "tpe",
+    sampler_options: Mapping[str, Any] | None = None,
+    scheduler: str = "asha",
+    grace_period: int = 1,
+    cpus_per_trial: float = 1.0,
+    gpus_per_trial: float = 0.0,
+    max_concurrent: int | None = None,
+    time_limit_s: float | None = None,
+    seed: int = 0,
+    max_retries: int = 0,
+    experiment: str | None = None,
+    tracking_uri: str | None = None,
+    register_model: bool = True,
+    progress: ProgressSink | bool = False,
+) -> SearchResult:
+    """Search the hyperparameters of ``objective`` with the same engine as the CLI.
+
+    The objective is a plain function of its hyperparameters. It may take the trial context as
+    a second argument to report metrics per step (``ctx.report(loss=..., step=...)``), which
+    lets the scheduler stop poor trials early, and ``ctx.save_model(model)`` to have the best
+    trial's model logged and registered. Its return value, if any, is the final ``metric``::
+
+        def objective(params, ctx):
+            for step in range(1, ctx.max_epochs + 1):
+                loss = (params["x"] - 2) ** 2 / step
+                ctx.report(loss=loss, step=step)
+
+        result = automl.search(objective, {"x": {"type": "float", "low": -5, "high": 5}}, n_trials=20)
+        result.best_params  # {'x': 2.01...}
+
+    Args:
+        objective: ``f(params)`` or ``f(params, ctx)``; returns the final metric or ``None``.
+        space: a preset name or YAML path, a mapping of parameters (our format or Optuna
+            distributions), a :class:`SearchSpace`, or an Optuna define-by-run function
+            ``f(trial) -> dict | None`` for conditional spaces.
+        n_trials: how many trials to run.
+        metric, mode: the metric to optimise and its direction (``min`` or ``max``).
+        max_steps: the most steps one trial reports (the scheduler's ``max_t``).
+        name: the job's name (the MLflow experiment unless ``experiment`` is given).
+        sampler, sampler_options: the Optuna sampler by name (``tpe``, ``random``, ``gp``, ``qmc``...).
+        scheduler, grace_period: the Ray Tune scheduler by name (``asha``, ``hyperband``, ``median``, ``fifo``).
+        cpus_per_trial, gpus_per_trial: what each trial asks Ray for (fractions of a GPU allowed).
+        max_concurrent: trials running at once (default: as many as the CPUs allow).
+        time_limit_s: stop starting trials after this many seconds.
+        seed: the job seed (sampler and per-trial seeds).
+        max_retries: times Ray Tune retries a trial that raised.
+        experiment, tracking_uri: where MLflow records the search.
+        register_model: register the best model (if the objective saved one) in the Model Registry.
+        progress: ``True`` for a progress bar on the terminal, or a :class:`ProgressSink`.
+
+    Returns:
+        The :class:`~automl.results.SearchResult`.
+
+    Raises:
+        SpecError: an argument is invalid (named in the message); nothing was written.
+    """
+    from automl.engine import plan_search, run_search
+
+    space_field, define_by_run = _space_field(space)
+    spec = parse_spec(
+        {
+            "name": name,
+            "objective": _objective_ref(objective),
+            "space": space_field,
+            "metric": metric,
+            "mode": mode,
+            "sampler": {"name": sampler, "options": dict(sampler_options or {})},
+            "scheduler": {"name": scheduler, "grace_period": grace_period},
+            "budget": {"trials": n_trials, "max_epochs": max_steps, "time_limit_s": time_limit_s},
+            "resources": {
+                "cpus_per_trial": cpus_per_trial,
+                "gpus_per_trial": gpus_per_trial,
+                "max_concurrent": max_concurrent,
+            },
+            "seed": seed,
+            "max_retries": max_retries,
+            "tracking": {"experiment": experiment, "tracking_uri": tracking_uri, "register_model": register_model},
+        },
+        source="automl.search()",
+    )
+    plan = plan_search(spec, objective=objective, space=define_by_run)
+    return run_search(plan, progress=_progress_sink(progress))
+
+
+def run_job(path: str | Path, *, progress: ProgressSink | bool = False) -> SearchResult:
+    """Run the job spec at ``path`` in this process, as ``automl run`` does."""
+    from automl.engine import plan_search, run_search
+
+    spec = load_spec(path)
+    plan = plan_search(spec, base_dir=Path(path).resolve().parent)
+    return run_search(plan, progress=_progress_sink(progress))
+
+
+def run_spec(spec: JobSpec, *, base_dir: Path | None = None, progress: ProgressSink | bool = False) -> SearchResult:
+    """Run an already parsed :class:`JobSpec`."""
+    from automl.engine import plan_search, run_search
+
+    return run_search(plan_search(spec, base_dir=base_dir), progress=_progress_sink(progress))
+
+
+def _space_field(space: Any) -> tuple[Any, Callable[..., Any] | None]:
+    """The space as the spec records it, and the define-by-run function if that is what was given."""
+    if isinstance(space, SearchSpace):
+        return space.model_dump(mode="json", exclude_none=True), None
+    if isinstance(space, (str, Path)):
+        return str(space), None
+    if isinstance(space, Mapping):
+        if space and all(_is_optuna_distribution(v) for v in space.values()):
+            from automl.spaces import space_from_distributions
+
+            return space_from_distributions(space).model_dump(mode="json", exclude_none=True), None
+        return dict(space), None
+    if callable(space):
+        return f"define-by-run:{getattr(space, '__qualname__', 'function')}", space
+    raise SpecError(f"space: expected a preset name, a mapping or a define-by-run function, got {type(space).__name__}")
+
+
+def _is_optuna_distribution(value: Any) -> bool:
+    return type(value).__module__.startswith("optuna.distributions")
+
+
+def _objective_ref(objective: Objective) -> str:
+    if not callable(objective):
+        raise SpecError(f"objective: expected a function, got {type(objective).__name__}")
+    module = getattr(objective, "__module__", None) or "__main__"
+    qualname = getattr(objective, "__qualname__", None) or getattr(objective, "__name__", "objective")
+    safe = ".".join(part for part in qualname.split(".") if part.isidentifier()) or "objective"
+    return f"{module}:{safe}"
+
+
+def _progress_sink(progress: ProgressSink | bool) -> ProgressSink | None:
+    if progress is True:
+        from automl.progress import RichProgress
+
+        return RichProgress()
+    return progress or None

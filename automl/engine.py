@@ -1,0 +1,419 @@
+"""The engine: a job spec becomes an Optuna study driven through Ray Tune, tracked in MLflow.
+
+The CLI and the Python API both end here, so a search is the same search whichever way it
+was asked for: same storage, same tracking, same scheduler.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from automl.errors import AutomlError, SpecError
+from automl.results import SearchResult, TrialSummary
+from automl.settings import Settings, prepare, redact_url, resolve_settings
+from automl.spaces import SearchSpace
+from automl.spec import JobSpec, check_spec, data_config, resolve_metric, spec_to_yaml
+
+if TYPE_CHECKING:
+    import optuna
+
+    from automl.tune_callbacks import JobCallback, ProgressSink
+    from workers.trainable import TrialPlan
+
+logger = logging.getLogger(__name__)
+
+SpaceArg = SearchSpace | Mapping[str, Any] | Callable[..., Any]
+
+
+@dataclass(frozen=True)
+class SearchPlan:
+    """A spec with everything resolved: the space Optuna samples, the metric, what each trial runs.
+
+    Attributes:
+        spec: the validated job spec.
+        space: a :class:`SearchSpace`, or an Optuna define-by-run function ``f(trial) -> dict | None``.
+        metric, mode: what the study optimises.
+        trial_plan: what every trial receives besides its hyperparameters.
+    """
+
+    spec: JobSpec
+    space: SearchSpace | Callable[..., Any]
+    metric: str
+    mode: str
+    trial_plan: TrialPlan
+
+    def optuna_space(self) -> dict[str, Any] | Callable[..., Any]:
+        """The space as ``OptunaSearch`` takes it."""
+        return self.space.to_optuna() if isinstance(self.space, SearchSpace) else self.space
+
+
+def plan_search(
+    spec: JobSpec,
+    *,
+    base_dir: Path | None = None,
+    objective: Callable[..., Any] | None = None,
+    space: Callable[..., Any] | None = None,
+) -> SearchPlan:
+    """Resolve ``spec`` into a :class:`SearchPlan`, checking it against the outside world.
+
+    Args:
+        spec: the job spec.
+        base_dir: the folder relative paths in the spec are read from (the spec file's folder).
+        objective: the custom objective itself, when given in code rather than as ``module:function``.
+        space: an Optuna define-by-run function, when given in code.
+
+    Raises:
+        SpecError: naming what is wrong, before anything is written.
+    """
+    from workers.trainable import TrialPlan
+
+    resolved_space = check_spec(spec, base_dir=base_dir, space=space, import_objective_ref=objective is None)
+    metric, mode = resolve_metric(spec)
+    import_paths = tuple(str(p.resolve()) for p in (base_dir, Path.cwd()) if p is not None)
+    trial_plan = TrialPlan(
+        max_epochs=spec.budget.max_epochs,
+        seed=spec.seed,
+        cpus=spec.resources.cpus_per_trial,
+        gpus=spec.resources.gpus_per_trial,
+        metric=metric,
+        trainer=spec.trainer.name if spec.trainer else None,
+        data=data_config(spec, base_dir=base_dir) if spec.trainer else None,
+        objective=objective if objective is not None else spec.objective,
+        import_paths=import_paths,
+    )
+    if objective is not None:
+        _pickle_by_value_if_local(objective)
+    return SearchPlan(spec, resolved_space, metric, mode, trial_plan)
+
+
+def run_search(
+    plan: SearchPlan,
+    *,
+    settings: Settings | None = None,
+    study_name: str | None = None,
+    progress: ProgressSink | None = None,
+) -> SearchResult:
+    """Run the search described by ``plan`` to the end and return its result.
+
+    Raises:
+        AutomlError: the state directory, the tracking store or Ray cannot be used.
+    """
+    spec = plan.spec
+    settings = settings or resolve_settings(tracking_uri=spec.tracking.tracking_uri)
+    prepare(settings)
+    study_name = study_name or f"{spec.name}-{uuid.uuid4().hex[:8]}"
+    with quiet_libraries():
+        return _run(plan, settings, study_name, progress)
+
+
+def _run(plan: SearchPlan, settings: Settings, study_name: str, progress: ProgressSink | None) -> SearchResult:
+    from ray import tune
+
+    from automl.optuna_bridge import StudySearch
+    from automl.samplers import create_sampler
+    from automl.schedulers import create_scheduler
+    from automl.tracking import MlflowTracker
+    from automl.tune_callbacks import JobCallback
+    from workers.trainable import run_trial
+
+    spec = plan.spec
+    tracker = MlflowTracker(settings.tracking_uri, artifact_root=settings.artifact_root)
+    tracker.start_job(
+        experiment=spec.experiment_name,
+        run_name=study_name,
+        params=_job_params(plan),
+        tags=_job_tags(plan, settings, study_name),
+        artifacts={"job/spec.yaml": spec_to_yaml(spec), **_space_artifact(plan)},
+        description=spec.description,
+    )
+    status = "FAILED"
+    callback: JobCallback | None = None
+    try:
+        storage = _optuna_storage(settings.storage_url)
+        concurrency = spec.resources.max_concurrent or _default_concurrency(settings, spec)
+        searcher = StudySearch(
+            space=plan.optuna_space(),
+            metric=plan.metric,
+            mode=plan.mode,
+            sampler=create_sampler(spec.sampler.name, seed=spec.seed, options=spec.sampler.options, concurrency=concurrency),
+            study_name=study_name,
+            storage=storage,
+        )
+        searcher.study.set_user_attr("job_name", spec.name)
+        searcher.study.set_user_attr("mlflow_parent_run_id", tracker.parent_run_id)
+        scheduler = create_scheduler(
+            spec.scheduler.name,
+            metric=plan.metric,
+            mode=plan.mode,
+            max_epochs=spec.budget.max_epochs,
+            grace_period=spec.scheduler.grace_period,
+            options=spec.scheduler.options,
+        )
+        ensure_ray(settings.ray_address)
+        trainable = tune.with_resources(
+            tune.with_parameters(run_trial, plan=plan.trial_plan),
+            {"cpu": spec.resources.cpus_per_trial, "gpu": spec.resources.gpus_per_trial},
+        )
+        callback = JobCallback(searcher, plan.metric, plan.mode, tracker=tracker, progress=progress)
+        tuner = tune.Tuner(
+            trainable,
+            tune_config=tune.TuneConfig(
+                search_alg=searcher,
+                scheduler=scheduler,
+                num_samples=spec.budget.trials,
+                max_concurrent_trials=concurrency,
+                reuse_actors=True,
+                time_budget_s=spec.budget.time_limit_s,
+                trial_dirname_creator=_trial_dirname,
+            ),
+            run_config=tune.RunConfig(
+                name=study_name,
+                storage_path=str(settings.ray_results),
+                callbacks=[callback],
+                verbose=0,
+                failure_config=tune.FailureConfig(max_failures=spec.max_retries),
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+            ),
+        )
+        if progress is not None:
+            progress.start(spec.budget.trials)
+        try:
+            tuner.fit()
+        finally:
+            if progress is not None:
+                progress.stop()
+        result = _finish(plan, settings, study_name, searcher.study, callback, tracker)
+        status = "FINISHED"
+        return result
+    except KeyboardInterrupt:
+        status = "KILLED"
+        raise
+    finally:
+        if status != "FINISHED":
+            with contextlib.suppress(Exception):
+                tracker.finish_job(status, metrics={}, params={}, tags={"automl.state": status})
+
+
+def _finish(
+    plan: SearchPlan,
+    settings: Settings,
+    study_name: str,
+    study: optuna.Study,
+    callback: JobCallback,
+    tracker: Any,
+) -> SearchResult:
+    """Read the study back, log and register the best model, and write the job's summary."""
+    spec = plan.spec
+    by_number = {record.number: record for record in callback.records.values()}
+    trials = tuple(
+        TrialSummary(
+            number=t.number,
+            state=t.state.name,
+            value=t.value,
+            params=dict(t.params) if t.params else dict(by_number[t.number].params) if t.number in by_number else {},
+            run_id=by_number[t.number].run_id if t.number in by_number else None,
+            fail_reason=(by_number[t.number].outcome.reason if t.number in by_number and by_number[t.number].outcome else None)
+            or t.user_attrs.get("fail_reason"),
+        )
+        for t in study.get_trials(deepcopy=False)
+    )
+    complete = [t for t in trials if t.state == "COMPLETE" and t.value is not None]
+    best = (max if plan.mode == "max" else min)(complete, key=lambda t: t.value) if complete else None  # type: ignore[arg-type,return-value]
+    model = None
+    if best is not None and best.number in by_number:
+        model = _log_best_model(spec, tracker, by_number[best.number], callback)
+    counts: dict[str, int] = {}
+    for t in trials:
+        counts[t.state] = counts.get(t.state, 0) + 1
+    summary_metrics = {f"trials_{state.lower()}": n for state, n in counts.items()}
+    summary_params: dict[str, Any] = {}
+    summary_tags = {"automl.state": "succeeded", "automl.trials": str(len(trials))}
+    if best is not None:
+        summary_metrics[f"best_{plan.metric}"] = float(best.value)  # type: ignore[arg-type]
+        summary_params = {f"best.{k}": v for k, v in best.params.items()}
+        summary_tags.update({"automl.best_trial": str(best.number), "automl.best_run_id": best.run_id or ""})
+    if model is not None:
+        summary_tags["automl.best_model_uri"] = model.model_uri
+    if callback.tracking_errors:
+        summary_tags["automl.tracking_errors"] = str(len(callback.tracking_errors))
+    callback._safely(tracker.log_figure_json, "job/trials.json", [t.__dict__ for t in trials])
+    callback._safely(
+        tracker.finish_job, "FINISHED", metrics=summary_metrics, params=summary_params, tags=summary_tags
+    )
+    return SearchResult(
+        job_name=spec.name,
+        study_name=study_name,
+        storage_url=redact_url(settings.storage_url),
+        metric=plan.metric,
+        mode=plan.mode,
+        best_params=dict(best.params) if best else None,
+        best_value=best.value if best else None,
+        best_trial_number=best.number if best else None,
+        trials=trials,
+        experiment_id=tracker.experiment_id,
+        parent_run_id=tracker.parent_run_id,
+        tracking_uri=settings.tracking_uri,
+        model_uri=model.model_uri if model else None,
+        registered_model=(model.name, model.version) if model and model.name and model.version else None,
+        tracking_errors=tuple(callback.tracking_errors),
+    )
+
+
+def _log_best_model(spec: JobSpec, tracker: Any, record: Any, callback: JobCallback) -> Any:
+    """Load the best trial's checkpointed model and log it (registered) to that trial's MLflow run."""
+    if record.checkpoint_path is None or record.run_id is None:
+        return None
+    import json
+
+    import numpy as np
+    import torch
+
+    from workers.context import MODEL_FILE, MODEL_INFO_FILE
+
+    model_path = os.path.join(record.checkpoint_path, MODEL_FILE)
+    if not os.path.exists(model_path):
+        return None
+    model = torch.load(model_path, weights_only=False, map_location="cpu")
+    info_path = os.path.join(record.checkpoint_path, MODEL_INFO_FILE)
+    info = json.loads(Path(info_path).read_text()) if os.path.exists(info_path) else {}
+    shape = info.get("input_shape")
+    example = np.zeros((2, *shape), dtype=np.float32) if shape else None
+    name = spec.registered_model_name if spec.tracking.register_model else None
+    return callback._safely(tracker.log_model, record.run_id, model, registered_name=name, input_example=example)
+
+
+def _job_params(plan: SearchPlan) -> dict[str, Any]:
+    spec = plan.spec
+    params: dict[str, Any] = {
+        "metric": plan.metric,
+        "mode": plan.mode,
+        "sampler": spec.sampler.name,
+        "scheduler": spec.scheduler.name,
+        "trials": spec.budget.trials,
+        "max_epochs": spec.budget.max_epochs,
+        "seed": spec.seed,
+        "cpus_per_trial": spec.resources.cpus_per_trial,
+        "gpus_per_trial": spec.resources.gpus_per_trial,
+    }
+    if spec.trainer is not None:
+        params.update({"trainer": spec.trainer.name, "dataset": spec.trainer.dataset})
+    else:
+        params["objective"] = spec.objective
+    if isinstance(plan.space, SearchSpace):
+        params["space"] = ", ".join(plan.space.params)
+    return params
+
+
+def _job_tags(plan: SearchPlan, settings: Settings, study_name: str) -> dict[str, str]:
+    return {
+        "automl.kind": "job",
+        "automl.job_name": plan.spec.name,
+        "automl.study_name": study_name,
+        "automl.optuna_storage": redact_url(settings.storage_url),
+        "automl.state": "running",
+    }
+
+
+def _space_artifact(plan: SearchPlan) -> dict[str, str]:
+    if not isinstance(plan.space, SearchSpace):
+        return {}
+    import yaml
+
+    return {"job/space.yaml": yaml.safe_dump(plan.space.model_dump(mode="json", exclude_none=True), sort_keys=False)}
+
+
+def _optuna_storage(url: str) -> optuna.storages.BaseStorage:
+    import optuna
+
+    kwargs: dict[str, Any] = {}
+    if url.startswith("sqlite"):
+        # Wait for a lock instead of failing at once when another process writes.
+        kwargs["engine_kwargs"] = {"connect_args": {"timeout": 30}}
+    try:
+        return optuna.storages.RDBStorage(url, **kwargs)
+    except Exception as exc:  # noqa: BLE001
+        raise AutomlError(f"cannot open the Optuna storage {redact_url(url)}: {exc}") from exc
+
+
+def _default_concurrency(settings: Settings, spec: JobSpec) -> int:
+    import ray
+
+    cpus = ray.cluster_resources().get("CPU", os.cpu_count() or 1) if ray.is_initialized() else (os.cpu_count() or 1)
+    return max(1, int(cpus // spec.resources.cpus_per_trial))
+
+
+def _trial_dirname(trial: Any) -> str:
+    return f"trial-{trial.config.get('_trial_number', 0):04d}-{trial.trial_id}"
+
+
+def ensure_ray(address: str | None) -> None:
+    """Connect to the Ray cluster at ``address``, or start a local Ray sized to this machine.
+
+    Reuses an instance already started in this process (tests share one).
+
+    Raises:
+        AutomlError: the cluster cannot be reached.
+    """
+    import ray
+
+    if ray.is_initialized():
+        return
+    try:
+        ray.init(
+            address=address,
+            include_dashboard=False,
+            log_to_driver=False,
+            logging_level=logging.ERROR,
+            configure_logging=True,
+        )
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        raise AutomlError(
+            f"cannot connect to the Ray cluster at {address}: {exc}. Check the address, or unset RAY_ADDRESS to run locally."
+        ) from exc
+
+
+@contextlib.contextmanager
+def quiet_libraries() -> Iterator[None]:
+    """Keep Tune's tables, Optuna's per-trial lines and MLflow's info logs off the terminal."""
+    import mlflow  # noqa: F401 - imported first: it sets its own log levels on import
+    import optuna
+
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    os.environ.setdefault("TUNE_MAX_PENDING_TRIALS_PG", "auto")
+    names = ("ray.tune", "ray.train", "ray.air", "mlflow", "alembic")
+    loggers = {name: logging.getLogger(name) for name in names}
+    levels = {name: lg.level for name, lg in loggers.items()}
+    previous_optuna = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    for lg in loggers.values():
+        lg.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        optuna.logging.set_verbosity(previous_optuna)
+        for name, lg in loggers.items():
+            lg.setLevel(levels[name])
+
+
+def _pickle_by_value_if_local(objective: Callable[..., Any]) -> None:
+    """Ship a user's objective by value when its module is a script or test file a Ray worker cannot import."""
+    module = sys.modules.get(getattr(objective, "__module__", "") or "")
+    path = getattr(module, "__file__", None) or ""
+    if module is None or module.__name__ == "__main__" or "site-packages" in path:
+        return
+    import ray.cloudpickle
+
+    with contextlib.suppress(ValueError):
+        ray.cloudpickle.register_pickle_by_value(module)
+
+
+__all__ = ["SearchPlan", "SpecError", "ensure_ray", "plan_search", "run_search"]

@@ -1,0 +1,115 @@
+"""Ray Tune's ``OptunaSearch``, made to keep the Optuna study the full record of a job.
+
+Stock ``OptunaSearch`` tells Optuna COMPLETE for any trial that reported a value, so a trial
+that the scheduler stopped early, or that raised after a report, looks finished. Here every
+trial ends in the state it really reached, decided once by :func:`trial_outcome`, which the
+MLflow tracking uses too, so the two records agree.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ray.tune.search.optuna import OptunaSearch
+
+from workers.context import FINAL_KEY
+from workers.trainable import TRIAL_NUMBER_KEY
+
+if TYPE_CHECKING:
+    import optuna
+
+logger = logging.getLogger(__name__)
+
+RAY_TRIAL_ID_ATTR = "ray_trial_id"
+FAIL_REASON_ATTR = "fail_reason"
+
+
+@dataclass(frozen=True)
+class TrialOutcome:
+    """How a trial ended: ``COMPLETE``, ``PRUNED`` or ``FAIL``, its value, and why it failed."""
+
+    state: str
+    value: float | None
+    reason: str | None = None
+
+
+def trial_outcome(result: dict[str, Any] | None, metric: str, *, error: bool, error_message: str | None = None) -> TrialOutcome:
+    """Decide a finished trial's state from its last result.
+
+    FAIL: it raised, or its metric is missing, NaN or infinite. COMPLETE: its last report was
+    the final one (the last epoch, or the objective returned). PRUNED: the scheduler stopped it.
+    """
+    if error:
+        return TrialOutcome("FAIL", None, error_message or "the trial raised an exception")
+    result = result or {}
+    raw = result.get(metric)
+    if raw is None:
+        return TrialOutcome("FAIL", None, f"the trial reported no {metric!r}")
+    try:
+        value = float(raw)
+    except (TypeError, ValueError):
+        return TrialOutcome("FAIL", None, f"{metric!r} is not a number: {raw!r}")
+    if not math.isfinite(value):
+        return TrialOutcome("FAIL", None, f"{metric!r} is {value}")
+    if result.get(FINAL_KEY):
+        return TrialOutcome("COMPLETE", value)
+    return TrialOutcome("PRUNED", value)
+
+
+class StudySearch(OptunaSearch):
+    """``OptunaSearch`` that numbers trials, links them to Ray trial ids, and records true states."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.outcomes: dict[str, TrialOutcome] = {}
+        self._last_step: dict[str, int] = {}
+
+    @property
+    def study(self) -> optuna.Study:
+        """The Optuna study this searcher asks and tells."""
+        return self._ot_study
+
+    def trial_number(self, trial_id: str) -> int | None:
+        """The Optuna trial number behind a Ray trial id."""
+        trial = self._ot_trials.get(trial_id)
+        return None if trial is None else trial.number
+
+    def suggest(self, trial_id: str) -> dict[str, Any] | None:
+        config = super().suggest(trial_id)
+        if config is None:
+            return None
+        ot_trial = self._ot_trials[trial_id]
+        ot_trial.set_user_attr(RAY_TRIAL_ID_ATTR, trial_id)
+        return {**config, TRIAL_NUMBER_KEY: ot_trial.number}
+
+    def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
+        value = result.get(self.metric)
+        step = int(result.get("training_iteration") or 0)
+        if trial_id not in self._ot_trials or step <= self._last_step.get(trial_id, 0):
+            return
+        if isinstance(value, (int, float)) and math.isfinite(value):
+            self._ot_trials[trial_id].report(float(value), step)
+            self._last_step[trial_id] = step
+
+    def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
+        if trial_id in self._completed_trials or trial_id not in self._ot_trials:
+            return
+        import optuna
+
+        outcome = trial_outcome(result, self.metric, error=error)
+        if result and not error:
+            # Tune does not pass the result that made the scheduler stop a trial to
+            # on_trial_result; record it here so the study holds every epoch.
+            self.on_trial_result(trial_id, result)
+        ot_trial = self._ot_trials[trial_id]
+        state = optuna.trial.TrialState[outcome.state]
+        if outcome.reason:
+            ot_trial.set_user_attr(FAIL_REASON_ATTR, outcome.reason[:2000])
+        # Optuna takes a PRUNED trial's value from its last intermediate report.
+        values = outcome.value if state == optuna.trial.TrialState.COMPLETE else None
+        self._ot_study.tell(ot_trial, values, state=state)
+        self.outcomes[trial_id] = outcome
+        self._completed_trials.add(trial_id)

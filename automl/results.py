@@ -1,0 +1,105 @@
+"""What a finished search hands back: the best trial, every trial as a table, where it is tracked."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import torch
+
+
+@dataclass(frozen=True)
+class TrialSummary:
+    """One trial as the study recorded it, with its MLflow run."""
+
+    number: int
+    state: str
+    value: float | None
+    params: dict[str, Any]
+    run_id: str | None = None
+    fail_reason: str | None = None
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """The outcome of one search job.
+
+    Attributes:
+        job_name: the spec's name.
+        study_name: the Optuna study (``optuna.load_study(study_name=..., storage=storage_url)``).
+        storage_url: the Optuna storage, password hidden.
+        metric, mode: what was optimised, and which way.
+        best_params, best_value, best_trial_number: the best COMPLETE trial (``None`` if none completed).
+        trials: every trial of the study, in trial order.
+        experiment_id, parent_run_id, tracking_uri: the job's MLflow record.
+        model_uri: where the best model can be loaded from (``models:/name/version``), if one was logged.
+        registered_model: the Model Registry ``(name, version)`` of the best model, if registered.
+        tracking_errors: MLflow writes that failed during the search (the search went on).
+    """
+
+    job_name: str
+    study_name: str
+    storage_url: str
+    metric: str
+    mode: str
+    best_params: dict[str, Any] | None
+    best_value: float | None
+    best_trial_number: int | None
+    trials: tuple[TrialSummary, ...]
+    experiment_id: str | None
+    parent_run_id: str | None
+    tracking_uri: str
+    model_uri: str | None = None
+    registered_model: tuple[str, str] | None = None
+    tracking_errors: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def state_counts(self) -> dict[str, int]:
+        """How many trials ended in each state."""
+        counts: dict[str, int] = {}
+        for trial in self.trials:
+            counts[trial.state] = counts.get(trial.state, 0) + 1
+        return counts
+
+    @property
+    def run_ids(self) -> dict[int, str]:
+        """The MLflow child run id of each trial, by trial number."""
+        return {t.number: t.run_id for t in self.trials if t.run_id is not None}
+
+    def top(self, n: int = 5) -> list[TrialSummary]:
+        """The ``n`` best COMPLETE trials, best first."""
+        done = [t for t in self.trials if t.state == "COMPLETE" and t.value is not None]
+        return sorted(done, key=lambda t: t.value, reverse=self.mode == "max")[:n]  # type: ignore[arg-type,return-value]
+
+    def trials_frame(self) -> pd.DataFrame:
+        """Every trial as a table: number, state, value, one column per hyperparameter, run id."""
+        import pandas as pd
+
+        rows = [
+            {"number": t.number, "state": t.state, "value": t.value, **{f"params_{k}": v for k, v in t.params.items()},
+             "run_id": t.run_id, "fail_reason": t.fail_reason}
+            for t in self.trials
+        ]
+        return pd.DataFrame(rows)
+
+    def load_best_model(self) -> torch.nn.Module:
+        """Load the best model from MLflow (the Model Registry when it was registered).
+
+        Raises:
+            LookupError: no model was logged (no trial completed, or the objective saved none).
+        """
+        if self.model_uri is None:
+            raise LookupError("no model was logged for this search: no trial completed or the objective saved none")
+        import mlflow
+        import mlflow.pytorch
+
+        previous = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
+        mlflow.set_tracking_uri(self.tracking_uri)
+        mlflow.set_registry_uri(self.tracking_uri)
+        try:
+            return mlflow.pytorch.load_model(self.model_uri)
+        finally:
+            mlflow.set_tracking_uri(previous[0])
+            mlflow.set_registry_uri(previous[1])

@@ -1,0 +1,243 @@
+"""Search spaces: presets in ``search_spaces/``, files and inline mappings, as Optuna distributions.
+
+A space is a mapping from hyperparameter name to one of three kinds of parameter::
+
+    learning_rate: {type: float, low: 1.0e-4, high: 0.1, log: true}
+    num_layers:    {type: int, low: 1, high: 3}
+    batch_size:    {type: categorical, choices: [16, 32, 64]}
+
+Presets are YAML files with a ``description`` and ``params``; they are loaded by name
+(``mlp``), or any such file by path.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from automl.errors import SpecError
+
+if TYPE_CHECKING:
+    from optuna.distributions import BaseDistribution
+
+SPACES_ENV = "AUTOML_SPACES_PATH"
+PARAM_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
+
+
+class _Param(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class FloatParam(_Param):
+    """A real number in ``[low, high]``, on a log scale when ``log`` is set."""
+
+    type: Literal["float"]
+    low: float
+    high: float
+    log: bool = False
+    step: float | None = Field(default=None, gt=0)
+
+    @model_validator(mode="after")
+    def _check_range(self) -> FloatParam:
+        _check_bounds(self.low, self.high, self.log, self.step)
+        return self
+
+    def to_optuna(self) -> BaseDistribution:
+        from optuna.distributions import FloatDistribution
+
+        return FloatDistribution(self.low, self.high, log=self.log, step=self.step)
+
+
+class IntParam(_Param):
+    """An integer in ``[low, high]``, on a log scale when ``log`` is set."""
+
+    type: Literal["int"]
+    low: int
+    high: int
+    log: bool = False
+    step: int = Field(default=1, gt=0)
+
+    @model_validator(mode="after")
+    def _check_range(self) -> IntParam:
+        _check_bounds(self.low, self.high, self.log, None if self.step == 1 else self.step)
+        return self
+
+    def to_optuna(self) -> BaseDistribution:
+        from optuna.distributions import IntDistribution
+
+        return IntDistribution(self.low, self.high, log=self.log, step=self.step)
+
+
+class CategoricalParam(_Param):
+    """One of a list of choices (numbers, strings, booleans or null)."""
+
+    type: Literal["categorical"]
+    choices: tuple[Union[None, bool, int, float, str], ...]
+
+    @field_validator("choices")
+    @classmethod
+    def _non_empty(cls, choices: tuple[Any, ...]) -> tuple[Any, ...]:
+        if not choices:
+            raise ValueError("choices must not be empty")
+        if len(set(map(repr, choices))) != len(choices):
+            raise ValueError("choices must not repeat")
+        return choices
+
+    def to_optuna(self) -> BaseDistribution:
+        from optuna.distributions import CategoricalDistribution
+
+        return CategoricalDistribution(self.choices)
+
+
+ParamSpec = Annotated[Union[FloatParam, IntParam, CategoricalParam], Field(discriminator="type")]
+
+
+class SearchSpace(BaseModel):
+    """A validated search space: named parameters and what the space is for."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    params: dict[str, ParamSpec]
+    description: str = ""
+
+    @field_validator("params")
+    @classmethod
+    def _check_names(cls, params: dict[str, Any]) -> dict[str, Any]:
+        if not params:
+            raise ValueError("a search space needs at least one parameter")
+        for name in params:
+            if not PARAM_NAME.match(name):
+                raise ValueError(
+                    f"parameter name {name!r} must start with a letter and hold only letters, digits and '_'"
+                )
+        return params
+
+    def to_optuna(self) -> dict[str, BaseDistribution]:
+        """The space as Optuna distributions, the form ``OptunaSearch`` and ``Study.ask`` take."""
+        return {name: param.to_optuna() for name, param in self.params.items()}
+
+
+def _check_bounds(low: float, high: float, log: bool, step: float | None) -> None:
+    if not (math.isfinite(low) and math.isfinite(high)):
+        raise ValueError("low and high must be finite numbers")
+    if low >= high:
+        raise ValueError(f"low ({low}) must be less than high ({high})")
+    if log and low <= 0:
+        raise ValueError(f"a log-scale range needs low > 0, got low={low}")
+    if log and step is not None:
+        raise ValueError("step cannot be used with log=true")
+
+
+def presets_dir() -> Path:
+    """Where presets live: ``$AUTOML_SPACES_PATH``, else ``search_spaces/`` beside the package."""
+    env = os.environ.get(SPACES_ENV)
+    return Path(env) if env else Path(__file__).resolve().parent.parent / "search_spaces"
+
+
+def list_presets() -> dict[str, str]:
+    """Preset names with the first line of each description."""
+    found: dict[str, str] = {}
+    for path in sorted(presets_dir().glob("*.yaml")):
+        try:
+            raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+            found[path.stem] = str(raw.get("description", "")).strip().splitlines()[0]
+        except (yaml.YAMLError, OSError, IndexError, AttributeError):
+            found[path.stem] = "(unreadable)"
+    return found
+
+
+def load_space(ref: str | Mapping[str, Any], *, field: str = "space", base_dir: Path | None = None) -> SearchSpace:
+    """Load a space from a preset name, a YAML path, or an inline mapping.
+
+    An inline mapping may be the parameters themselves or ``{description, params}``.
+
+    Raises:
+        SpecError: naming ``field`` (and the parameter) with what is wrong.
+    """
+    if isinstance(ref, str):
+        raw, source = _read_space_file(ref, field, base_dir)
+    elif isinstance(ref, Mapping):
+        raw, source = dict(ref), None
+    else:
+        raise SpecError(f"{field}: expected a preset name, a path or a mapping, got {type(ref).__name__}")
+    if not isinstance(raw, Mapping):
+        raise SpecError(f"{field}: expected a mapping of parameters, got {type(raw).__name__}", source=source)
+    if "params" not in raw:
+        raw = {"params": raw}
+    try:
+        return SearchSpace.model_validate(raw)
+    except ValidationError as exc:
+        raise SpecError(format_validation_error(exc, prefix=field), source=source) from None
+
+
+def _read_space_file(ref: str, field: str, base_dir: Path | None) -> tuple[Any, str]:
+    looks_like_path = ref.endswith((".yaml", ".yml")) or os.sep in ref or "/" in ref
+    if looks_like_path:
+        path = Path(ref)
+        if not path.is_absolute() and base_dir is not None and not path.exists():
+            path = base_dir / path
+    else:
+        path = presets_dir() / f"{ref}.yaml"
+        if not path.exists():
+            known = ", ".join(list_presets()) or "none"
+            raise SpecError(f"{field}: unknown preset {ref!r} (known presets: {known}); or give a path to a YAML file")
+    if not path.exists():
+        raise SpecError(f"{field}: file {str(path)!r} does not exist")
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8")), str(path)
+    except yaml.YAMLError as exc:
+        raise SpecError(f"{field}: {path} is not valid YAML ({_yaml_problem(exc)})") from None
+
+
+def space_from_distributions(distributions: Mapping[str, Any]) -> SearchSpace:
+    """The inverse of :meth:`SearchSpace.to_optuna`, so a space given as Optuna objects is recorded too."""
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+    params: dict[str, Any] = {}
+    for name, dist in distributions.items():
+        if isinstance(dist, FloatDistribution):
+            params[name] = {"type": "float", "low": dist.low, "high": dist.high, "log": dist.log, "step": dist.step}
+        elif isinstance(dist, IntDistribution):
+            params[name] = {"type": "int", "low": dist.low, "high": dist.high, "log": dist.log, "step": dist.step}
+        elif isinstance(dist, CategoricalDistribution):
+            params[name] = {"type": "categorical", "choices": list(dist.choices)}
+        else:
+            raise SpecError(f"space.{name}: unsupported distribution {type(dist).__name__}")
+    return load_space(params)
+
+
+def format_validation_error(exc: ValidationError, *, prefix: str = "") -> list[str]:
+    """One ``field.path: message`` line per pydantic error, with union/discriminator noise removed."""
+    lines: list[str] = []
+    for err in exc.errors(include_url=False):
+        loc = [str(part) for part in err["loc"] if not _is_union_tag(part)]
+        path = ".".join([prefix, *loc] if prefix else loc) or "(top level)"
+        message = err["msg"]
+        if err["type"] == "extra_forbidden":
+            message = "unknown field (check its spelling)"
+        elif err["type"] == "union_tag_invalid":
+            message = f"type must be one of {err['ctx']['expected_tags']}, got {err['ctx']['tag']!r}"
+        elif err["type"] == "union_tag_not_found":
+            message = "needs a 'type' (float, int or categorical)"
+        message = message.removeprefix("Value error, ")
+        line = f"{path}: {message}"
+        if line not in lines:
+            lines.append(line)
+    return lines
+
+
+def _is_union_tag(part: Any) -> bool:
+    return part in {"float", "int", "categorical"} or (isinstance(part, str) and part.startswith("function-"))
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    return f"{problem} at line {mark.line + 1}" if mark is not None else str(problem)

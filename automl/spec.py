@@ -1,0 +1,332 @@
+"""The job spec: one frozen, validated description of a search job, loaded from YAML.
+
+Validation happens in two steps, both before anything is written: the structure (types,
+ranges, names) in the pydantic model, then what needs the outside world (the dataset or
+table exists and has its target column, the objective imports, the space fits the trainer)
+in :func:`check_spec`. Either raises :class:`~automl.errors.SpecError` naming the field.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from automl.errors import SpecError
+from automl.samplers import SAMPLERS
+from automl.schedulers import SCHEDULERS
+from automl.spaces import SearchSpace, format_validation_error, load_space
+
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+OBJECTIVE_PATTERN = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
+Mode = Literal["min", "max"]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TrainerSpec(_Section):
+    """A built-in trainer and the data it trains on."""
+
+    name: str = Field(description="a built-in trainer: mlp (tables) or cnn (images)")
+    dataset: str = Field(description="a bundled dataset name, or a path to .csv/.parquet/.npz")
+    target: str | None = Field(default=None, description="the target column of a .csv/.parquet table")
+    task: Literal["classification", "regression"] | None = None
+    val_fraction: float = Field(default=0.2, gt=0, lt=1)
+
+    @field_validator("name")
+    @classmethod
+    def _known_trainer(cls, name: str) -> str:
+        from workers.trainers import TRAINERS
+
+        if name not in TRAINERS:
+            raise ValueError(f"unknown trainer {name!r} (known: {', '.join(TRAINERS)})")
+        return name
+
+
+class SamplerSpec(_Section):
+    """Which Optuna sampler proposes hyperparameters, and its options."""
+
+    name: str = "tpe"
+    options: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("name")
+    @classmethod
+    def _known(cls, name: str) -> str:
+        if name not in SAMPLERS:
+            raise ValueError(f"unknown sampler {name!r} (known: {', '.join(SAMPLERS)})")
+        return name
+
+
+class SchedulerSpec(_Section):
+    """Which Ray Tune scheduler stops poor trials early."""
+
+    name: str = "asha"
+    grace_period: int = Field(default=1, ge=1, description="epochs every trial runs before it may be stopped")
+    options: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("name")
+    @classmethod
+    def _known(cls, name: str) -> str:
+        if name not in SCHEDULERS:
+            raise ValueError(f"unknown scheduler {name!r} (known: {', '.join(SCHEDULERS)})")
+        return name
+
+
+class BudgetSpec(_Section):
+    """How much the job may spend."""
+
+    trials: int = Field(default=20, ge=1, le=100_000)
+    max_epochs: int = Field(default=10, ge=1, le=100_000, description="steps (epochs) per trial at most")
+    time_limit_s: float | None = Field(default=None, gt=0, description="wall-clock limit for the whole job")
+
+
+class ResourcesSpec(_Section):
+    """What each trial asks Ray for, and how many trials run at once."""
+
+    cpus_per_trial: float = Field(default=1.0, gt=0)
+    gpus_per_trial: float = Field(default=0.0, ge=0)
+    max_concurrent: int | None = Field(default=None, ge=1)
+
+    @field_validator("gpus_per_trial")
+    @classmethod
+    def _whole_above_one(cls, gpus: float) -> float:
+        if gpus > 1 and not float(gpus).is_integer():
+            raise ValueError("a trial may ask for a fraction of one GPU, or a whole number of GPUs")
+        return gpus
+
+
+class TrackingSpec(_Section):
+    """Where MLflow records the job, and whether the best model is registered."""
+
+    experiment: str | None = None
+    tracking_uri: str | None = None
+    register_model: bool = True
+    model_name: str | None = None
+
+
+class JobSpec(_Section):
+    """A whole search job. Frozen: nothing downstream changes it."""
+
+    name: str = Field(description="the job's name: letters, digits, '.', '_' and '-'")
+    description: str = ""
+    trainer: TrainerSpec | None = None
+    objective: str | None = Field(default=None, description="a custom objective as package.module:function")
+    space: str | dict[str, Any] = Field(description="a preset name, a path to a YAML space, or the space inline")
+    metric: str | None = None
+    mode: Mode | None = None
+    sampler: SamplerSpec = Field(default_factory=SamplerSpec)
+    scheduler: SchedulerSpec = Field(default_factory=SchedulerSpec)
+    budget: BudgetSpec = Field(default_factory=BudgetSpec)
+    resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
+    seed: int = Field(default=0, ge=0, lt=2**31)
+    max_retries: int = Field(default=0, ge=0, le=100, description="times Tune retries a trial that raised")
+    tracking: TrackingSpec = Field(default_factory=TrackingSpec)
+
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, name: str) -> str:
+        if not NAME_PATTERN.match(name) or ".." in name:
+            raise ValueError(
+                f"{name!r} is not a valid name: use 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit"
+            )
+        return name
+
+    @field_validator("objective")
+    @classmethod
+    def _objective_ref(cls, ref: str | None) -> str | None:
+        if ref is not None and not OBJECTIVE_PATTERN.match(ref):
+            raise ValueError(f"{ref!r} must look like package.module:function")
+        return ref
+
+    @field_validator("space")
+    @classmethod
+    def _space_shape(cls, space: str | dict[str, Any]) -> str | dict[str, Any]:
+        if isinstance(space, str) and not space.strip():
+            raise ValueError("must name a preset, a path, or hold the parameters inline")
+        return space
+
+    @model_validator(mode="after")
+    def _one_thing_to_train(self) -> JobSpec:
+        if (self.trainer is None) == (self.objective is None):
+            raise ValueError("give exactly one of 'trainer' (a built-in trainer) or 'objective' (module:function)")
+        if self.objective is not None and self.metric is None:
+            raise ValueError("'metric' is required with a custom objective: name the metric it reports")
+        return self
+
+    @property
+    def experiment_name(self) -> str:
+        """The MLflow experiment: the spec's, else the job name."""
+        return self.tracking.experiment or self.name
+
+    @property
+    def registered_model_name(self) -> str:
+        """The Model Registry name the best model is registered under."""
+        return self.tracking.model_name or self.name
+
+
+def parse_spec(raw: Any, *, source: str | None = None) -> JobSpec:
+    """Validate a mapping (parsed YAML) into a :class:`JobSpec`.
+
+    Raises:
+        SpecError: listing every field that is wrong.
+    """
+    if not isinstance(raw, Mapping):
+        raise SpecError(f"expected a mapping of fields at the top level, got {type(raw).__name__}", source=source)
+    try:
+        return JobSpec.model_validate(dict(raw))
+    except ValidationError as exc:
+        raise SpecError(format_validation_error(exc), source=source) from None
+
+
+def load_spec(path: str | Path) -> JobSpec:
+    """Read, parse and fully check the job spec at ``path`` (see :func:`check_spec`).
+
+    Raises:
+        SpecError: the file is missing or unreadable, or a field is wrong.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SpecError(f"file {str(path)!r} does not exist") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SpecError(f"cannot read {str(path)!r}: {exc}") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise SpecError(f"not valid YAML{where}: {getattr(exc, 'problem', exc)}", source=str(path)) from None
+    spec = parse_spec(raw, source=str(path))
+    check_spec(spec, base_dir=path.parent)
+    return spec
+
+
+def check_spec(
+    spec: JobSpec,
+    *,
+    base_dir: Path | None = None,
+    space: Any = None,
+    import_objective_ref: bool = True,
+) -> Any:
+    """Check what the structure alone cannot: the space, the data, the metric, the objective.
+
+    Args:
+        spec: the job spec.
+        base_dir: the folder relative paths are read from.
+        space: a space given in code (an Optuna define-by-run function); ``spec.space`` is then not read.
+        import_objective_ref: whether to import ``spec.objective`` (not when the function is given in code).
+
+    Returns:
+        The resolved search space (``space`` itself when given).
+
+    Raises:
+        SpecError: naming the field that is wrong.
+    """
+    resolved = space if space is not None else load_space(spec.space, base_dir=base_dir)
+    if spec.trainer is not None:
+        _check_trainer(spec, spec.trainer, resolved if isinstance(resolved, SearchSpace) else None, base_dir)
+    if spec.objective is not None and import_objective_ref:
+        import_objective(spec.objective, base_dir=base_dir)
+    return resolved
+
+
+def resolve_metric(spec: JobSpec) -> tuple[str, Mode]:
+    """The metric to optimise and its direction: the spec's, else the trainer's default."""
+    if spec.trainer is None:
+        assert spec.metric is not None  # enforced by the model
+        return spec.metric, spec.mode or "min"
+    from workers.datasets import DataError
+    from workers.trainers import TRAINERS
+
+    trainer = TRAINERS[spec.trainer.name]
+    try:
+        task = spec.trainer.task or trainer.check_data(data_config(spec))
+    except DataError:
+        task = "classification"
+    metric = spec.metric or trainer.default_metric(task)
+    return metric, spec.mode or trainer.metrics(task).get(metric, "min")  # type: ignore[return-value]
+
+
+def data_config(spec: JobSpec, *, base_dir: Path | None = None) -> Any:
+    """The trainer's :class:`~workers.trainers.base.DataConfig` for this spec (paths made absolute)."""
+    from workers.trainers.base import DataConfig
+
+    assert spec.trainer is not None
+    dataset = spec.trainer.dataset
+    if _looks_like_path(dataset):
+        path = Path(dataset).expanduser()
+        if not path.is_absolute() and base_dir is not None and not path.exists():
+            path = base_dir / path
+        dataset = str(path.resolve())
+    return DataConfig(
+        dataset=dataset,
+        target=spec.trainer.target,
+        task=spec.trainer.task,
+        val_fraction=spec.trainer.val_fraction,
+        split_seed=spec.seed,
+    )
+
+
+def _check_trainer(spec: JobSpec, trainer_spec: TrainerSpec, space: SearchSpace | None, base_dir: Path | None) -> None:
+    from workers.datasets import DataError
+    from workers.trainers import TRAINERS
+
+    trainer = TRAINERS[trainer_spec.name]
+    unknown = sorted(set(space.params if space else ()) - set(trainer.hyperparameters))
+    if unknown:
+        raise SpecError(
+            f"space: {', '.join(map(repr, unknown))} not read by trainer {trainer_spec.name!r} "
+            f"(it reads: {', '.join(trainer.hyperparameters)})"
+        )
+    try:
+        inferred = trainer.check_data(data_config(spec, base_dir=base_dir))
+    except DataError as exc:
+        raise SpecError(f"trainer.dataset: {exc}") from None
+    task = trainer_spec.task or inferred
+    metrics = trainer.metrics(task)
+    if spec.metric is not None and spec.metric not in metrics:
+        raise SpecError(
+            f"metric: trainer {trainer_spec.name!r} reports {', '.join(metrics)} for {task}, not {spec.metric!r}"
+        )
+
+
+def import_objective(ref: str, *, base_dir: Path | None = None) -> Any:
+    """Import ``package.module:function``, looking in the spec's folder and the current one too.
+
+    Raises:
+        SpecError: naming the module or attribute that could not be found.
+    """
+    module_name, _, attr_path = ref.partition(":")
+    for folder in (base_dir, Path.cwd()):
+        if folder is not None and str(folder.resolve()) not in sys.path:
+            sys.path.insert(0, str(folder.resolve()))
+    try:
+        target: Any = importlib.import_module(module_name)
+    except Exception as exc:  # noqa: BLE001 - any import failure is the user's to see
+        raise SpecError(f"objective: cannot import module {module_name!r}: {type(exc).__name__}: {exc}") from None
+    for attr in attr_path.split("."):
+        if not hasattr(target, attr):
+            raise SpecError(f"objective: module {module_name!r} has no attribute {attr_path!r}")
+        target = getattr(target, attr)
+    if not callable(target):
+        raise SpecError(f"objective: {ref!r} is not callable")
+    return target
+
+
+def _looks_like_path(dataset: str) -> bool:
+    return dataset.endswith((".csv", ".parquet", ".npz")) or "/" in dataset
+
+
+def spec_to_yaml(spec: JobSpec) -> str:
+    """The spec as YAML, every default filled in: what the job actually ran with."""
+    return yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False)
+

@@ -1,0 +1,216 @@
+"""MLflow tracking of a job: one experiment, a parent run per job, a child run per trial.
+
+Only the driver writes to MLflow, through ``MlflowClient`` with explicit run ids (no global
+active run), one ``log_batch`` per trial report. The best trial's model is logged with
+``mlflow.pytorch`` to that trial's run and registered in the Model Registry.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import logging
+import os
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from automl.errors import TrackingError
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
+logger = logging.getLogger(__name__)
+
+# Optuna trial state -> MLflow run status.
+RUN_STATUS = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED"}
+TAG_PREFIX = "automl."
+
+
+@dataclass(frozen=True)
+class RegisteredModel:
+    """Where the best model went: its URI to load, and its Model Registry name and version."""
+
+    model_uri: str
+    registry_uri: str | None
+    name: str | None
+    version: str | None
+    run_id: str
+
+
+class MlflowTracker:
+    """Writes one job's runs. Create it with the tracking URI; call :meth:`start_job` first."""
+
+    def __init__(self, tracking_uri: str, *, artifact_root: str | None = None) -> None:
+        from mlflow import MlflowClient
+
+        self.tracking_uri = tracking_uri
+        self.artifact_root = artifact_root
+        self.client: MlflowClient = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+        self.experiment_id: str | None = None
+        self.parent_run_id: str | None = None
+
+    def start_job(
+        self,
+        *,
+        experiment: str,
+        run_name: str,
+        params: Mapping[str, Any],
+        tags: Mapping[str, str],
+        artifacts: Mapping[str, str],
+        description: str = "",
+    ) -> str:
+        """Create (or reuse) the experiment and open the job's parent run; return its id.
+
+        Raises:
+            TrackingError: the tracking store cannot be reached or written.
+        """
+        try:
+            self.experiment_id = self._ensure_experiment(experiment)
+            run_tags = {**tags, "mlflow.runName": run_name}
+            if description:
+                run_tags["mlflow.note.content"] = description
+            run = self.client.create_run(self.experiment_id, run_name=run_name, tags=run_tags)
+            self.parent_run_id = run.info.run_id
+            self._log_batch(self.parent_run_id, params=params)
+            for name, text in artifacts.items():
+                self.client.log_text(self.parent_run_id, text, name)
+        except Exception as exc:  # noqa: BLE001 - MLflow raises many kinds; all mean the same here
+            raise TrackingError(f"cannot write to the MLflow tracking store {self.tracking_uri}: {exc}") from exc
+        return self.parent_run_id
+
+    def _ensure_experiment(self, name: str) -> str:
+        existing = self.client.get_experiment_by_name(name)
+        if existing is not None:
+            if existing.lifecycle_stage == "deleted":
+                self.client.restore_experiment(existing.experiment_id)
+            return existing.experiment_id
+        location = f"{self.artifact_root}/{name}" if self.artifact_root else None
+        return self.client.create_experiment(name, artifact_location=location)
+
+    def start_trial(self, number: int, params: Mapping[str, Any], tags: Mapping[str, str]) -> str:
+        """Open the child run of trial ``number`` with its hyperparameters as params."""
+        assert self.experiment_id is not None and self.parent_run_id is not None
+        name = f"trial-{number:03d}"
+        run = self.client.create_run(
+            self.experiment_id,
+            run_name=name,
+            tags={
+                "mlflow.parentRunId": self.parent_run_id,
+                "mlflow.runName": name,
+                f"{TAG_PREFIX}trial_number": str(number),
+                f"{TAG_PREFIX}state": "RUNNING",
+                **tags,
+            },
+        )
+        self._log_batch(run.info.run_id, params=params)
+        return run.info.run_id
+
+    def log_metrics(self, run_id: str, metrics: Mapping[str, float], step: int) -> None:
+        """Log one report's metrics at ``step`` in a single call."""
+        self._log_batch(run_id, metrics=metrics, step=step)
+
+    def end_trial(self, run_id: str, state: str, *, value: float | None, reason: str | None, error_text: str | None) -> None:
+        """Close a trial's run with the state Optuna recorded for it."""
+        tags = {f"{TAG_PREFIX}state": state}
+        if reason:
+            tags[f"{TAG_PREFIX}fail_reason"] = reason[:4000]
+        self._log_batch(run_id, tags=tags)
+        if error_text:
+            self.client.log_text(run_id, error_text, "error.txt")
+        self.client.set_terminated(run_id, RUN_STATUS.get(state, "FAILED"))
+
+    def finish_job(self, status: str, *, metrics: Mapping[str, float], params: Mapping[str, Any], tags: Mapping[str, str]) -> None:
+        """Write the job's summary on the parent run and close it with ``status``."""
+        if self.parent_run_id is None:
+            return
+        self._log_batch(self.parent_run_id, metrics=metrics, params=params, tags=tags)
+        self.client.set_terminated(self.parent_run_id, status)
+
+    def log_figure_json(self, name: str, payload: Any) -> None:
+        """Attach a JSON document to the parent run (the trials table, the best params)."""
+        if self.parent_run_id is not None:
+            self.client.log_text(self.parent_run_id, json.dumps(payload, indent=2, default=str), name)
+
+    def log_model(
+        self,
+        run_id: str,
+        model: Any,
+        *,
+        registered_name: str | None,
+        input_example: Any = None,
+    ) -> RegisteredModel:
+        """Log ``model`` with ``mlflow.pytorch`` to ``run_id`` and register it under ``registered_name``.
+
+        The pytorch flavour logs through MLflow's fluent API, so the tracking URI is set for the
+        duration of the call and put back after.
+        """
+        import mlflow
+        import mlflow.pytorch
+        import torch
+
+        previous_tracking, previous_registry = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
+        mlflow.set_tracking_uri(self.tracking_uri)
+        mlflow.set_registry_uri(self.tracking_uri)
+        try:
+            # MLflow prints registration notices straight to stderr; the CLI owns the terminal.
+            with mlflow.start_run(run_id=run_id), contextlib.redirect_stderr(io.StringIO()):
+                info = mlflow.pytorch.log_model(
+                    model,
+                    name="model",
+                    registered_model_name=registered_name,
+                    input_example=input_example,
+                    # Built-in models are plain torch.nn modules: pickled whole they load
+                    # anywhere torch does. Naming the requirement skips MLflow's slow inference.
+                    serialization_format="pickle",
+                    pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],
+                    await_registration_for=0,
+                )
+        finally:
+            mlflow.set_tracking_uri(previous_tracking)
+            mlflow.set_registry_uri(previous_registry)
+        version = None if info.registered_model_version is None else str(info.registered_model_version)
+        uri = f"models:/{registered_name}/{version}" if registered_name and version else info.model_uri
+        return RegisteredModel(uri, self.tracking_uri, registered_name, version, run_id)
+
+    def _log_batch(
+        self,
+        run_id: str,
+        *,
+        metrics: Mapping[str, float] | None = None,
+        params: Mapping[str, Any] | None = None,
+        tags: Mapping[str, str] | None = None,
+        step: int = 0,
+    ) -> None:
+        from mlflow.entities import Metric, Param, RunTag
+
+        now = int(time.time() * 1000)
+        self.client.log_batch(
+            run_id,
+            metrics=[Metric(k, float(v), now, step) for k, v in (metrics or {}).items()],
+            params=[Param(k, _param_text(v)) for k, v in (params or {}).items()],
+            tags=[RunTag(k, str(v)) for k, v in (tags or {}).items()],
+        )
+
+
+def _param_text(value: Any) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    return text[:6000]
+
+
+def trace_tail(text: str | None) -> str | None:
+    """The last line of a traceback: the exception and its message."""
+    if not text:
+        return None
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    return lines[-1].strip()[:500] if lines else None
+
+
+def read_text(path: str | None) -> str | None:
+    """A small local file's text, or ``None`` when it is not there."""
+    if not path or not os.path.exists(path):
+        return None
+    with open(path, encoding="utf-8", errors="replace") as handle:
+        return handle.read()

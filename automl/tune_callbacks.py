@@ -1,0 +1,168 @@
+"""Ray Tune callbacks that run in the driver: MLflow tracking and progress, per trial event.
+
+Tune calls the searcher's ``on_trial_complete`` before these callbacks, so the outcome the
+Optuna study recorded is already known here and MLflow is told the same.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+from ray.tune import Callback
+from ray.tune.result import AUTO_RESULT_KEYS
+
+from automl.optuna_bridge import StudySearch, TrialOutcome, trial_outcome
+from automl.tracking import MlflowTracker, read_text, trace_tail
+from workers.context import FINAL_KEY, STEP_KEY
+from workers.trainable import TRIAL_NUMBER_KEY
+
+if TYPE_CHECKING:
+    from ray.tune.experiment import Trial
+
+logger = logging.getLogger(__name__)
+
+_NOT_METRICS = set(AUTO_RESULT_KEYS) | {
+    "done",
+    "trial_id",
+    "experiment_tag",
+    "should_checkpoint",
+    "time_since_restore",
+    "iterations_since_restore",
+    FINAL_KEY,
+    STEP_KEY,
+}
+
+
+def user_metrics(result: dict[str, Any]) -> dict[str, float]:
+    """The metrics a trial reported, without the keys Tune and the trial context add."""
+    return {
+        key: float(value)
+        for key, value in result.items()
+        if key not in _NOT_METRICS and isinstance(value, (int, float)) and not isinstance(value, bool)
+        and math.isfinite(float(value))
+    }
+
+
+class ProgressSink(Protocol):
+    """Something that shows a job's progress (the CLI's progress bar)."""
+
+    def start(self, total: int) -> None: ...
+
+    def trial_done(self, state: str, best: float | None) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+@dataclass
+class TrialRecord:
+    """What the driver learned about one trial while it ran."""
+
+    number: int
+    ray_trial_id: str
+    params: dict[str, Any]
+    run_id: str | None = None
+    outcome: TrialOutcome | None = None
+    checkpoint_path: str | None = None
+    last_metrics: dict[str, float] = field(default_factory=dict)
+
+
+class JobCallback(Callback):
+    """Follows every trial: opens and fills its MLflow run, tracks the best, drives the progress bar."""
+
+    def __init__(
+        self,
+        searcher: StudySearch,
+        metric: str,
+        mode: str,
+        *,
+        tracker: MlflowTracker | None = None,
+        progress: ProgressSink | None = None,
+    ) -> None:
+        self.searcher = searcher
+        self.metric = metric
+        self.mode = mode
+        self.tracker = tracker
+        self.progress = progress
+        self.records: dict[str, TrialRecord] = {}
+        self.best_value: float | None = None
+        self.tracking_errors: list[str] = []
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Tune pickles its callbacks with the experiment state; the MLflow client and the
+        # progress bar hold locks and belong to this driver process only.
+        return {**self.__dict__, "tracker": None, "progress": None}
+
+    def on_trial_start(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
+        if trial.trial_id in self.records:
+            return  # a retry of a failed trial (FailureConfig): it keeps its run
+        params = {k: v for k, v in trial.config.items() if k != TRIAL_NUMBER_KEY}
+        number = trial.config.get(TRIAL_NUMBER_KEY)
+        if number is None:
+            number = self.searcher.trial_number(trial.trial_id) or 0
+        record = TrialRecord(int(number), trial.trial_id, params)
+        self.records[trial.trial_id] = record
+        if self.tracker is not None:
+            record.run_id = self._safely(
+                self.tracker.start_trial, record.number, params, {"automl.ray_trial_id": trial.trial_id}
+            )
+
+    def on_trial_result(self, iteration: int, trials: list[Trial], trial: Trial, result: dict[str, Any], **info: Any) -> None:
+        record = self.records.get(trial.trial_id)
+        if record is None:
+            return
+        metrics = user_metrics(result)
+        record.last_metrics = metrics
+        if self.tracker is not None and record.run_id is not None and metrics:
+            step = int(result.get(STEP_KEY) or result.get("training_iteration") or 0)
+            self._safely(self.tracker.log_metrics, record.run_id, metrics, step)
+
+    def on_trial_complete(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
+        self._finish(trial, error=False)
+
+    def on_trial_error(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
+        self._finish(trial, error=True)
+
+    def _finish(self, trial: Trial, *, error: bool) -> None:
+        record = self.records.get(trial.trial_id)
+        if record is None or record.outcome is not None:
+            return
+        error_text = read_text(trial.error_file) if error else None
+        outcome = self.searcher.outcomes.get(trial.trial_id) or trial_outcome(
+            trial.last_result, self.metric, error=error
+        )
+        if error:
+            outcome = TrialOutcome("FAIL", None, trace_tail(error_text) or outcome.reason)
+        record.outcome = outcome
+        checkpoint = trial.checkpoint
+        record.checkpoint_path = checkpoint.path if checkpoint is not None else None
+        if outcome.state == "COMPLETE" and outcome.value is not None and self._improves(outcome.value):
+            self.best_value = outcome.value
+        if self.tracker is not None and record.run_id is not None:
+            self._safely(
+                self.tracker.end_trial,
+                record.run_id,
+                outcome.state,
+                value=outcome.value,
+                reason=outcome.reason,
+                error_text=error_text,
+            )
+        if self.progress is not None:
+            self.progress.trial_done(outcome.state, self.best_value)
+
+    def _improves(self, value: float) -> bool:
+        if self.best_value is None:
+            return True
+        return value > self.best_value if self.mode == "max" else value < self.best_value
+
+    def _safely(self, call: Any, *args: Any, **kwargs: Any) -> Any:
+        """Tracking must never take the search down: a failed write is kept and reported at the end."""
+        try:
+            return call(*args, **kwargs)
+        except Exception as exc:  # noqa: BLE001
+            message = f"{getattr(call, '__name__', 'tracking')}: {type(exc).__name__}: {exc}"
+            logger.warning("MLflow tracking failed: %s", message)
+            self.tracking_errors.append(message)
+            return None

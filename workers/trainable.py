@@ -1,0 +1,121 @@
+"""The function Ray Tune runs for every trial: it builds the trial context and trains.
+
+Everything a trial needs besides its hyperparameters travels in one frozen
+:class:`TrialPlan`, put in Ray's object store once per job by ``tune.with_parameters``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from workers.context import TrialContext
+from workers.trainers.base import DataConfig
+
+# The searcher adds this key to each trial's config: the Optuna trial number.
+TRIAL_NUMBER_KEY = "_trial_number"
+
+
+@dataclass(frozen=True)
+class TrialPlan:
+    """What every trial of one job shares.
+
+    Attributes:
+        max_epochs: the step budget of one trial.
+        seed: the job seed; each trial derives its own from it and its trial number.
+        cpus, gpus: what each trial asked Ray for (threads and device follow from them).
+        metric: the metric the job optimises (a custom objective's return value is reported under it).
+        trainer: a built-in trainer name, with ``data``; or ``None`` for a custom objective.
+        data: the trainer's data.
+        objective: a custom objective: the function itself, or ``module:function`` to import.
+        import_paths: folders to put on ``sys.path`` before importing the objective.
+    """
+
+    max_epochs: int
+    seed: int
+    cpus: float
+    gpus: float
+    metric: str
+    trainer: str | None = None
+    data: DataConfig | None = None
+    objective: Callable[..., Any] | str | None = None
+    import_paths: tuple[str, ...] = ()
+
+
+class RayReporter:
+    """Sends reports to Ray Tune; a checkpoint folder travels as a ``tune.Checkpoint``."""
+
+    def report(self, metrics: dict[str, Any], checkpoint_dir: str | None = None) -> None:
+        from ray import tune
+
+        checkpoint = tune.Checkpoint.from_directory(checkpoint_dir) if checkpoint_dir else None
+        tune.report(metrics, checkpoint=checkpoint)
+
+
+def trial_seed(job_seed: int, trial_number: int) -> int:
+    """A trial's seed: distinct per trial, the same on every rerun of the same job."""
+    return (job_seed * 1_000_003 + trial_number) % (2**31)
+
+
+def run_trial(config: dict[str, Any], plan: TrialPlan) -> None:
+    """Run one trial inside a Ray worker: train, reporting every step, then send the final report."""
+    from workers.devices import limit_threads, trial_device
+
+    config = dict(config)
+    number = int(config.pop(TRIAL_NUMBER_KEY, 0))
+    limit_threads(plan.cpus)
+    ctx = TrialContext(
+        config,
+        reporter=RayReporter(),
+        trial_number=number,
+        seed=trial_seed(plan.seed, number),
+        max_epochs=plan.max_epochs,
+        device=trial_device(plan.gpus),
+    )
+    run_with_context(ctx, plan)
+
+
+def run_with_context(ctx: TrialContext, plan: TrialPlan) -> None:
+    """Train a built-in trainer or call a custom objective with ``ctx``; Ray-free, so tests can call it."""
+    if plan.trainer is not None:
+        from workers.trainers import get_trainer
+
+        assert plan.data is not None
+        get_trainer(plan.trainer)().fit(ctx, plan.data)
+        ctx.finish()
+        return
+    objective = resolve_objective(plan.objective, plan.import_paths)
+    value = objective(dict(ctx.params), ctx) if _takes_context(objective) else objective(dict(ctx.params))
+    ctx.finish(value, metric=plan.metric)
+
+
+def resolve_objective(objective: Callable[..., Any] | str | None, import_paths: tuple[str, ...] = ()) -> Callable[..., Any]:
+    """The objective function: given, or imported from ``module:function``."""
+    if callable(objective):
+        return objective
+    if not isinstance(objective, str):
+        raise TypeError("a trial needs a trainer or an objective")
+    for folder in import_paths:
+        if folder not in sys.path:
+            sys.path.insert(0, folder)
+    module_name, _, attr_path = objective.partition(":")
+    target: Any = importlib.import_module(module_name)
+    for attr in attr_path.split("."):
+        target = getattr(target, attr)
+    return target
+
+
+def _takes_context(objective: Callable[..., Any]) -> bool:
+    try:
+        parameters = [
+            p
+            for p in inspect.signature(objective).parameters.values()
+            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL)
+        ]
+    except (TypeError, ValueError):
+        return True
+    return len(parameters) >= 2 or any(p.kind == p.VAR_POSITIONAL for p in parameters)
