@@ -157,12 +157,21 @@ def _write_model(folder: str, model: Any, info: dict[str, Any]) -> None:
     cpu_model = copy.deepcopy(model).to("cpu") if hasattr(model, "to") else model
     torch.save(cpu_model, os.path.join(folder, MODEL_FILE))
     with open(os.path.join(folder, MODEL_INFO_FILE), "w", encoding="utf-8") as handle:
-        json.dump(info, handle, default=_jsonable)
+        json.dump(_finite(info), handle, default=_jsonable, allow_nan=False)
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with NaN and infinities replaced by ``None``: JSON has no such numbers."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
 
 
 def _jsonable(value: Any) -> Any:
     if hasattr(value, "tolist"):
-        return value.tolist()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
+        return _finite(value.tolist())
     return str(value)

@@ -1,0 +1,166 @@
+"""What the built-in trainers share: hyperparameter defaults, seeding, optimizers, loaders and the epoch loop."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from workers.regularization import regularized_loss
+
+if TYPE_CHECKING:
+    from workers.context import TrialContext
+
+OPTIMIZERS = ("adam", "sgd", "adamw")
+SGD_MOMENTUM = 0.9
+
+# Validation runs in chunks of this many rows, so a large validation set fits on a GPU.
+EVAL_BATCH_SIZE = 1024
+
+LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def resolve_params(defaults: Mapping[str, Any], params: Mapping[str, Any]) -> dict[str, Any]:
+    """The trainer's hyperparameters: ``params`` where given, ``defaults`` elsewhere.
+
+    Keys the trainer does not read are ignored (the driver validates the search space);
+    values are coerced to the type of their default, so ``batch_size=32.0`` works.
+
+    Raises:
+        ValueError: a value that cannot train (negative penalty, dropout outside [0, 1),
+            non-positive learning rate, batch size or width, unknown optimizer).
+    """
+    resolved: dict[str, Any] = {}
+    for key, default in defaults.items():
+        value = params.get(key, default)
+        if isinstance(default, bool):
+            resolved[key] = bool(value)
+        elif isinstance(default, int):
+            resolved[key] = int(value)
+        elif isinstance(default, float):
+            resolved[key] = float(value)
+        else:
+            resolved[key] = str(value).lower()
+    _check_params(resolved)
+    return resolved
+
+
+def _check_params(params: Mapping[str, Any]) -> None:
+    for key in ("l1", "l2"):
+        if params.get(key, 0.0) < 0:
+            raise ValueError(f"{key} must be >= 0, got {params[key]}")
+    if not 0.0 <= params.get("dropout", 0.0) < 1.0:
+        raise ValueError(f"dropout must be in [0, 1), got {params['dropout']}")
+    for key in ("learning_rate", "batch_size", "hidden_size", "filters"):
+        if key in params and params[key] <= 0:
+            raise ValueError(f"{key} must be > 0, got {params[key]}")
+    if params.get("num_layers", 0) < 0:
+        raise ValueError(f"num_layers must be >= 0, got {params['num_layers']}")
+    if "optimizer" in params and params["optimizer"] not in OPTIMIZERS:
+        raise ValueError(f"unknown optimizer {params['optimizer']!r}; use one of {', '.join(OPTIMIZERS)}")
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (CPU and CUDA) so a trial repeats with the same seed."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def make_optimizer(name: str, parameters: Any, learning_rate: float) -> torch.optim.Optimizer:
+    """``adam``, ``sgd`` (momentum 0.9) or ``adamw``, with no weight decay.
+
+    Weight decay stays at 0 for all three: L2 is an explicit term of the loss
+    (:mod:`workers.regularization`), so no penalty hides in the optimizer.
+    """
+    params = [param for param in parameters if param.requires_grad]
+    if name == "adam":
+        return torch.optim.Adam(params, lr=learning_rate, weight_decay=0.0)
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=learning_rate, momentum=SGD_MOMENTUM, weight_decay=0.0)
+    if name == "adamw":
+        return torch.optim.AdamW(params, lr=learning_rate, weight_decay=0.0)
+    raise ValueError(f"unknown optimizer {name!r}; use one of {', '.join(OPTIMIZERS)}")
+
+
+def make_loader(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int) -> DataLoader:
+    """A shuffling loader over ``(x, y)`` whose order depends only on ``seed``."""
+    # torch.tensor copies: the cached arrays are read-only and shared between trials.
+    dataset = TensorDataset(torch.tensor(x), torch.tensor(y))
+    generator = torch.Generator().manual_seed(seed)
+    return DataLoader(dataset, batch_size=batch_size, shuffle=True, generator=generator)
+
+
+def train_epoch(
+    model: nn.Module,
+    loader: DataLoader,
+    optimizer: torch.optim.Optimizer,
+    loss_fn: LossFn,
+    *,
+    l1: float,
+    l2: float,
+    device: str,
+) -> float:
+    """One pass over ``loader`` minimising ``loss_fn + l1 * L1 + l2 * L2``.
+
+    Returns:
+        The mean data loss over the epoch's rows, without the penalty, so trials with
+        different ``l1``/``l2`` report comparable training losses.
+    """
+    model.train()
+    total, rows = 0.0, 0
+    for x, y in loader:
+        x, y = x.to(device), y.to(device)
+        optimizer.zero_grad(set_to_none=True)
+        loss = loss_fn(model(x), y)
+        regularized_loss(loss, model, l1=l1, l2=l2).backward()
+        optimizer.step()
+        total += loss.item() * len(x)
+        rows += len(x)
+    return total / max(rows, 1)
+
+
+@torch.no_grad()
+def predict(model: nn.Module, x: np.ndarray, *, device: str) -> torch.Tensor:
+    """``model``'s outputs for ``x`` in eval mode (no dropout), on the CPU."""
+    model.eval()
+    inputs = torch.tensor(x)
+    outputs = [model(inputs[i : i + EVAL_BATCH_SIZE].to(device)).cpu() for i in range(0, len(inputs), EVAL_BATCH_SIZE)]
+    return torch.cat(outputs)
+
+
+def classification_metrics(model: nn.Module, x: np.ndarray, y: np.ndarray, *, device: str) -> dict[str, float]:
+    """Validation ``val_loss`` (mean cross-entropy) and ``val_accuracy``."""
+    logits = predict(model, x, device=device)
+    targets = torch.tensor(y)
+    return {
+        "val_loss": nn.functional.cross_entropy(logits, targets).item(),
+        "val_accuracy": (logits.argmax(dim=1) == targets).float().mean().item(),
+    }
+
+
+def run_epochs(
+    ctx: TrialContext,
+    model: nn.Module,
+    *,
+    train: Callable[[], float],
+    evaluate: Callable[[], dict[str, float]],
+    model_info: Mapping[str, Any],
+) -> None:
+    """Train for ``ctx.max_epochs`` epochs and report after each.
+
+    ``train`` runs one epoch and returns its loss; ``evaluate`` returns the validation
+    metrics. The model is attached (in eval mode) to the last report.
+    """
+    for epoch in range(1, ctx.max_epochs + 1):
+        train_loss = train()
+        metrics = evaluate()
+        if epoch == ctx.max_epochs:
+            model.eval()
+            ctx.save_model(model, **model_info)
+        ctx.report(step=epoch, train_loss=train_loss, **metrics)

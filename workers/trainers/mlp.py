@@ -1,0 +1,162 @@
+"""The ``mlp`` trainer: a multilayer perceptron on a table, for classification or regression."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+import torch
+from sklearn.metrics import r2_score
+from torch import nn
+
+from workers.datasets import CLASSIFICATION, REGRESSION, TabularData, check_tabular, load_tabular
+from workers.models import build_mlp, column_stats
+from workers.trainers._loop import (
+    classification_metrics,
+    make_loader,
+    make_optimizer,
+    predict,
+    resolve_params,
+    run_epochs,
+    seed_everything,
+    train_epoch,
+)
+from workers.trainers.base import DataConfig, Trainer
+
+if TYPE_CHECKING:
+    from workers.context import TrialContext
+
+__all__ = ["MLPTrainer", "make_loader", "regression_metrics"]
+
+_METRICS: Mapping[str, Mapping[str, str]] = MappingProxyType(
+    {
+        CLASSIFICATION: MappingProxyType({"train_loss": "min", "val_loss": "min", "val_accuracy": "max"}),
+        REGRESSION: MappingProxyType({"train_loss": "min", "val_loss": "min", "val_rmse": "min", "val_r2": "max"}),
+    }
+)
+_DEFAULT_METRIC = MappingProxyType({CLASSIFICATION: "val_accuracy", REGRESSION: "val_loss"})
+
+
+class MLPTrainer(Trainer):
+    """Multilayer perceptron for tabular data.
+
+    Classification minimises cross-entropy. Regression minimises the mean squared error on
+    the standardised target (``train_loss``/``val_loss`` are in those units) and also
+    reports ``val_rmse`` in target units and ``val_r2``. ``train_loss`` leaves out the L1/L2
+    penalty, so trials with different penalties can be compared on it.
+    """
+
+    name: ClassVar[str] = "mlp"
+    description: ClassVar[str] = "Multilayer perceptron for tabular classification and regression."
+    hyperparameters: ClassVar[Mapping[str, Any]] = MappingProxyType(
+        {
+            "learning_rate": 1e-3,
+            "batch_size": 32,
+            "dropout": 0.0,
+            "l1": 0.0,
+            "l2": 0.0,
+            "hidden_size": 64,
+            "num_layers": 2,
+            "optimizer": "adam",
+        }
+    )
+
+    @classmethod
+    def metrics(cls, task: str) -> Mapping[str, str]:
+        return _METRICS[_known_task(task)]
+
+    @classmethod
+    def default_metric(cls, task: str) -> str:
+        return _DEFAULT_METRIC[_known_task(task)]
+
+    @classmethod
+    def check_data(cls, data: DataConfig) -> str:
+        return check_tabular(data)
+
+    @classmethod
+    def build_model(cls, params: Mapping[str, Any], data: TabularData) -> nn.Sequential:
+        """The untrained model for ``params`` (defaults filled in), standardised on ``data``'s training rows."""
+        params = resolve_params(cls.hyperparameters, params)
+        feature_mean, feature_std = column_stats(data.x_train)
+        target_mean = target_std = None
+        if data.task == REGRESSION:
+            mean, std = column_stats(data.y_train)
+            target_mean, target_std = float(mean), float(std)
+        return build_mlp(
+            data.n_features,
+            data.n_classes if data.task == CLASSIFICATION else 1,
+            hidden_size=params["hidden_size"],
+            num_layers=params["num_layers"],
+            dropout=params["dropout"],
+            feature_mean=feature_mean,
+            feature_std=feature_std,
+            target_mean=target_mean,
+            target_std=target_std,
+        )
+
+    def fit(self, ctx: TrialContext, data: DataConfig) -> None:
+        params = resolve_params(self.hyperparameters, ctx.params)
+        table = load_tabular(data)
+        seed_everything(ctx.seed)
+        model = self.build_model(params, table).to(ctx.device)
+
+        if table.task == CLASSIFICATION:
+            network, y_train, loss_fn = model, table.y_train, nn.functional.cross_entropy
+
+            def evaluate() -> dict[str, float]:
+                return classification_metrics(model, table.x_val, table.y_val, device=ctx.device)
+
+        else:
+            # The network before the frozen output layer is trained on the standardised target.
+            network, loss_fn = model[:-1], _mse
+            target_mean, target_std = column_stats(table.y_train)
+            y_train = (table.y_train - target_mean) / target_std
+
+            def evaluate() -> dict[str, float]:
+                return regression_metrics(model, table, target_std=float(target_std), device=ctx.device)
+
+        loader = make_loader(table.x_train, y_train, params["batch_size"], ctx.seed)
+        optimizer = make_optimizer(params["optimizer"], network.parameters(), params["learning_rate"])
+
+        def train() -> float:
+            return train_epoch(
+                network, loader, optimizer, loss_fn, l1=params["l1"], l2=params["l2"], device=ctx.device
+            )
+
+        run_epochs(
+            ctx,
+            model,
+            train=train,
+            evaluate=evaluate,
+            model_info={
+                "task": table.task,
+                "n_features": table.n_features,
+                "feature_names": list(table.feature_names),
+                "class_names": list(table.class_names),
+                "input_shape": [table.n_features],
+            },
+        )
+
+
+def regression_metrics(model: nn.Module, data: TabularData, *, target_std: float, device: str) -> dict[str, float]:
+    """``val_loss`` (MSE on the standardised target), ``val_rmse`` (target units) and ``val_r2``."""
+    predictions = predict(model, data.x_val, device=device).reshape(-1).double().numpy()
+    targets = data.y_val.astype(np.float64)
+    error = predictions - targets
+    return {
+        "val_loss": float(np.mean((error / target_std) ** 2)),
+        "val_rmse": float(np.sqrt(np.mean(error**2))),
+        "val_r2": float(r2_score(targets, predictions)),
+    }
+
+
+def _mse(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    return nn.functional.mse_loss(outputs.reshape(-1), targets)
+
+
+def _known_task(task: str) -> str:
+    if task not in _METRICS:
+        raise ValueError(f"unknown task {task!r}; the mlp trainer supports {', '.join(_METRICS)}")
+    return task
