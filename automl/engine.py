@@ -125,6 +125,8 @@ def _run(plan: SearchPlan, settings: Settings, study_name: str, progress: Progre
     from workers.trainable import run_trial
 
     spec = plan.spec
+    ensure_ray(settings.ray_address)
+    check_resources(spec)
     tracker = MlflowTracker(settings.tracking_uri, artifact_root=settings.artifact_root)
     tracker.start_job(
         experiment=spec.experiment_name,
@@ -157,7 +159,6 @@ def _run(plan: SearchPlan, settings: Settings, study_name: str, progress: Progre
             grace_period=spec.scheduler.grace_period,
             options=spec.scheduler.options,
         )
-        ensure_ray(settings.ray_address)
         trainable = tune.with_resources(
             tune.with_parameters(run_trial, plan=plan.trial_plan),
             {"cpu": spec.resources.cpus_per_trial, "gpu": spec.resources.gpus_per_trial},
@@ -378,6 +379,25 @@ def ensure_ray(address: str | None) -> None:
         raise AutomlError(
             f"cannot connect to the Ray cluster at {address}: {exc}. Check the address, or unset RAY_ADDRESS to run locally."
         ) from exc
+
+
+def check_resources(spec: JobSpec) -> None:
+    """Refuse a job whose trials ask for more than the whole Ray cluster has: Tune would wait forever.
+
+    Raises:
+        SpecError: naming ``resources.cpus_per_trial`` or ``resources.gpus_per_trial``.
+    """
+    import ray
+
+    total = ray.cluster_resources()
+    for field, key, asked in (
+        ("cpus_per_trial", "CPU", spec.resources.cpus_per_trial),
+        ("gpus_per_trial", "GPU", spec.resources.gpus_per_trial),
+    ):
+        have = float(total.get(key, 0.0))
+        if asked > have:
+            hint = " Lower it, or point RAY_ADDRESS at a cluster with GPUs." if key == "GPU" else " Lower it."
+            raise SpecError(f"resources.{field}: each trial asks for {asked:g} {key}, the Ray cluster has {have:g}.{hint}")
 
 
 @contextlib.contextmanager

@@ -77,6 +77,18 @@ class StudySearch(OptunaSearch):
         trial = self._ot_trials.get(trial_id)
         return None if trial is None else trial.number
 
+    def save(self, checkpoint_path: str) -> None:
+        # Tune snapshots its searcher now and then. The study in the RDB storage already holds
+        # all of the search's state, and pickling this object would copy the storage URL (with
+        # its password) and fail on a define-by-run function defined inside another function.
+        import json
+
+        with open(checkpoint_path, "w", encoding="utf-8") as handle:
+            json.dump({"study_name": self._study_name, "state": "kept in the Optuna storage"}, handle)
+
+    def restore(self, checkpoint_path: str) -> None:
+        raise NotImplementedError("resume a job from its Optuna study, not from a Tune searcher snapshot")
+
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
         config = super().suggest(trial_id)
         if config is None:

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Install the project and its test tools into .venv (if not there yet), then run the tests.
+# Usage: bash scripts/test.sh [pytest arguments]      e.g.  bash scripts/test.sh -m "not slow"
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+python=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  "$python" -m venv .venv
+  .venv/bin/python -m pip install -q --upgrade pip
+fi
+# torch==2.13.0 is the CPU wheel on these machines; pip skips what is already installed.
+.venv/bin/python -m pip install -q -e '.[dev]'
+
+exec .venv/bin/python -m pytest "$@"

@@ -1,0 +1,131 @@
+"""The Python API on custom objectives: known optimum found, failures recorded, records agree."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import optuna
+import pytest
+from mlflow import MlflowClient
+
+import automl
+from automl.errors import SpecError
+from workers.context import TrialContext
+
+pytestmark = pytest.mark.slow
+RUN_STATUS = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED"}
+
+
+def bowl(params: dict, ctx: TrialContext) -> float:
+    """A bowl with its minimum 0 at x=2, y=-1; reports a decreasing loss every step."""
+    value = (params["x"] - 2.0) ** 2 + (params["y"] + 1.0) ** 2
+    for step in range(1, ctx.max_epochs + 1):
+        ctx.report(loss=value + 1.0 / step, step=step)
+    return value
+
+
+def test_search_finds_a_known_optimum(automl_home: Path, ray_session: None) -> None:
+    space = {"x": {"type": "float", "low": -5, "high": 5}, "y": {"type": "float", "low": -5, "high": 5}}
+    result = automl.search(bowl, space, n_trials=40, max_steps=3, metric="loss", mode="min", name="bowl", seed=1)
+    assert result.best_params is not None and result.best_value is not None
+    assert abs(result.best_params["x"] - 2.0) < 1.0
+    assert abs(result.best_params["y"] + 1.0) < 1.0
+    assert result.best_value < 0.5
+    assert len(result.trials) == 40
+    assert result.parent_run_id and len(result.run_ids) == 40
+    frame = result.trials_frame()
+    assert {"number", "state", "value", "params_x", "params_y", "run_id"} <= set(frame.columns)
+    # The same study is there for Optuna itself.
+    study = optuna.load_study(study_name=result.study_name, storage=f"sqlite:///{automl_home / 'studies.db'}")
+    assert study.best_value == pytest.approx(result.best_value)
+
+
+def flaky(params: dict) -> float:
+    """Raises, returns NaN, or returns a value, by region: a job must survive all three."""
+    if params["x"] < -0.5:
+        raise RuntimeError(f"diverged at x={params['x']:.3f}")
+    if params["x"] < 0.0:
+        return math.nan
+    return params["x"]
+
+
+def test_failing_trials_are_recorded_and_the_job_goes_on(automl_home: Path, ray_session: None) -> None:
+    result = automl.search(
+        flaky,
+        {"x": {"type": "float", "low": -1, "high": 1}},
+        n_trials=12,
+        max_steps=1,
+        metric="value",
+        mode="max",
+        name="flaky",
+        sampler="random",
+        seed=3,
+    )
+    states = result.state_counts
+    assert states.get("FAIL", 0) >= 2 and states.get("COMPLETE", 0) >= 2, states
+    assert result.best_value is not None and result.best_value >= 0
+    failed = [t for t in result.trials if t.state == "FAIL"]
+    assert any("RuntimeError: diverged" in (t.fail_reason or "") for t in failed)
+    # Optuna and MLflow agree on every trial's state.
+    client = MlflowClient(tracking_uri=result.tracking_uri)
+    for trial in result.trials:
+        run = client.get_run(result.run_ids[trial.number])
+        assert run.info.status == RUN_STATUS[trial.state]
+        if trial.state == "FAIL":
+            assert run.data.tags["automl.fail_reason"]
+    errors = [t for t in failed if "RuntimeError" in (t.fail_reason or "")]
+    artifacts = [a.path for a in client.list_artifacts(result.run_ids[errors[0].number])]
+    assert "error.txt" in artifacts
+
+
+def test_define_by_run_space_is_conditional(automl_home: Path, ray_session: None) -> None:
+    def space(trial: optuna.Trial) -> None:
+        kind = trial.suggest_categorical("kind", ["linear", "quadratic"])
+        if kind == "quadratic":
+            trial.suggest_float("a", 0.0, 1.0)
+
+    def objective(params: dict) -> float:
+        return params["a"] ** 2 if params["kind"] == "quadratic" else 0.5
+
+    result = automl.search(objective, space, n_trials=10, max_steps=1, metric="loss", name="conditional", seed=2)
+    kinds = {t.params["kind"] for t in result.trials}
+    assert kinds == {"linear", "quadratic"}
+    for trial in result.trials:
+        assert ("a" in trial.params) == (trial.params["kind"] == "quadratic")
+
+
+def test_asha_stops_poor_trials_and_the_study_says_pruned(automl_home: Path, ray_session: None) -> None:
+    def slope(params: dict, ctx: TrialContext) -> None:
+        for step in range(1, ctx.max_epochs + 1):
+            ctx.report(loss=params["x"] * 10 + 1.0 / step, step=step)
+
+    result = automl.search(
+        slope, {"x": {"type": "float", "low": 0, "high": 1}}, n_trials=12, max_steps=8, metric="loss",
+        name="pruning", sampler="random", max_concurrent=1, seed=5,
+    )
+    states = result.state_counts
+    assert states.get("PRUNED", 0) >= 1 and states.get("COMPLETE", 0) >= 1, states
+    pruned = [t for t in result.trials if t.state == "PRUNED"]
+    complete = [t for t in result.trials if t.state == "COMPLETE"]
+    # ASHA stops the worse ones: the best complete trial beats every pruned trial's x.
+    assert min(t.params["x"] for t in complete) < min(t.params["x"] for t in pruned)
+
+
+def test_bad_arguments_name_the_field(automl_home: Path) -> None:
+    with pytest.raises(SpecError, match="budget.trials"):
+        automl.search(bowl, {"x": {"type": "float", "low": 0, "high": 1}}, n_trials=0)
+    with pytest.raises(SpecError, match="sampler.name: unknown sampler 'bayes'"):
+        automl.search(bowl, {"x": {"type": "float", "low": 0, "high": 1}}, sampler="bayes")
+    with pytest.raises(SpecError, match=r"space.params.x: low \(1.0\) must be less than high"):
+        automl.search(bowl, {"x": {"type": "float", "low": 1, "high": 0}})
+    assert not automl_home.exists()
+
+
+def test_more_gpus_than_the_cluster_has_is_refused_before_writing(automl_home: Path, ray_session: None) -> None:
+    import ray
+
+    gpus = ray.cluster_resources().get("GPU", 0.0)
+    with pytest.raises(SpecError, match="resources.gpus_per_trial: each trial asks for"):
+        automl.search(bowl, {"x": {"type": "float", "low": 0, "high": 1}}, gpus_per_trial=gpus + 1)
+    assert not (automl_home / "mlflow.db").exists() and not (automl_home / "studies.db").exists()
