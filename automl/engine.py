@@ -25,6 +25,7 @@ from automl.spec import JobSpec, check_spec, data_config, resolve_metric, spec_t
 if TYPE_CHECKING:
     import optuna
 
+    from automl.control import JobControl
     from automl.tune_callbacks import JobCallback, ProgressSink
     from workers.trainable import TrialPlan
 
@@ -100,8 +101,15 @@ def run_search(
     settings: Settings | None = None,
     study_name: str | None = None,
     progress: ProgressSink | None = None,
+    control: JobControl | None = None,
+    parent_run_id: str | None = None,
 ) -> SearchResult:
     """Run the search described by ``plan`` to the end and return its result.
+
+    When the study ``study_name`` already exists (a job resumed after its runner died or
+    stopped), its finished trials stay, its trials left RUNNING are retried with the same
+    parameters and trial numbers, and only the missing trials run, so the job ends with exactly
+    ``budget.trials`` finished trials. ``parent_run_id`` reopens the job's MLflow run.
 
     Raises:
         AutomlError: the state directory, the tracking store or Ray cannot be used.
@@ -111,36 +119,54 @@ def run_search(
     prepare(settings)
     study_name = study_name or f"{spec.name}-{uuid.uuid4().hex[:8]}"
     with quiet_libraries():
-        return _run(plan, settings, study_name, progress)
+        return _run(plan, settings, study_name, progress, control, parent_run_id)
 
 
-def _run(plan: SearchPlan, settings: Settings, study_name: str, progress: ProgressSink | None) -> SearchResult:
-    from ray import tune
-
+def _run(
+    plan: SearchPlan,
+    settings: Settings,
+    study_name: str,
+    progress: ProgressSink | None,
+    control: JobControl | None,
+    parent_run_id: str | None,
+) -> SearchResult:
     from automl.optuna_bridge import StudySearch
     from automl.samplers import create_sampler
-    from automl.schedulers import create_scheduler
     from automl.tracking import MlflowTracker
     from automl.tune_callbacks import JobCallback
-    from workers.trainable import run_trial
 
     spec = plan.spec
     ensure_ray(settings.ray_address)
     check_resources(spec)
+    storage = _optuna_storage(settings.storage_url)
+    prior = _prior_trials(storage, study_name)
+    finished = [t for t in prior if t.state.is_finished()]
+    stale = [t for t in prior if t.state.name == "RUNNING"]
     tracker = MlflowTracker(settings.tracking_uri, artifact_root=settings.artifact_root)
-    tracker.start_job(
-        experiment=spec.experiment_name,
-        run_name=study_name,
-        params=_job_params(plan),
-        tags=_job_tags(plan, settings, study_name),
-        artifacts={"job/spec.yaml": spec_to_yaml(spec), **_space_artifact(plan)},
-        description=spec.description,
-    )
+    if parent_run_id is not None:
+        tracker.resume_job(parent_run_id)
+    else:
+        tracker.start_job(
+            experiment=spec.experiment_name,
+            run_name=study_name,
+            params=_job_params(plan),
+            tags=_job_tags(plan, settings, study_name),
+            artifacts={"job/spec.yaml": spec_to_yaml(spec), **_space_artifact(plan)},
+            description=spec.description,
+        )
+    if control is not None:
+        control.on_tracking(tracker.experiment_id, tracker.parent_run_id)
     status = "FAILED"
-    callback: JobCallback | None = None
     try:
-        storage = _optuna_storage(settings.storage_url)
-        concurrency = spec.resources.max_concurrent or _default_concurrency(settings, spec)
+        existing_runs = _reconcile_tracking(tracker, finished, plan.metric) if prior else {}
+        if prior and control is not None:
+            control.on_event(
+                "resumed",
+                f"resuming: {len(finished)} trials already finished, {len(stale)} interrupted trials to retry, "
+                f"{max(spec.budget.trials - len(finished), 0)} to run",
+            )
+        concurrency = spec.resources.max_concurrent or _default_concurrency(spec)
+        stopping = control.stop_reason if control is not None else None
         searcher = StudySearch(
             space=plan.optuna_space(),
             metric=plan.metric,
@@ -148,49 +174,39 @@ def _run(plan: SearchPlan, settings: Settings, study_name: str, progress: Progre
             sampler=create_sampler(spec.sampler.name, seed=spec.seed, options=spec.sampler.options, concurrency=concurrency),
             study_name=study_name,
             storage=storage,
+            resume=stale,
+            interruption=stopping,
         )
         searcher.study.set_user_attr("job_name", spec.name)
         searcher.study.set_user_attr("mlflow_parent_run_id", tracker.parent_run_id)
-        scheduler = create_scheduler(
-            spec.scheduler.name,
-            metric=plan.metric,
-            mode=plan.mode,
-            max_epochs=spec.budget.max_epochs,
-            grace_period=spec.scheduler.grace_period,
-            options=spec.scheduler.options,
+        complete = [t.value for t in finished if t.state.name == "COMPLETE" and t.value is not None]
+        callback = JobCallback(
+            searcher,
+            plan.metric,
+            plan.mode,
+            tracker=tracker,
+            progress=progress,
+            control=control,
+            existing_runs=existing_runs,
+            finished=len(finished),
+            best_value=(max if plan.mode == "max" else min)(complete) if complete else None,
         )
-        trainable = tune.with_resources(
-            tune.with_parameters(run_trial, plan=plan.trial_plan),
-            {"cpu": spec.resources.cpus_per_trial, "gpu": spec.resources.gpus_per_trial},
-        )
-        callback = JobCallback(searcher, plan.metric, plan.mode, tracker=tracker, progress=progress)
-        tuner = tune.Tuner(
-            trainable,
-            tune_config=tune.TuneConfig(
-                search_alg=searcher,
-                scheduler=scheduler,
-                num_samples=spec.budget.trials,
-                max_concurrent_trials=concurrency,
-                reuse_actors=True,
-                time_budget_s=spec.budget.time_limit_s,
-                trial_dirname_creator=_trial_dirname,
-            ),
-            run_config=tune.RunConfig(
-                name=study_name,
-                storage_path=str(settings.ray_results),
-                callbacks=[callback],
-                verbose=0,
-                failure_config=tune.FailureConfig(max_failures=spec.max_retries),
-                checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-            ),
-        )
+        remaining = spec.budget.trials - len(finished)
         if progress is not None:
             progress.start(spec.budget.trials)
+            for t in finished:
+                progress.trial_done(t.state.name, callback.best_value)
         try:
-            tuner.fit()
+            if remaining > 0:
+                _tuner(plan, study_name, settings, searcher, callback, remaining, concurrency, control).fit()
         finally:
             if progress is not None:
                 progress.stop()
+        _settle(searcher, callback, control)
+        reason = control.stop_reason() if control is not None else None
+        if reason is not None:
+            status = "KILLED" if reason == "cancel" else "RUNNING"
+            return _summary(plan, settings, study_name, searcher.study, callback, tracker, log_model=False)
         result = _finish(plan, settings, study_name, searcher.study, callback, tracker)
         status = "FINISHED"
         return result
@@ -198,20 +214,141 @@ def _run(plan: SearchPlan, settings: Settings, study_name: str, progress: Progre
         status = "KILLED"
         raise
     finally:
-        if status != "FINISHED":
+        if status == "KILLED":
             with contextlib.suppress(Exception):
-                tracker.finish_job(status, metrics={}, params={}, tags={"automl.state": status})
+                tracker.finish_job("KILLED", metrics={}, params={}, tags={"automl.state": "cancelled"})
+        elif status == "FAILED":
+            with contextlib.suppress(Exception):
+                tracker.finish_job("FAILED", metrics={}, params={}, tags={"automl.state": "failed"})
 
 
-def _finish(
+def _tuner(
+    plan: SearchPlan,
+    study_name: str,
+    settings: Settings,
+    searcher: Any,
+    callback: JobCallback,
+    num_samples: int,
+    concurrency: int,
+    control: JobControl | None,
+) -> Any:
+    """The Tune run: our searcher and scheduler, actors reused, Tune's own output and loggers off."""
+    from ray import tune
+
+    from automl.schedulers import create_scheduler
+    from workers.trainable import run_trial
+
+    spec = plan.spec
+    trainable = tune.with_resources(
+        tune.with_parameters(run_trial, plan=plan.trial_plan),
+        {"cpu": spec.resources.cpus_per_trial, "gpu": spec.resources.gpus_per_trial},
+    )
+    return tune.Tuner(
+        trainable,
+        tune_config=tune.TuneConfig(
+            search_alg=searcher,
+            scheduler=create_scheduler(
+                spec.scheduler.name,
+                metric=plan.metric,
+                mode=plan.mode,
+                max_epochs=spec.budget.max_epochs,
+                grace_period=spec.scheduler.grace_period,
+                options=spec.scheduler.options,
+            ),
+            num_samples=num_samples,
+            max_concurrent_trials=concurrency,
+            reuse_actors=True,
+            time_budget_s=spec.budget.time_limit_s,
+            trial_dirname_creator=_trial_dirname,
+        ),
+        run_config=tune.RunConfig(
+            name=f"{study_name}-{uuid.uuid4().hex[:6]}",
+            storage_path=str(settings.ray_results),
+            callbacks=[callback],
+            stop=_ControlStopper(control) if control is not None else None,
+            verbose=0,
+            failure_config=tune.FailureConfig(max_failures=spec.max_retries),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+        ),
+    )
+
+
+class _ControlStopper:
+    """A Tune stopper that ends the whole run when the job is cancelled or its runner stops."""
+
+    def __init__(self, control: JobControl) -> None:
+        self.control: JobControl | None = control
+
+    def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
+        return False
+
+    def stop_all(self) -> bool:
+        return self.control is not None and self.control.stop_reason() is not None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"control": None}
+
+
+def _prior_trials(storage: Any, study_name: str) -> list[Any]:
+    """The trials of ``study_name`` if the study exists (a resumed job), else none."""
+    try:
+        study_id = storage.get_study_id_from_name(study_name)
+    except KeyError:
+        return []
+    return storage.get_all_trials(study_id, deepcopy=False)
+
+
+def _reconcile_tracking(tracker: Any, finished: list[Any], metric: str) -> dict[int, str]:
+    """Bring MLflow up to the study after a runner died: close runs of trials the study says
+    finished, create the ones it never opened. Returns the run id of every trial seen so far."""
+    runs = tracker.child_runs()
+    for trial in finished:
+        run = runs.get(trial.number)
+        state = trial.state.name
+        if run is not None and run.info.status != "RUNNING" and run.data.tags.get("automl.state") == state:
+            continue
+        if run is None:
+            run_id = tracker.start_trial(trial.number, trial.params, {})
+            for step, value in sorted(trial.intermediate_values.items()):
+                tracker.log_metrics(run_id, {metric: value}, step)
+        else:
+            run_id = run.info.run_id
+        tracker.end_trial(run_id, state, value=trial.value, reason=trial.user_attrs.get("fail_reason"), error_text=None)
+        runs[trial.number] = tracker.client.get_run(run_id)
+    return {number: run.info.run_id for number, run in runs.items()}
+
+
+def _settle(searcher: Any, callback: JobCallback, control: JobControl | None) -> None:
+    """Give every trial Tune left unfinished (a stop, a time limit) its final state."""
+    from automl.optuna_bridge import INTERRUPTED, TrialOutcome
+
+    reason = control.stop_reason() if control is not None else None
+    for trial_id in searcher.unfinished():
+        record = callback.records.get(trial_id)
+        if reason == "release":
+            continue  # stays RUNNING: the next runner retries it
+        if reason == "cancel":
+            outcome = TrialOutcome("FAIL", None, "the job was cancelled")
+        elif searcher.reported(trial_id):
+            outcome = TrialOutcome("PRUNED", None, None)
+        else:
+            outcome = TrialOutcome("FAIL", None, "stopped before it reported (time limit)")
+        searcher.settle(trial_id, outcome)
+        if record is not None and (record.outcome is None or record.outcome.state == INTERRUPTED):
+            callback.close(record, outcome)
+
+
+def _summary(
     plan: SearchPlan,
     settings: Settings,
     study_name: str,
     study: optuna.Study,
     callback: JobCallback,
     tracker: Any,
+    *,
+    log_model: bool,
 ) -> SearchResult:
-    """Read the study back, log and register the best model, and write the job's summary."""
+    """Read the study back into a result; when ``log_model``, log the best model and close the job's run."""
     spec = plan.spec
     by_number = {record.number: record for record in callback.records.values()}
     trials = tuple(
@@ -229,7 +366,7 @@ def _finish(
     complete = [t for t in trials if t.state == "COMPLETE" and t.value is not None]
     best = (max if plan.mode == "max" else min)(complete, key=lambda t: t.value) if complete else None  # type: ignore[arg-type,return-value]
     model = None
-    if best is not None and best.number in by_number:
+    if log_model and best is not None and best.number in by_number:
         model = _log_best_model(spec, tracker, by_number[best.number], callback)
     counts: dict[str, int] = {}
     for t in trials:
@@ -245,10 +382,11 @@ def _finish(
         summary_tags["automl.best_model_uri"] = model.model_uri
     if callback.tracking_errors:
         summary_tags["automl.tracking_errors"] = str(len(callback.tracking_errors))
-    callback._safely(tracker.log_figure_json, "job/trials.json", [t.__dict__ for t in trials])
-    callback._safely(
-        tracker.finish_job, "FINISHED", metrics=summary_metrics, params=summary_params, tags=summary_tags
-    )
+    if log_model:
+        callback._safely(tracker.log_figure_json, "job/trials.json", [t.__dict__ for t in trials])
+        callback._safely(
+            tracker.finish_job, "FINISHED", metrics=summary_metrics, params=summary_params, tags=summary_tags
+        )
     return SearchResult(
         job_name=spec.name,
         study_name=study_name,
@@ -266,6 +404,14 @@ def _finish(
         registered_model=(model.name, model.version) if model and model.name and model.version else None,
         tracking_errors=tuple(callback.tracking_errors),
     )
+
+
+
+def _finish(
+    plan: SearchPlan, settings: Settings, study_name: str, study: optuna.Study, callback: JobCallback, tracker: Any
+) -> SearchResult:
+    """Read the study back, log and register the best model, and write the job's summary."""
+    return _summary(plan, settings, study_name, study, callback, tracker, log_model=True)
 
 
 def _log_best_model(spec: JobSpec, tracker: Any, record: Any, callback: JobCallback) -> Any:
@@ -344,7 +490,7 @@ def _optuna_storage(url: str) -> optuna.storages.BaseStorage:
         raise AutomlError(f"cannot open the Optuna storage {redact_url(url)}: {exc}") from exc
 
 
-def _default_concurrency(settings: Settings, spec: JobSpec) -> int:
+def _default_concurrency(spec: JobSpec) -> int:
     import ray
 
     cpus = ray.cluster_resources().get("CPU", os.cpu_count() or 1) if ray.is_initialized() else (os.cpu_count() or 1)

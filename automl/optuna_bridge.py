@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ray.tune.search.optuna import OptunaSearch
@@ -59,13 +60,39 @@ def trial_outcome(result: dict[str, Any] | None, metric: str, *, error: bool, er
     return TrialOutcome("PRUNED", value)
 
 
-class StudySearch(OptunaSearch):
-    """``OptunaSearch`` that numbers trials, links them to Ray trial ids, and records true states."""
+INTERRUPTED = "INTERRUPTED"
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+
+def _never() -> str | None:
+    return None
+
+
+class StudySearch(OptunaSearch):
+    """``OptunaSearch`` that numbers trials, links them to Ray trial ids, and records true states.
+
+    Args:
+        resume: trials of this study left RUNNING by a runner that died or stopped; they are
+            handed out first, with their own parameters and trial numbers, so they are retried
+            rather than lost or counted twice.
+        interruption: tells why the job is stopping, if it is (see :mod:`automl.control`).
+    """
+
+    def __init__(
+        self,
+        *args: Any,
+        resume: list[optuna.trial.FrozenTrial] | None = None,
+        interruption: Callable[[], str | None] | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.outcomes: dict[str, TrialOutcome] = {}
         self._last_step: dict[str, int] = {}
+        self._resume = list(resume or [])
+        self._interruption = interruption or _never
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Tune pickles its searcher with the experiment; the stop check belongs to this process.
+        return {**self.__dict__, "_interruption": _never}
 
     @property
     def study(self) -> optuna.Study:
@@ -90,12 +117,48 @@ class StudySearch(OptunaSearch):
         raise NotImplementedError("resume a job from its Optuna study, not from a Tune searcher snapshot")
 
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
-        config = super().suggest(trial_id)
+        if self._resume and trial_id not in self._ot_trials:
+            config = self._suggest_resumed(trial_id, self._resume.pop(0))
+        else:
+            config = super().suggest(trial_id)
         if config is None:
             return None
         ot_trial = self._ot_trials[trial_id]
         ot_trial.set_user_attr(RAY_TRIAL_ID_ATTR, trial_id)
         return {**config, TRIAL_NUMBER_KEY: ot_trial.number}
+
+    def _suggest_resumed(self, trial_id: str, frozen: optuna.trial.FrozenTrial) -> dict[str, Any]:
+        import optuna
+
+        ot_trial = optuna.trial.Trial(self._ot_study, frozen._trial_id)
+        self._ot_trials[trial_id] = ot_trial
+        # Steps the interrupted attempt reported stay; Optuna keeps the first value per step.
+        self._last_step[trial_id] = max(frozen.intermediate_values, default=0)
+        if callable(self._space):
+            return self._suggest_from_define_by_run_func(self._space, ot_trial)
+        return dict(frozen.params)
+
+    def unfinished(self) -> list[str]:
+        """Ray trial ids this searcher asked Optuna for and has not told the outcome of."""
+        return [tid for tid in self._ot_trials if tid not in self._completed_trials]
+
+    def reported(self, trial_id: str) -> bool:
+        """Whether the trial reported at least one step to the study."""
+        return self._last_step.get(trial_id, 0) > 0
+
+    def settle(self, trial_id: str, outcome: TrialOutcome) -> None:
+        """Tell Optuna the outcome of a trial that Tune stopped without a completion call."""
+        import optuna
+
+        if trial_id in self._completed_trials:
+            return
+        ot_trial = self._ot_trials[trial_id]
+        if outcome.reason:
+            ot_trial.set_user_attr(FAIL_REASON_ATTR, outcome.reason[:2000])
+        state = optuna.trial.TrialState[outcome.state]
+        self._ot_study.tell(ot_trial, outcome.value if state == optuna.trial.TrialState.COMPLETE else None, state=state)
+        self.outcomes[trial_id] = outcome
+        self._completed_trials.add(trial_id)
 
     def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
         value = result.get(self.metric)
@@ -112,16 +175,17 @@ class StudySearch(OptunaSearch):
         import optuna
 
         outcome = trial_outcome(result, self.metric, error=error)
+        stopping = self._interruption()
+        if outcome.state != "COMPLETE" and stopping == "release":
+            # The runner is handing the job back: leave the trial RUNNING for the next runner to retry.
+            self.outcomes[trial_id] = TrialOutcome(INTERRUPTED, None, "the runner stopped; the trial will be retried")
+            self._completed_trials.add(trial_id)
+            return
+        if outcome.state != "COMPLETE" and stopping == "cancel" and not error:
+            outcome = TrialOutcome("FAIL", None, "the job was cancelled")
         if result and not error:
             # Tune does not pass the result that made the scheduler stop a trial to
             # on_trial_result; record it here so the study holds every epoch.
             self.on_trial_result(trial_id, result)
-        ot_trial = self._ot_trials[trial_id]
-        state = optuna.trial.TrialState[outcome.state]
-        if outcome.reason:
-            ot_trial.set_user_attr(FAIL_REASON_ATTR, outcome.reason[:2000])
         # Optuna takes a PRUNED trial's value from its last intermediate report.
-        values = outcome.value if state == optuna.trial.TrialState.COMPLETE else None
-        self._ot_study.tell(ot_trial, values, state=state)
-        self.outcomes[trial_id] = outcome
-        self._completed_trials.add(trial_id)
+        self.settle(trial_id, outcome)

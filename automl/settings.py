@@ -13,6 +13,7 @@ from pathlib import Path
 
 HOME_ENV = "AUTOML_HOME"
 STORAGE_ENV = "AUTOML_STORAGE_URL"
+DB_ENV = "AUTOML_DB_URL"
 TRACKING_ENV = "MLFLOW_TRACKING_URI"
 RAY_ADDRESS_ENV = "RAY_ADDRESS"
 
@@ -23,6 +24,7 @@ class Settings:
 
     Attributes:
         home: the state directory.
+        db_url: the job store (SQLAlchemy URL): the queue of jobs, their leases and events.
         storage_url: the Optuna RDB storage URL (SQLAlchemy URL).
         tracking_uri: the MLflow tracking URI (also used as the model registry URI).
         artifact_root: where a local MLflow store keeps artifacts (``None`` for a server).
@@ -31,6 +33,7 @@ class Settings:
     """
 
     home: Path
+    db_url: str
     storage_url: str
     tracking_uri: str
     artifact_root: str | None
@@ -45,6 +48,7 @@ def state_home() -> Path:
 
 def resolve_settings(
     *,
+    db_url: str | None = None,
     tracking_uri: str | None = None,
     storage_url: str | None = None,
     ray_address: str | None = None,
@@ -58,6 +62,7 @@ def resolve_settings(
     local_tracking = tracking.startswith("sqlite:") or tracking.startswith("file:") or "://" not in tracking
     return Settings(
         home=home,
+        db_url=db_url or os.environ.get(DB_ENV) or f"sqlite:///{home / 'jobs.db'}",
         storage_url=storage_url or os.environ.get(STORAGE_ENV) or f"sqlite:///{home / 'studies.db'}",
         tracking_uri=tracking,
         artifact_root=(home / "artifacts").as_uri() if local_tracking else None,

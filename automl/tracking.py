@@ -81,6 +81,43 @@ class MlflowTracker:
             raise TrackingError(f"cannot write to the MLflow tracking store {self.tracking_uri}: {exc}") from exc
         return self.parent_run_id
 
+    def resume_job(self, parent_run_id: str) -> str:
+        """Reopen the parent run of a job that is being resumed; return its id.
+
+        Raises:
+            TrackingError: the run cannot be found or written.
+        """
+        try:
+            run = self.client.get_run(parent_run_id)
+            self.experiment_id = run.info.experiment_id
+            self.parent_run_id = parent_run_id
+            self.client.update_run(parent_run_id, status="RUNNING")
+        except Exception as exc:  # noqa: BLE001
+            raise TrackingError(f"cannot reopen MLflow run {parent_run_id} in {self.tracking_uri}: {exc}") from exc
+        return parent_run_id
+
+    def child_runs(self) -> dict[int, Any]:
+        """The job's trial runs by trial number (the latest run when a number appears twice)."""
+        assert self.experiment_id is not None and self.parent_run_id is not None
+        runs = self.client.search_runs(
+            [self.experiment_id],
+            filter_string=f"tags.mlflow.parentRunId = '{self.parent_run_id}'",
+            max_results=50_000,
+        )
+        found: dict[int, Any] = {}
+        for run in sorted(runs, key=lambda r: r.info.start_time or 0):
+            number = run.data.tags.get(f"{TAG_PREFIX}trial_number")
+            if number is not None:
+                found[int(number)] = run
+        return found
+
+    def reopen_trial(self, run_id: str, tags: Mapping[str, str]) -> None:
+        """Mark a trial run RUNNING again: its trial is retried after its runner stopped."""
+        run = self.client.get_run(run_id)
+        attempt = int(run.data.tags.get(f"{TAG_PREFIX}attempt", "1")) + 1
+        self._log_batch(run_id, tags={**tags, f"{TAG_PREFIX}state": "RUNNING", f"{TAG_PREFIX}attempt": str(attempt)})
+        self.client.update_run(run_id, status="RUNNING")
+
     def _ensure_experiment(self, name: str) -> str:
         existing = self.client.get_experiment_by_name(name)
         if existing is not None:

@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 from ray.tune import Callback
 from ray.tune.result import AUTO_RESULT_KEYS
 
-from automl.optuna_bridge import StudySearch, TrialOutcome, trial_outcome
+from automl.control import JobControl
+from automl.optuna_bridge import INTERRUPTED, StudySearch, TrialOutcome, trial_outcome
 from automl.tracking import MlflowTracker, read_text, trace_tail
 from workers.context import FINAL_KEY, STEP_KEY
 from workers.trainable import TRIAL_NUMBER_KEY
@@ -80,20 +81,27 @@ class JobCallback(Callback):
         *,
         tracker: MlflowTracker | None = None,
         progress: ProgressSink | None = None,
+        control: JobControl | None = None,
+        existing_runs: dict[int, str] | None = None,
+        finished: int = 0,
+        best_value: float | None = None,
     ) -> None:
         self.searcher = searcher
         self.metric = metric
         self.mode = mode
         self.tracker = tracker
         self.progress = progress
+        self.control = control
+        self.existing_runs = dict(existing_runs or {})
         self.records: dict[str, TrialRecord] = {}
-        self.best_value: float | None = None
+        self.finished = finished
+        self.best_value = best_value
         self.tracking_errors: list[str] = []
 
     def __getstate__(self) -> dict[str, Any]:
         # Tune pickles its callbacks with the experiment state; the MLflow client and the
         # progress bar hold locks and belong to this driver process only.
-        return {**self.__dict__, "tracker": None, "progress": None}
+        return {**self.__dict__, "tracker": None, "progress": None, "control": None}
 
     def on_trial_start(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
         if trial.trial_id in self.records:
@@ -104,7 +112,12 @@ class JobCallback(Callback):
             number = self.searcher.trial_number(trial.trial_id) or 0
         record = TrialRecord(int(number), trial.trial_id, params)
         self.records[trial.trial_id] = record
-        if self.tracker is not None:
+        if self.tracker is None:
+            return
+        if record.number in self.existing_runs:  # a trial retried after its runner stopped
+            record.run_id = self.existing_runs[record.number]
+            self._safely(self.tracker.reopen_trial, record.run_id, {"automl.ray_trial_id": trial.trial_id})
+        else:
             record.run_id = self._safely(
                 self.tracker.start_trial, record.number, params, {"automl.ray_trial_id": trial.trial_id}
             )
@@ -136,8 +149,16 @@ class JobCallback(Callback):
         if error:
             outcome = TrialOutcome("FAIL", None, trace_tail(error_text) or outcome.reason)
         record.outcome = outcome
+        if outcome.state == INTERRUPTED:
+            return  # left RUNNING everywhere: the next runner retries it in the same MLflow run
         checkpoint = trial.checkpoint
         record.checkpoint_path = checkpoint.path if checkpoint is not None else None
+        self.close(record, outcome, error_text)
+
+    def close(self, record: TrialRecord, outcome: TrialOutcome, error_text: str | None = None) -> None:
+        """Record a trial's end everywhere but Optuna (already told): MLflow, progress, events."""
+        record.outcome = outcome
+        self.finished += 1
         if outcome.state == "COMPLETE" and outcome.value is not None and self._improves(outcome.value):
             self.best_value = outcome.value
         if self.tracker is not None and record.run_id is not None:
@@ -151,6 +172,10 @@ class JobCallback(Callback):
             )
         if self.progress is not None:
             self.progress.trial_done(outcome.state, self.best_value)
+        if self.control is not None:
+            if outcome.state == "FAIL":
+                self._safely(self.control.on_event, "trial_failed", f"trial {record.number} failed: {outcome.reason}")
+            self._safely(self.control.on_progress, self.finished, self.best_value)
 
     def _improves(self, value: float) -> bool:
         if self.best_value is None:

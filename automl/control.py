@@ -1,0 +1,33 @@
+"""How a running search is steered from outside: stop requests in, progress and events out.
+
+The job runner implements :class:`JobControl` over the job store; a foreground search from
+the Python API runs with none.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+CANCEL = "cancel"
+RELEASE = "release"
+
+
+class JobControl(Protocol):
+    """The engine's view of the job it runs for."""
+
+    def stop_reason(self) -> str | None:
+        """``"cancel"`` (stop; unfinished trials fail), ``"release"`` (stop; unfinished trials are
+        left to be resumed by the next runner), or ``None`` to go on. Polled every Tune step: keep it cheap."""
+        ...
+
+    def on_tracking(self, experiment_id: str | None, run_id: str | None) -> None:
+        """The job's MLflow experiment and parent run are known."""
+        ...
+
+    def on_progress(self, finished: int, best: float | None) -> None:
+        """A trial finished: ``finished`` trials are done in all, ``best`` is the best value so far."""
+        ...
+
+    def on_event(self, kind: str, message: str) -> None:
+        """Something worth recording happened (a trial failed, the job resumed)."""
+        ...

@@ -1,0 +1,431 @@
+"""The job store: the queue of search jobs, their leases and events, on SQLite or PostgreSQL.
+
+It is the only module that issues SQL for its tables. Every change of a job's owner or state
+is one conditional UPDATE (compare-and-swap on the job's ``version`` and state), so two
+runners never hold the same job, on either database, without table locks.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any, TypeVar
+
+from sqlalchemy import Engine, create_engine, event, func, or_, select, update
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from automl.errors import AutomlError
+from automl.settings import redact_url
+from automl.store.schema import FINAL_STATES, Job, JobEvent
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+VERSION_TABLE = "automl_alembic_version"
+
+
+class JobNotFound(AutomlError):
+    """No job has this id (or id prefix)."""
+
+
+class StoreUnavailable(AutomlError):
+    """The job database cannot be reached."""
+
+
+@dataclass(frozen=True)
+class JobView:
+    """A job as the store saw it at one moment (immutable; read it again for news)."""
+
+    id: str
+    name: str
+    state: str
+    spec_yaml: str
+    base_dir: str | None
+    created_at: datetime
+    updated_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    runner_id: str | None
+    lease_expires_at: datetime | None
+    attempts: int
+    cancel_requested: bool
+    study_name: str
+    experiment_id: str | None
+    mlflow_run_id: str | None
+    trials_total: int
+    trials_finished: int
+    best_value: float | None
+    error: str | None
+    version: int
+
+    @property
+    def is_final(self) -> bool:
+        return self.state in FINAL_STATES
+
+
+@dataclass(frozen=True)
+class EventView:
+    """One event of a job."""
+
+    job_id: str
+    at: datetime
+    kind: str
+    message: str
+    runner_id: str | None
+
+
+def utcnow() -> datetime:
+    """Naive UTC: stored the same way on SQLite and PostgreSQL. Runners' clocks are assumed in sync (NTP)."""
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+def _view(job: Job) -> JobView:
+    return JobView(**{name: getattr(job, name) for name in JobView.__dataclass_fields__})
+
+
+class JobStore:
+    """Jobs and events in one database. Open with :func:`open_store`, which migrates it to head."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.url = redact_url(engine.url.render_as_string(hide_password=False))
+        self._sessions = sessionmaker(engine, expire_on_commit=False)
+
+    # -- plumbing -------------------------------------------------------------------------
+
+    @contextmanager
+    def _session(self) -> Iterator[Session]:
+        with self._sessions.begin() as session:
+            yield session
+
+    def _retrying(self, work: Callable[[], T], *, attempts: int = 6) -> T:
+        """Run ``work``, retrying with backoff while the database is briefly locked or restarting."""
+        delay = 0.1
+        for attempt in range(attempts):
+            try:
+                return work()
+            except (OperationalError, DBAPIError) as exc:
+                if attempt == attempts - 1 or not _transient(exc):
+                    raise StoreUnavailable(f"the job database {self.url} is unavailable: {_short(exc)}") from exc
+                logger.debug("job store busy (%s); retrying in %.1fs", _short(exc), delay)
+                time.sleep(delay)
+                delay = min(delay * 2, 2.0)
+        raise AssertionError("unreachable")
+
+    # -- submitting and reading -----------------------------------------------------------
+
+    def submit(self, *, name: str, spec_yaml: str, trials_total: int, base_dir: str | None = None) -> JobView:
+        """Enqueue a job; return it with its new id."""
+        job_id = uuid.uuid4().hex[:12]
+        now = utcnow()
+
+        def work() -> JobView:
+            with self._session() as session:
+                job = Job(
+                    id=job_id,
+                    name=name,
+                    spec_yaml=spec_yaml,
+                    base_dir=base_dir,
+                    state="queued",
+                    created_at=now,
+                    updated_at=now,
+                    attempts=0,
+                    cancel_requested=False,
+                    study_name=f"{name}-{job_id}",
+                    trials_total=trials_total,
+                    trials_finished=0,
+                    version=0,
+                )
+                session.add(job)
+                session.add(JobEvent(job_id=job_id, at=now, kind="submitted", message=f"queued with {trials_total} trials"))
+                session.flush()
+                return _view(job)
+
+        return self._retrying(work)
+
+    def get(self, job_id: str) -> JobView:
+        """The job with this id, or the only one whose id starts with it.
+
+        Raises:
+            JobNotFound: none, or several, match.
+        """
+
+        def work() -> JobView:
+            with self._session() as session:
+                job = session.get(Job, job_id)
+                if job is None:
+                    matches = session.scalars(select(Job).where(Job.id.startswith(job_id, autoescape=True)).limit(2)).all()
+                    if len(matches) != 1:
+                        what = "no job" if not matches else "several jobs"
+                        raise JobNotFound(f"{what} with id {job_id!r}; see `automl list`")
+                    job = matches[0]
+                return _view(job)
+
+        return self._retrying(work)
+
+    def list(self, *, states: tuple[str, ...] | None = None, limit: int = 50) -> list[JobView]:
+        """The newest jobs first, optionally only in ``states``."""
+
+        def work() -> list[JobView]:
+            with self._session() as session:
+                query = select(Job).order_by(Job.created_at.desc(), Job.id).limit(limit)
+                if states:
+                    query = query.where(Job.state.in_(states))
+                return [_view(job) for job in session.scalars(query)]
+
+        return self._retrying(work)
+
+    def events(self, job_id: str, *, limit: int = 20) -> list[EventView]:
+        """The job's latest events, oldest first."""
+
+        def work() -> list[EventView]:
+            with self._session() as session:
+                rows = session.scalars(
+                    select(JobEvent).where(JobEvent.job_id == job_id).order_by(JobEvent.id.desc()).limit(limit)
+                ).all()
+                return [EventView(e.job_id, e.at, e.kind, e.message, e.runner_id) for e in reversed(rows)]
+
+        return self._retrying(work)
+
+    def add_event(self, job_id: str, kind: str, message: str, *, runner_id: str | None = None) -> None:
+        """Record something that happened to a job."""
+
+        def work() -> None:
+            with self._session() as session:
+                session.add(JobEvent(job_id=job_id, at=utcnow(), kind=kind, message=message[:4000], runner_id=runner_id))
+
+        self._retrying(work)
+
+    # -- the queue ------------------------------------------------------------------------
+
+    def claim(self, runner_id: str, *, lease_s: float, job_id: str | None = None) -> JobView | None:
+        """Take the oldest queued job, or one whose runner's lease expired; ``None`` if there is none.
+
+        The claim is one conditional UPDATE on the version and state that were read: of two
+        runners racing for a job, exactly one wins.
+        """
+
+        def work() -> JobView | None:
+            now = utcnow()
+            claimable = or_(Job.state == "queued", (Job.state == "running") & (Job.lease_expires_at < now))
+            with self._session() as session:
+                query = select(Job.id, Job.version, Job.state, Job.runner_id).where(claimable)
+                if job_id is not None:
+                    query = query.where(Job.id == job_id)
+                candidates = session.execute(query.order_by(Job.created_at, Job.id).limit(8)).all()
+            for candidate in candidates:
+                with self._session() as session:
+                    won = session.execute(
+                        update(Job)
+                        .where(Job.id == candidate.id, Job.version == candidate.version, claimable)
+                        .values(
+                            state="running",
+                            runner_id=runner_id,
+                            lease_expires_at=now + timedelta(seconds=lease_s),
+                            attempts=Job.attempts + 1,
+                            started_at=func.coalesce(Job.started_at, now),
+                            updated_at=now,
+                            version=Job.version + 1,
+                        )
+                    ).rowcount
+                    if won != 1:
+                        continue
+                    if candidate.state == "running":
+                        kind, message = "reclaimed", f"lease of runner {candidate.runner_id} expired; reclaimed to resume"
+                    else:
+                        kind, message = "claimed", "claimed by a runner"
+                    session.add(JobEvent(job_id=candidate.id, at=now, kind=kind, message=message, runner_id=runner_id))
+                    return _view(session.get_one(Job, candidate.id))
+            return None
+
+        return self._retrying(work)
+
+    def renew(self, job_id: str, runner_id: str, *, lease_s: float) -> bool:
+        """Extend the lease of a job this runner holds; ``False`` if it no longer holds it."""
+
+        def work() -> bool:
+            now = utcnow()
+            with self._session() as session:
+                return (
+                    session.execute(
+                        update(Job)
+                        .where(Job.id == job_id, Job.runner_id == runner_id, Job.state == "running")
+                        .values(lease_expires_at=now + timedelta(seconds=lease_s), updated_at=now)
+                    ).rowcount
+                    == 1
+                )
+
+        return self._retrying(work)
+
+    def record_tracking(self, job_id: str, runner_id: str, *, experiment_id: str | None, run_id: str | None) -> None:
+        """Remember where MLflow records the job (so a resumed job reopens the same parent run)."""
+        self._update_held(job_id, runner_id, experiment_id=experiment_id, mlflow_run_id=run_id)
+
+    def record_progress(self, job_id: str, runner_id: str, *, finished: int, best_value: float | None) -> None:
+        """Store how many trials have finished and the best value so far (for ``status``)."""
+        self._update_held(job_id, runner_id, trials_finished=finished, best_value=best_value)
+
+    def _update_held(self, job_id: str, runner_id: str, **values: Any) -> None:
+        def work() -> None:
+            with self._session() as session:
+                session.execute(
+                    update(Job)
+                    .where(Job.id == job_id, Job.runner_id == runner_id, Job.state == "running")
+                    .values(updated_at=utcnow(), **values)
+                )
+
+        self._retrying(work)
+
+    def finish(self, job_id: str, runner_id: str, state: str, *, message: str, error: str | None = None) -> bool:
+        """Move a held job to a final state; ``False`` if this runner no longer holds it."""
+        if state not in FINAL_STATES:
+            raise ValueError(f"not a final state: {state!r}")
+        return self._transition(
+            job_id, runner_id, kind=state, message=message,
+            values={"state": state, "finished_at": utcnow(), "lease_expires_at": None, "error": error},
+        )
+
+    def release(self, job_id: str, runner_id: str, *, message: str) -> bool:
+        """Put a held job back in the queue (its runner is stopping); the next runner resumes it."""
+        return self._transition(
+            job_id, runner_id, kind="released", message=message,
+            values={"state": "queued", "runner_id": None, "lease_expires_at": None},
+        )
+
+    def _transition(self, job_id: str, runner_id: str, *, kind: str, message: str, values: dict[str, Any]) -> bool:
+        def work() -> bool:
+            now = utcnow()
+            with self._session() as session:
+                moved = session.execute(
+                    update(Job)
+                    .where(Job.id == job_id, Job.runner_id == runner_id, Job.state == "running")
+                    .values(updated_at=now, version=Job.version + 1, **values)
+                ).rowcount
+                if moved == 1:
+                    session.add(JobEvent(job_id=job_id, at=now, kind=kind, message=message[:4000], runner_id=runner_id))
+                return moved == 1
+
+        return self._retrying(work)
+
+    def cancel(self, job_id: str) -> JobView:
+        """Cancel a job: a queued one leaves the queue now; a running one is stopped by its runner.
+
+        Raises:
+            JobNotFound: no such job.
+            AutomlError: the job already finished.
+        """
+        job = self.get(job_id)
+
+        def work() -> JobView:
+            now = utcnow()
+            with self._session() as session:
+                if job.state == "queued":
+                    moved = session.execute(
+                        update(Job)
+                        .where(Job.id == job.id, Job.state == "queued")
+                        .values(state="cancelled", finished_at=now, updated_at=now, version=Job.version + 1)
+                    ).rowcount
+                    if moved == 1:
+                        session.add(JobEvent(job_id=job.id, at=now, kind="cancelled", message="cancelled while queued"))
+                        return _view(session.get_one(Job, job.id))
+                moved = session.execute(
+                    update(Job)
+                    .where(Job.id == job.id, Job.state.in_(("queued", "running")))
+                    .values(cancel_requested=True, updated_at=now)
+                ).rowcount
+                current = session.get_one(Job, job.id)
+                if moved != 1:
+                    raise AutomlError(f"job {job.id} already {current.state}; nothing to cancel")
+                session.add(JobEvent(job_id=job.id, at=now, kind="cancel_requested", message="cancel requested"))
+                return _view(current)
+
+        return self._retrying(work)
+
+    def cancel_requested(self, job_id: str) -> bool:
+        """Whether someone asked to cancel this job."""
+
+        def work() -> bool:
+            with self._session() as session:
+                return bool(session.scalar(select(Job.cancel_requested).where(Job.id == job_id)))
+
+        return self._retrying(work)
+
+
+def open_store(url: str, *, migrate: bool = True) -> JobStore:
+    """Connect to the job database at ``url`` and bring its schema to the latest migration.
+
+    Raises:
+        StoreUnavailable: the database cannot be reached, naming the URL (password hidden).
+    """
+    kwargs: dict[str, Any] = {"pool_pre_ping": True}
+    if url.startswith("sqlite"):
+        kwargs["connect_args"] = {"timeout": 30}
+    engine = create_engine(url, **kwargs)
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", _sqlite_pragmas)
+    store = JobStore(engine)
+    if migrate:
+        try:
+            store._retrying(lambda: upgrade(engine))
+        except StoreUnavailable:
+            raise
+        except Exception as exc:  # noqa: BLE001
+            raise StoreUnavailable(f"cannot prepare the job database {store.url}: {_short(exc)}") from exc
+    return store
+
+
+def upgrade(engine: Engine, revision: str = "head") -> None:
+    """Run the Alembic migrations up to ``revision`` (skipped when already there)."""
+    from alembic import command
+    from alembic.config import Config
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    script = ScriptDirectory.from_config(config)
+    with engine.connect() as connection:
+        current = MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE}).get_current_revision()
+    if revision == "head" and current == script.get_current_head():
+        return
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, revision)
+
+
+def current_revision(engine: Engine) -> str | None:
+    """The migration the database is at (``None`` for an empty database)."""
+    from alembic.runtime.migration import MigrationContext
+
+    with engine.connect() as connection:
+        return MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE}).get_current_revision()
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # WAL lets readers (status, list) work while a runner writes; the busy timeout makes
+    # concurrent writers wait their turn instead of failing.
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def _transient(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return any(
+        marker in text
+        for marker in ("locked", "busy", "could not connect", "connection refused", "server closed", "terminating connection", "connection reset", "the database system is")
+    ) or getattr(exc, "connection_invalidated", False)
+
+
+def _short(exc: BaseException) -> str:
+    text = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__

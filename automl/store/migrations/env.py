@@ -1,0 +1,34 @@
+"""Alembic environment for the job store: runs on the connection the store hands it."""
+
+from __future__ import annotations
+
+from alembic import context
+from sqlalchemy import create_engine
+
+from automl.store.schema import metadata
+
+VERSION_TABLE = "automl_alembic_version"  # Optuna and MLflow keep their own alembic_version
+
+
+def run_migrations_online() -> None:
+    connection = context.config.attributes.get("connection")
+    if connection is None:
+        engine = create_engine(context.config.get_main_option("sqlalchemy.url"))
+        with engine.begin() as connection:
+            _run(connection)
+        return
+    _run(connection)
+
+
+def _run(connection) -> None:  # type: ignore[no-untyped-def]
+    context.configure(
+        connection=connection,
+        target_metadata=metadata,
+        version_table=VERSION_TABLE,
+        render_as_batch=connection.dialect.name == "sqlite",
+    )
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+run_migrations_online()

@@ -1,0 +1,62 @@
+"""The job store's tables, as SQLAlchemy models. Created and changed only by Alembic migrations."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+JOB_STATES = ("queued", "running", "succeeded", "failed", "cancelled")
+FINAL_STATES = frozenset({"succeeded", "failed", "cancelled"})
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Job(Base):
+    """One submitted search job: its spec, where it is in its life, and who holds it."""
+
+    __tablename__ = "automl_jobs"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(64))
+    spec_yaml: Mapped[str] = mapped_column(Text)
+    base_dir: Mapped[str | None] = mapped_column(Text, nullable=True)
+    state: Mapped[str] = mapped_column(String(16), index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    updated_at: Mapped[datetime] = mapped_column(DateTime)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    runner_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    study_name: Mapped[str] = mapped_column(String(128))
+    experiment_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    mlflow_run_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    trials_total: Mapped[int] = mapped_column(Integer)
+    trials_finished: Mapped[int] = mapped_column(Integer, default=0)
+    best_value: Mapped[float | None] = mapped_column(Float, nullable=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # Bumped by every change of owner or state: a claim only succeeds on the version it read.
+    version: Mapped[int] = mapped_column(Integer, default=0)
+
+    __table_args__ = (Index("ix_automl_jobs_state_created", "state", "created_at"),)
+
+
+class JobEvent(Base):
+    """Something that happened to a job: a state change, a failed trial, a reclaimed lease."""
+
+    __tablename__ = "automl_job_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job_id: Mapped[str] = mapped_column(String(32), ForeignKey("automl_jobs.id", ondelete="CASCADE"), index=True)
+    at: Mapped[datetime] = mapped_column(DateTime)
+    kind: Mapped[str] = mapped_column(String(32))
+    message: Mapped[str] = mapped_column(Text)
+    runner_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
+
+
+metadata = Base.metadata
