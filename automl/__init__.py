@@ -7,6 +7,7 @@ The public Python API. Names are imported on first use so that ``import automl``
 from __future__ import annotations
 
 import importlib
+import logging
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -31,6 +32,9 @@ __all__ = [
     "run_spec",
     "search",
 ]
+
+# A library logs; the application (our CLI's worker command, or the user's) decides where to.
+logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 _WHERE = {
     "search": "automl.api",

@@ -1,6 +1,6 @@
-"""The ``automl`` command line: a thin layer over the Python API.
+"""The ``automl`` command line: a thin layer over the service and the Python API.
 
-Exit codes: 0 success; 1 the job ran but failed (or no trial completed), or a service
+Exit codes: 0 success; 1 the job failed, was cancelled or no trial completed, or a service
 could not be reached; 2 the input was invalid (nothing was written). Errors print one line;
 ``--debug`` shows the traceback. Heavy libraries load only inside the commands that need
 them, so ``automl --help`` is instant.
@@ -9,19 +9,23 @@ them, so ``automl --help`` is instant.
 from __future__ import annotations
 
 import json
+import logging
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
-from rich import box
 from rich.console import Console
-from rich.table import Table
+
+from automl.views import job_json, jobs_table, print_result, result_json, status_view
 
 if TYPE_CHECKING:
-    from automl.results import SearchResult
+    from automl.settings import Settings
+    from automl.store import JobStore, JobView
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
 
@@ -35,17 +39,34 @@ app = typer.Typer(
 )
 out = Console()
 err = Console(stderr=True)
-_state = {"debug": False}
+_state: dict[str, Any] = {"debug": False}
+
+DbUrl = Annotated[
+    str | None,
+    typer.Option("--db-url", envvar="AUTOML_DB_URL", help="Job store URL (default: SQLite in $AUTOML_HOME).", show_default=False),
+]
+RayAddress = Annotated[
+    str | None,
+    typer.Option("--ray-address", envvar="RAY_ADDRESS", help="Ray cluster address (default: a local Ray).", show_default=False),
+]
+TrackingUri = Annotated[
+    str | None,
+    typer.Option("--tracking-uri", envvar="MLFLOW_TRACKING_URI", help="MLflow tracking URI (default: SQLite in $AUTOML_HOME).", show_default=False),
+]
+StorageUrl = Annotated[
+    str | None,
+    typer.Option("--storage-url", envvar="AUTOML_STORAGE_URL", help="Optuna storage URL (default: SQLite in $AUTOML_HOME).", show_default=False),
+]
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for scripts instead of tables.")]
+JobId = Annotated[str, typer.Argument(help="The job id (a unique prefix is enough).", show_default=False)]
 
 
 @app.callback()
-def _main(
-    debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks on errors.")] = False,
-) -> None:
+def _main(debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks on errors.")] = False) -> None:
     """Hyperparameter search for PyTorch models.
 
     State lives in $AUTOML_HOME (default ~/.automl). Point at real services with
-    AUTOML_STORAGE_URL (Optuna storage), MLFLOW_TRACKING_URI and RAY_ADDRESS.
+    AUTOML_DB_URL (job store), AUTOML_STORAGE_URL (Optuna), MLFLOW_TRACKING_URI and RAY_ADDRESS.
     """
     _state["debug"] = debug
 
@@ -53,69 +74,231 @@ def _main(
 @app.command()
 def run(
     job_file: Annotated[Path, typer.Argument(help="The job spec (YAML).", show_default=False)],
-    json_output: Annotated[bool, typer.Option("--json", help="Print the result as JSON instead of tables.")] = False,
+    json_output: JsonFlag = False,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show the live progress bar.")] = True,
     top: Annotated[int, typer.Option(help="How many of the best trials to list.")] = 5,
+    db_url: DbUrl = None,
+    ray_address: RayAddress = None,
+    tracking_uri: TrackingUri = None,
+    storage_url: StorageUrl = None,
 ) -> None:
-    """Run a search job in the foreground, with a live progress bar, and show the best trials.
+    """Submit a job and run it here, in the foreground, with a live progress bar.
 
-    Example: [bold]automl run examples/iris.yaml[/bold]
+    Ctrl-C cancels the job. Example: [bold]automl run examples/iris.yaml[/bold]
     """
-    from automl.engine import plan_search, run_search
-    from automl.spec import load_spec
+    from automl.runner import Runner
+    from automl.service import check_job_file, enqueue
 
-    try:
-        spec = load_spec(job_file)
-        plan = plan_search(spec, base_dir=job_file.resolve().parent)
-    except Exception as exc:  # noqa: BLE001
-        _fail(exc)
+    checked = _guard(lambda: check_job_file(job_file))
+    settings = _settings(db_url, ray_address, tracking_uri, storage_url)
+    store = _store(settings)
+    job = _guard(lambda: enqueue(store, checked))
     if not json_output:
-        what = f"{spec.trainer.name} on {spec.trainer.dataset}" if spec.trainer else spec.objective
-        err.print(
-            f"[bold]{spec.name}[/bold]: {spec.budget.trials} trials of {what}, "
-            f"{spec.sampler.name} sampler, {spec.scheduler.name} scheduler, "
-            f"{'maximising' if plan.mode == 'max' else 'minimising'} {plan.metric}"
-        )
-    sink = None
-    if progress and not json_output:
-        from automl.progress import RichProgress
+        err.print(f"[bold]{job.name}[/bold] ({job.id}): {job.trials_total} trials")
+    factory = _progress_factory() if progress and not json_output else None
+    runner = Runner(store, settings, concurrency=1, progress_factory=factory, poll_s=0.2)
 
-        sink = RichProgress(err)
-    try:
-        result = run_search(plan, progress=sink)
-    except Exception as exc:  # noqa: BLE001
-        _fail(exc)
+    def cancel(*_: Any) -> None:
+        err.print("[magenta]cancelling the job (Ctrl-C again quits at once)...[/magenta]")
+        for flags in runner.heartbeat.held():
+            flags.cancel.set()
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    signal.signal(signal.SIGINT, cancel)
+    signal.signal(signal.SIGTERM, runner.stop)
+    _guard(lambda: runner.run(job_id=job.id))
+    final = store.get(job.id)
+    result = runner.results.get(job.id)
     if json_output:
-        out.print_json(json.dumps(result_json(result), default=str))
+        out.print_json(json.dumps({"job": job_json(final), "result": result_json(result) if result else None}, default=str))
+    elif result is not None:
+        print_result(result, top=top, console=out)
+    _exit_for(final)
+
+
+@app.command()
+def submit(
+    job_file: Annotated[Path, typer.Argument(help="The job spec (YAML).", show_default=False)],
+    wait: Annotated[bool, typer.Option("--wait", help="Follow the job with a progress bar until it ends.")] = False,
+    json_output: JsonFlag = False,
+    db_url: DbUrl = None,
+) -> None:
+    """Validate a job spec and put it in the queue; a runner ([bold]automl worker[/bold]) runs it."""
+    from automl.service import check_job_file, enqueue
+
+    checked = _guard(lambda: check_job_file(job_file))
+    store = _store(_settings(db_url))
+    job = _guard(lambda: enqueue(store, checked))
+    if json_output and not wait:
+        out.print_json(json.dumps(job_json(job)))
+        return
+    if not json_output:
+        out.print(f"{job.id}")
+        err.print(f"queued [bold]{job.name}[/bold] as job {job.id} ({job.trials_total} trials); follow it with: automl status {job.id} --watch")
+    if wait:
+        final = _follow(store, job, quiet=json_output)
+        if json_output:
+            out.print_json(json.dumps(job_json(final)))
+        _exit_for(final)
+
+
+@app.command("list")
+def list_jobs(
+    state: Annotated[list[str] | None, typer.Option("--state", "-s", help="Only jobs in this state (repeatable).")] = None,
+    limit: Annotated[int, typer.Option(help="At most this many jobs, newest first.")] = 50,
+    json_output: JsonFlag = False,
+    db_url: DbUrl = None,
+) -> None:
+    """List jobs, newest first: state, trials done, best value."""
+    from automl.store import JOB_STATES
+
+    for name in state or []:
+        if name not in JOB_STATES:
+            _fail(_invalid(f"--state: unknown state {name!r} (one of {', '.join(JOB_STATES)})"))
+    store = _store(_settings(db_url))
+    jobs = _guard(lambda: store.list(states=tuple(state) if state else None, limit=limit))
+    if json_output:
+        out.print_json(json.dumps([job_json(j) for j in jobs]))
+    elif not jobs:
+        err.print("no jobs" + (f" in state {', '.join(state)}" if state else "") + "; submit one with: automl submit JOB.yaml")
     else:
-        print_result(result, top=top)
-    if result.best_value is None:
-        err.print("[red]error:[/red] no trial completed; see the failed trials above and in MLflow.")
+        out.print(jobs_table(jobs))
+
+
+@app.command()
+def status(
+    job_id: JobId,
+    watch: Annotated[bool, typer.Option("--watch", "-w", help="Refresh until the job ends.")] = False,
+    json_output: JsonFlag = False,
+    db_url: DbUrl = None,
+    storage_url: StorageUrl = None,
+) -> None:
+    """A job's state, progress, best so far, top trials and recent events."""
+    from rich.live import Live
+
+    from automl.service import study_direction, study_trials, top_trials
+
+    settings = _settings(db_url, storage_url=storage_url)
+    store = _store(settings)
+
+    def snapshot() -> tuple[JobView, Any]:
+        job = _guard(lambda: store.get(job_id))
+        trials = study_trials(settings, job.study_name)
+        mode = study_direction(settings, job.study_name)
+        return job, (store.events(job.id, limit=10), top_trials(trials, mode, 5), trials)
+
+    job, (events, top, trials) = snapshot()
+    if json_output:
+        out.print_json(json.dumps({"job": job_json(job), "events": [e.__dict__ for e in events],
+                                   "top_trials": [t.__dict__ for t in top]}, default=str))
+        return
+    metric = _metric_of(job)
+    if not watch:
+        status_view(job, events, top, metric, out)
+        return
+    from rich.console import Group
+
+    def render() -> Group:
+        capture = Console(record=True, width=out.width)
+        with capture.capture():
+            status_view(job, events, top, metric, capture)
+        from rich.text import Text
+
+        return Group(Text.from_ansi(capture.export_text(styles=True)))
+
+    with Live(render(), console=out, refresh_per_second=2) as live:
+        while not job.is_final:
+            time.sleep(1.0)
+            job, (events, top, trials) = snapshot()
+            live.update(render())
+    _exit_for(job)
+
+
+@app.command()
+def cancel(job_id: JobId, db_url: DbUrl = None) -> None:
+    """Cancel a job: a queued job leaves the queue; a running job's trials stop within seconds."""
+    store = _store(_settings(db_url))
+    job = _guard(lambda: store.cancel(job_id))
+    if job.state == "cancelled":
+        out.print(f"job {job.id} cancelled")
+    else:
+        out.print(f"job {job.id}: cancel requested; its runner stops the trials within seconds")
+
+
+@app.command()
+def best(
+    job_id: JobId,
+    json_output: JsonFlag = False,
+    db_url: DbUrl = None,
+    storage_url: StorageUrl = None,
+    tracking_uri: TrackingUri = None,
+) -> None:
+    """The best trial of a job: its value, its hyperparameters and the registered model URI."""
+    from automl.service import best_of_job
+
+    settings = _settings(db_url, tracking_uri=tracking_uri, storage_url=storage_url)
+    store = _store(settings)
+    job = _guard(lambda: store.get(job_id))
+    found = _guard(lambda: best_of_job(settings, job))
+    if json_output:
+        out.print_json(json.dumps(found, default=str))
+    elif found["best_value"] is None:
+        err.print(f"job {job.id} ({job.state}) has no completed trial yet")
+    else:
+        out.print(f"[bold]{job.name}[/bold] ({job.id}, {job.state}): best {found['metric']} = {found['best_value']:.6g} (trial {found['best_trial']})")
+        for name, value in sorted(found["best_params"].items()):
+            out.print(f"  {name} = {value}")
+        if found["model_uri"]:
+            out.print(f"Model: {found['model_uri']}")
+    if found["best_value"] is None:
         raise typer.Exit(EXIT_FAILED)
 
 
 @app.command()
-def validate(
-    job_file: Annotated[Path, typer.Argument(help="The job spec (YAML).", show_default=False)],
+def worker(
+    concurrency: Annotated[int, typer.Option("--concurrency", "-n", min=1, help="Jobs to run at once.")] = 1,
+    until_idle: Annotated[bool, typer.Option("--until-idle", help="Exit when the queue is empty.")] = False,
+    lease: Annotated[float, typer.Option(min=1.0, help="Lease length in seconds (renewed every third of it).")] = 30.0,
+    poll: Annotated[float, typer.Option(min=0.1, help="Seconds between looks at an empty queue.")] = 2.0,
+    db_url: DbUrl = None,
+    ray_address: RayAddress = None,
+    tracking_uri: TrackingUri = None,
+    storage_url: StorageUrl = None,
 ) -> None:
+    """Run queued jobs, N at a time, until stopped. SIGTERM/Ctrl-C hand running jobs back to the queue."""
+    from automl.runner import Runner
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
+    logging.getLogger("automl").setLevel(logging.INFO)
+    settings = _settings(db_url, ray_address, tracking_uri, storage_url)
+    store = _store(settings)
+    runner = Runner(store, settings, concurrency=concurrency, lease_s=lease, poll_s=poll)
+    runner.install_signal_handlers()
+    err.print(f"runner {runner.runner_id}: {concurrency} job(s) at a time from {store.url} (Ctrl-C to stop)")
+    _guard(lambda: runner.run(until_idle=until_idle))
+    err.print(f"runner {runner.runner_id} stopped")
+
+
+@app.command()
+def validate(job_file: Annotated[Path, typer.Argument(help="The job spec (YAML).", show_default=False)]) -> None:
     """Check a job spec without running it: fields, search space, data and objective."""
     from automl.engine import plan_search
     from automl.spec import load_spec
 
-    try:
-        spec = load_spec(job_file)
-        plan = plan_search(spec, base_dir=job_file.resolve().parent)
-    except Exception as exc:  # noqa: BLE001
-        _fail(exc)
+    spec = _guard(lambda: load_spec(job_file))
+    plan = _guard(lambda: plan_search(spec, base_dir=job_file.resolve().parent))
     out.print(f"[green]ok[/green] {job_file}: job {spec.name!r}, {plan.mode} {plan.metric}, {spec.budget.trials} trials")
 
 
 @app.command()
 def spaces() -> None:
     """List the search-space presets in search_spaces/."""
+    from rich import box
+    from rich.table import Table
+
     from automl.spaces import list_presets, load_space
 
-    table = Table("preset", "parameters", "description", box=None, header_style="bold")
+    table = Table("preset", "parameters", "description", box=box.SIMPLE_HEAD, header_style="bold")
     for name, description in list_presets().items():
         try:
             params = ", ".join(load_space(name).params)
@@ -129,20 +312,15 @@ def spaces() -> None:
 def ui(
     port: Annotated[int, typer.Option(help="Port to serve the MLflow UI on.")] = 5000,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
-    tracking_uri: Annotated[
-        str | None, typer.Option(envvar="MLFLOW_TRACKING_URI", help="The MLflow store to show (default: the embedded one).")
-    ] = None,
+    tracking_uri: TrackingUri = None,
 ) -> None:
     """Open the MLflow UI on this service's runs (Ctrl-C stops it)."""
-    from automl.settings import resolve_settings
-
-    settings = resolve_settings(tracking_uri=tracking_uri)
-    if not settings.tracking_uri.startswith(("sqlite:", "postgresql", "mysql", "file:")) and "://" in settings.tracking_uri:
+    settings = _settings(tracking_uri=tracking_uri)
+    if settings.artifact_root is None:
         out.print(f"The tracking server has its own UI: open {settings.tracking_uri}")
         return
-    command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", settings.tracking_uri, "--host", host, "--port", str(port)]
-    if settings.artifact_root:
-        command += ["--default-artifact-root", settings.artifact_root]
+    command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", settings.tracking_uri, "--host", host, "--port", str(port),
+               "--default-artifact-root", settings.artifact_root]
     err.print(f"MLflow UI on http://{host}:{port} for {settings.tracking_uri} (Ctrl-C to stop)")
     try:
         raise typer.Exit(subprocess.call(command))
@@ -150,61 +328,84 @@ def ui(
         raise typer.Exit(EXIT_OK) from None
 
 
-def print_result(result: SearchResult, *, top: int = 5, console: Console | None = None) -> None:
-    """The end-of-job report: the best trials as a table, and where to see everything."""
-    console = console or out
-    counts = ", ".join(f"{n} {state.lower()}" for state, n in sorted(result.state_counts.items()))
-    best = result.top(top)
-    param_names = sorted({name for t in best for name in t.params})
-    table = Table(
-        title=f"Top trials of {result.job_name} ({counts})", header_style="bold", title_justify="left", box=box.SIMPLE_HEAD
-    )
-    table.add_column("trial", justify="right", min_width=5, no_wrap=True)
-    table.add_column(result.metric, justify="right", style="green", no_wrap=True)
-    for name in param_names:
-        table.add_column(name, justify="right", no_wrap=True)
-    for trial in best:
-        table.add_row(str(trial.number), f"{trial.value:.4g}", *[_fmt(trial.params.get(name)) for name in param_names])
-    console.print(table)
-    failed = [t for t in result.trials if t.state == "FAIL"]
-    for trial in failed[:5]:
-        console.print(f"[red]trial {trial.number} failed:[/red] {trial.fail_reason}")
-    if result.best_value is not None:
-        console.print(f"Best: trial {result.best_trial_number}, {result.metric} = {result.best_value:.6g}")
-    if result.model_uri:
-        console.print(f"Model: {result.model_uri}")
-    if result.parent_run_id:
-        console.print(f"MLflow: run {result.parent_run_id} in experiment {result.experiment_id}; see it with [bold]automl ui[/bold] at")
-        console.print(f"  http://127.0.0.1:5000/#/experiments/{result.experiment_id}/runs/{result.parent_run_id}", soft_wrap=True)
-    console.print(f"Optuna: study {result.study_name!r} in {result.storage_url}")
-    if result.tracking_errors:
-        console.print(f"[yellow]warning:[/yellow] {len(result.tracking_errors)} MLflow writes failed; first: {result.tracking_errors[0]}")
+# -- helpers ------------------------------------------------------------------------------
 
 
-def result_json(result: SearchResult) -> dict[str, Any]:
-    """The result as plain JSON for scripts."""
-    return {
-        "job_name": result.job_name,
-        "study_name": result.study_name,
-        "storage_url": result.storage_url,
-        "metric": result.metric,
-        "mode": result.mode,
-        "best_value": result.best_value,
-        "best_params": result.best_params,
-        "best_trial": result.best_trial_number,
-        "model_uri": result.model_uri,
-        "experiment_id": result.experiment_id,
-        "parent_run_id": result.parent_run_id,
-        "tracking_uri": result.tracking_uri,
-        "states": result.state_counts,
-        "trials": [t.__dict__ for t in result.trials],
-    }
+def _settings(
+    db_url: str | None = None,
+    ray_address: str | None = None,
+    tracking_uri: str | None = None,
+    storage_url: str | None = None,
+) -> Settings:
+    from automl.settings import resolve_settings
+
+    return resolve_settings(db_url=db_url, ray_address=ray_address, tracking_uri=tracking_uri, storage_url=storage_url)
 
 
-def _fmt(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.2e}" if value != 0 and abs(value) < 1e-3 else f"{value:.3g}"
-    return str(value)
+def _store(settings: Settings) -> JobStore:
+    from automl.service import open_job_store
+
+    return _guard(lambda: open_job_store(settings))
+
+
+def _guard(call: Any) -> Any:
+    """Run ``call``; turn any error into one line on stderr and the exit code it implies."""
+    try:
+        return call()
+    except typer.Exit:
+        raise
+    except Exception as exc:  # noqa: BLE001
+        _fail(exc)
+
+
+def _progress_factory() -> Any:
+    from automl.progress import RichProgress
+
+    return lambda job: RichProgress(err)
+
+
+def _follow(store: JobStore, job: JobView, *, quiet: bool) -> JobView:
+    """Poll a job until it ends, drawing a progress bar from its stored progress."""
+    from automl.progress import RichProgress
+
+    bar = None if quiet else RichProgress(err, label=job.name)
+    if bar is not None:
+        bar.start(job.trials_total)
+    seen = 0
+    try:
+        while True:
+            job = _guard(lambda: store.get(job.id))
+            if bar is not None:
+                while seen < job.trials_finished:
+                    bar.trial_done("finished", job.best_value)
+                    seen += 1
+            if job.is_final:
+                return job
+            time.sleep(1.0)
+    finally:
+        if bar is not None:
+            bar.stop()
+
+
+def _metric_of(job: JobView) -> str:
+    import yaml
+
+    raw = yaml.safe_load(job.spec_yaml) or {}
+    return str(raw.get("metric") or "value")
+
+
+def _exit_for(job: JobView) -> None:
+    if job.state == "succeeded":
+        raise typer.Exit(EXIT_OK)
+    reason = job.error or job.state
+    err.print(f"[red]job {job.id} {job.state}[/red]" + (f": {reason}" if job.error else ""), highlight=False)
+    raise typer.Exit(EXIT_FAILED)
+
+
+def _invalid(message: str) -> Exception:
+    from automl.errors import SpecError
+
+    return SpecError(message)
 
 
 def _fail(exc: BaseException) -> NoReturn:

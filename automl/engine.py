@@ -236,6 +236,7 @@ def _tuner(
     from ray import tune
 
     from automl.schedulers import create_scheduler
+    from automl.tune_callbacks import ControlStopper
     from workers.trainable import run_trial
 
     spec = plan.spec
@@ -265,28 +266,12 @@ def _tuner(
             name=f"{study_name}-{uuid.uuid4().hex[:6]}",
             storage_path=str(settings.ray_results),
             callbacks=[callback],
-            stop=_ControlStopper(control) if control is not None else None,
+            stop=ControlStopper(control) if control is not None else None,
             verbose=0,
             failure_config=tune.FailureConfig(max_failures=spec.max_retries),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
         ),
     )
-
-
-class _ControlStopper:
-    """A Tune stopper that ends the whole run when the job is cancelled or its runner stops."""
-
-    def __init__(self, control: JobControl) -> None:
-        self.control: JobControl | None = control
-
-    def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
-        return False
-
-    def stop_all(self) -> bool:
-        return self.control is not None and self.control.stop_reason() is not None
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {"control": None}
 
 
 def _prior_trials(storage: Any, study_name: str) -> list[Any]:

@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-from ray.tune import Callback
+from ray.tune import Callback, Stopper
 from ray.tune.result import AUTO_RESULT_KEYS
 
 from automl.control import JobControl
@@ -191,3 +191,19 @@ class JobCallback(Callback):
             logger.warning("MLflow tracking failed: %s", message)
             self.tracking_errors.append(message)
             return None
+
+
+class ControlStopper(Stopper):
+    """Ends the whole Tune run when the job is cancelled or its runner stops."""
+
+    def __init__(self, control: JobControl) -> None:
+        self.control: JobControl | None = control
+
+    def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
+        return False
+
+    def stop_all(self) -> bool:
+        return self.control is not None and self.control.stop_reason() is not None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"control": None}  # Tune pickles its stopper; the control belongs to this process

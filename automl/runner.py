@@ -1,0 +1,271 @@
+"""The job runner: claims queued jobs, runs them, keeps their leases alive, and lets go cleanly.
+
+A runner holds each job by a lease that its :class:`Heartbeat` renews. If the runner dies
+the lease expires and another runner reclaims the job and resumes it from its Optuna study.
+On SIGTERM/SIGINT a runner stops taking jobs, stops its running trials and puts its jobs back
+in the queue (``release``); the trials it interrupted are retried by whoever resumes them.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import threading
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
+
+from automl.control import CANCEL, RELEASE
+from automl.errors import AutomlError
+
+if TYPE_CHECKING:
+    from automl.results import SearchResult
+    from automl.settings import Settings
+    from automl.store import JobStore, JobView
+    from automl.tune_callbacks import ProgressSink
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_LEASE_S = 30.0
+
+
+@dataclass
+class JobFlags:
+    """What the heartbeat learned about one held job."""
+
+    cancel: threading.Event = field(default_factory=threading.Event)
+    lost: threading.Event = field(default_factory=threading.Event)
+
+
+class Heartbeat:
+    """Renews the leases of the jobs a runner holds, and notices cancel requests and lost leases.
+
+    One thread per runner, like Optuna's heartbeat: it beats every ``lease_s / 3`` seconds, so
+    a lease survives two missed beats (a slow database, a long pause).
+    """
+
+    def __init__(self, store: JobStore, runner_id: str, *, lease_s: float = DEFAULT_LEASE_S) -> None:
+        self.store = store
+        self.runner_id = runner_id
+        self.lease_s = lease_s
+        self.interval_s = max(lease_s / 3.0, 0.2)
+        self._held: dict[str, JobFlags] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name=f"heartbeat-{runner_id}", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=self.interval_s + 5)
+
+    def hold(self, job_id: str) -> JobFlags:
+        """Start renewing ``job_id``'s lease; return the flags the heartbeat will raise for it."""
+        with self._lock:
+            return self._held.setdefault(job_id, JobFlags())
+
+    def held(self) -> list[JobFlags]:
+        """The flags of every job held now."""
+        with self._lock:
+            return list(self._held.values())
+
+    def drop(self, job_id: str) -> None:
+        """Stop renewing ``job_id`` (it finished or was released)."""
+        with self._lock:
+            self._held.pop(job_id, None)
+
+    def beat_once(self) -> None:
+        """Renew every held lease now and check for cancel requests."""
+        with self._lock:
+            held = dict(self._held)
+        for job_id, flags in held.items():
+            try:
+                if not self.store.renew(job_id, self.runner_id, lease_s=self.lease_s):
+                    logger.warning("lost the lease of job %s", job_id)
+                    flags.lost.set()
+                elif self.store.cancel_requested(job_id):
+                    flags.cancel.set()
+            except AutomlError as exc:  # the store retries with backoff itself; try again next beat
+                logger.warning("heartbeat for job %s failed: %s", job_id, exc)
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            self.beat_once()
+
+
+class StoreControl:
+    """Steers one job's search from the job store (see :class:`automl.control.JobControl`)."""
+
+    def __init__(self, store: JobStore, job: JobView, runner_id: str, flags: JobFlags, stopping: threading.Event) -> None:
+        self.store = store
+        self.job = job
+        self.runner_id = runner_id
+        self.flags = flags
+        self.stopping = stopping
+
+    def stop_reason(self) -> str | None:
+        if self.flags.cancel.is_set():
+            return CANCEL
+        if self.flags.lost.is_set() or self.stopping.is_set():
+            return RELEASE
+        return None
+
+    def on_tracking(self, experiment_id: str | None, run_id: str | None) -> None:
+        self.store.record_tracking(self.job.id, self.runner_id, experiment_id=experiment_id, run_id=run_id)
+
+    def on_progress(self, finished: int, best: float | None) -> None:
+        self.store.record_progress(self.job.id, self.runner_id, finished=finished, best_value=best)
+
+    def on_event(self, kind: str, message: str) -> None:
+        self.store.add_event(self.job.id, kind, message, runner_id=self.runner_id)
+
+
+def default_runner_id() -> str:
+    """``host:pid:random``: unique per runner process, readable in ``status``."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+class Runner:
+    """Claims jobs from ``store`` and runs up to ``concurrency`` of them at once, each in a thread.
+
+    Args:
+        store: the job store.
+        settings: where the searches keep their state (Optuna storage, MLflow, Ray).
+        concurrency: jobs run at once by this runner.
+        lease_s: how long a lease lasts without a heartbeat.
+        poll_s: how often to look for new jobs when idle.
+        progress_factory: makes a progress sink for a job (the CLI's bar), or ``None``.
+    """
+
+    def __init__(
+        self,
+        store: JobStore,
+        settings: Settings,
+        *,
+        runner_id: str | None = None,
+        concurrency: int = 1,
+        lease_s: float = DEFAULT_LEASE_S,
+        poll_s: float = 2.0,
+        progress_factory: Callable[[JobView], ProgressSink | None] | None = None,
+    ) -> None:
+        self.store = store
+        self.settings = settings
+        self.runner_id = runner_id or default_runner_id()
+        self.concurrency = max(1, concurrency)
+        self.lease_s = lease_s
+        self.poll_s = poll_s
+        self.progress_factory = progress_factory
+        self.stopping = threading.Event()
+        self.heartbeat = Heartbeat(store, self.runner_id, lease_s=lease_s)
+        self.results: dict[str, SearchResult | None] = {}
+        self._threads: dict[str, threading.Thread] = {}
+
+    def stop(self, *_: Any) -> None:
+        """Stop taking jobs; running jobs stop their trials and go back to the queue."""
+        if not self.stopping.is_set():
+            logger.warning("runner %s stopping: releasing its jobs", self.runner_id)
+        self.stopping.set()
+
+    def install_signal_handlers(self) -> None:
+        """SIGTERM and SIGINT stop the runner cleanly (only possible from the main thread)."""
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, self.stop)
+            signal.signal(signal.SIGINT, self.stop)
+
+    def run(self, *, until_idle: bool = False, job_id: str | None = None) -> None:
+        """Claim and run jobs until stopped (or, with ``until_idle``, until the queue is empty).
+
+        With ``job_id``, run only that job (``automl run``): claim it, run it, return.
+        """
+        from automl.engine import ensure_ray
+
+        ensure_ray(self.settings.ray_address)
+        self.heartbeat.start()
+        try:
+            while not self.stopping.is_set():
+                self._reap()
+                if len(self._threads) < self.concurrency:
+                    job = self.store.claim(self.runner_id, lease_s=self.lease_s, job_id=job_id)
+                    if job is not None:
+                        self._start(job)
+                        continue
+                if job_id is not None and not self._threads:
+                    break
+                if until_idle and not self._threads:
+                    break
+                self.stopping.wait(self.poll_s if not self._threads else min(self.poll_s, 0.5))
+            for thread in list(self._threads.values()):
+                while thread.is_alive():
+                    thread.join(timeout=0.5)
+            self._reap()
+        finally:
+            self.heartbeat.stop()
+
+    def _start(self, job: JobView) -> None:
+        thread = threading.Thread(target=self.run_job, args=(job,), name=f"job-{job.id}", daemon=True)
+        self._threads[job.id] = thread
+        thread.start()
+
+    def _reap(self) -> None:
+        for job_id, thread in list(self._threads.items()):
+            if not thread.is_alive():
+                del self._threads[job_id]
+
+    def run_job(self, job: JobView) -> None:
+        """Run one claimed job to a final state, or release it when the runner stops."""
+        from automl.engine import plan_search, run_search
+        from automl.spec import parse_spec
+
+        flags = self.heartbeat.hold(job.id)
+        control = StoreControl(self.store, job, self.runner_id, flags, self.stopping)
+        try:
+            spec = parse_spec(yaml.safe_load(job.spec_yaml), source=f"job {job.id}")
+            plan = plan_search(spec, base_dir=Path(job.base_dir) if job.base_dir else None)
+            sink = self.progress_factory(job) if self.progress_factory else None
+            result = run_search(
+                plan,
+                settings=self.settings,
+                study_name=job.study_name,
+                progress=sink,
+                control=control,
+                parent_run_id=job.mlflow_run_id,
+            )
+            self.results[job.id] = result
+            self._conclude(job, control, result)
+        except Exception as exc:  # noqa: BLE001 - whatever went wrong, the job must not stay running
+            logger.exception("job %s failed", job.id)
+            self.results[job.id] = None
+            message = str(exc) if isinstance(exc, AutomlError) else f"{type(exc).__name__}: {exc}"
+            if control.stop_reason() == RELEASE and not flags.lost.is_set():
+                self.store.release(job.id, self.runner_id, message=f"runner stopping after an error: {message}")
+            elif not flags.lost.is_set():
+                self.store.finish(job.id, self.runner_id, "failed", message=message, error=message)
+        finally:
+            self.heartbeat.drop(job.id)
+
+    def _conclude(self, job: JobView, control: StoreControl, result: SearchResult) -> None:
+        reason = control.stop_reason()
+        counts = ", ".join(f"{n} {state.lower()}" for state, n in sorted(result.state_counts.items()))
+        if reason == CANCEL:
+            self.store.finish(job.id, self.runner_id, "cancelled", message=f"cancelled; trials: {counts}")
+        elif reason == RELEASE:
+            if not control.flags.lost.is_set():
+                self.store.release(job.id, self.runner_id, message=f"runner {self.runner_id} stopped; trials so far: {counts}")
+        elif result.best_value is None:
+            self.store.finish(job.id, self.runner_id, "failed", message=f"no trial completed ({counts})", error="no trial completed")
+        else:
+            self.store.finish(
+                job.id,
+                self.runner_id,
+                "succeeded",
+                message=f"best {result.metric} = {result.best_value:.6g} (trial {result.best_trial_number}); trials: {counts}",
+            )

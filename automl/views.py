@@ -1,0 +1,145 @@
+"""What the CLI shows: tables of trials and jobs, a job's status, and their JSON forms."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from rich import box
+from rich.console import Console
+from rich.table import Table
+
+if TYPE_CHECKING:
+    from automl.results import SearchResult, TrialSummary
+    from automl.store import EventView, JobView
+
+STATE_STYLE = {
+    "queued": "cyan",
+    "running": "yellow",
+    "succeeded": "green",
+    "failed": "red",
+    "cancelled": "magenta",
+    "COMPLETE": "green",
+    "PRUNED": "yellow",
+    "FAIL": "red",
+    "RUNNING": "cyan",
+}
+
+
+def trials_table(trials: list[TrialSummary], *, metric: str, title: str) -> Table:
+    """The given (completed) trials, one row each, one column per hyperparameter."""
+    param_names = sorted({name for t in trials for name in t.params})
+    table = Table(title=title, header_style="bold", title_justify="left", box=box.SIMPLE_HEAD)
+    table.add_column("trial", justify="right", min_width=5, no_wrap=True)
+    table.add_column(metric, justify="right", style="green", no_wrap=True)
+    for name in param_names:
+        table.add_column(name, justify="right", no_wrap=True)
+    for trial in trials:
+        table.add_row(
+            str(trial.number),
+            "-" if trial.value is None else f"{trial.value:.4g}",
+            *[fmt(trial.params.get(name)) for name in param_names],
+        )
+    return table
+
+
+def print_result(result: SearchResult, *, top: int = 5, console: Console | None = None) -> None:
+    """The end-of-job report: the best trials as a table, and where to see everything."""
+    console = console or Console()
+    counts = ", ".join(f"{n} {state.lower()}" for state, n in sorted(result.state_counts.items()))
+    console.print(trials_table(result.top(top), metric=result.metric, title=f"Top trials of {result.job_name} ({counts})"))
+    for trial in [t for t in result.trials if t.state == "FAIL"][:5]:
+        console.print(f"[red]trial {trial.number} failed:[/red] {trial.fail_reason}", highlight=False)
+    if result.best_value is not None:
+        console.print(f"Best: trial {result.best_trial_number}, {result.metric} = {result.best_value:.6g}")
+    if result.model_uri:
+        console.print(f"Model: {result.model_uri}")
+    if result.parent_run_id:
+        console.print(f"MLflow: run {result.parent_run_id} in experiment {result.experiment_id}; see it with [bold]automl ui[/bold] at")
+        console.print(f"  http://127.0.0.1:5000/#/experiments/{result.experiment_id}/runs/{result.parent_run_id}", soft_wrap=True)
+    console.print(f"Optuna: study {result.study_name!r} in {result.storage_url}")
+    if result.tracking_errors:
+        console.print(f"[yellow]warning:[/yellow] {len(result.tracking_errors)} MLflow writes failed; first: {result.tracking_errors[0]}")
+
+
+def result_json(result: SearchResult) -> dict[str, Any]:
+    """A search result as plain JSON for scripts."""
+    return {
+        "job_name": result.job_name,
+        "study_name": result.study_name,
+        "storage_url": result.storage_url,
+        "metric": result.metric,
+        "mode": result.mode,
+        "best_value": result.best_value,
+        "best_params": result.best_params,
+        "best_trial": result.best_trial_number,
+        "model_uri": result.model_uri,
+        "experiment_id": result.experiment_id,
+        "parent_run_id": result.parent_run_id,
+        "tracking_uri": result.tracking_uri,
+        "states": result.state_counts,
+        "trials": [t.__dict__ for t in result.trials],
+    }
+
+
+def jobs_table(jobs: list[JobView]) -> Table:
+    """Jobs, newest first: id, name, state, progress, best, age, runner."""
+    table = Table(header_style="bold", box=box.SIMPLE_HEAD)
+    for name, justify in (("id", "left"), ("name", "left"), ("state", "left"), ("trials", "right"), ("best", "right"), ("submitted", "left"), ("runner", "left")):
+        table.add_column(name, justify=justify, no_wrap=name != "runner")  # type: ignore[arg-type]
+    for job in jobs:
+        table.add_row(
+            job.id,
+            job.name,
+            _styled(job.state) + (" (cancelling)" if job.cancel_requested and job.state == "running" else ""),
+            f"{job.trials_finished}/{job.trials_total}",
+            "-" if job.best_value is None else f"{job.best_value:.4g}",
+            when(job.created_at),
+            job.runner_id or "",
+        )
+    return table
+
+
+def job_json(job: JobView) -> dict[str, Any]:
+    """A job row as JSON (without its spec text)."""
+    data = {name: getattr(job, name) for name in job.__dataclass_fields__ if name != "spec_yaml"}
+    return {k: v.isoformat() + "Z" if isinstance(v, datetime) else v for k, v in data.items()}
+
+
+def status_view(job: JobView, events: list[EventView], top: list[TrialSummary], metric: str, console: Console) -> None:
+    """A job's status: state, progress, best so far, top trials, recent events."""
+    console.print(f"[bold]{job.name}[/bold] ({job.id}): {_styled(job.state)}" + ("  [magenta]cancel requested[/magenta]" if job.cancel_requested and not job.is_final else ""))
+    console.print(f"  trials: {job.trials_finished}/{job.trials_total} finished, best {metric}: {'-' if job.best_value is None else f'{job.best_value:.6g}'}")
+    if job.runner_id and job.state == "running":
+        console.print(f"  runner: {job.runner_id} (lease until {when(job.lease_expires_at)}, attempt {job.attempts})")
+    if job.error:
+        console.print(f"  [red]error:[/red] {job.error}", highlight=False)
+    console.print(f"  Optuna study: {job.study_name}   MLflow run: {job.mlflow_run_id or '-'}")
+    if top:
+        console.print(trials_table(top, metric=metric, title="Top trials"))
+    if events:
+        table = Table("when", "event", "", header_style="bold", box=box.SIMPLE_HEAD, title="Recent events", title_justify="left")
+        for event in events:
+            table.add_row(when(event.at), event.kind, event.message)
+        console.print(table)
+
+
+def when(moment: datetime | None) -> str:
+    """A stored UTC time, as local ``YYYY-mm-dd HH:MM:SS``."""
+    if moment is None:
+        return "-"
+    from datetime import timezone
+
+    return moment.replace(tzinfo=timezone.utc).astimezone().strftime("%Y-%m-%d %H:%M:%S")
+
+
+def fmt(value: Any) -> str:
+    """A hyperparameter value, short."""
+    if isinstance(value, float):
+        return f"{value:.2e}" if value != 0 and abs(value) < 1e-3 else f"{value:.3g}"
+    return "-" if value is None else str(value)
+
+
+def _styled(state: str) -> str:
+    style = STATE_STYLE.get(state)
+    return f"[{style}]{state}[/{style}]" if style else state
