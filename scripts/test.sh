@@ -12,4 +12,7 @@ fi
 # torch==2.13.0 is the CPU wheel on these machines; pip skips what is already installed.
 .venv/bin/python -m pip install -q -e '.[dev]'
 
+# The PostgreSQL tests start their own server (tests/postgres.py); this installs the binaries if missing.
+bash scripts/ensure-postgres.sh
+
 exec .venv/bin/python -m pytest "$@"

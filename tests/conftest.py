@@ -1,8 +1,12 @@
-"""Shared fixtures: one Ray instance for the whole run, and a fresh state directory per test."""
+"""Shared fixtures: one Ray instance for the whole run, a fresh state directory per test, and one
+throwaway PostgreSQL server for the whole run with a fresh database per test."""
 
 from __future__ import annotations
 
+import itertools
 import os
+import re
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -36,3 +40,56 @@ def automl_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     home = tmp_path / "automl-home"
     monkeypatch.setenv("AUTOML_HOME", str(home))
     return home
+
+
+# -- PostgreSQL ------------------------------------------------------------------------------------
+
+_database_numbers = itertools.count(1)
+
+
+def _postgres_helper():
+    """tests/postgres.py, importable whatever pytest's import mode."""
+    tests_dir = str(Path(__file__).resolve().parent)
+    if tests_dir not in sys.path:
+        sys.path.insert(0, tests_dir)
+    import postgres
+
+    return postgres
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A real PostgreSQL server (tests/postgres.py) for the whole run, stopped and deleted at the end.
+
+    Missing binaries fail the tests that use it rather than skip them: CI must run them.
+    """
+    pg = _postgres_helper()
+    problem = None
+    try:
+        server = pg.start_server()
+    except pg.PostgresNotFound as exc:
+        problem = str(exc)
+    except pg.PostgresError as exc:
+        problem = f"could not start the test PostgreSQL server: {exc}"
+    if problem is not None:  # failed outside the except block: no chained traceback in the report
+        pytest.fail(problem, pytrace=False)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres_server, request: pytest.FixtureRequest) -> Iterator[str]:
+    """SQLAlchemy URL of a new, empty database on ``postgres_server``, dropped after the test.
+
+    The form is ``postgresql+psycopg2://postgres@127.0.0.1:PORT/t<N>_<test name>`` (no password).
+    """
+    test_name = re.sub(r"[^a-z0-9_]+", "_", request.node.name.lower())
+    name = f"t{next(_database_numbers)}_{test_name}"[:63]
+    url = postgres_server.new_database(name)
+    yield url
+    try:
+        postgres_server.drop_database(name)  # WITH (FORCE): the test's open connections don't block it
+    except Exception:  # noqa: BLE001 - tidiness only; the whole server goes at the end of the run
+        pass
