@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -98,15 +97,7 @@ def run(
     factory = _progress_factory() if progress and not json_output else None
     runner = Runner(store, settings, concurrency=1, progress_factory=factory, poll_s=0.2)
 
-    def cancel(*_: Any) -> None:
-        err.print("[magenta]cancelling the job (Ctrl-C again quits at once)...[/magenta]")
-        for flags in runner.heartbeat.held():
-            flags.cancel.set()
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-
-    signal.signal(signal.SIGINT, cancel)
-    signal.signal(signal.SIGTERM, runner.stop)
-    _guard(lambda: runner.run(job_id=job.id))
+    _guard(lambda: runner.run(job_id=job.id, interrupt_cancels=True))
     final = store.get(job.id)
     result = runner.results.get(job.id)
     if json_output:
@@ -268,12 +259,11 @@ def worker(
     """Run queued jobs, N at a time, until stopped. SIGTERM/Ctrl-C hand running jobs back to the queue."""
     from automl.runner import Runner
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     logging.getLogger("automl").setLevel(logging.INFO)
     settings = _settings(db_url, ray_address, tracking_uri, storage_url)
     store = _store(settings)
     runner = Runner(store, settings, concurrency=concurrency, lease_s=lease, poll_s=poll)
-    runner.install_signal_handlers()
     err.print(f"runner {runner.runner_id}: {concurrency} job(s) at a time from {store.url} (Ctrl-C to stop)")
     _guard(lambda: runner.run(until_idle=until_idle))
     err.print(f"runner {runner.runner_id} stopped")

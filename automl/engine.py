@@ -171,7 +171,10 @@ def _run(
             space=plan.optuna_space(),
             metric=plan.metric,
             mode=plan.mode,
-            sampler=create_sampler(spec.sampler.name, seed=spec.seed, options=spec.sampler.options, concurrency=concurrency),
+            # A resumed job reseeds its sampler, or it would propose the points it already tried.
+            sampler=create_sampler(
+                spec.sampler.name, seed=spec.seed + len(prior), options=spec.sampler.options, concurrency=concurrency
+            ),
             study_name=study_name,
             storage=storage,
             resume=stale,

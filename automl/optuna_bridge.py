@@ -67,6 +67,17 @@ def _never() -> str | None:
     return None
 
 
+def suggest(trial: optuna.Trial, name: str, distribution: Any) -> Any:
+    """``trial.suggest_*`` for an Optuna distribution object."""
+    from optuna.distributions import CategoricalDistribution, FloatDistribution
+
+    if isinstance(distribution, FloatDistribution):
+        return trial.suggest_float(name, distribution.low, distribution.high, log=distribution.log, step=distribution.step)
+    if isinstance(distribution, CategoricalDistribution):
+        return trial.suggest_categorical(name, distribution.choices)
+    return trial.suggest_int(name, distribution.low, distribution.high, log=distribution.log, step=distribution.step)
+
+
 class StudySearch(OptunaSearch):
     """``OptunaSearch`` that numbers trials, links them to Ray trial ids, and records true states.
 
@@ -136,7 +147,9 @@ class StudySearch(OptunaSearch):
         self._last_step[trial_id] = max(frozen.intermediate_values, default=0)
         if callable(self._space):
             return self._suggest_from_define_by_run_func(self._space, ot_trial)
-        return dict(frozen.params)
+        # Suggesting a parameter the trial already has returns its value; one the runner died
+        # before choosing is sampled now.
+        return {name: suggest(ot_trial, name, dist) for name, dist in self._space.items()}
 
     def unfinished(self) -> list[str]:
         """Ray trial ids this searcher asked Optuna for and has not told the outcome of."""

@@ -175,20 +175,27 @@ class Runner:
             logger.warning("runner %s stopping: releasing its jobs", self.runner_id)
         self.stopping.set()
 
-    def install_signal_handlers(self) -> None:
-        """SIGTERM and SIGINT stop the runner cleanly (only possible from the main thread)."""
-        if threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGTERM, self.stop)
-            signal.signal(signal.SIGINT, self.stop)
+    def cancel_all(self, *_: Any) -> None:
+        """Cancel the jobs running here (``automl run``'s Ctrl-C); a second Ctrl-C quits at once."""
+        logger.warning("cancelling the running job(s)")
+        for flags in self.heartbeat.held():
+            flags.cancel.set()
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
-    def run(self, *, until_idle: bool = False, job_id: str | None = None) -> None:
+    def run(self, *, until_idle: bool = False, job_id: str | None = None, interrupt_cancels: bool = False) -> None:
         """Claim and run jobs until stopped (or, with ``until_idle``, until the queue is empty).
 
-        With ``job_id``, run only that job (``automl run``): claim it, run it, return.
+        SIGTERM stops the runner cleanly (its jobs go back to the queue); so does SIGINT, unless
+        ``interrupt_cancels``, when it cancels them. With ``job_id``, run only that job
+        (``automl run``): claim it, run it, return.
         """
         from automl.engine import ensure_ray
 
         ensure_ray(self.settings.ray_address)
+        # After ray.init: Ray installs its own SIGTERM handler, which would kill the process.
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, self.stop)
+            signal.signal(signal.SIGINT, self.cancel_all if interrupt_cancels else self.stop)
         self.heartbeat.start()
         try:
             while not self.stopping.is_set():
@@ -211,6 +218,7 @@ class Runner:
             self.heartbeat.stop()
 
     def _start(self, job: JobView) -> None:
+        logger.info("job %s (%s): claimed, attempt %d", job.id, job.name, job.attempts)
         thread = threading.Thread(target=self.run_job, args=(job,), name=f"job-{job.id}", daemon=True)
         self._threads[job.id] = thread
         thread.start()
@@ -255,6 +263,7 @@ class Runner:
     def _conclude(self, job: JobView, control: StoreControl, result: SearchResult) -> None:
         reason = control.stop_reason()
         counts = ", ".join(f"{n} {state.lower()}" for state, n in sorted(result.state_counts.items()))
+        logger.info("job %s (%s): %s; trials: %s", job.id, job.name, {CANCEL: "cancelled", RELEASE: "released"}.get(reason or "", "done"), counts)
         if reason == CANCEL:
             self.store.finish(job.id, self.runner_id, "cancelled", message=f"cancelled; trials: {counts}")
         elif reason == RELEASE:

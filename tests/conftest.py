@@ -93,3 +93,49 @@ def postgres_url(postgres_server, request: pytest.FixtureRequest) -> Iterator[st
         postgres_server.drop_database(name)  # WITH (FORCE): the test's open connections don't block it
     except Exception:  # noqa: BLE001 - tidiness only; the whole server goes at the end of the run
         pass
+
+
+STORE_BACKENDS = ("sqlite", "postgresql")
+
+
+@pytest.fixture(params=STORE_BACKENDS)
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The job store's URL on each backend: the same behaviour must hold on SQLite and PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'jobs.db'}"
+    return request.getfixturevalue("postgres_url")
+
+
+# -- Ray cluster -----------------------------------------------------------------------------------
+
+
+def _raycluster_helper():
+    """tests/raycluster.py, importable whatever pytest's import mode."""
+    tests_dir = str(Path(__file__).resolve().parent)
+    if tests_dir not in sys.path:
+        sys.path.insert(0, tests_dir)
+    import raycluster
+
+    return raycluster
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """A real two-node Ray cluster (tests/raycluster.py: `ray start` head + worker node, 1 CPU each)
+    for the whole run, torn down at the end by signalling its own processes (never `ray stop`).
+
+    Drive it from a subprocess with ``env=ray_cluster.driver_env(...)``: RAY_ADDRESS plus the
+    cluster's token-auth variables. Failing to start fails the tests that use it: CI must run them.
+    """
+    rc = _raycluster_helper()
+    problem = None
+    try:
+        cluster = rc.start_cluster()
+    except rc.RayClusterError as exc:
+        problem = f"could not start the test Ray cluster: {exc}"
+    if problem is not None:  # failed outside the except block: no chained traceback in the report
+        pytest.fail(problem, pytrace=False)
+    try:
+        yield cluster
+    finally:
+        cluster.stop()

@@ -213,39 +213,48 @@ class JobStore:
         """
 
         def work() -> JobView | None:
-            now = utcnow()
-            claimable = or_(Job.state == "queued", (Job.state == "running") & (Job.lease_expires_at < now))
-            with self._session() as session:
-                query = select(Job.id, Job.version, Job.state, Job.runner_id).where(claimable)
-                if job_id is not None:
-                    query = query.where(Job.id == job_id)
-                candidates = session.execute(query.order_by(Job.created_at, Job.id).limit(8)).all()
-            for candidate in candidates:
+            # Other runners may win every candidate we read; read again until the queue is empty.
+            for _ in range(20):
+                now = utcnow()
+                claimable = or_(Job.state == "queued", (Job.state == "running") & (Job.lease_expires_at < now))
                 with self._session() as session:
-                    won = session.execute(
-                        update(Job)
-                        .where(Job.id == candidate.id, Job.version == candidate.version, claimable)
-                        .values(
-                            state="running",
-                            runner_id=runner_id,
-                            lease_expires_at=now + timedelta(seconds=lease_s),
-                            attempts=Job.attempts + 1,
-                            started_at=func.coalesce(Job.started_at, now),
-                            updated_at=now,
-                            version=Job.version + 1,
-                        )
-                    ).rowcount
-                    if won != 1:
-                        continue
-                    if candidate.state == "running":
-                        kind, message = "reclaimed", f"lease of runner {candidate.runner_id} expired; reclaimed to resume"
-                    else:
-                        kind, message = "claimed", "claimed by a runner"
-                    session.add(JobEvent(job_id=candidate.id, at=now, kind=kind, message=message, runner_id=runner_id))
-                    return _view(session.get_one(Job, candidate.id))
+                    query = select(Job.id, Job.version, Job.state, Job.runner_id).where(claimable)
+                    if job_id is not None:
+                        query = query.where(Job.id == job_id)
+                    candidates = session.execute(query.order_by(Job.created_at, Job.id).limit(8)).all()
+                if not candidates:
+                    return None
+                for candidate in candidates:
+                    claimed = self._try_claim(candidate, runner_id, now, lease_s, claimable)
+                    if claimed is not None:
+                        return claimed
             return None
 
         return self._retrying(work)
+
+    def _try_claim(self, candidate: Any, runner_id: str, now: datetime, lease_s: float, claimable: Any) -> JobView | None:
+        with self._session() as session:
+            won = session.execute(
+                update(Job)
+                .where(Job.id == candidate.id, Job.version == candidate.version, claimable)
+                .values(
+                    state="running",
+                    runner_id=runner_id,
+                    lease_expires_at=now + timedelta(seconds=lease_s),
+                    attempts=Job.attempts + 1,
+                    started_at=func.coalesce(Job.started_at, now),
+                    updated_at=now,
+                    version=Job.version + 1,
+                )
+            ).rowcount
+            if won != 1:
+                return None
+            if candidate.state == "running":
+                kind, message = "reclaimed", f"lease of runner {candidate.runner_id} expired; reclaimed to resume"
+            else:
+                kind, message = "claimed", "claimed by a runner"
+            session.add(JobEvent(job_id=candidate.id, at=now, kind=kind, message=message, runner_id=runner_id))
+            return _view(session.get_one(Job, candidate.id))
 
     def renew(self, job_id: str, runner_id: str, *, lease_s: float) -> bool:
         """Extend the lease of a job this runner holds; ``False`` if it no longer holds it."""

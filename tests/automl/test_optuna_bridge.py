@@ -32,3 +32,23 @@ def test_trial_outcome(result: dict | None, error: bool, state: str, value: floa
 
 def test_missing_metric_reason_names_the_metric() -> None:
     assert "'loss'" in (trial_outcome({FINAL_KEY: True}, "loss", error=False).reason or "")
+
+
+def test_resumed_trial_keeps_its_params_and_fills_missing_ones() -> None:
+    import optuna
+
+    from automl.optuna_bridge import StudySearch
+
+    storage = optuna.storages.InMemoryStorage()
+    space = {"x": optuna.distributions.FloatDistribution(0, 1), "n": optuna.distributions.IntDistribution(1, 4)}
+    study = optuna.create_study(storage=storage, study_name="s")
+    half = study.ask()  # a runner died after choosing x but before n
+    x = half.suggest_float("x", 0, 1)
+    bare = study.ask()  # ... and one died before choosing anything
+    stale = [t for t in study.get_trials() if t.state.name == "RUNNING"]
+    searcher = StudySearch(space=space, metric="loss", mode="min", storage=storage, study_name="s", resume=stale)
+    first, second, fresh = searcher.suggest("a"), searcher.suggest("b"), searcher.suggest("c")
+    assert first["_trial_number"] == half.number and first["x"] == x and 1 <= first["n"] <= 4
+    assert second["_trial_number"] == bare.number and set(second) == {"x", "n", "_trial_number"}
+    assert fresh["_trial_number"] == 2
+    assert len(study.get_trials()) == 3, "resumed trials are not asked for again"

@@ -1,0 +1,217 @@
+"""The job service end to end, through the real CLI in separate processes: submit, workers,
+status, best, cancel, a runner killed with SIGKILL, and a runner stopped with SIGTERM."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+from mlflow import MlflowClient
+
+from automl.store import open_store
+
+pytestmark = pytest.mark.slow
+
+SLOW_OBJECTIVE = '''
+import time
+
+def objective(params, ctx):
+    for step in range(1, ctx.max_epochs + 1):
+        time.sleep(0.4)
+        ctx.report(loss=(params["x"] - 0.3) ** 2 + 1.0 / step, step=step)
+'''
+
+
+class Service:
+    """A state directory and helpers to drive the CLI against it, as a user would."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.home = root / "home"
+        self.env = {k: v for k, v in os.environ.items() if k not in {"AUTOML_DB_URL", "AUTOML_STORAGE_URL", "MLFLOW_TRACKING_URI", "RAY_ADDRESS"}}
+        self.env["AUTOML_HOME"] = str(self.home)
+        self.workers: list[subprocess.Popen] = []
+
+    def cli(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "automl.cli", *args], env=self.env, cwd=self.root,
+            capture_output=True, text=True, timeout=timeout,
+        )
+
+    def worker(self, *args: str) -> subprocess.Popen:
+        log = open(self.root / f"worker-{len(self.workers)}.log", "w")  # noqa: SIM115 - closed with the process
+        process = subprocess.Popen(
+            [sys.executable, "-m", "automl.cli", "worker", "--poll", "0.3", *args],
+            env=self.env, cwd=self.root, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        self.workers.append(process)
+        return process
+
+    def log(self, index: int) -> str:
+        return (self.root / f"worker-{index}.log").read_text()
+
+    def job_file(self, name: str, spec: dict) -> Path:
+        path = self.root / f"{name}.yaml"
+        path.write_text(yaml.safe_dump(spec))
+        return path
+
+    def submit(self, path: Path) -> str:
+        result = self.cli("submit", str(path))
+        assert result.returncode == 0, result.stderr
+        return result.stdout.strip()
+
+    @property
+    def store(self):  # noqa: ANN201
+        return open_store(f"sqlite:///{self.home / 'jobs.db'}")
+
+    def study(self, job_id: str) -> optuna.Study:
+        job = self.store.get(job_id)
+        return optuna.load_study(study_name=job.study_name, storage=f"sqlite:///{self.home / 'studies.db'}")
+
+    def mlflow(self) -> MlflowClient:
+        return MlflowClient(tracking_uri=f"sqlite:///{self.home / 'mlflow.db'}")
+
+    def stop_all(self) -> None:
+        for process in self.workers:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait(timeout=30)
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+@pytest.fixture
+def service(tmp_path: Path) -> Iterator[Service]:
+    (tmp_path / "slow_objective.py").write_text(SLOW_OBJECTIVE)
+    svc = Service(tmp_path)
+    yield svc
+    svc.stop_all()
+
+
+def slow_job(trials: int = 6) -> dict:
+    return {
+        "name": "slow",
+        "objective": "slow_objective:objective",
+        "space": {"x": {"type": "float", "low": 0, "high": 1}},
+        "metric": "loss",
+        "mode": "min",
+        "scheduler": {"name": "fifo"},
+        "budget": {"trials": trials, "max_epochs": 3},
+        "resources": {"max_concurrent": 1},
+        "seed": 11,
+    }
+
+
+def assert_exact_trials(service: Service, job_id: str, trials: int) -> None:
+    """The study, MLflow and the job row agree: exactly ``trials`` finished trials, none stuck."""
+    study_trials = service.study(job_id).get_trials()
+    assert sorted(t.number for t in study_trials) == list(range(trials))
+    assert {t.state.name for t in study_trials} == {"COMPLETE"}, [t.state.name for t in study_trials]
+    job = service.store.get(job_id)
+    assert job.trials_finished == trials
+    client = service.mlflow()
+    runs = client.search_runs(
+        [job.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{job.mlflow_run_id}'", max_results=1000
+    )
+    numbers = sorted(int(r.data.tags["automl.trial_number"]) for r in runs)
+    assert numbers == list(range(trials)), "one MLflow run per trial, none twice"
+    assert {r.info.status for r in runs} == {"FINISHED"}
+    assert client.get_run(job.mlflow_run_id).info.status == "FINISHED"
+
+
+def test_job_lifecycle_through_the_cli(service: Service) -> None:
+    iris = service.job_file(
+        "iris",
+        {"name": "iris-service", "trainer": {"name": "mlp", "dataset": "iris"}, "space": "mlp-small",
+         "metric": "val_accuracy", "mode": "max", "budget": {"trials": 4, "max_epochs": 3}, "seed": 2},
+    )
+    job_id = service.submit(iris)
+    cancelled = service.submit(service.job_file("other", slow_job()))
+    assert "cancelled" in service.cli("cancel", cancelled).stdout
+    listed = json.loads(service.cli("list", "--json").stdout)
+    assert {(j["id"], j["state"]) for j in listed} == {(job_id, "queued"), (cancelled, "cancelled")}
+
+    worker = service.worker("--until-idle")
+    assert worker.wait(timeout=240) == 0, service.log(0)
+
+    status = service.cli("status", job_id)
+    assert status.returncode == 0 and "succeeded" in status.stdout and "4/4" in status.stdout
+    assert "Top trials" in status.stdout and "Recent events" in status.stdout
+    best = json.loads(service.cli("best", job_id, "--json").stdout)
+    assert best["state"] == "succeeded" and best["metric"] == "val_accuracy"
+    assert set(best["best_params"]) == {"learning_rate", "batch_size", "dropout", "l1", "l2"}
+    assert best["model_uri"] == "models:/iris-service/1"
+    assert service.store.get(cancelled).state == "cancelled"
+    assert service.store.get(cancelled).attempts == 0, "a cancelled queued job never runs"
+    kinds = [e.kind for e in service.store.events(job_id)]
+    assert kinds[:2] == ["submitted", "claimed"] and kinds[-1] == "succeeded"
+
+
+def test_killed_runner_job_is_reclaimed_and_resumed_exactly(service: Service) -> None:
+    job_id = service.submit(service.job_file("slow", slow_job(trials=6)))
+    first = service.worker("--lease", "3")
+    wait_for(lambda: service.store.get(job_id).trials_finished >= 2, 120, "two finished trials")
+    os.killpg(first.pid, signal.SIGKILL)  # the runner and everything it started die at once
+    first.wait(timeout=30)
+    held = service.store.get(job_id)
+    assert held.state == "running" and held.trials_finished < 6
+
+    second = service.worker("--lease", "3", "--until-idle")
+    assert second.wait(timeout=240) == 0, service.log(1)
+    job = service.store.get(job_id)
+    assert job.state == "succeeded", job.error
+    assert job.attempts == 2
+    kinds = [e.kind for e in service.store.events(job_id, limit=100)]
+    assert "reclaimed" in kinds and "resumed" in kinds
+    assert_exact_trials(service, job_id, 6)
+
+
+def test_sigterm_releases_the_job_and_the_next_runner_finishes_it(service: Service) -> None:
+    job_id = service.submit(service.job_file("slow", slow_job(trials=5)))
+    first = service.worker()
+    wait_for(lambda: service.store.get(job_id).trials_finished >= 1, 120, "a finished trial")
+    first.send_signal(signal.SIGTERM)
+    assert first.wait(timeout=60) == 0, service.log(0)
+    released = service.store.get(job_id)
+    assert released.state == "queued" and released.runner_id is None
+    assert "released" in [e.kind for e in service.store.events(job_id)]
+
+    second = service.worker("--until-idle")
+    assert second.wait(timeout=240) == 0, service.log(1)
+    assert service.store.get(job_id).state == "succeeded"
+    assert_exact_trials(service, job_id, 5)
+
+
+def test_cancel_stops_a_running_job_within_seconds(service: Service) -> None:
+    job_id = service.submit(service.job_file("slow", slow_job(trials=20)))
+    worker = service.worker()
+    wait_for(lambda: service.store.get(job_id).trials_finished >= 1, 120, "a finished trial")
+    requested = time.time()
+    result = service.cli("cancel", job_id)
+    assert result.returncode == 0 and "cancel requested" in result.stdout
+    wait_for(lambda: service.store.get(job_id).state == "cancelled", 30, "the job to be cancelled")
+    assert time.time() - requested < 30
+    trials = service.study(job_id).get_trials()
+    assert len(trials) < 20
+    assert "RUNNING" not in {t.state.name for t in trials}, "no trial left running"
+    job = service.store.get(job_id)
+    assert service.mlflow().get_run(job.mlflow_run_id).info.status == "KILLED"
+    kinds = [e.kind for e in service.store.events(job_id, limit=100)]
+    assert "cancel_requested" in kinds and kinds[-1] == "cancelled"
+    assert worker.poll() is None, "the runner itself keeps serving the queue"

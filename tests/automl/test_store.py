@@ -1,0 +1,151 @@
+"""The job store, on SQLite and on a real PostgreSQL server: queue, leases, events, migrations."""
+
+from __future__ import annotations
+
+import multiprocessing
+import time
+
+import pytest
+from sqlalchemy import create_engine, inspect
+
+from automl.errors import AutomlError
+from automl.store import JobNotFound, open_store
+from automl.store.jobs import current_revision, upgrade
+
+
+def _submit(store, name: str = "job", trials: int = 3):
+    return store.submit(name=name, spec_yaml=f"name: {name}\n", trials_total=trials)
+
+
+def test_migrations_bring_an_empty_database_to_head(store_url: str) -> None:
+    engine = create_engine(store_url)
+    assert current_revision(engine) is None
+    upgrade(engine)
+    assert current_revision(engine) == "0001"
+    tables = set(inspect(engine).get_table_names())
+    assert {"automl_jobs", "automl_job_events", "automl_alembic_version"} <= tables
+    upgrade(engine)  # a second upgrade is a no-op
+    assert current_revision(engine) == "0001"
+
+
+def test_submit_get_list_and_events(store_url: str) -> None:
+    store = open_store(store_url)
+    first = _submit(store, "first")
+    second = _submit(store, "second")
+    assert store.get(first.id).state == "queued"
+    assert store.get(first.id[:6]).id == first.id  # a unique prefix is enough
+    assert [j.id for j in store.list()] == [second.id, first.id]  # newest first
+    assert [j.id for j in store.list(states=("running",))] == []
+    assert [e.kind for e in store.events(first.id)] == ["submitted"]
+    with pytest.raises(JobNotFound, match="no job with id 'zzzz'"):
+        store.get("zzzz")
+
+
+def test_claim_takes_oldest_and_only_once(store_url: str) -> None:
+    store = open_store(store_url)
+    first, second = _submit(store, "a"), _submit(store, "b")
+    got = store.claim("runner-1", lease_s=30)
+    assert got is not None and got.id == first.id and got.state == "running" and got.runner_id == "runner-1"
+    assert store.claim("runner-2", lease_s=30).id == second.id
+    assert store.claim("runner-3", lease_s=30) is None
+
+
+def test_expired_lease_is_reclaimed_and_the_old_runner_loses_it(store_url: str) -> None:
+    store = open_store(store_url)
+    job = _submit(store)
+    assert store.claim("dead", lease_s=0.3) is not None
+    assert store.claim("alive", lease_s=30) is None  # lease still valid
+    time.sleep(0.5)
+    reclaimed = store.claim("alive", lease_s=30)
+    assert reclaimed is not None and reclaimed.runner_id == "alive" and reclaimed.attempts == 2
+    assert store.renew(job.id, "dead", lease_s=30) is False
+    assert store.renew(job.id, "alive", lease_s=30) is True
+    assert store.finish(job.id, "dead", "succeeded", message="late") is False  # a lost lease cannot finish
+    events = store.events(job.id)
+    assert [e.kind for e in events] == ["submitted", "claimed", "reclaimed"]
+    assert "dead" in events[-1].message
+
+
+def test_renewed_lease_is_not_reclaimed(store_url: str) -> None:
+    store = open_store(store_url)
+    job = _submit(store)
+    store.claim("holder", lease_s=0.6)
+    for _ in range(4):
+        time.sleep(0.25)
+        assert store.renew(job.id, "holder", lease_s=0.6)
+        assert store.claim("thief", lease_s=30) is None
+
+
+def test_finish_release_and_progress(store_url: str) -> None:
+    store = open_store(store_url)
+    job = _submit(store)
+    store.claim("r", lease_s=30)
+    store.record_progress(job.id, "r", finished=2, best_value=0.5)
+    store.record_tracking(job.id, "r", experiment_id="7", run_id="abc")
+    assert store.release(job.id, "r", message="stopping")
+    released = store.get(job.id)
+    assert released.state == "queued" and released.runner_id is None and released.trials_finished == 2
+    assert released.mlflow_run_id == "abc"
+    store.claim("r2", lease_s=30)
+    assert store.finish(job.id, "r2", "succeeded", message="done")
+    done = store.get(job.id)
+    assert done.state == "succeeded" and done.finished_at is not None and done.lease_expires_at is None
+    assert [e.kind for e in store.events(job.id)] == ["submitted", "claimed", "released", "claimed", "succeeded"]
+
+
+def test_cancel_queued_and_running(store_url: str) -> None:
+    store = open_store(store_url)
+    queued, running = _submit(store, "q"), _submit(store, "r")
+    assert store.cancel(queued.id).state == "cancelled"
+    assert store.claim("r", lease_s=30).id == running.id
+    assert not store.cancel_requested(running.id)
+    view = store.cancel(running.id)
+    assert view.state == "running" and view.cancel_requested
+    assert store.cancel_requested(running.id)
+    assert store.finish(running.id, "r", "cancelled", message="cancelled")
+    with pytest.raises(AutomlError, match="already cancelled"):
+        store.cancel(running.id)
+    assert store.claim("other", lease_s=30) is None  # a cancelled job never runs
+
+
+def _submit_many(url: str, prefix: str, count: int) -> list[str]:
+    store = open_store(url)
+    return [store.submit(name=f"{prefix}-{i}", spec_yaml="x: 1\n", trials_total=1).id for i in range(count)]
+
+
+def _claim_all(url: str, runner: str, barrier, results) -> None:  # noqa: ANN001 - multiprocessing objects
+    store = open_store(url)
+    store.list(limit=1)  # connected and warm before the race starts
+    barrier.wait()  # every runner starts claiming at the same moment
+    claimed = []
+    while (job := store.claim(runner, lease_s=60)) is not None:
+        claimed.append(job.id)
+    results.put(claimed)
+
+
+def test_concurrent_submissions_from_processes_lose_no_job(store_url: str) -> None:
+    open_store(store_url)  # migrate once, so the racing processes only submit
+    with multiprocessing.get_context("spawn").Pool(4) as pool:
+        batches = pool.starmap(_submit_many, [(store_url, f"p{n}", 10) for n in range(4)])
+    ids = [job_id for batch in batches for job_id in batch]
+    assert len(ids) == len(set(ids)) == 40
+    assert {j.id for j in open_store(store_url).list(limit=100)} == set(ids)
+
+
+def test_racing_runners_never_claim_the_same_job(store_url: str) -> None:
+    store = open_store(store_url)
+    submitted = {_submit(store, f"j{i}").id for i in range(30)}
+    context = multiprocessing.get_context("spawn")
+    barrier, results = context.Barrier(4), context.Queue()
+    runners = [context.Process(target=_claim_all, args=(store_url, f"runner-{n}", barrier, results)) for n in range(4)]
+    for process in runners:
+        process.start()
+    claims = [results.get(timeout=120) for _ in runners]
+    for process in runners:
+        process.join(timeout=30)
+    claimed = [job_id for batch in claims for job_id in batch]
+    assert len(claimed) == len(set(claimed)), "a job was claimed twice"
+    assert set(claimed) == submitted
+    assert sum(1 for batch in claims if batch) >= 2, "the runners did not race"
+    for job in store.list(limit=100):
+        assert job.state == "running" and job.attempts == 1
