@@ -88,8 +88,11 @@ def run(
     from automl.runner import Runner
     from automl.service import check_job_file, enqueue
 
+    from automl.engine import check_resources, ensure_ray
+
     checked = _guard(lambda: check_job_file(job_file))
     settings = _settings(db_url, ray_address, tracking_uri, storage_url)
+    _guard(lambda: (ensure_ray(settings.ray_address), check_resources(checked.spec)))  # before anything is queued
     store = _store(settings)
     job = _guard(lambda: enqueue(store, checked))
     if not json_output:

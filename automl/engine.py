@@ -501,6 +501,8 @@ def ensure_ray(address: str | None) -> None:
 
     if ray.is_initialized():
         return
+    if address and address != "auto":
+        _check_reachable(address)
     try:
         ray.init(
             address=address,
@@ -513,6 +515,21 @@ def ensure_ray(address: str | None) -> None:
         raise AutomlError(
             f"cannot connect to the Ray cluster at {address}: {exc}. Check the address, or unset RAY_ADDRESS to run locally."
         ) from exc
+
+
+def _check_reachable(address: str) -> None:
+    """Fail in seconds, not minutes, when nothing listens at a Ray address (``ray.init`` waits long)."""
+    from automl.netcheck import check_tcp
+
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not port.isdigit():
+        raise AutomlError(f"the Ray address {address!r} is not host:port (or ray://host:port, or auto)")
+    check_tcp(
+        host,
+        int(port),
+        what=f"the Ray cluster at {address}",
+        hint="Check that the head node is up (ray start --head) and the address, or unset RAY_ADDRESS to run locally.",
+    )
 
 
 def check_resources(spec: JobSpec) -> None:

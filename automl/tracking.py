@@ -67,6 +67,13 @@ class MlflowTracker:
         Raises:
             TrackingError: the tracking store cannot be reached or written.
         """
+        from automl.netcheck import check_url
+
+        check_url(
+            self.tracking_uri,
+            what=f"the MLflow tracking server at {self.tracking_uri}",
+            hint="Start it (see mlflow/), fix MLFLOW_TRACKING_URI, or unset it to track locally.",
+        )
         try:
             self.experiment_id = self._ensure_experiment(experiment)
             run_tags = {**tags, "mlflow.runName": run_name}

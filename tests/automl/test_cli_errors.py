@@ -1,0 +1,38 @@
+"""Unreachable services: each command says which one, hides passwords, exits 1, queues nothing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from automl.cli import EXIT_FAILED, app
+
+EXAMPLE = str(Path(__file__).resolve().parents[2] / "examples" / "iris.yaml")
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+@pytest.mark.parametrize("command", [["list"], ["status", "abc"], ["cancel", "abc"], ["best", "abc"], ["submit", EXAMPLE]])
+def test_unreachable_job_database(command: list[str], automl_home: Path) -> None:
+    result = CliRunner().invoke(app, [*command, "--db-url", "postgresql://bob:hunter2@127.0.0.1:1/jobs"])
+    assert result.exit_code == EXIT_FAILED
+    output = _one_line(result.output)
+    assert "the job database postgresql://bob:***@127.0.0.1:1/jobs is unavailable" in output
+    assert "hunter2" not in result.output and "Traceback" not in result.output
+
+
+def test_unreachable_ray_cluster_queues_nothing(automl_home: Path) -> None:
+    result = CliRunner().invoke(app, ["run", EXAMPLE, "--ray-address", "127.0.0.1:1"])
+    assert result.exit_code == EXIT_FAILED
+    assert "cannot reach the Ray cluster at 127.0.0.1:1" in _one_line(result.output)
+    assert not automl_home.exists()
+
+
+def test_unreachable_tracking_server(automl_home: Path, ray_session: None) -> None:
+    result = CliRunner().invoke(app, ["run", EXAMPLE, "--tracking-uri", "http://127.0.0.1:1", "--no-progress"])
+    assert result.exit_code == EXIT_FAILED
+    assert "cannot reach the MLflow tracking server at http://127.0.0.1:1" in _one_line(result.output)
