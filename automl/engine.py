@@ -10,6 +10,8 @@ import contextlib
 import logging
 import os
 import sys
+import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -20,7 +22,7 @@ from automl.errors import AutomlError, SpecError
 from automl.results import SearchResult, TrialSummary
 from automl.settings import Settings, prepare, redact_url, resolve_settings
 from automl.spaces import SearchSpace
-from automl.spec import JobSpec, check_spec, data_config, resolve_metric, spec_to_yaml
+from automl.spec import JobSpec, check_spec, data_config, import_objective, resolve_metric, spec_to_yaml
 
 if TYPE_CHECKING:
     import optuna
@@ -76,7 +78,11 @@ def plan_search(
     """
     from workers.trainable import TrialPlan
 
-    resolved_space = check_spec(spec, base_dir=base_dir, space=space, import_objective_ref=objective is None)
+    resolved_space = check_spec(spec, base_dir=base_dir, space=space, import_objective_ref=False)
+    if objective is None and spec.objective is not None:
+        # Import it here and ship the function itself, by value when it is the user's own file:
+        # the nodes of a cluster do not have the driver's folders.
+        objective = import_objective(spec.objective, base_dir=base_dir)
     metric, mode = resolve_metric(spec)
     import_paths = tuple(str(p.resolve()) for p in (base_dir, Path.cwd()) if p is not None)
     trial_plan = TrialPlan(
@@ -238,6 +244,8 @@ def _tuner(
     """The Tune run: our searcher and scheduler, actors reused, Tune's own output and loggers off."""
     from ray import tune
 
+    from ray.tune.registry import register_trainable
+
     from automl.schedulers import create_scheduler
     from automl.tune_callbacks import ControlStopper
     from workers.trainable import run_trial
@@ -247,8 +255,14 @@ def _tuner(
         tune.with_parameters(run_trial, plan=plan.trial_plan),
         {"cpu": spec.resources.cpus_per_trial, "gpu": spec.resources.gpus_per_trial},
     )
+    # Tune keeps trainables in a process-wide registry, by name and without a lock. Jobs that a
+    # runner runs side by side each register under their own name (or one job's trials would
+    # run the other's plan), one at a time, and hand Tune the name.
+    name = f"automl_{study_name}_{uuid.uuid4().hex[:6]}"
+    with _REGISTRY_LOCK:
+        register_trainable(name, trainable)
     return tune.Tuner(
-        trainable,
+        name,
         tune_config=tune.TuneConfig(
             search_alg=searcher,
             scheduler=create_scheduler(
@@ -465,17 +479,34 @@ def _space_artifact(plan: SearchPlan) -> dict[str, str]:
     return {"job/space.yaml": yaml.safe_dump(plan.space.model_dump(mode="json", exclude_none=True), sort_keys=False)}
 
 
+_REGISTRY_LOCK = threading.Lock()
+_STORAGES: dict[str, Any] = {}
+_STORAGES_LOCK = threading.Lock()
+
+
 def _optuna_storage(url: str) -> optuna.storages.BaseStorage:
+    """One Optuna RDB storage per URL per process, shared by the jobs a runner runs side by side."""
     import optuna
 
-    kwargs: dict[str, Any] = {}
-    if url.startswith("sqlite"):
-        # Wait for a lock instead of failing at once when another process writes.
-        kwargs["engine_kwargs"] = {"connect_args": {"timeout": 30}}
-    try:
-        return optuna.storages.RDBStorage(url, **kwargs)
-    except Exception as exc:  # noqa: BLE001
-        raise AutomlError(f"cannot open the Optuna storage {redact_url(url)}: {exc}") from exc
+    with _STORAGES_LOCK:
+        if url in _STORAGES:
+            return _STORAGES[url]
+        kwargs: dict[str, Any] = {}
+        if url.startswith("sqlite"):
+            # Wait for a lock instead of failing at once when another process writes.
+            kwargs["engine_kwargs"] = {"connect_args": {"timeout": 30}}
+        for attempt in range(3):
+            try:
+                storage = optuna.storages.RDBStorage(url, **kwargs)
+                break
+            except Exception as exc:  # noqa: BLE001
+                # Two processes creating the schema of a new database at once: the loser retries.
+                if "already exists" in str(exc) and attempt < 2:
+                    time.sleep(0.5)
+                    continue
+                raise AutomlError(f"cannot open the Optuna storage {redact_url(url)}: {exc}") from exc
+        _STORAGES[url] = storage
+        return storage
 
 
 def _default_concurrency(spec: JobSpec) -> int:
@@ -512,6 +543,11 @@ def ensure_ray(address: str | None) -> None:
             configure_logging=True,
         )
     except (ConnectionError, RuntimeError, ValueError) as exc:
+        if "InvalidAuthToken" in f"{exc} {exc.__cause__}" or "AuthenticationError" in f"{exc} {exc.__cause__}":
+            raise AutomlError(
+                f"the Ray cluster at {address} refused this driver's token: it uses token authentication. "
+                "Set RAY_AUTH_MODE=token and give the cluster's token in RAY_AUTH_TOKEN or RAY_AUTH_TOKEN_PATH."
+            ) from exc
         raise AutomlError(
             f"cannot connect to the Ray cluster at {address}: {exc}. Check the address, or unset RAY_ADDRESS to run locally."
         ) from exc

@@ -12,6 +12,7 @@ import io
 import json
 import logging
 import os
+import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ logger = logging.getLogger(__name__)
 # Optuna trial state -> MLflow run status.
 RUN_STATUS = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED"}
 TAG_PREFIX = "automl."
+_FLUENT_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -191,6 +193,10 @@ class MlflowTracker:
         The pytorch flavour logs through MLflow's fluent API, so the tracking URI is set for the
         duration of the call and put back after.
         """
+        with _FLUENT_LOCK:  # the fluent URIs are process-wide; a runner may log two jobs' models at once
+            return self._log_model_fluently(run_id, model, registered_name=registered_name, input_example=input_example)
+
+    def _log_model_fluently(self, run_id: str, model: Any, *, registered_name: str | None, input_example: Any) -> RegisteredModel:
         import mlflow
         import mlflow.pytorch
         import torch

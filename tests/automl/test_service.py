@@ -215,3 +215,21 @@ def test_cancel_stops_a_running_job_within_seconds(service: Service) -> None:
     kinds = [e.kind for e in service.store.events(job_id, limit=100)]
     assert "cancel_requested" in kinds and kinds[-1] == "cancelled"
     assert worker.poll() is None, "the runner itself keeps serving the queue"
+
+
+def test_one_runner_runs_two_jobs_side_by_side(service: Service) -> None:
+    short = {**slow_job(trials=3), "name": "short", "budget": {"trials": 3, "max_epochs": 2}}
+    long = {**slow_job(trials=3), "name": "long", "budget": {"trials": 3, "max_epochs": 4}}
+    ids = {service.submit(service.job_file("short", short)): 2, service.submit(service.job_file("long", long)): 4}
+    worker = service.worker("--concurrency", "2", "--until-idle")
+    assert worker.wait(timeout=240) == 0, service.log(0)
+    for job_id, epochs in ids.items():
+        assert service.store.get(job_id).state == "succeeded"
+        trials = service.study(job_id).get_trials()
+        assert len(trials) == 3 and {t.state.name for t in trials} == {"COMPLETE"}
+        # Each job's trials ran its own plan: as many steps as its own max_epochs.
+        assert {len(t.intermediate_values) for t in trials} == {epochs}
+    events = [e for job_id in ids for e in service.store.events(job_id)]
+    claimed = sorted(e.at for e in events if e.kind == "claimed")
+    finished = sorted(e.at for e in events if e.kind == "succeeded")
+    assert claimed[1] < finished[0], "the second job started before the first ended"

@@ -1,0 +1,113 @@
+"""Cluster mode: with RAY_ADDRESS, `automl run` drives a real two-node Ray cluster (`ray start`
+head + worker node, tests/raycluster.py) and the job's trials run on both nodes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+
+pytestmark = pytest.mark.slow
+
+TRIALS = 4
+
+# Each trial writes the id of the Ray node it runs on into nodes/<trial number>.json next to
+# this module (the nodes share this machine's filesystem; an environment variable of the
+# driver would not reach the trial: Ray workers inherit their raylet's environment).
+OBJECTIVE = textwrap.dedent(
+    """
+    import json
+    import os
+    import time
+    from pathlib import Path
+
+    import ray
+
+    OUT = Path(__file__).resolve().parent / "nodes"
+
+
+    def objective(params, ctx):
+        started = time.time()
+        time.sleep(1.0)  # long enough for two trials to overlap, so both nodes get one
+        OUT.mkdir(exist_ok=True)
+        record = {
+            "node_id": ray.get_runtime_context().get_node_id(),
+            "pid": os.getpid(),
+            "started": started,
+            "ended": time.time(),
+        }
+        (OUT / f"{ctx.trial_number}.json").write_text(json.dumps(record))
+        return (params["x"] - 0.5) ** 2
+    """
+)
+
+
+def test_cli_run_spreads_trials_over_a_two_node_cluster(tmp_path: Path, ray_cluster) -> None:
+    (tmp_path / "nodes_objective.py").write_text(OBJECTIVE)
+    spec = tmp_path / "cluster.yaml"
+    spec.write_text(
+        yaml.safe_dump(
+            {
+                "name": "cluster-nodes",
+                "objective": "nodes_objective:objective",
+                "space": {"x": {"type": "float", "low": -1.0, "high": 1.0}},
+                "metric": "loss",
+                "mode": "min",
+                "sampler": {"name": "random"},
+                "scheduler": {"name": "fifo"},
+                "budget": {"trials": TRIALS, "max_epochs": 1},
+                "resources": {"cpus_per_trial": 1, "max_concurrent": 2},
+                "seed": 11,
+            }
+        )
+    )
+    home = tmp_path / "automl-home"
+    base = {k: v for k, v in os.environ.items()
+            if k not in ("MLFLOW_TRACKING_URI", "AUTOML_DB_URL", "AUTOML_STORAGE_URL", "AUTOML_SPACES_PATH")}
+    base["AUTOML_HOME"] = str(home)
+    env = ray_cluster.driver_env(base)
+    assert env["RAY_ADDRESS"] == ray_cluster.address
+
+    started = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, "-m", "automl.cli", "run", str(spec), "--no-progress", "--json"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    took = time.monotonic() - started
+    assert proc.returncode == 0, f"exit {proc.returncode} after {took:.0f}s\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+
+    # The CLI's own verdict: the job succeeded with every trial COMPLETE.
+    output = json.loads(proc.stdout)
+    assert output["job"]["state"] == "succeeded", output["job"]
+    result = output["result"]
+    assert result["states"] == {"COMPLETE": TRIALS}, result["states"]
+    assert sorted(t["number"] for t in result["trials"]) == list(range(TRIALS))
+    assert all(t["state"] == "COMPLETE" and t["value"] is not None for t in result["trials"])
+
+    # The Optuna study in AUTOML_HOME agrees.
+    storage = f"sqlite:///{home / 'studies.db'}"
+    study = optuna.load_study(study_name=result["study_name"], storage=storage)
+    assert [t.state.name for t in study.get_trials()] == ["COMPLETE"] * TRIALS
+
+    # Where the trials ran: every trial on a node of this cluster, and both nodes used. A driver
+    # that had started its own local Ray instead would show a node id the cluster does not have.
+    cluster_nodes = set(ray_cluster.alive_node_ids())
+    assert cluster_nodes == set(ray_cluster.node_ids) and len(cluster_nodes) == 2
+    records = {int(p.stem): json.loads(p.read_text()) for p in (tmp_path / "nodes").glob("*.json")}
+    assert sorted(records) == list(range(TRIALS)), f"trials that recorded their node: {sorted(records)}"
+    used = {r["node_id"] for r in records.values()}
+    assert used <= cluster_nodes, f"trials ran on {used}, not all on the cluster's nodes {cluster_nodes}"
+    assert used == cluster_nodes, f"trials ran only on {used}; the cluster has {cluster_nodes}"
