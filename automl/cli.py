@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -181,30 +180,20 @@ def status(
         mode = study_direction(settings, job.study_name)
         return job, (store.events(job.id, limit=10), top_trials(trials, mode, 5), trials)
 
-    job, (events, top, trials) = snapshot()
+    job, (events, top, _) = snapshot()
     if json_output:
         out.print_json(json.dumps({"job": job_json(job), "events": [e.__dict__ for e in events],
                                    "top_trials": [t.__dict__ for t in top]}, default=str))
         return
     metric = _metric_of(job)
     if not watch:
-        status_view(job, events, top, metric, out)
+        out.print(status_view(job, events, top, metric))
         return
-    from rich.console import Group
-
-    def render() -> Group:
-        capture = Console(record=True, width=out.width)
-        with capture.capture():
-            status_view(job, events, top, metric, capture)
-        from rich.text import Text
-
-        return Group(Text.from_ansi(capture.export_text(styles=True)))
-
-    with Live(render(), console=out, refresh_per_second=2) as live:
+    with Live(status_view(job, events, top, metric), console=out, refresh_per_second=2) as live:
         while not job.is_final:
             time.sleep(1.0)
-            job, (events, top, trials) = snapshot()
-            live.update(render())
+            job, (events, top, _) = snapshot()
+            live.update(status_view(job, events, top, metric))
     _exit_for(job)
 
 
@@ -314,11 +303,11 @@ def ui(
         return
     command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", settings.tracking_uri, "--host", host, "--port", str(port),
                "--default-artifact-root", settings.artifact_root]
-    err.print(f"MLflow UI on http://{host}:{port} for {settings.tracking_uri} (Ctrl-C to stop)")
-    try:
-        raise typer.Exit(subprocess.call(command))
-    except KeyboardInterrupt:
-        raise typer.Exit(EXIT_OK) from None
+    from automl.settings import redact_url
+
+    err.print(f"MLflow UI on http://{host}:{port} for {redact_url(settings.tracking_uri)} (Ctrl-C to stop)")
+    sys.stdout.flush()
+    os.execv(sys.executable, command)  # the UI takes over this process: signals reach it directly
 
 
 # -- helpers ------------------------------------------------------------------------------

@@ -83,7 +83,7 @@ def plan_search(
         # Import it here and ship the function itself, by value when it is the user's own file:
         # the nodes of a cluster do not have the driver's folders.
         objective = import_objective(spec.objective, base_dir=base_dir)
-    metric, mode = resolve_metric(spec)
+    metric, mode = resolve_metric(spec, base_dir=base_dir)
     import_paths = tuple(str(p.resolve()) for p in (base_dir, Path.cwd()) if p is not None)
     trial_plan = TrialPlan(
         max_epochs=spec.budget.max_epochs,
@@ -336,7 +336,9 @@ def _settle(searcher: Any, callback: JobCallback, control: JobControl | None) ->
         else:
             outcome = TrialOutcome("FAIL", None, "stopped before it reported (time limit)")
         searcher.settle(trial_id, outcome)
-        if record is not None and (record.outcome is None or record.outcome.state == INTERRUPTED):
+        if record is None:  # proposed but never started: it still gets its MLflow run
+            record = callback.open_record(trial_id, searcher.trial_number(trial_id) or 0, searcher.trial_params(trial_id))
+        if record.outcome is None or record.outcome.state == INTERRUPTED:
             callback.close(record, outcome)
 
 
@@ -375,7 +377,7 @@ def _summary(
         counts[t.state] = counts.get(t.state, 0) + 1
     summary_metrics = {f"trials_{state.lower()}": n for state, n in counts.items()}
     summary_params: dict[str, Any] = {}
-    summary_tags = {"automl.state": "succeeded", "automl.trials": str(len(trials))}
+    summary_tags = {"automl.state": "succeeded" if best is not None else "failed", "automl.trials": str(len(trials))}
     if best is not None:
         summary_metrics[f"best_{plan.metric}"] = float(best.value)  # type: ignore[arg-type]
         summary_params = {f"best.{k}": v for k, v in best.params.items()}
@@ -387,7 +389,11 @@ def _summary(
     if log_model:
         callback._safely(tracker.log_figure_json, "job/trials.json", [t.__dict__ for t in trials])
         callback._safely(
-            tracker.finish_job, "FINISHED", metrics=summary_metrics, params=summary_params, tags=summary_tags
+            tracker.finish_job,
+            "FINISHED" if best is not None else "FAILED",
+            metrics=summary_metrics,
+            params=summary_params,
+            tags=summary_tags,
         )
     return SearchResult(
         job_name=spec.name,
@@ -436,7 +442,9 @@ def _log_best_model(spec: JobSpec, tracker: Any, record: Any, callback: JobCallb
     shape = info.get("input_shape")
     example = np.zeros((2, *shape), dtype=np.float32) if shape else None
     name = spec.registered_model_name if spec.tracking.register_model else None
-    return callback._safely(tracker.log_model, record.run_id, model, registered_name=name, input_example=example)
+    return callback._safely(
+        tracker.log_model, record.run_id, model, registered_name=name, input_example=example, metadata=info
+    )
 
 
 def _job_params(plan: SearchPlan) -> dict[str, Any]:
@@ -595,6 +603,9 @@ def quiet_libraries() -> Iterator[None]:
 
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    # A trial that reports without the job's metric fails alone (see trial_outcome); Tune's
+    # strict check would end the whole search instead.
+    os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
     os.environ.setdefault("TUNE_MAX_PENDING_TRIALS_PG", "auto")
     names = ("ray.tune", "ray.train", "ray.air", "mlflow", "alembic")
     loggers = {name: logging.getLogger(name) for name in names}
@@ -602,7 +613,8 @@ def quiet_libraries() -> Iterator[None]:
     previous_optuna = optuna.logging.get_verbosity()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     for lg in loggers.values():
-        lg.setLevel(logging.ERROR)
+        # Failed trials are reported by the service itself (table, MLflow, events), once.
+        lg.setLevel(logging.CRITICAL if lg.name.startswith("ray") else logging.ERROR)
     try:
         yield
     finally:

@@ -155,6 +155,11 @@ class StudySearch(OptunaSearch):
         """Ray trial ids this searcher asked Optuna for and has not told the outcome of."""
         return [tid for tid in self._ot_trials if tid not in self._completed_trials]
 
+    def trial_params(self, trial_id: str) -> dict[str, Any]:
+        """The parameters Optuna chose for a Ray trial id."""
+        trial = self._ot_trials.get(trial_id)
+        return {} if trial is None else dict(trial.params)
+
     def reported(self, trial_id: str) -> bool:
         """Whether the trial reported at least one step to the study."""
         return self._last_step.get(trial_id, 0) > 0

@@ -50,8 +50,9 @@ def check_job_file(spec_path: str | Path) -> CheckedJob:
 
     path = Path(spec_path)
     spec = load_spec(path)
-    plan_search(spec, base_dir=path.resolve().parent)
-    return CheckedJob(spec, path.resolve().parent)
+    plan = plan_search(spec, base_dir=path.resolve().parent)
+    # The queued spec names its metric and direction, defaults resolved, so readers need no trainer.
+    return CheckedJob(spec.model_copy(update={"metric": plan.metric, "mode": plan.mode}), path.resolve().parent)
 
 
 def enqueue(store: JobStore, job: CheckedJob) -> JobView:
@@ -117,7 +118,7 @@ def best_of_job(settings: Settings, job: JobView) -> dict[str, Any]:
     from automl.spec import parse_spec, resolve_metric
 
     spec = parse_spec(yaml.safe_load(job.spec_yaml))
-    metric, _ = resolve_metric(spec)
+    metric, _ = resolve_metric(spec, base_dir=Path(job.base_dir) if job.base_dir else None)
     mode = study_direction(settings, job.study_name)
     trials = study_trials(settings, job.study_name)
     best = next(iter(top_trials(trials, mode, 1)), None)

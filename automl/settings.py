@@ -59,7 +59,8 @@ def resolve_settings(
     """
     home = state_home()
     tracking = tracking_uri or os.environ.get(TRACKING_ENV) or f"sqlite:///{home / 'mlflow.db'}"
-    local_tracking = tracking.startswith("sqlite:") or tracking.startswith("file:") or "://" not in tracking
+    # A tracking server keeps its own artifacts; a database or folder store needs a place for them.
+    local_tracking = not tracking.startswith(("http://", "https://", "databricks"))
     return Settings(
         home=home,
         db_url=db_url or os.environ.get(DB_ENV) or f"sqlite:///{home / 'jobs.db'}",

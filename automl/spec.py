@@ -239,8 +239,11 @@ def check_spec(
     return resolved
 
 
-def resolve_metric(spec: JobSpec) -> tuple[str, Mode]:
-    """The metric to optimise and its direction: the spec's, else the trainer's default."""
+def resolve_metric(spec: JobSpec, *, base_dir: Path | None = None) -> tuple[str, Mode]:
+    """The metric to optimise and its direction: the spec's, else the trainer's default.
+
+    ``base_dir`` is the spec's folder: the task (and so the default metric) depends on the data.
+    """
     if spec.trainer is None:
         assert spec.metric is not None  # enforced by the model
         return spec.metric, spec.mode or "min"
@@ -249,7 +252,7 @@ def resolve_metric(spec: JobSpec) -> tuple[str, Mode]:
 
     trainer = TRAINERS[spec.trainer.name]
     try:
-        task = spec.trainer.task or trainer.check_data(data_config(spec))
+        task = spec.trainer.task or trainer.check_data(data_config(spec, base_dir=base_dir))
     except DataError:
         task = "classification"
     metric = spec.metric or trainer.default_metric(task)

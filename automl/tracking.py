@@ -187,16 +187,22 @@ class MlflowTracker:
         *,
         registered_name: str | None,
         input_example: Any = None,
+        metadata: Mapping[str, Any] | None = None,
     ) -> RegisteredModel:
         """Log ``model`` with ``mlflow.pytorch`` to ``run_id`` and register it under ``registered_name``.
 
         The pytorch flavour logs through MLflow's fluent API, so the tracking URI is set for the
-        duration of the call and put back after.
+        duration of the call and put back after. ``metadata`` (task, class and feature names)
+        goes into the model's MLmodel file, so whoever loads it can map outputs back to names.
         """
         with _FLUENT_LOCK:  # the fluent URIs are process-wide; a runner may log two jobs' models at once
-            return self._log_model_fluently(run_id, model, registered_name=registered_name, input_example=input_example)
+            return self._log_model_fluently(
+                run_id, model, registered_name=registered_name, input_example=input_example, metadata=metadata
+            )
 
-    def _log_model_fluently(self, run_id: str, model: Any, *, registered_name: str | None, input_example: Any) -> RegisteredModel:
+    def _log_model_fluently(
+        self, run_id: str, model: Any, *, registered_name: str | None, input_example: Any, metadata: Mapping[str, Any] | None
+    ) -> RegisteredModel:
         import mlflow
         import mlflow.pytorch
         import torch
@@ -212,6 +218,7 @@ class MlflowTracker:
                     name="model",
                     registered_model_name=registered_name,
                     input_example=input_example,
+                    metadata=dict(metadata) if metadata else None,
                     # Built-in models are plain torch.nn modules: pickled whole they load
                     # anywhere torch does. Naming the requirement skips MLflow's slow inference.
                     serialization_format="pickle",

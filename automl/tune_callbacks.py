@@ -122,6 +122,14 @@ class JobCallback(Callback):
                 self.tracker.start_trial, record.number, params, {"automl.ray_trial_id": trial.trial_id}
             )
 
+    def open_record(self, trial_id: str, number: int, params: dict[str, Any]) -> TrialRecord:
+        """A record (and MLflow run) for a trial that Tune never started, so it is tracked too."""
+        record = TrialRecord(number, trial_id, dict(params))
+        self.records[trial_id] = record
+        if self.tracker is not None:
+            record.run_id = self._safely(self.tracker.start_trial, number, record.params, {"automl.ray_trial_id": trial_id})
+        return record
+
     def on_trial_result(self, iteration: int, trials: list[Trial], trial: Trial, result: dict[str, Any], **info: Any) -> None:
         record = self.records.get(trial.trial_id)
         if record is None:

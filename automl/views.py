@@ -6,8 +6,9 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from rich import box
-from rich.console import Console
+from rich.console import Console, Group
 from rich.table import Table
+from rich.text import Text
 
 if TYPE_CHECKING:
     from automl.results import SearchResult, TrialSummary
@@ -106,22 +107,27 @@ def job_json(job: JobView) -> dict[str, Any]:
     return {k: v.isoformat() + "Z" if isinstance(v, datetime) else v for k, v in data.items()}
 
 
-def status_view(job: JobView, events: list[EventView], top: list[TrialSummary], metric: str, console: Console) -> None:
+def status_view(job: JobView, events: list[EventView], top: list[TrialSummary], metric: str) -> Group:
     """A job's status: state, progress, best so far, top trials, recent events."""
-    console.print(f"[bold]{job.name}[/bold] ({job.id}): {_styled(job.state)}" + ("  [magenta]cancel requested[/magenta]" if job.cancel_requested and not job.is_final else ""))
-    console.print(f"  trials: {job.trials_finished}/{job.trials_total} finished, best {metric}: {'-' if job.best_value is None else f'{job.best_value:.6g}'}")
+    best = "-" if job.best_value is None else f"{job.best_value:.6g}"
+    cancelling = "  [magenta]cancel requested[/magenta]" if job.cancel_requested and not job.is_final else ""
+    parts: list[Any] = [
+        f"[bold]{job.name}[/bold] ({job.id}): {_styled(job.state)}{cancelling}",
+        f"  trials: {job.trials_finished}/{job.trials_total} finished, best {metric}: {best}",
+    ]
     if job.runner_id and job.state == "running":
-        console.print(f"  runner: {job.runner_id} (lease until {when(job.lease_expires_at)}, attempt {job.attempts})")
+        parts.append(f"  runner: {job.runner_id} (lease until {when(job.lease_expires_at)}, attempt {job.attempts})")
     if job.error:
-        console.print(f"  [red]error:[/red] {job.error}", highlight=False)
-    console.print(f"  Optuna study: {job.study_name}   MLflow run: {job.mlflow_run_id or '-'}")
+        parts.append(Text.assemble("  ", ("error:", "red"), f" {job.error}"))
+    parts.append(f"  Optuna study: {job.study_name}   MLflow run: {job.mlflow_run_id or '-'}")
     if top:
-        console.print(trials_table(top, metric=metric, title="Top trials"))
+        parts.append(trials_table(top, metric=metric, title="Top trials"))
     if events:
         table = Table("when", "event", "", header_style="bold", box=box.SIMPLE_HEAD, title="Recent events", title_justify="left")
         for event in events:
-            table.add_row(when(event.at), event.kind, event.message)
-        console.print(table)
+            table.add_row(when(event.at), event.kind, Text(event.message))
+        parts.append(table)
+    return Group(*parts)
 
 
 def when(moment: datetime | None) -> str:

@@ -105,7 +105,7 @@ class TrialContext:
         """Report this step's metrics (one call per epoch). ``step`` defaults to the next step.
 
         Raises:
-            ValueError: if a metric is not a real number, or ``step`` does not move forward.
+            ValueError: if a metric is not a number, or ``step`` is lower than the last one.
         """
         values = {**(metrics or {}), **more}
         clean: dict[str, float] = {}

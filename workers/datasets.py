@@ -385,7 +385,7 @@ def _table_columns(path: str) -> list[str]:
 def _check_target(data: DataConfig, columns: list[str]) -> str:
     if not data.target:
         raise DataError(
-            f"table {data.dataset!r} needs a target column: set data.target to one of {', '.join(columns)}"
+            f"table {data.dataset!r} needs a target column: set trainer.target to one of {', '.join(columns)}"
         )
     if data.target not in columns:
         raise DataError(

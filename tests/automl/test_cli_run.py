@@ -87,6 +87,10 @@ def test_cli_run_searches_tracks_and_registers(tmp_path: Path, automl_home: Path
     with torch.no_grad():
         predicted = model(torch.tensor(x, dtype=torch.float32)).argmax(dim=1).numpy()
     assert np.mean(predicted == y) > 0.7
+    # The model carries what a user needs to read its outputs.
+    metadata = mlflow.models.get_model_info(f"models:/iris-e2e/{version.version}").metadata
+    assert metadata["class_names"] == ["setosa", "versicolor", "virginica"]
+    assert metadata["input_shape"] == [4]
 
 
 def test_help_does_not_import_heavy_libraries() -> None:

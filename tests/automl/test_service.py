@@ -171,6 +171,7 @@ def test_killed_runner_job_is_reclaimed_and_resumed_exactly(service: Service) ->
     first.wait(timeout=30)
     held = service.store.get(job_id)
     assert held.state == "running" and held.trials_finished < 6
+    interrupted = {t.number: t.params for t in service.study(job_id).get_trials() if t.state.name == "RUNNING" and t.params}
 
     second = service.worker("--lease", "3", "--until-idle")
     assert second.wait(timeout=240) == 0, service.log(1)
@@ -180,6 +181,8 @@ def test_killed_runner_job_is_reclaimed_and_resumed_exactly(service: Service) ->
     kinds = [e.kind for e in service.store.events(job_id, limit=100)]
     assert "reclaimed" in kinds and "resumed" in kinds
     assert_exact_trials(service, job_id, 6)
+    retried = {t.number: t.params for t in service.study(job_id).get_trials() if t.number in interrupted}
+    assert retried == interrupted, "an interrupted trial is retried with the same hyperparameters"
 
 
 def test_sigterm_releases_the_job_and_the_next_runner_finishes_it(service: Service) -> None:
@@ -212,6 +215,11 @@ def test_cancel_stops_a_running_job_within_seconds(service: Service) -> None:
     assert "RUNNING" not in {t.state.name for t in trials}, "no trial left running"
     job = service.store.get(job_id)
     assert service.mlflow().get_run(job.mlflow_run_id).info.status == "KILLED"
+    runs = service.mlflow().search_runs(
+        [job.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{job.mlflow_run_id}'", max_results=1000
+    )
+    assert sorted(int(r.data.tags["automl.trial_number"]) for r in runs) == sorted(t.number for t in trials)
+    assert "RUNNING" not in {r.info.status for r in runs}
     kinds = [e.kind for e in service.store.events(job_id, limit=100)]
     assert "cancel_requested" in kinds and kinds[-1] == "cancelled"
     assert worker.poll() is None, "the runner itself keeps serving the queue"
