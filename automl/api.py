@@ -22,8 +22,8 @@ def search(
     space: str | Mapping[str, Any] | SearchSpace | Callable[..., Any],
     *,
     n_trials: int = 20,
-    metric: str = "loss",
-    mode: str = "min",
+    metric: str | list[str] = "loss",
+    mode: str | list[str] = "min",
     max_steps: int = 10,
     name: str = "search",
     sampler: str = "tpe",
@@ -36,6 +36,10 @@ def search(
     time_limit_s: float | None = None,
     seed: int = 0,
     max_retries: int = 0,
+    target: float | None = None,
+    patience: int | None = None,
+    warm_start: list[Mapping[str, Any]] | None = None,
+    warm_start_from: str | SearchResult | None = None,
     experiment: str | None = None,
     tracking_uri: str | None = None,
     register_model: bool = True,
@@ -62,7 +66,8 @@ def search(
             distributions), a :class:`SearchSpace`, or an Optuna define-by-run function
             ``f(trial) -> dict | None`` for conditional spaces.
         n_trials: how many trials to run.
-        metric, mode: the metric to optimise and its direction (``min`` or ``max``).
+        metric, mode: the metric to optimise and its direction (``min`` or ``max``); or lists,
+            one direction per metric, for a multi-objective search (the result has a Pareto front).
         max_steps: the most steps one trial reports (the scheduler's ``max_t``).
         name: the job's name (the MLflow experiment unless ``experiment`` is given).
         sampler, sampler_options: the Optuna sampler by name (``tpe``, ``random``, ``gp``, ``qmc``...).
@@ -72,6 +77,10 @@ def search(
         time_limit_s: stop starting trials after this many seconds.
         seed: the job seed (sampler and per-trial seeds).
         max_retries: times Ray Tune retries a trial that raised.
+        target: stop the search once a trial reaches this value of ``metric``.
+        patience: stop the search after this many finished trials without a new best.
+        warm_start: configurations to evaluate first (each names every parameter of the space).
+        warm_start_from: an earlier search (its result, or its study name) whose best trials run first.
         experiment, tracking_uri: where MLflow records the search.
         register_model: register the best model (if the objective saved one) in the Model Registry.
         progress: ``True`` for a progress bar on the terminal, or a :class:`ProgressSink`.
@@ -90,11 +99,18 @@ def search(
             "name": name,
             "objective": _objective_ref(objective),
             "space": space_field,
-            "metric": metric,
-            "mode": mode,
+            "metric": list(metric) if isinstance(metric, (list, tuple)) else metric,
+            "mode": list(mode) if isinstance(mode, (list, tuple)) else mode,
             "sampler": {"name": sampler, "options": dict(sampler_options or {})},
             "scheduler": {"name": scheduler, "grace_period": grace_period},
-            "budget": {"trials": n_trials, "max_epochs": max_steps, "time_limit_s": time_limit_s},
+            "budget": {
+                "trials": n_trials, "max_epochs": max_steps, "time_limit_s": time_limit_s,
+                "target": target, "patience": patience,
+            },
+            "warm_start": {
+                "configs": [dict(c) for c in warm_start or []],
+                "from_study": getattr(warm_start_from, "study_name", warm_start_from),
+            },
             "resources": {
                 "cpus_per_trial": cpus_per_trial,
                 "gpus_per_trial": gpus_per_trial,

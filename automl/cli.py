@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 import typer
 from rich.console import Console
 
-from automl.views import job_json, jobs_table, print_result, result_json, status_view
+from automl.views import job_json, jobs_table, pareto_table, print_result, result_json, status_view
 
 if TYPE_CHECKING:
     from automl.settings import Settings
@@ -233,6 +233,8 @@ def best(
             out.print(f"  {name} = {value}")
         if found["model_uri"]:
             out.print(f"Model: {found['model_uri']}")
+        if found["pareto_front"]:
+            out.print(pareto_table(found["pareto_front"], found["metrics"]))
     if found["best_value"] is None:
         raise typer.Exit(EXIT_FAILED)
 

@@ -22,7 +22,7 @@ from automl.errors import AutomlError, SpecError
 from automl.results import SearchResult, TrialSummary
 from automl.settings import Settings, prepare, redact_url, resolve_settings
 from automl.spaces import SearchSpace
-from automl.spec import JobSpec, check_spec, data_config, import_objective, resolve_metric, spec_to_yaml
+from automl.spec import JobSpec, check_spec, data_config, import_objective, resolve_metrics, spec_to_yaml
 
 if TYPE_CHECKING:
     import optuna
@@ -43,15 +43,29 @@ class SearchPlan:
     Attributes:
         spec: the validated job spec.
         space: a :class:`SearchSpace`, or an Optuna define-by-run function ``f(trial) -> dict | None``.
-        metric, mode: what the study optimises.
+        metrics, modes: what the study optimises (several metrics: a Pareto front).
         trial_plan: what every trial receives besides its hyperparameters.
     """
 
     spec: JobSpec
     space: SearchSpace | Callable[..., Any]
-    metric: str
-    mode: str
+    metrics: tuple[str, ...]
+    modes: tuple[str, ...]
     trial_plan: TrialPlan
+
+    @property
+    def metric(self) -> str:
+        """The primary metric: the scheduler stops trials on it; it picks the best of a Pareto front."""
+        return self.metrics[0]
+
+    @property
+    def mode(self) -> str:
+        """The primary metric's direction."""
+        return self.modes[0]
+
+    @property
+    def multi_objective(self) -> bool:
+        return len(self.metrics) > 1
 
     def optuna_space(self) -> dict[str, Any] | Callable[..., Any]:
         """The space as ``OptunaSearch`` takes it."""
@@ -83,14 +97,17 @@ def plan_search(
         # Import it here and ship the function itself, by value when it is the user's own file:
         # the nodes of a cluster do not have the driver's folders.
         objective = import_objective(spec.objective, base_dir=base_dir)
-    metric, mode = resolve_metric(spec, base_dir=base_dir)
+    metrics, modes = resolve_metrics(spec, base_dir=base_dir)
+    _check_sampler(spec, resolved_space, len(metrics))
+    _check_warm_start(spec, resolved_space)
     import_paths = tuple(str(p.resolve()) for p in (base_dir, Path.cwd()) if p is not None)
     trial_plan = TrialPlan(
         max_epochs=spec.budget.max_epochs,
         seed=spec.seed,
         cpus=spec.resources.cpus_per_trial,
         gpus=spec.resources.gpus_per_trial,
-        metric=metric,
+        metric=metrics[0],
+        metrics=metrics,
         trainer=spec.trainer.name if spec.trainer else None,
         data=data_config(spec, base_dir=base_dir) if spec.trainer else None,
         objective=objective if objective is not None else spec.objective,
@@ -98,7 +115,48 @@ def plan_search(
     )
     if objective is not None:
         _pickle_by_value_if_local(objective)
-    return SearchPlan(spec, resolved_space, metric, mode, trial_plan)
+    return SearchPlan(spec, resolved_space, metrics, modes, trial_plan)
+
+
+def _check_sampler(spec: JobSpec, space: Any, n_objectives: int) -> None:
+    """Build the sampler once, so a wrong option or a grid it cannot enumerate is refused up front."""
+    from automl.samplers import SamplerRequest, create_sampler, grid_size
+
+    request = SamplerRequest(
+        seed=spec.seed,
+        options=spec.sampler.options,
+        space=space if isinstance(space, SearchSpace) else None,
+        n_objectives=n_objectives,
+    )
+    try:
+        create_sampler(spec.sampler.name, request)
+    except ValueError as exc:
+        raise SpecError(f"sampler: {exc}") from None
+    if spec.sampler.name == "grid" and isinstance(space, SearchSpace) and grid_size(space) < spec.budget.trials:
+        raise SpecError(
+            f"budget.trials: the grid has {grid_size(space)} points, fewer than the {spec.budget.trials} trials asked for"
+        )
+
+
+def _check_warm_start(spec: JobSpec, space: Any) -> None:
+    """Each warm-start configuration must name the space's parameters with values inside it."""
+    if not spec.warm_start.configs or not isinstance(space, SearchSpace):
+        return
+    distributions = space.to_optuna()
+    for index, config in enumerate(spec.warm_start.configs):
+        field = f"warm_start.configs[{index}]"
+        missing = sorted(set(distributions) - set(config))
+        unknown = sorted(set(config) - set(distributions))
+        if missing or unknown:
+            raise SpecError(f"{field}: needs exactly the space's parameters (missing: {missing or 'none'}, unknown: {unknown or 'none'})")
+        for name, value in config.items():
+            dist = distributions[name]
+            try:
+                inside = dist._contains(dist.to_internal_repr(value))
+            except (ValueError, TypeError):
+                inside = False
+            if not inside:
+                raise SpecError(f"{field}.{name}: {value!r} is outside the space ({dist})")
 
 
 def run_search(
@@ -137,7 +195,7 @@ def _run(
     parent_run_id: str | None,
 ) -> SearchResult:
     from automl.optuna_bridge import StudySearch
-    from automl.samplers import create_sampler
+    from automl.samplers import SamplerRequest, create_sampler
     from automl.tracking import MlflowTracker
     from automl.tune_callbacks import JobCallback
 
@@ -175,11 +233,18 @@ def _run(
         stopping = control.stop_reason if control is not None else None
         searcher = StudySearch(
             space=plan.optuna_space(),
-            metric=plan.metric,
-            mode=plan.mode,
+            metric=list(plan.metrics) if plan.multi_objective else plan.metric,
+            mode=list(plan.modes) if plan.multi_objective else plan.mode,
             # A resumed job reseeds its sampler, or it would propose the points it already tried.
             sampler=create_sampler(
-                spec.sampler.name, seed=spec.seed + len(prior), options=spec.sampler.options, concurrency=concurrency
+                spec.sampler.name,
+                SamplerRequest(
+                    seed=spec.seed + len(prior),
+                    options=spec.sampler.options,
+                    concurrency=concurrency,
+                    space=plan.space if isinstance(plan.space, SearchSpace) else None,
+                    n_objectives=len(plan.metrics),
+                ),
             ),
             study_name=study_name,
             storage=storage,
@@ -188,7 +253,13 @@ def _run(
         )
         searcher.study.set_user_attr("job_name", spec.name)
         searcher.study.set_user_attr("mlflow_parent_run_id", tracker.parent_run_id)
-        complete = [t.value for t in finished if t.state.name == "COMPLETE" and t.value is not None]
+        if not prior:
+            warm = _warm_start_configs(spec, storage, plan)
+            for config in warm:
+                searcher.study.enqueue_trial(config, skip_if_exists=True)
+            if warm and control is not None:
+                control.on_event("warm_start", f"{len(warm)} configurations queued to run first")
+        complete = [t.values[0] for t in finished if t.state.name == "COMPLETE" and t.values]
         callback = JobCallback(
             searcher,
             plan.metric,
@@ -199,6 +270,8 @@ def _run(
             existing_runs=existing_runs,
             finished=len(finished),
             best_value=(max if plan.mode == "max" else min)(complete) if complete else None,
+            target=spec.budget.target,
+            patience=spec.budget.patience,
         )
         remaining = spec.budget.trials - len(finished)
         if progress is not None:
@@ -212,6 +285,9 @@ def _run(
             if progress is not None:
                 progress.stop()
         _settle(searcher, callback, control)
+        early = callback.early_stop_reason()
+        if early is not None and control is not None:
+            control.on_event("stopped_early", f"stopped early: {early}")
         reason = control.stop_reason() if control is not None else None
         if reason is not None:
             status = "KILLED" if reason == "cancel" else "RUNNING"
@@ -247,7 +323,7 @@ def _tuner(
     from ray.tune.registry import register_trainable
 
     from automl.schedulers import create_scheduler
-    from automl.tune_callbacks import ControlStopper
+    from automl.tune_callbacks import JobStopper
     from workers.trainable import run_trial
 
     spec = plan.spec
@@ -283,12 +359,35 @@ def _tuner(
             name=f"{study_name}-{uuid.uuid4().hex[:6]}",
             storage_path=str(settings.ray_results),
             callbacks=[callback],
-            stop=ControlStopper(control) if control is not None else None,
+            stop=JobStopper(callback, control),
             verbose=0,
             failure_config=tune.FailureConfig(max_failures=spec.max_retries),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
         ),
     )
+
+
+def _warm_start_configs(spec: JobSpec, storage: Any, plan: SearchPlan) -> list[dict[str, Any]]:
+    """The configurations to evaluate first: the spec's own, then an earlier study's best trials."""
+    configs = [dict(c) for c in spec.warm_start.configs]
+    source = spec.warm_start.from_study
+    if source is None:
+        return configs
+    import optuna
+
+    try:
+        earlier = optuna.load_study(study_name=source, storage=storage)
+    except KeyError:
+        raise SpecError(f"warm_start.from_study: no study {source!r} in the Optuna storage") from None
+    done = [t for t in earlier.get_trials(deepcopy=False) if t.state.name == "COMPLETE" and t.values]
+    maximize = earlier.directions[0] == optuna.study.StudyDirection.MAXIMIZE
+    done.sort(key=lambda t: t.values[0], reverse=maximize)
+    names = set(plan.space.params) if isinstance(plan.space, SearchSpace) else None
+    for trial in done[: spec.warm_start.top]:
+        params = dict(trial.params)
+        if names is None or set(params) == names:
+            configs.append(params)
+    return configs
 
 
 def _prior_trials(storage: Any, study_name: str) -> list[Any]:
@@ -315,7 +414,8 @@ def _reconcile_tracking(tracker: Any, finished: list[Any], metric: str) -> dict[
                 tracker.log_metrics(run_id, {metric: value}, step)
         else:
             run_id = run.info.run_id
-        tracker.end_trial(run_id, state, value=trial.value, reason=trial.user_attrs.get("fail_reason"), error_text=None)
+        value = trial.values[0] if trial.values else None
+        tracker.end_trial(run_id, state, value=value, reason=trial.user_attrs.get("fail_reason"), error_text=None)
         runs[trial.number] = tracker.client.get_run(run_id)
     return {number: run.info.run_id for number, run in runs.items()}
 
@@ -334,7 +434,7 @@ def _settle(searcher: Any, callback: JobCallback, control: JobControl | None) ->
         elif searcher.reported(trial_id):
             outcome = TrialOutcome("PRUNED", None, None)
         else:
-            outcome = TrialOutcome("FAIL", None, "stopped before it reported (time limit)")
+            outcome = TrialOutcome("FAIL", None, "the job stopped (time limit, target or patience) before it reported")
         searcher.settle(trial_id, outcome)
         if record is None:  # proposed but never started: it still gets its MLflow run
             record = callback.open_record(trial_id, searcher.trial_number(trial_id) or 0, searcher.trial_params(trial_id))
@@ -355,20 +455,32 @@ def _summary(
     """Read the study back into a result; when ``log_model``, log the best model and close the job's run."""
     spec = plan.spec
     by_number = {record.number: record for record in callback.records.values()}
-    trials = tuple(
-        TrialSummary(
+
+    def summary(t: Any) -> TrialSummary:
+        record = by_number.get(t.number)
+        params = dict(t.params) if t.params else dict(record.params) if record else {}
+        reason = (record.outcome.reason if record and record.outcome else None) or t.user_attrs.get("fail_reason")
+        values = tuple(t.values) if t.values else None
+        return TrialSummary(
             number=t.number,
             state=t.state.name,
-            value=t.value,
-            params=dict(t.params) if t.params else dict(by_number[t.number].params) if t.number in by_number else {},
-            run_id=by_number[t.number].run_id if t.number in by_number else None,
-            fail_reason=(by_number[t.number].outcome.reason if t.number in by_number and by_number[t.number].outcome else None)
-            or t.user_attrs.get("fail_reason"),
+            value=values[0] if values else None,
+            params=params,
+            run_id=record.run_id if record else None,
+            fail_reason=reason,
+            values=values,
         )
-        for t in study.get_trials(deepcopy=False)
-    )
+
+    trials = tuple(summary(t) for t in study.get_trials(deepcopy=False))
     complete = [t for t in trials if t.state == "COMPLETE" and t.value is not None]
-    best = (max if plan.mode == "max" else min)(complete, key=lambda t: t.value) if complete else None  # type: ignore[arg-type,return-value]
+    if plan.multi_objective:
+        front_numbers = {t.number for t in study.best_trials}
+        pareto = tuple(t for t in trials if t.number in front_numbers)
+    else:
+        pareto = ()
+    # The best trial: the best on the primary metric (of the Pareto front, with several metrics).
+    pool = list(pareto) or complete
+    best = (max if plan.mode == "max" else min)(pool, key=lambda t: t.value) if pool else None  # type: ignore[arg-type,return-value]
     model = None
     if log_model and best is not None and best.number in by_number:
         model = _log_best_model(spec, tracker, by_number[best.number], callback)
@@ -386,8 +498,14 @@ def _summary(
         summary_tags["automl.best_model_uri"] = model.model_uri
     if callback.tracking_errors:
         summary_tags["automl.tracking_errors"] = str(len(callback.tracking_errors))
+    if pareto:
+        summary_tags["automl.pareto_size"] = str(len(pareto))
+        summary_metrics["pareto_size"] = len(pareto)
     if log_model:
         callback._safely(tracker.log_figure_json, "job/trials.json", [t.__dict__ for t in trials])
+        if pareto:
+            front = [{"trial": t.number, "run_id": t.run_id, "params": t.params, **dict(zip(plan.metrics, t.values or ()))} for t in pareto]
+            callback._safely(tracker.log_figure_json, "job/pareto_front.json", front)
         callback._safely(
             tracker.finish_job,
             "FINISHED" if best is not None else "FAILED",
@@ -401,6 +519,9 @@ def _summary(
         storage_url=redact_url(settings.storage_url),
         metric=plan.metric,
         mode=plan.mode,
+        metrics=plan.metrics,
+        modes=plan.modes,
+        pareto_front=pareto,
         best_params=dict(best.params) if best else None,
         best_value=best.value if best else None,
         best_trial_number=best.number if best else None,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ray.tune.search.optuna import OptunaSearch
@@ -30,34 +30,46 @@ FAIL_REASON_ATTR = "fail_reason"
 
 @dataclass(frozen=True)
 class TrialOutcome:
-    """How a trial ended: ``COMPLETE``, ``PRUNED`` or ``FAIL``, its value, and why it failed."""
+    """How a trial ended: ``COMPLETE``, ``PRUNED`` or ``FAIL``, its value(s), and why it failed.
+
+    ``value`` is the primary (first) metric; ``values`` holds every objective's value.
+    """
 
     state: str
     value: float | None
     reason: str | None = None
+    values: tuple[float, ...] | None = None
 
 
-def trial_outcome(result: dict[str, Any] | None, metric: str, *, error: bool, error_message: str | None = None) -> TrialOutcome:
+def trial_outcome(
+    result: dict[str, Any] | None,
+    metric: str | Sequence[str],
+    *,
+    error: bool,
+    error_message: str | None = None,
+) -> TrialOutcome:
     """Decide a finished trial's state from its last result.
 
-    FAIL: it raised, or its metric is missing, NaN or infinite. COMPLETE: its last report was
+    FAIL: it raised, or a metric is missing, NaN or infinite. COMPLETE: its last report was
     the final one (the last epoch, or the objective returned). PRUNED: the scheduler stopped it.
     """
     if error:
         return TrialOutcome("FAIL", None, error_message or "the trial raised an exception")
     result = result or {}
-    raw = result.get(metric)
-    if raw is None:
-        return TrialOutcome("FAIL", None, f"the trial reported no {metric!r}")
-    try:
-        value = float(raw)
-    except (TypeError, ValueError):
-        return TrialOutcome("FAIL", None, f"{metric!r} is not a number: {raw!r}")
-    if not math.isfinite(value):
-        return TrialOutcome("FAIL", None, f"{metric!r} is {value}")
-    if result.get(FINAL_KEY):
-        return TrialOutcome("COMPLETE", value)
-    return TrialOutcome("PRUNED", value)
+    values: list[float] = []
+    for name in [metric] if isinstance(metric, str) else list(metric):
+        raw = result.get(name)
+        if raw is None:
+            return TrialOutcome("FAIL", None, f"the trial reported no {name!r}")
+        try:
+            value = float(raw)
+        except (TypeError, ValueError):
+            return TrialOutcome("FAIL", None, f"{name!r} is not a number: {raw!r}")
+        if not math.isfinite(value):
+            return TrialOutcome("FAIL", None, f"{name!r} is {value}")
+        values.append(value)
+    state = "COMPLETE" if result.get(FINAL_KEY) else "PRUNED"
+    return TrialOutcome(state, values[0], None, tuple(values))
 
 
 INTERRUPTED = "INTERRUPTED"
@@ -174,15 +186,21 @@ class StudySearch(OptunaSearch):
         if outcome.reason:
             ot_trial.set_user_attr(FAIL_REASON_ATTR, outcome.reason[:2000])
         state = optuna.trial.TrialState[outcome.state]
-        self._ot_study.tell(ot_trial, outcome.value if state == optuna.trial.TrialState.COMPLETE else None, state=state)
+        values: Any = None
+        if state == optuna.trial.TrialState.COMPLETE:
+            values = list(outcome.values or ()) if isinstance(self.metric, list) else outcome.value
+        self._ot_study.tell(ot_trial, values, state=state)
         self.outcomes[trial_id] = outcome
         self._completed_trials.add(trial_id)
 
     def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
-        value = result.get(self.metric)
         step = int(result.get("training_iteration") or 0)
         if trial_id not in self._ot_trials or step <= self._last_step.get(trial_id, 0):
             return
+        if isinstance(self.metric, list):  # Optuna keeps no intermediate values for several objectives
+            self._last_step[trial_id] = step
+            return
+        value = result.get(self.metric)
         if isinstance(value, (int, float)) and math.isfinite(value):
             self._ot_trials[trial_id].report(float(value), step)
             self._last_step[trial_id] = step

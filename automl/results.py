@@ -20,6 +20,7 @@ class TrialSummary:
     params: dict[str, Any]
     run_id: str | None = None
     fail_reason: str | None = None
+    values: tuple[float, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,8 @@ class SearchResult:
         model_uri: where the best model can be loaded from (``models:/name/version``), if one was logged.
         registered_model: the Model Registry ``(name, version)`` of the best model, if registered.
         tracking_errors: MLflow writes that failed during the search (the search went on).
+        metrics, modes: every objective (the first is ``metric``) and its direction.
+        pareto_front: with several metrics, the trials no other trial beats on all of them.
     """
 
     job_name: str
@@ -54,6 +57,9 @@ class SearchResult:
     model_uri: str | None = None
     registered_model: tuple[str, str] | None = None
     tracking_errors: tuple[str, ...] = field(default_factory=tuple)
+    metrics: tuple[str, ...] = ()
+    modes: tuple[str, ...] = ()
+    pareto_front: tuple[TrialSummary, ...] = ()
 
     @property
     def state_counts(self) -> dict[str, int]:

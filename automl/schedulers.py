@@ -24,9 +24,14 @@ def _asha(metric: str, mode: str, max_epochs: int, grace_period: int, options: M
 
 
 def _hyperband(metric: str, mode: str, max_epochs: int, grace_period: int, options: Mapping[str, Any]) -> TrialScheduler:
-    from ray.tune.schedulers import HyperBandScheduler
+    from ray.tune.schedulers import AsyncHyperBandScheduler
 
-    return HyperBandScheduler(metric=metric, mode=mode, time_attr=TIME_ATTR, max_t=max_epochs, **options)
+    # Hyperband's several brackets, run asynchronously: Tune's synchronous HyperBandScheduler
+    # pauses trials and restarts them, which loses a function trial's progress without checkpoints.
+    defaults = {"reduction_factor": 3, "brackets": 3}
+    return AsyncHyperBandScheduler(
+        metric=metric, mode=mode, time_attr=TIME_ATTR, max_t=max_epochs, grace_period=grace_period, **{**defaults, **options}
+    )
 
 
 def _median(metric: str, mode: str, max_epochs: int, grace_period: int, options: Mapping[str, Any]) -> TrialScheduler:

@@ -56,9 +56,23 @@ def check_job_file(spec_path: str | Path) -> CheckedJob:
 
 
 def enqueue(store: JobStore, job: CheckedJob) -> JobView:
-    """Put a checked job in the queue."""
-    from automl.spec import spec_to_yaml
+    """Put a checked job in the queue (an earlier job named for warm start becomes its study).
 
+    Raises:
+        SpecError: ``warm_start.from_job`` names no job of this store.
+    """
+    from automl.errors import SpecError
+    from automl.spec import spec_to_yaml
+    from automl.store import JobNotFound
+
+    spec = job.spec
+    if spec.warm_start.from_job is not None:
+        try:
+            earlier = store.get(spec.warm_start.from_job)
+        except JobNotFound as exc:
+            raise SpecError(f"warm_start.from_job: {exc}") from None
+        spec = spec.model_copy(update={"warm_start": spec.warm_start.model_copy(update={"from_study": earlier.study_name})})
+        job = CheckedJob(spec, job.base_dir)
     return store.submit(
         name=job.spec.name,
         spec_yaml=spec_to_yaml(job.spec),
@@ -83,16 +97,17 @@ def study_trials(settings: Settings, study_name: str) -> list[TrialSummary]:
         TrialSummary(
             number=t.number,
             state=t.state.name,
-            value=t.value,
+            value=t.values[0] if t.values else None,
             params=dict(t.params),
             fail_reason=t.user_attrs.get("fail_reason"),
+            values=tuple(t.values) if t.values else None,
         )
         for t in storage.get_all_trials(study_id, deepcopy=False)
     ]
 
 
-def study_direction(settings: Settings, study_name: str) -> str:
-    """``max`` or ``min``: which way the job's study optimises."""
+def study_directions(settings: Settings, study_name: str) -> list[str]:
+    """``max``/``min`` per objective of the job's study (``["min"]`` before it exists)."""
     import optuna
 
     from automl.engine import _optuna_storage
@@ -101,8 +116,26 @@ def study_direction(settings: Settings, study_name: str) -> str:
     try:
         directions = storage.get_study_directions(storage.get_study_id_from_name(study_name))
     except KeyError:
-        return "min"
-    return "max" if directions[0] == optuna.study.StudyDirection.MAXIMIZE else "min"
+        return ["min"]
+    return ["max" if d == optuna.study.StudyDirection.MAXIMIZE else "min" for d in directions]
+
+
+def study_direction(settings: Settings, study_name: str) -> str:
+    """``max`` or ``min``: which way the job's study optimises its primary metric."""
+    return study_directions(settings, study_name)[0]
+
+
+def pareto_front(trials: list[TrialSummary], modes: list[str]) -> list[TrialSummary]:
+    """The COMPLETE trials that no other trial beats on every objective."""
+    done = [t for t in trials if t.state == "COMPLETE" and t.values]
+    signs = [1.0 if m == "min" else -1.0 for m in modes]
+
+    def dominates(a: TrialSummary, b: TrialSummary) -> bool:
+        pa = [s * v for s, v in zip(signs, a.values or ())]
+        pb = [s * v for s, v in zip(signs, b.values or ())]
+        return all(x <= y for x, y in zip(pa, pb)) and any(x < y for x, y in zip(pa, pb))
+
+    return [t for t in done if not any(dominates(o, t) for o in done if o is not t)]
 
 
 def top_trials(trials: list[TrialSummary], mode: str, n: int = 5) -> list[TrialSummary]:
@@ -115,13 +148,14 @@ def best_of_job(settings: Settings, job: JobView) -> dict[str, Any]:
     """The best trial of a job (params, value, number), its MLflow run and its registered model."""
     import yaml
 
-    from automl.spec import parse_spec, resolve_metric
+    from automl.spec import parse_spec, resolve_metrics
 
     spec = parse_spec(yaml.safe_load(job.spec_yaml))
-    metric, _ = resolve_metric(spec, base_dir=Path(job.base_dir) if job.base_dir else None)
-    mode = study_direction(settings, job.study_name)
+    metrics, _ = resolve_metrics(spec, base_dir=Path(job.base_dir) if job.base_dir else None)
+    modes = study_directions(settings, job.study_name)
     trials = study_trials(settings, job.study_name)
-    best = next(iter(top_trials(trials, mode, 1)), None)
+    front = pareto_front(trials, modes) if len(modes) > 1 else []
+    best = next(iter(top_trials(front or trials, modes[0], 1)), None)
     model_uri = best_run_id = None
     if job.mlflow_run_id:
         tags = _parent_tags(settings, spec.tracking.tracking_uri, job.mlflow_run_id)
@@ -131,8 +165,10 @@ def best_of_job(settings: Settings, job: JobView) -> dict[str, Any]:
         "job_id": job.id,
         "name": job.name,
         "state": job.state,
-        "metric": metric,
-        "mode": mode,
+        "metric": metrics[0],
+        "mode": modes[0],
+        "metrics": list(metrics),
+        "pareto_front": [{"trial": t.number, "values": dict(zip(metrics, t.values or ())), "params": t.params} for t in front],
         "best_value": None if best is None else best.value,
         "best_params": None if best is None else best.params,
         "best_trial": None if best is None else best.number,

@@ -216,9 +216,16 @@ def space_from_distributions(distributions: Mapping[str, Any]) -> SearchSpace:
 def format_validation_error(exc: ValidationError, *, prefix: str = "") -> list[str]:
     """One ``field.path: message`` line per pydantic error, with union/discriminator noise removed."""
     lines: list[str] = []
+    seen_paths: set[str] = set()
     for err in exc.errors(include_url=False):
         loc = [str(part) for part in err["loc"] if not _is_union_tag(part)]
         path = ".".join([prefix, *loc] if prefix else loc) or "(top level)"
+        if any(_is_type_tag(str(part)) for part in err["loc"]):
+            # One value checked against each member of a union (a name or a list of names):
+            # the first member's message reads best; the others repeat it.
+            if path in seen_paths:
+                continue
+        seen_paths.add(path)
         message = err["msg"]
         if err["type"] == "extra_forbidden":
             message = "unknown field (check its spelling)"
@@ -234,7 +241,12 @@ def format_validation_error(exc: ValidationError, *, prefix: str = "") -> list[s
 
 
 def _is_union_tag(part: Any) -> bool:
-    return part in {"float", "int", "categorical"} or (isinstance(part, str) and part.startswith("function-"))
+    return part in {"float", "int", "categorical"} or (isinstance(part, str) and (part.startswith("function-") or _is_type_tag(part)))
+
+
+def _is_type_tag(part: str) -> bool:
+    """pydantic's name for a member of a union (``str``, ``list[str]``, ``literal['min','max']``)."""
+    return part in {"str", "list[str]"} or part.startswith(("literal[", "list[literal["))
 
 
 def _yaml_problem(exc: yaml.YAMLError) -> str:

@@ -81,11 +81,22 @@ class SchedulerSpec(_Section):
 
 
 class BudgetSpec(_Section):
-    """How much the job may spend."""
+    """How much the job may spend, and when it may stop early."""
 
     trials: int = Field(default=20, ge=1, le=100_000)
     max_epochs: int = Field(default=10, ge=1, le=100_000, description="steps (epochs) per trial at most")
     time_limit_s: float | None = Field(default=None, gt=0, description="wall-clock limit for the whole job")
+    target: float | None = Field(default=None, description="stop the job once a trial reaches this value")
+    patience: int | None = Field(default=None, ge=1, description="stop after this many finished trials without a new best")
+
+
+class WarmStartSpec(_Section):
+    """Configurations to evaluate first: given ones, and/or the best trials of an earlier job."""
+
+    configs: list[dict[str, Any]] = Field(default_factory=list)
+    from_job: str | None = Field(default=None, description="an earlier job's id: its best trials are tried first")
+    from_study: str | None = Field(default=None, description="an earlier Optuna study's name, in the same storage")
+    top: int = Field(default=5, ge=1, le=1000, description="how many of the earlier job's best trials")
 
 
 class ResourcesSpec(_Section):
@@ -120,14 +131,15 @@ class JobSpec(_Section):
     trainer: TrainerSpec | None = None
     objective: str | None = Field(default=None, description="a custom objective as package.module:function")
     space: str | dict[str, Any] = Field(description="a preset name, a path to a YAML space, or the space inline")
-    metric: str | None = None
-    mode: Mode | None = None
+    metric: str | list[str] | None = Field(default=None, description="the metric to optimise, or several (a Pareto front)")
+    mode: Mode | list[Mode] | None = Field(default=None, description="min or max, one per metric")
     sampler: SamplerSpec = Field(default_factory=SamplerSpec)
     scheduler: SchedulerSpec = Field(default_factory=SchedulerSpec)
     budget: BudgetSpec = Field(default_factory=BudgetSpec)
     resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
     seed: int = Field(default=0, ge=0, lt=2**31)
     max_retries: int = Field(default=0, ge=0, le=100, description="times Tune retries a trial that raised")
+    warm_start: WarmStartSpec = Field(default_factory=WarmStartSpec)
     tracking: TrackingSpec = Field(default_factory=TrackingSpec)
 
     @field_validator("name")
@@ -159,7 +171,19 @@ class JobSpec(_Section):
             raise ValueError("give exactly one of 'trainer' (a built-in trainer) or 'objective' (module:function)")
         if self.objective is not None and self.metric is None:
             raise ValueError("'metric' is required with a custom objective: name the metric it reports")
+        metrics = self.metric if isinstance(self.metric, list) else None
+        if metrics is not None and (not metrics or len(set(metrics)) != len(metrics)):
+            raise ValueError("'metric': give one name, or a list of distinct names")
+        if isinstance(self.mode, list) and len(self.mode) != (len(metrics) if metrics else 1):
+            raise ValueError("'mode': give one direction per metric")
         return self
+
+    @property
+    def metric_names(self) -> tuple[str, ...]:
+        """The metrics as a tuple (empty when the trainer's default applies)."""
+        if self.metric is None:
+            return ()
+        return tuple(self.metric) if isinstance(self.metric, list) else (self.metric,)
 
     @property
     def experiment_name(self) -> str:
@@ -239,14 +263,17 @@ def check_spec(
     return resolved
 
 
-def resolve_metric(spec: JobSpec, *, base_dir: Path | None = None) -> tuple[str, Mode]:
-    """The metric to optimise and its direction: the spec's, else the trainer's default.
+def resolve_metrics(spec: JobSpec, *, base_dir: Path | None = None) -> tuple[tuple[str, ...], tuple[Mode, ...]]:
+    """The metrics to optimise and their directions: the spec's, else the trainer's defaults.
 
-    ``base_dir`` is the spec's folder: the task (and so the default metric) depends on the data.
+    The first is the primary metric: the scheduler stops trials on it, and among the Pareto
+    front of a multi-objective job the best trial is the best on it. ``base_dir`` is the spec's
+    folder: the task (and so the default metric) depends on the data.
     """
+    modes_given = spec.mode if isinstance(spec.mode, list) else [spec.mode] if spec.mode else []
     if spec.trainer is None:
-        assert spec.metric is not None  # enforced by the model
-        return spec.metric, spec.mode or "min"
+        names = spec.metric_names
+        return names, tuple(modes_given[i] if i < len(modes_given) else "min" for i in range(len(names)))  # type: ignore[misc]
     from workers.datasets import DataError
     from workers.trainers import TRAINERS
 
@@ -255,8 +282,16 @@ def resolve_metric(spec: JobSpec, *, base_dir: Path | None = None) -> tuple[str,
         task = spec.trainer.task or trainer.check_data(data_config(spec, base_dir=base_dir))
     except DataError:
         task = "classification"
-    metric = spec.metric or trainer.default_metric(task)
-    return metric, spec.mode or trainer.metrics(task).get(metric, "min")  # type: ignore[return-value]
+    names = spec.metric_names or (trainer.default_metric(task),)
+    directions = trainer.metrics(task)
+    modes = tuple(modes_given[i] if i < len(modes_given) else directions.get(name, "min") for i, name in enumerate(names))
+    return names, modes  # type: ignore[return-value]
+
+
+def resolve_metric(spec: JobSpec, *, base_dir: Path | None = None) -> tuple[str, Mode]:
+    """The primary metric and its direction (see :func:`resolve_metrics`)."""
+    names, modes = resolve_metrics(spec, base_dir=base_dir)
+    return names[0], modes[0]
 
 
 def data_config(spec: JobSpec, *, base_dir: Path | None = None) -> Any:
@@ -296,10 +331,9 @@ def _check_trainer(spec: JobSpec, trainer_spec: TrainerSpec, space: SearchSpace 
         raise SpecError(f"trainer.dataset: {exc}") from None
     task = trainer_spec.task or inferred
     metrics = trainer.metrics(task)
-    if spec.metric is not None and spec.metric not in metrics:
-        raise SpecError(
-            f"metric: trainer {trainer_spec.name!r} reports {', '.join(metrics)} for {task}, not {spec.metric!r}"
-        )
+    for name in spec.metric_names:
+        if name not in metrics:
+            raise SpecError(f"metric: trainer {trainer_spec.name!r} reports {', '.join(metrics)} for {task}, not {name!r}")
 
 
 def import_objective(ref: str, *, base_dir: Path | None = None) -> Any:

@@ -85,6 +85,8 @@ class JobCallback(Callback):
         existing_runs: dict[int, str] | None = None,
         finished: int = 0,
         best_value: float | None = None,
+        target: float | None = None,
+        patience: int | None = None,
     ) -> None:
         self.searcher = searcher
         self.metric = metric
@@ -96,6 +98,9 @@ class JobCallback(Callback):
         self.records: dict[str, TrialRecord] = {}
         self.finished = finished
         self.best_value = best_value
+        self.target = target
+        self.patience = patience
+        self.since_best = 0
         self.tracking_errors: list[str] = []
 
     def __getstate__(self) -> dict[str, Any]:
@@ -169,6 +174,9 @@ class JobCallback(Callback):
         self.finished += 1
         if outcome.state == "COMPLETE" and outcome.value is not None and self._improves(outcome.value):
             self.best_value = outcome.value
+            self.since_best = 0
+        else:
+            self.since_best += 1
         if self.tracker is not None and record.run_id is not None:
             self._safely(
                 self.tracker.end_trial,
@@ -184,6 +192,16 @@ class JobCallback(Callback):
             if outcome.state == "FAIL":
                 self._safely(self.control.on_event, "trial_failed", f"trial {record.number} failed: {outcome.reason}")
             self._safely(self.control.on_progress, self.finished, self.best_value)
+
+    def early_stop_reason(self) -> str | None:
+        """Why the job should stop before its trial budget is spent, if it should."""
+        if self.target is not None and self.best_value is not None:
+            reached = self.best_value >= self.target if self.mode == "max" else self.best_value <= self.target
+            if reached:
+                return f"the target {self.metric} {self.target:g} was reached ({self.best_value:.6g})"
+        if self.patience is not None and self.since_best >= self.patience:
+            return f"no new best {self.metric} in the last {self.since_best} trials"
+        return None
 
     def _improves(self, value: float) -> bool:
         if self.best_value is None:
@@ -201,17 +219,25 @@ class JobCallback(Callback):
             return None
 
 
-class ControlStopper(Stopper):
-    """Ends the whole Tune run when the job is cancelled or its runner stops."""
+class JobStopper(Stopper):
+    """Ends the whole Tune run when the job is cancelled, its runner stops, it reached its
+    target, or its patience ran out."""
 
-    def __init__(self, control: JobControl) -> None:
+    def __init__(self, callback: JobCallback, control: JobControl | None) -> None:
+        self.callback: JobCallback | None = callback
         self.control: JobControl | None = control
+        self.reason: str | None = None
 
     def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
         return False
 
     def stop_all(self) -> bool:
-        return self.control is not None and self.control.stop_reason() is not None
+        if self.control is not None and self.control.stop_reason() is not None:
+            return True
+        if self.callback is not None and self.reason is None:
+            self.reason = self.callback.early_stop_reason()
+        return self.reason is not None
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"control": None}  # Tune pickles its stopper; the control belongs to this process
+        # Tune pickles its stopper; the callback and the control belong to this process.
+        return {"callback": None, "control": None, "reason": self.reason}

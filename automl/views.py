@@ -44,6 +44,20 @@ def trials_table(trials: list[TrialSummary], *, metric: str, title: str) -> Tabl
     return table
 
 
+def pareto_table(front: list[dict[str, Any]], metrics: list[str]) -> Table:
+    """The Pareto front of a multi-objective job: one row per trial, one column per metric."""
+    table = Table(title=f"Pareto front ({len(front)} trials)", header_style="bold", title_justify="left", box=box.SIMPLE_HEAD)
+    table.add_column("trial", justify="right")
+    for name in metrics:
+        table.add_column(name, justify="right", style="green")
+    params = sorted({k for row in front for k in row["params"]})
+    for name in params:
+        table.add_column(name, justify="right")
+    for row in sorted(front, key=lambda r: r["values"][metrics[0]]):
+        table.add_row(str(row["trial"]), *[f"{row['values'][m]:.4g}" for m in metrics], *[fmt(row["params"].get(p)) for p in params])
+    return table
+
+
 def print_result(result: SearchResult, *, top: int = 5, console: Console | None = None) -> None:
     """The end-of-job report: the best trials as a table, and where to see everything."""
     console = console or Console()
@@ -51,6 +65,9 @@ def print_result(result: SearchResult, *, top: int = 5, console: Console | None 
     console.print(trials_table(result.top(top), metric=result.metric, title=f"Top trials of {result.job_name} ({counts})"))
     for trial in [t for t in result.trials if t.state == "FAIL"][:5]:
         console.print(f"[red]trial {trial.number} failed:[/red] {trial.fail_reason}", highlight=False)
+    if result.pareto_front:
+        rows = [{"trial": t.number, "values": dict(zip(result.metrics, t.values or ())), "params": t.params} for t in result.pareto_front]
+        console.print(pareto_table(rows, list(result.metrics)))
     if result.best_value is not None:
         console.print(f"Best: trial {result.best_trial_number}, {result.metric} = {result.best_value:.6g}")
     if result.model_uri:
@@ -79,6 +96,8 @@ def result_json(result: SearchResult) -> dict[str, Any]:
         "parent_run_id": result.parent_run_id,
         "tracking_uri": result.tracking_uri,
         "states": result.state_counts,
+        "metrics": list(result.metrics),
+        "pareto_front": [t.__dict__ for t in result.pareto_front],
         "trials": [t.__dict__ for t in result.trials],
     }
 

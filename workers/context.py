@@ -120,15 +120,18 @@ class TrialContext:
         final = new_step >= self.max_epochs
         self._send(clean, new_step, final)
 
-    def finish(self, value: float | None = None, *, metric: str | None = None) -> None:
+    def finish(self, value: float | Mapping[str, float] | None = None, *, metric: str | None = None) -> None:
         """Send the final report if the trial has not reached ``max_epochs`` (called after the objective returns).
 
-        ``value`` is the objective's return value, reported under ``metric``.
+        ``value`` is the objective's return value: a number reported under ``metric``, or a
+        mapping of metric names to numbers.
         """
         if self._final_sent:
             return
         metrics = dict(self._last_metrics)
-        if value is not None and metric is not None:
+        if isinstance(value, Mapping):
+            metrics.update({key: float(v) for key, v in value.items()})
+        elif value is not None and metric is not None:
             metrics[metric] = float(value)
         self._send(metrics, max(self._step, 1), True)
 

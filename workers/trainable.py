@@ -28,7 +28,8 @@ class TrialPlan:
         max_epochs: the step budget of one trial.
         seed: the job seed; each trial derives its own from it and its trial number.
         cpus, gpus: what each trial asked Ray for (threads and device follow from them).
-        metric: the metric the job optimises (a custom objective's return value is reported under it).
+        metric: the job's primary metric (a custom objective's return value is reported under it).
+        metrics: every metric the job optimises; an objective may return one value per metric.
         trainer: a built-in trainer name, with ``data``; or ``None`` for a custom objective.
         data: the trainer's data.
         objective: a custom objective: the function itself, or ``module:function`` to import.
@@ -40,6 +41,7 @@ class TrialPlan:
     cpus: float
     gpus: float
     metric: str
+    metrics: tuple[str, ...] = ()
     trainer: str | None = None
     data: DataConfig | None = None
     objective: Callable[..., Any] | str | None = None
@@ -90,7 +92,12 @@ def run_with_context(ctx: TrialContext, plan: TrialPlan) -> None:
         return
     objective = resolve_objective(plan.objective, plan.import_paths)
     value = objective(dict(ctx.params), ctx) if _takes_context(objective) else objective(dict(ctx.params))
-    ctx.finish(value, metric=plan.metric)
+    if isinstance(value, (list, tuple)):  # one value per metric of a multi-objective job
+        ctx.finish(dict(zip(plan.metrics or (plan.metric,), value)))
+    elif isinstance(value, dict):
+        ctx.finish(value)
+    else:
+        ctx.finish(value, metric=plan.metric)
 
 
 def resolve_objective(objective: Callable[..., Any] | str | None, import_paths: tuple[str, ...] = ()) -> Callable[..., Any]:

@@ -120,6 +120,7 @@ def _claim_all(url: str, runner: str, barrier, results) -> None:  # noqa: ANN001
     claimed = []
     while (job := store.claim(runner, lease_s=60)) is not None:
         claimed.append(job.id)
+        time.sleep(0.002)  # a runner starts its job: the others get their turns at the queue
     results.put(claimed)
 
 
@@ -134,7 +135,7 @@ def test_concurrent_submissions_from_processes_lose_no_job(store_url: str) -> No
 
 def test_racing_runners_never_claim_the_same_job(store_url: str) -> None:
     store = open_store(store_url)
-    submitted = {_submit(store, f"j{i}").id for i in range(30)}
+    submitted = {_submit(store, f"j{i}").id for i in range(60)}
     context = multiprocessing.get_context("spawn")
     barrier, results = context.Barrier(4), context.Queue()
     runners = [context.Process(target=_claim_all, args=(store_url, f"runner-{n}", barrier, results)) for n in range(4)]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import random
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -155,12 +157,18 @@ def run_epochs(
     """Train for ``ctx.max_epochs`` epochs and report after each.
 
     ``train`` runs one epoch and returns its loss; ``evaluate`` returns the validation
-    metrics. The model is attached (in eval mode) to the last report.
+    metrics. Every report also carries the model's size (``n_params``, trainable parameters)
+    and ``inference_ms`` (milliseconds per validation example), the usual second objectives
+    of a multi-objective search. The model is attached (in eval mode) to the last report.
     """
+    n_params = float(sum(p.numel() for p in model.parameters() if p.requires_grad))
+    n_val = max(1, int(model_info.get("n_val", 1)))
     for epoch in range(1, ctx.max_epochs + 1):
         train_loss = train()
+        started = time.perf_counter()
         metrics = evaluate()
+        inference_ms = (time.perf_counter() - started) * 1000.0 / n_val
         if epoch == ctx.max_epochs:
             model.eval()
-            ctx.save_model(model, **model_info)
-        ctx.report(step=epoch, train_loss=train_loss, **metrics)
+            ctx.save_model(model, **{k: v for k, v in model_info.items() if k != "n_val"})
+        ctx.report(step=epoch, train_loss=train_loss, n_params=n_params, inference_ms=inference_ms, **metrics)

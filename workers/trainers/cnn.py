@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
 __all__ = ["CNNTrainer"]
 
-_METRICS: Mapping[str, str] = MappingProxyType({"train_loss": "min", "val_loss": "min", "val_accuracy": "max"})
+_METRICS: Mapping[str, str] = MappingProxyType({"train_loss": "min", "val_loss": "min", "val_accuracy": "max", "n_params": "min", "inference_ms": "min"})
 
 
 class CNNTrainer(Trainer):
@@ -103,6 +103,7 @@ class CNNTrainer(Trainer):
                 "width": images.width,
                 "class_names": list(images.class_names),
                 "input_shape": [images.channels, images.height, images.width],
+                "n_val": len(images.y_val),
             },
         )
 

@@ -30,10 +30,12 @@ if TYPE_CHECKING:
 
 __all__ = ["MLPTrainer", "make_loader", "regression_metrics"]
 
+# What every trainer reports beside its task's metrics: the cost of the model.
+_COST = {"n_params": "min", "inference_ms": "min"}
 _METRICS: Mapping[str, Mapping[str, str]] = MappingProxyType(
     {
-        CLASSIFICATION: MappingProxyType({"train_loss": "min", "val_loss": "min", "val_accuracy": "max"}),
-        REGRESSION: MappingProxyType({"train_loss": "min", "val_loss": "min", "val_rmse": "min", "val_r2": "max"}),
+        CLASSIFICATION: MappingProxyType({"train_loss": "min", "val_loss": "min", "val_accuracy": "max", **_COST}),
+        REGRESSION: MappingProxyType({"train_loss": "min", "val_loss": "min", "val_rmse": "min", "val_r2": "max", **_COST}),
     }
 )
 _DEFAULT_METRIC = MappingProxyType({CLASSIFICATION: "val_accuracy", REGRESSION: "val_loss"})
@@ -136,6 +138,7 @@ class MLPTrainer(Trainer):
                 "feature_names": list(table.feature_names),
                 "class_names": list(table.class_names),
                 "input_shape": [table.n_features],
+                "n_val": len(table.y_val),
             },
         )
 
