@@ -221,6 +221,7 @@ def _run(
     if control is not None:
         control.on_tracking(tracker.experiment_id, tracker.parent_run_id)
     status = "FAILED"
+    callback: JobCallback | None = None
     try:
         existing_runs = _reconcile_tracking(tracker, finished, plan.metric) if prior else {}
         if prior and control is not None:
@@ -285,6 +286,7 @@ def _run(
             if progress is not None:
                 progress.stop()
         _settle(searcher, callback, control)
+        callback.flush()
         early = callback.early_stop_reason()
         if early is not None and control is not None:
             control.on_event("stopped_early", f"stopped early: {early}")
@@ -299,6 +301,8 @@ def _run(
         status = "KILLED"
         raise
     finally:
+        if callback is not None:
+            callback.shutdown()
         if status == "KILLED":
             with contextlib.suppress(Exception):
                 tracker.finish_job("KILLED", metrics={}, params={}, tags={"automl.state": "cancelled"})

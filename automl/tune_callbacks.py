@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -64,10 +66,46 @@ class TrialRecord:
     number: int
     ray_trial_id: str
     params: dict[str, Any]
-    run_id: str | None = None
+    run_ref: Future[str | None] | str | None = None
     outcome: TrialOutcome | None = None
     checkpoint_path: str | None = None
     last_metrics: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def run_id(self) -> str | None:
+        """The trial's MLflow run id (waits for the writer to have created the run)."""
+        if isinstance(self.run_ref, Future):
+            return self.run_ref.result()
+        return self.run_ref
+
+
+class TrackingWriter:
+    """Makes the MLflow (and job store) writes of a search in one background thread, in order.
+
+    Tune's driver loop then never waits on a tracking store: a write is queued in
+    microseconds, and FIFO order keeps every run's writes after its creation.
+    """
+
+    def __init__(self, on_error: Callable[[str], None]) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="automl-tracking")
+        self._on_error = on_error
+
+    def submit(self, call: Callable[..., Any], *args: Any, **kwargs: Any) -> Future[Any]:
+        def task() -> Any:
+            try:
+                return call(*args, **kwargs)
+            except Exception as exc:  # noqa: BLE001 - tracking must never take the search down
+                self._on_error(f"{getattr(call, '__name__', 'tracking')}: {type(exc).__name__}: {exc}")
+                return None
+
+        return self._pool.submit(task)
+
+    def flush(self) -> None:
+        """Wait until every write queued so far is done."""
+        self._pool.submit(lambda: None).result()
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
 
 
 class JobCallback(Callback):
@@ -102,11 +140,12 @@ class JobCallback(Callback):
         self.patience = patience
         self.since_best = 0
         self.tracking_errors: list[str] = []
+        self.writer = TrackingWriter(self._tracking_failed)
 
     def __getstate__(self) -> dict[str, Any]:
         # Tune pickles its callbacks with the experiment state; the MLflow client and the
         # progress bar hold locks and belong to this driver process only.
-        return {**self.__dict__, "tracker": None, "progress": None, "control": None}
+        return {**self.__dict__, "tracker": None, "progress": None, "control": None, "writer": None}
 
     def on_trial_start(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
         if trial.trial_id in self.records:
@@ -120,10 +159,10 @@ class JobCallback(Callback):
         if self.tracker is None:
             return
         if record.number in self.existing_runs:  # a trial retried after its runner stopped
-            record.run_id = self.existing_runs[record.number]
-            self._safely(self.tracker.reopen_trial, record.run_id, {"automl.ray_trial_id": trial.trial_id})
+            record.run_ref = self.existing_runs[record.number]
+            self.writer.submit(self.tracker.reopen_trial, record.run_ref, {"automl.ray_trial_id": trial.trial_id})
         else:
-            record.run_id = self._safely(
+            record.run_ref = self.writer.submit(
                 self.tracker.start_trial, record.number, params, {"automl.ray_trial_id": trial.trial_id}
             )
 
@@ -132,7 +171,7 @@ class JobCallback(Callback):
         record = TrialRecord(number, trial_id, dict(params))
         self.records[trial_id] = record
         if self.tracker is not None:
-            record.run_id = self._safely(self.tracker.start_trial, number, record.params, {"automl.ray_trial_id": trial_id})
+            record.run_ref = self.writer.submit(self.tracker.start_trial, number, record.params, {"automl.ray_trial_id": trial_id})
         return record
 
     def on_trial_result(self, iteration: int, trials: list[Trial], trial: Trial, result: dict[str, Any], **info: Any) -> None:
@@ -141,9 +180,9 @@ class JobCallback(Callback):
             return
         metrics = user_metrics(result)
         record.last_metrics = metrics
-        if self.tracker is not None and record.run_id is not None and metrics:
+        if self.tracker is not None and record.run_ref is not None and metrics:
             step = int(result.get(STEP_KEY) or result.get("training_iteration") or 0)
-            self._safely(self.tracker.log_metrics, record.run_id, metrics, step)
+            self._write_run(record, self.tracker.log_metrics, metrics, step)
 
     def on_trial_complete(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
         self._finish(trial, error=False)
@@ -177,21 +216,39 @@ class JobCallback(Callback):
             self.since_best = 0
         else:
             self.since_best += 1
-        if self.tracker is not None and record.run_id is not None:
-            self._safely(
-                self.tracker.end_trial,
-                record.run_id,
-                outcome.state,
-                value=outcome.value,
-                reason=outcome.reason,
-                error_text=error_text,
+        if self.tracker is not None and record.run_ref is not None:
+            self._write_run(
+                record, self.tracker.end_trial, outcome.state, value=outcome.value, reason=outcome.reason, error_text=error_text
             )
         if self.progress is not None:
             self.progress.trial_done(outcome.state, self.best_value)
         if self.control is not None:
             if outcome.state == "FAIL":
-                self._safely(self.control.on_event, "trial_failed", f"trial {record.number} failed: {outcome.reason}")
-            self._safely(self.control.on_progress, self.finished, self.best_value)
+                self.writer.submit(self.control.on_event, "trial_failed", f"trial {record.number} failed: {outcome.reason}")
+            self.writer.submit(self.control.on_progress, self.finished, self.best_value)
+
+    def _write_run(self, record: TrialRecord, call: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+        """Queue a write to the trial's run; the run exists by then (the writer keeps order)."""
+
+        def write() -> None:
+            run_id = record.run_id
+            if run_id is not None:
+                call(run_id, *args, **kwargs)
+
+        write.__name__ = getattr(call, "__name__", "write")
+        self.writer.submit(write)
+
+    def flush(self) -> None:
+        """Wait for every queued tracking write (before reading the runs back)."""
+        self.writer.flush()
+
+    def shutdown(self) -> None:
+        """Finish the queued writes and stop the writer thread."""
+        self.writer.close()
+
+    def _tracking_failed(self, message: str) -> None:
+        logger.warning("MLflow tracking failed: %s", message)
+        self.tracking_errors.append(message)
 
     def early_stop_reason(self) -> str | None:
         """Why the job should stop before its trial budget is spent, if it should."""
