@@ -1,0 +1,116 @@
+"""Each benchmark's smoke run (tiny sizes) works end to end and writes the JSON it promises.
+
+Benchmarks are not tests: their figures are not checked against targets here, only that each
+script runs, finishes, and reports positive numbers under the keys the README documents.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parents[2]
+# The scripts start their own local Ray and state directories; nothing of the caller's may leak in.
+DROP_ENV = ("AUTOML_HOME", "AUTOML_DB_URL", "AUTOML_STORAGE_URL", "MLFLOW_TRACKING_URI", "RAY_ADDRESS")
+
+
+def run_smoke(name: str, tmp_path: Path, timeout: float = 300) -> dict[str, Any]:
+    out = tmp_path / "x.json"
+    env = {k: v for k, v in os.environ.items() if k not in DROP_ENV}
+    env["COLUMNS"] = "120"
+    done = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / f"{name}.py"), "--smoke", "--out", str(out)],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=timeout,
+    )
+    assert done.returncode == 0, f"benchmarks/{name}.py --smoke failed:\n{done.stdout[-3000:]}\n{done.stderr[-5000:]}"
+    assert out.exists(), done.stdout[-2000:]
+    data = json.loads(out.read_text())
+    assert data["benchmark"] == name and data["smoke"] is True
+    assert data["machine"]["cpu_count"] >= 1 and data["machine"]["versions"]["optuna"]
+    assert str(out) in done.stdout.replace("\n", "")  # the table ends by naming the JSON
+    return data
+
+
+def positive(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+
+
+def test_overhead_smoke(tmp_path: Path) -> None:
+    data = run_smoke("overhead", tmp_path)
+    for path in ("bare_optuna", "bare_tune", "handwired", "service"):
+        run = data["paths"][path]
+        assert positive(run["wall_s"]) and positive(run["per_trial_s"]) and positive(run["trials_per_s"]), (path, run)
+        assert run["trials"] >= 1 and run["complete"] == run["trials"], (path, run)
+    assert data["paths"]["service"]["tracking_errors"] == 0
+    # the durable paths write to SQLite; the in-memory ones do not
+    assert positive(data["paths"]["service"]["write_transactions_per_trial"])
+    assert positive(data["paths"]["handwired"]["write_transactions_per_trial"])
+    assert data["paths"]["bare_tune"]["write_transactions_per_trial"] == 0
+    for key in ("service_over_bare_tune", "handwired_over_service", "service_over_bare_optuna"):
+        assert positive(data["ratios"][key]), key
+    assert set(data["targets"]) >= {"service_over_bare_tune_met", "handwired_over_service_met"}
+    profile = data["profile"]
+    calls = {row["call"]: row for row in profile["calls"]}
+    assert positive(calls["Tuner.fit (the whole driver)"]["cum_s"])
+    assert any(positive(row["ms_per_trial"]) for label, row in calls.items() if "Optuna" in label or "optuna" in label)
+    assert Path(profile["text"]).exists()
+    hooks = profile["timed_hooks"]
+    assert positive(hooks["wall_s"]) and hooks["calls"]
+    assert all(row["ms_per_trial"] >= 0 for row in hooks["calls"])
+    assert set(hooks["phases"]) >= {"before_tune_s", "tune_start_to_first_trial_s", "first_trial_to_last_trial_s"}
+
+
+def test_scaling_smoke(tmp_path: Path) -> None:
+    data = run_smoke("scaling", tmp_path)
+    rows = data["cpu"]["rows"]
+    assert sorted(r["concurrent"] for r in rows) == [1, 2]
+    for row in rows:
+        assert row["complete"] == row["trials"] == row["trials_logged"] >= 1, row
+        assert positive(row["trials_per_min"]) and positive(row["wall_s"]) and positive(row["span_s"]), row
+    assert positive(data["cpu"]["speedup"]) and positive(data["cpu"]["speedup_span"])
+    assert positive(data["settings"]["calibration"]["iters"])
+    gpu = data["gpu"]
+    if "skipped" in gpu:
+        assert gpu["skipped"] == "skipped: no CUDA GPU"
+    else:
+        assert [r["trials_per_gpu"] for r in gpu["rows"]] == [1, 2, 4]
+        assert all(positive(r["trials_per_hour"]) for r in gpu["rows"])
+
+
+def test_growth_smoke(tmp_path: Path) -> None:
+    data = run_smoke("growth", tmp_path)
+    rows = data["rows"]
+    assert len(rows) >= 2 and rows[-1]["size"] >= data["settings"]["sizes"][-1]
+    for row in rows:
+        for key in ("tpe_ask_tell_ms", "random_ask_tell_ms", "status_subprocess_s", "status_in_process_ms"):
+            assert positive(row[key]), (key, row)
+        assert positive(row["status_in_process_parts_ms"]["service.study_trials"])
+    for fit in data["fits"].values():
+        assert fit["ms_per_1000_trials"] is not None and fit["exponent"] is not None
+    assert isinstance(data["status_under_1s_at_largest"], bool)
+
+
+def test_sample_efficiency_smoke(tmp_path: Path) -> None:
+    data = run_smoke("sample_efficiency", tmp_path)
+    assert set(data["tasks"]) >= {"branin", "mlp_wine"}
+    for name, task in data["tasks"].items():
+        for seed in task["seeds"]:
+            for method in ("service", "random", "tune"):
+                run = seed["methods"][method]
+                assert 0 < run["epochs_spent"] <= task["budget_epochs"], (name, method, run)
+                assert run["complete_in_budget"] >= 1 and run["best"] is not None, (name, method, run)
+                assert positive(run["wall_s"]), (name, method, run)
+            assert seed["methods"]["random"]["ratio_vs_random"] == 1.0
+        for method in ("service", "random", "tune"):
+            assert task["summary"][method]["median_ratio_vs_random"] >= 0
+    assert data["tasks"]["branin"]["summary"]["service"]["median_regret"] > -1e-9
+    assert set(data["targets"]) >= {"branin_ratio_at_least_3", "branin_lower_regret_than_random", "mlp_wine_ratio_at_least_3"}
