@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import time
-
 import random
+import time
 from collections.abc import Callable, Mapping
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -25,6 +25,14 @@ SGD_MOMENTUM = 0.9
 EVAL_BATCH_SIZE = 1024
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+# The knobs every built-in trainer reads, with the value used when a space leaves one out.
+TRAINING_DEFAULTS: Mapping[str, Any] = MappingProxyType(
+    {"learning_rate": 1e-3, "batch_size": 32, "dropout": 0.0, "l1": 0.0, "l2": 0.0, "optimizer": "adam"}
+)
+# What every trainer reports beside its task's metrics: the cost of the model, and its direction.
+COST_METRICS: Mapping[str, str] = MappingProxyType({"n_params": "min", "inference_ms": "min"})
 
 
 def resolve_params(defaults: Mapping[str, Any], params: Mapping[str, Any]) -> dict[str, Any]:

@@ -11,6 +11,8 @@ from torch import nn
 from workers.datasets import CLASSIFICATION, ImageData, check_images, load_images
 from workers.models import build_cnn, column_stats
 from workers.trainers._loop import (
+    COST_METRICS,
+    TRAINING_DEFAULTS,
     classification_metrics,
     make_loader,
     make_optimizer,
@@ -26,7 +28,7 @@ if TYPE_CHECKING:
 
 __all__ = ["CNNTrainer"]
 
-_METRICS: Mapping[str, str] = MappingProxyType({"train_loss": "min", "val_loss": "min", "val_accuracy": "max", "n_params": "min", "inference_ms": "min"})
+_METRICS: Mapping[str, str] = MappingProxyType({"train_loss": "min", "val_loss": "min", "val_accuracy": "max", **COST_METRICS})
 
 
 class CNNTrainer(Trainer):
@@ -34,17 +36,7 @@ class CNNTrainer(Trainer):
 
     name: ClassVar[str] = "cnn"
     description: ClassVar[str] = "Small convolutional network for image classification."
-    hyperparameters: ClassVar[Mapping[str, Any]] = MappingProxyType(
-        {
-            "learning_rate": 1e-3,
-            "batch_size": 32,
-            "dropout": 0.0,
-            "l1": 0.0,
-            "l2": 0.0,
-            "filters": 16,
-            "optimizer": "adam",
-        }
-    )
+    hyperparameters: ClassVar[Mapping[str, Any]] = MappingProxyType({**TRAINING_DEFAULTS, "filters": 16})
 
     @classmethod
     def metrics(cls, task: str) -> Mapping[str, str]:

@@ -14,6 +14,8 @@ from torch import nn
 from workers.datasets import CLASSIFICATION, REGRESSION, TabularData, check_tabular, load_tabular
 from workers.models import build_mlp, column_stats
 from workers.trainers._loop import (
+    COST_METRICS,
+    TRAINING_DEFAULTS,
     classification_metrics,
     make_loader,
     make_optimizer,
@@ -30,12 +32,10 @@ if TYPE_CHECKING:
 
 __all__ = ["MLPTrainer", "make_loader", "regression_metrics"]
 
-# What every trainer reports beside its task's metrics: the cost of the model.
-_COST = {"n_params": "min", "inference_ms": "min"}
 _METRICS: Mapping[str, Mapping[str, str]] = MappingProxyType(
     {
-        CLASSIFICATION: MappingProxyType({"train_loss": "min", "val_loss": "min", "val_accuracy": "max", **_COST}),
-        REGRESSION: MappingProxyType({"train_loss": "min", "val_loss": "min", "val_rmse": "min", "val_r2": "max", **_COST}),
+        CLASSIFICATION: MappingProxyType({"train_loss": "min", "val_loss": "min", "val_accuracy": "max", **COST_METRICS}),
+        REGRESSION: MappingProxyType({"train_loss": "min", "val_loss": "min", "val_rmse": "min", "val_r2": "max", **COST_METRICS}),
     }
 )
 _DEFAULT_METRIC = MappingProxyType({CLASSIFICATION: "val_accuracy", REGRESSION: "val_loss"})
@@ -53,16 +53,7 @@ class MLPTrainer(Trainer):
     name: ClassVar[str] = "mlp"
     description: ClassVar[str] = "Multilayer perceptron for tabular classification and regression."
     hyperparameters: ClassVar[Mapping[str, Any]] = MappingProxyType(
-        {
-            "learning_rate": 1e-3,
-            "batch_size": 32,
-            "dropout": 0.0,
-            "l1": 0.0,
-            "l2": 0.0,
-            "hidden_size": 64,
-            "num_layers": 2,
-            "optimizer": "adam",
-        }
+        {**TRAINING_DEFAULTS, "hidden_size": 64, "num_layers": 2}
     )
 
     @classmethod
