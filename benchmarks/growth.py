@@ -37,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common as C  # noqa: E402
 
 FULL_SIZES = [100, 500, 1000, 2000, 5000]
-SMOKE_SIZES = [50, 100, 200]
+SMOKE_SIZES = [50, 200]
 
 
 def distributions() -> dict[str, Any]:

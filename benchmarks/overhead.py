@@ -10,10 +10,13 @@
     ``AUTOML_HOME`` (durable SQLite study, an MLflow child run per trial, Ray Tune).
 
 Every path uses TPE with the same seed (``--sampler random`` to take the sampler out of the
-picture). Each path first runs a short warm-up on the same stores (imports, schema creation,
-Ray worker start-up), which is reported apart; the timed call is the search call alone
-(``ray.init`` excluded). Then the service path runs once more under cProfile, and the
-driver-side calls it spends its time in are reported per trial.
+picture). Each path first runs a short warm-up on the same stores (imports, schema creation:
+not counted); then ``--repeats`` times, every path in turn runs a short and the full run
+(``ray.init`` excluded), so the paths are measured side by side in time: wall / N is the issue's
+per-trial figure, the two sizes split it into a fixed cost per call and a marginal cost per trial,
+and SQL statements and write transactions are counted per database file. Then the service
+path runs once more under cProfile (every Python thread), and once with perf_counter wrappers
+on its own driver hooks, and the calls it spends its time in are reported per trial.
 
     .venv/bin/python benchmarks/overhead.py [--smoke] [--out PATH]
 """
@@ -22,7 +25,6 @@ from __future__ import annotations
 
 import cProfile
 import io
-import os
 import pstats
 import sys
 import tempfile
@@ -394,7 +396,7 @@ def main() -> int:
     def extra(p: Any) -> None:
         p.add_argument("--trials", type=int, help="trials for (a), (b), (d) (default 200; smoke 8)")
         p.add_argument("--handwired-trials", type=int, help="trials for (c) (default 40; smoke 2)")
-        p.add_argument("--profile-trials", type=int, help="trials for the profiled service run (default 100; smoke 4; 0 = skip)")
+        p.add_argument("--profile-trials", type=int, help="trials for the profiled service runs (default 100; 0 = skip; smoke: the service's full run is the profiled one)")
         p.add_argument("--sampler", choices=["tpe", "random"], default="tpe")
         p.add_argument("--seed", type=int, default=0)
         p.add_argument("--repeats", type=int, default=1,
@@ -403,7 +405,7 @@ def main() -> int:
     args = C.parse_args("overhead", "Per-trial overhead: bare Optuna, bare Ray Tune, hand-wired, the service.", extra)
     n = args.trials or (8 if args.smoke else 200)
     n_hw = args.handwired_trials or (2 if args.smoke else 40)
-    n_prof = args.profile_trials if args.profile_trials is not None else (3 if args.smoke else 100)
+    n_prof = args.profile_trials if args.profile_trials is not None else 100
     # A short run on the same stores first (imports, schema creation: discarded), then a small and
     # the full run: wall(N)/N is the issue's per-trial figure; the two sizes split it into a fixed
     # cost per search call (Ray actors starting, the job's MLflow run...) and a marginal cost per trial.
@@ -423,11 +425,32 @@ def main() -> int:
         import automl  # noqa: F401 - imported before timing, like ray
 
         paths: dict[str, dict[str, Any]] = {}
+        text_out = Path(args.out).with_name(Path(args.out).stem + "_profile.txt")
+        smoke_profile: dict[str, Any] = {}
+
+        def service_path(k: int) -> dict[str, Any]:
+            if not (args.smoke and k == n and n_prof > 0 and not smoke_profile):
+                return run_service(k, args.sampler, args.seed, home)
+            # smoke: the service's one full run is also its instrumented run (the figures are not the point)
+            result: dict[str, Any] = {}
+            hooks: dict[str, Any] = {}
+
+            def plain() -> dict[str, Any]:
+                result.update(run_service(k, args.sampler, args.seed, home))
+                return result
+
+            def hooked() -> dict[str, Any]:
+                hooks.update(timed_hooks_service(k, plain))
+                return {"wall_s": hooks["wall_s"]}
+
+            smoke_profile.update(profile_service(k, hooked, text_out), timed_hooks=hooks)
+            return result
+
         plan = [
             ("bare_optuna", n, lambda k: run_bare_optuna(k, args.sampler, args.seed)),
             ("bare_tune", n, lambda k: run_bare_tune(k, args.sampler, args.seed, workdir / "bare")),
             ("handwired", n_hw, lambda k: run_handwired(k, args.sampler, args.seed, workdir)),
-            ("service", n, lambda k: run_service(k, args.sampler, args.seed, home)),
+            ("service", n, service_path),
         ]
         warmups: dict[str, Any] = {}
         if warm:
@@ -480,28 +503,17 @@ def main() -> int:
             "handwired_over_service": [C.ratio(h["wall_s"] / n_hw, s["wall_s"] / n) for h, s in zip(runs["handwired"], runs["service"])],
         }
 
-        profile = None
-        if n_prof > 0:
-            text_out = Path(args.out).with_name(Path(args.out).stem + "_profile.txt")
+        profile = smoke_profile or None
+        if n_prof > 0 and not args.smoke:
 
             def service_call() -> dict[str, Any]:
                 return run_service(n_prof, args.sampler, args.seed, home)
 
-            if args.smoke:  # one instrumented run for both (the figures are not the point)
-                hooks: dict[str, Any] = {}
-
-                def hooked() -> dict[str, Any]:
-                    hooks.update(timed_hooks_service(n_prof, service_call))
-                    return {"wall_s": hooks["wall_s"]}
-
-                with out.status(f"service under cProfile and timed hooks: {n_prof} trials"):
-                    profile = profile_service(n_prof, hooked, text_out)
-                profile["timed_hooks"] = hooks
-            else:
-                with out.status(f"service under cProfile: {n_prof} trials"):
-                    profile = profile_service(n_prof, service_call, text_out)
-                with out.status(f"service with timed hooks: {n_prof} trials"):
-                    profile["timed_hooks"] = timed_hooks_service(n_prof, service_call)
+            with out.status(f"service under cProfile: {n_prof} trials"):
+                profile = profile_service(n_prof, service_call, text_out)
+            with out.status(f"service with timed hooks: {n_prof} trials"):
+                profile["timed_hooks"] = timed_hooks_service(n_prof, service_call)
+        if profile is not None:
             profile["worker_imports"] = None if args.smoke else worker_import_s()
 
     per = {k: v["per_trial_s"] for k, v in paths.items()}

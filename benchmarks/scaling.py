@@ -35,8 +35,8 @@ import _common as C  # noqa: E402
 MATRIX = 256
 
 
-def calibrate(work_s: float) -> dict[str, float]:
-    """How many one-thread matmuls take ``work_s`` seconds here (best of three short runs)."""
+def calibrate(work_s: float, *, rounds: int = 3) -> dict[str, float]:
+    """How many one-thread matmuls take ``work_s`` seconds here (best of ``rounds`` short runs)."""
     import torch
 
     threads = torch.get_num_threads()
@@ -46,7 +46,7 @@ def calibrate(work_s: float) -> dict[str, float]:
         for _ in range(20):
             a @ a
         rates = []
-        for _ in range(3):
+        for _ in range(rounds):
             n, start = 0, time.perf_counter()
             while time.perf_counter() - start < 0.3:
                 for _ in range(10):
@@ -167,7 +167,7 @@ def main() -> int:
 
     cuda = torch.cuda.is_available()
     n_gpus = torch.cuda.device_count() if cuda else args.fake_gpus
-    cal = calibrate(work_s)
+    cal = calibrate(work_s, rounds=1 if args.smoke else 3)
 
     import ray
 
