@@ -44,10 +44,10 @@ class TrainerSpec(_Section):
     @field_validator("name")
     @classmethod
     def _known_trainer(cls, name: str) -> str:
-        from workers.trainers import TRAINERS
+        from workers.trainers import TRAINER_NAMES
 
-        if name not in TRAINERS:
-            raise ValueError(f"unknown trainer {name!r} (known: {', '.join(TRAINERS)})")
+        if name not in TRAINER_NAMES:
+            raise ValueError(f"unknown trainer {name!r} (known: {', '.join(TRAINER_NAMES)})")
         return name
 
 
