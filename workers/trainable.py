@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from workers.context import TrialContext
+from workers.context import SavedState, TrialContext, read_state
 from workers.trainers.base import DataConfig
 
 # The searcher adds this key to each trial's config: the Optuna trial number.
@@ -34,6 +34,8 @@ class TrialPlan:
         data: the trainer's data.
         objective: a custom objective: the function itself, or ``module:function`` to import.
         import_paths: folders to put on ``sys.path`` before importing the objective.
+        checkpoint_interval: trials save their training state every this many steps (0: only
+            the final model); set for the PBT scheduler, which clones trials from checkpoints.
     """
 
     max_epochs: int
@@ -46,6 +48,22 @@ class TrialPlan:
     data: DataConfig | None = None
     objective: Callable[..., Any] | str | None = None
     import_paths: tuple[str, ...] = ()
+    checkpoint_interval: int = 0
+
+
+def restored_state() -> SavedState | None:
+    """The training state of the checkpoint Tune started this trial from, if any.
+
+    Tune hands a trial a checkpoint when it resumes a paused trial, retries a failed one, or,
+    under PBT, clones another trial into it.
+    """
+    from ray import tune
+
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is None:
+        return None
+    with checkpoint.as_directory() as folder:
+        return read_state(folder)
 
 
 class RayReporter:
@@ -77,6 +95,8 @@ def run_trial(config: dict[str, Any], plan: TrialPlan) -> None:
         seed=trial_seed(plan.seed, number),
         max_epochs=plan.max_epochs,
         device=trial_device(plan.gpus),
+        checkpoint_interval=plan.checkpoint_interval,
+        restored=restored_state(),
     )
     run_with_context(ctx, plan)
 

@@ -154,29 +154,79 @@ def classification_metrics(model: nn.Module, x: np.ndarray, y: np.ndarray, *, de
     }
 
 
+def training_state(model: nn.Module, optimizer: torch.optim.Optimizer, loader: DataLoader) -> dict[str, Any]:
+    """What a trial needs to go on training exactly where it stopped: weights, optimizer state,
+    and the random streams of dropout and of the loader's shuffling."""
+    generator = loader.generator
+    return {
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "optimizer_class": type(optimizer).__name__,
+        "torch_rng": torch.get_rng_state(),
+        "loader_rng": generator.get_state() if generator is not None else None,
+    }
+
+
+def restore_training(state: Mapping[str, Any], model: nn.Module, optimizer: torch.optim.Optimizer, loader: DataLoader) -> None:
+    """Load :func:`training_state` into a freshly built model, optimizer and loader.
+
+    The hyperparameters stay this trial's own: after a PBT exploit the weights and the
+    optimizer's moments are the cloned trial's, but the learning rate is the new (perturbed)
+    one, and the batch size, dropout and penalties are those the objects were built with.
+    An optimizer of another kind starts afresh (its state would not fit).
+    """
+    model.load_state_dict(state["model"])
+    if state.get("optimizer_class") == type(optimizer).__name__:
+        learning_rates = [group["lr"] for group in optimizer.param_groups]
+        optimizer.load_state_dict(state["optimizer"])
+        for group, lr in zip(optimizer.param_groups, learning_rates):
+            group["lr"] = lr
+    if state.get("torch_rng") is not None:
+        torch.set_rng_state(state["torch_rng"])
+    if state.get("loader_rng") is not None and loader.generator is not None:
+        loader.generator.set_state(state["loader_rng"])
+
+
 def run_epochs(
     ctx: TrialContext,
     model: nn.Module,
     *,
+    optimizer: torch.optim.Optimizer,
+    loader: DataLoader,
     train: Callable[[], float],
     evaluate: Callable[[], dict[str, float]],
     model_info: Mapping[str, Any],
 ) -> None:
-    """Train for ``ctx.max_epochs`` epochs and report after each.
+    """Train up to ``ctx.max_epochs`` epochs and report after each.
 
     ``train`` runs one epoch and returns its loss; ``evaluate`` returns the validation
     metrics. Every report also carries the model's size (``n_params``, trainable parameters)
     and ``inference_ms`` (milliseconds per validation example), the usual second objectives
     of a multi-objective search. The model is attached (in eval mode) to the last report.
+
+    Every ``ctx.checkpoint_interval`` epochs the report also carries the training state
+    (:func:`training_state`). A trial started from such a checkpoint (``ctx.load_state()``)
+    loads it and goes on from the epoch after it, so its epoch counter continues.
     """
+    state = ctx.load_state()
+    first_epoch = 1
+    if state is not None:
+        restore_training(state, model, optimizer, loader)
+        first_epoch = ctx.step + 1
     n_params = float(sum(p.numel() for p in model.parameters() if p.requires_grad))
     n_val = max(1, int(model_info.get("n_val", 1)))
-    for epoch in range(1, ctx.max_epochs + 1):
+    for epoch in range(first_epoch, ctx.max_epochs + 1):
         train_loss = train()
         started = time.perf_counter()
         metrics = evaluate()
         inference_ms = (time.perf_counter() - started) * 1000.0 / n_val
+        if ctx.checkpoint_due(epoch):
+            ctx.save_state(training_state(model, optimizer, loader))
         if epoch == ctx.max_epochs:
             model.eval()
             ctx.save_model(model, **{k: v for k, v in model_info.items() if k != "n_val"})
         ctx.report(step=epoch, train_loss=train_loss, n_params=n_params, inference_ms=inference_ms, **metrics)
+    if state is not None and first_epoch > ctx.max_epochs:
+        # Resumed with nothing left to train: the final report still carries the model.
+        model.eval()
+        ctx.save_model(model, **{k: v for k, v in model_info.items() if k != "n_val"})

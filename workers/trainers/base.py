@@ -36,12 +36,16 @@ class Trainer(ABC):
     """A built-in trainer: trains one model for one trial and reports a metric every epoch.
 
     Subclasses declare ``name``, the ``hyperparameters`` they read (with the default used
-    when the search space leaves one out) and the metrics they report.
+    when the search space leaves one out), which of them a trial may change mid-training
+    (``mutable_hyperparameters``: what the PBT scheduler perturbs) and the metrics they report.
     """
 
     name: ClassVar[str]
     description: ClassVar[str]
     hyperparameters: ClassVar[Mapping[str, Any]]
+    # Knobs that shape the updates, not the model: a trial can take another trial's weights
+    # and go on with new values of these. Kept here (no torch import) for the driver's checks.
+    mutable_hyperparameters: ClassVar[frozenset[str]] = frozenset({"learning_rate", "batch_size", "dropout", "l1", "l2"})
 
     @classmethod
     @abstractmethod
@@ -67,4 +71,8 @@ class Trainer(ABC):
     @abstractmethod
     def fit(self, ctx: TrialContext, data: DataConfig) -> None:
         """Train with ``ctx.params`` for ``ctx.max_epochs`` epochs, calling ``ctx.report`` each
-        epoch and ``ctx.save_model`` before the last report."""
+        epoch and ``ctx.save_model`` before the last report.
+
+        Every ``ctx.checkpoint_interval`` epochs, attach the training state with
+        ``ctx.save_state``; when ``ctx.load_state()`` returns one, load it and continue from
+        epoch ``ctx.step + 1`` (``_loop.run_epochs`` does both)."""

@@ -86,6 +86,8 @@ class CNNTrainer(Trainer):
         run_epochs(
             ctx,
             model,
+            optimizer=optimizer,
+            loader=loader,
             train=train,
             evaluate=evaluate,
             model_info={

@@ -121,6 +121,8 @@ class MLPTrainer(Trainer):
         run_epochs(
             ctx,
             model,
+            optimizer=optimizer,
+            loader=loader,
             train=train,
             evaluate=evaluate,
             model_info={
