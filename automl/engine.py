@@ -327,7 +327,7 @@ def _tuner(
     from ray.tune.registry import register_trainable
 
     from automl.schedulers import create_scheduler
-    from automl.tune_callbacks import JobStopper
+    from automl.tune_callbacks import JobStopper, TrialTimeout
     from workers.trainable import run_trial
 
     spec = plan.spec
@@ -362,7 +362,7 @@ def _tuner(
         run_config=tune.RunConfig(
             name=f"{study_name}-{uuid.uuid4().hex[:6]}",
             storage_path=str(settings.ray_results),
-            callbacks=[callback],
+            callbacks=[callback, TrialTimeout(callback, spec.budget.trial_timeout_s)] if spec.budget.trial_timeout_s else [callback],
             stop=JobStopper(callback, control),
             verbose=0,
             failure_config=tune.FailureConfig(max_failures=spec.max_retries),

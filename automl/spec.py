@@ -86,6 +86,10 @@ class BudgetSpec(_Section):
     trials: int = Field(default=20, ge=1, le=100_000)
     max_epochs: int = Field(default=10, ge=1, le=100_000, description="steps (epochs) per trial at most")
     time_limit_s: float | None = Field(default=None, gt=0, description="wall-clock limit for the whole job")
+    trial_timeout_s: float | None = Field(
+        default=None, gt=0, le=7 * 24 * 3600,
+        description="wall-clock limit for one attempt of one trial: a trial still running then is stopped and fails",
+    )
     target: float | None = Field(default=None, description="stop the job once a trial reaches this value")
     patience: int | None = Field(default=None, ge=1, description="stop after this many finished trials without a new best")
 

@@ -158,6 +158,10 @@ class MlflowTracker:
         """Log one report's metrics at ``step`` in a single call."""
         self._log_batch(run_id, metrics=metrics, step=step)
 
+    def note_retry(self, run_id: str, attempt: int, reason: str) -> None:
+        """Record on a trial's run that attempt ``attempt`` failed and Tune is retrying it."""
+        self._log_batch(run_id, tags={f"{TAG_PREFIX}retries": str(attempt), f"{TAG_PREFIX}retry_reason": reason[:4000]})
+
     def end_trial(self, run_id: str, state: str, *, value: float | None, reason: str | None, error_text: str | None) -> None:
         """Close a trial's run with the state Optuna recorded for it."""
         tags = {f"{TAG_PREFIX}state": state}

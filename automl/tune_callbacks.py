@@ -140,6 +140,8 @@ class JobCallback(Callback):
         self.patience = patience
         self.since_best = 0
         self.tracking_errors: list[str] = []
+        # Ray trial id -> why the trial's last attempt was stopped by the per-trial time limit.
+        self.timed_out: dict[str, str] = {}
         self.writer = TrackingWriter(self._tracking_failed)
 
     def __getstate__(self) -> dict[str, Any]:
@@ -184,6 +186,21 @@ class JobCallback(Callback):
             step = int(result.get(STEP_KEY) or result.get("training_iteration") or 0)
             self._write_run(record, self.tracker.log_metrics, metrics, step)
 
+    def on_trial_recover(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
+        # Tune restarts a trial that raised or whose process died (FailureConfig): same trial,
+        # same Optuna trial and MLflow run; the failed attempt is an event and a tag.
+        record = self.records.get(trial.trial_id)
+        if record is None:
+            return
+        attempt = int(trial.run_metadata.num_failures)
+        reason = self.timed_out.get(trial.trial_id) or trace_tail(read_text(trial.error_file)) or "the trial failed"
+        if self.tracker is not None and record.run_ref is not None:
+            self._write_run(record, self.tracker.note_retry, attempt, reason)
+        if self.control is not None:
+            self.writer.submit(
+                self.control.on_event, "trial_retried", f"trial {record.number} failed on attempt {attempt} ({reason}); retrying"
+            )
+
     def on_trial_complete(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
         self._finish(trial, error=False)
 
@@ -199,7 +216,8 @@ class JobCallback(Callback):
             trial.last_result, self.metric, error=error
         )
         if error:
-            outcome = TrialOutcome("FAIL", None, trace_tail(error_text) or outcome.reason)
+            reason = self.timed_out.get(trial.trial_id) or trace_tail(error_text) or outcome.reason
+            outcome = TrialOutcome("FAIL", None, reason)
         record.outcome = outcome
         if outcome.state == INTERRUPTED:
             return  # left RUNNING everywhere: the next runner retries it in the same MLflow run
@@ -298,3 +316,51 @@ class JobStopper(Stopper):
     def __getstate__(self) -> dict[str, Any]:
         # Tune pickles its stopper; the callback and the control belong to this process.
         return {"callback": None, "control": None, "reason": self.reason}
+
+
+class TrialTimeout(Callback):
+    """Stops an attempt of a trial that has run longer than ``timeout_s`` (``budget.trial_timeout_s``).
+
+    A hung trial reports nothing, so no stopper or scheduler ever sees it; this callback looks
+    at the running trials on every step of Tune's loop and kills the actor of one that is over
+    its time. Tune then handles it like any dead trial process: retried while the spec's
+    ``max_retries`` allow, else FAIL, with the reason ``timed out after N s`` (kept in
+    ``callback.timed_out``, which MLflow, the events and the Optuna study are told).
+    """
+
+    def __init__(self, callback: JobCallback, timeout_s: float) -> None:
+        self.callback: JobCallback | None = callback
+        self.timeout_s = timeout_s
+        self._started: dict[tuple[str, int], float] = {}
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"callback": None, "timeout_s": self.timeout_s, "_started": {}}
+
+    def on_step_begin(self, iteration: int, trials: list[Trial], **info: Any) -> None:
+        import time
+
+        now = time.monotonic()
+        for trial in trials:
+            if trial.status != "RUNNING":
+                continue
+            attempt = (trial.trial_id, int(trial.run_metadata.num_failures))
+            started = self._started.setdefault(attempt, now)
+            if now - started > self.timeout_s:
+                self._stop(trial, attempt)
+
+    def _stop(self, trial: Trial, attempt: tuple[str, int]) -> None:
+        import ray
+
+        actor = trial.temporary_state.ray_actor
+        if actor is None or self.callback is None:
+            return
+        reason = f"timed out after {self.timeout_s:g} s (budget.trial_timeout_s)"
+        self.callback.timed_out[trial.trial_id] = reason
+        self._started[attempt] = float("inf")  # once per attempt
+        searcher = self.callback.searcher
+        if trial.run_metadata.num_failures + 1 > trial.max_failures >= 0 and trial.trial_id in searcher.unfinished():
+            # The last attempt: tell Optuna the real reason now (Tune's error path would say only
+            # that the trial raised); the error path then finds the trial already told.
+            searcher.settle(trial.trial_id, TrialOutcome("FAIL", None, reason))
+        logger.warning("trial %s: %s; stopping it", trial.trial_id, reason)
+        ray.kill(actor, no_restart=True)
