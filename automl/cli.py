@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 import typer
 from rich.console import Console
 
-from automl.views import job_json, jobs_table, pareto_table, print_result, result_json, status_view
+from automl.views import job_json, jobs_table, pareto_table, print_result, result_json, status_json, status_view
 
 if TYPE_CHECKING:
     from automl.settings import Settings
@@ -166,34 +166,36 @@ def status(
     db_url: DbUrl = None,
     storage_url: StorageUrl = None,
 ) -> None:
-    """A job's state, progress, best so far, top trials and recent events."""
-    from rich.live import Live
+    """A job's state, progress, best so far, top trials and recent events.
 
-    from automl.service import study_direction, study_trials, top_trials
+    It reads the job's row (the runner keeps counts, top trials and the Pareto front there), not
+    its Optuna study, so it stays quick however many trials the job has.
+    """
+    from automl.service import job_snapshot
 
     settings = _settings(db_url, storage_url=storage_url)
     store = _store(settings)
 
-    def snapshot() -> tuple[JobView, Any]:
+    def read() -> tuple[JobView, Any, Any]:
         job = _guard(lambda: store.get(job_id))
-        trials = study_trials(settings, job.study_name)
-        mode = study_direction(settings, job.study_name)
-        return job, (store.events(job.id, limit=10), top_trials(trials, mode, 5), trials)
+        events = _guard(lambda: store.events(job.id, limit=10))
+        return job, events, _guard(lambda: job_snapshot(settings, job))
 
-    job, (events, top, _) = snapshot()
+    job, events, snapshot = read()
+    metrics = _metrics_of(job)
     if json_output:
-        out.print_json(json.dumps({"job": job_json(job), "events": [e.__dict__ for e in events],
-                                   "top_trials": [t.__dict__ for t in top]}, default=str))
+        out.print_json(json.dumps(status_json(job, events, snapshot, metrics), default=str))
         return
-    metric = _metric_of(job)
     if not watch:
-        out.print(status_view(job, events, top, metric))
+        out.print(status_view(job, events, snapshot, metrics))
         return
-    with Live(status_view(job, events, top, metric), console=out, refresh_per_second=2) as live:
+    from rich.live import Live
+
+    with Live(status_view(job, events, snapshot, metrics), console=out, refresh_per_second=2) as live:
         while not job.is_final:
             time.sleep(1.0)
-            job, (events, top, _) = snapshot()
-            live.update(status_view(job, events, top, metric))
+            job, events, snapshot = read()
+            live.update(status_view(job, events, snapshot, metrics))
     _exit_for(job)
 
 
@@ -371,11 +373,12 @@ def _follow(store: JobStore, job: JobView, *, quiet: bool) -> JobView:
             bar.stop()
 
 
-def _metric_of(job: JobView) -> str:
+def _metrics_of(job: JobView) -> list[str]:
+    """The job's metric names, primary first, from its queued spec (resolved at submit)."""
     import yaml
 
-    raw = yaml.safe_load(job.spec_yaml) or {}
-    return str(raw.get("metric") or "value")
+    raw = (yaml.safe_load(job.spec_yaml) or {}).get("metric") or "value"
+    return [str(m) for m in raw] if isinstance(raw, list) else [str(raw)]
 
 
 def _exit_for(job: JobView) -> None:

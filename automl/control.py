@@ -6,7 +6,10 @@ the Python API runs with none.
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from automl.results import TrialSummary
 
 CANCEL = "cancel"
 RELEASE = "release"
@@ -24,8 +27,9 @@ class JobControl(Protocol):
         """The job's MLflow experiment and parent run are known."""
         ...
 
-    def on_progress(self, finished: int, best: float | None) -> None:
-        """A trial finished: ``finished`` trials are done in all, ``best`` is the best value so far."""
+    def on_progress(self, finished: int, best: float | None, trial: TrialSummary | None = None) -> None:
+        """A trial finished: ``finished`` trials are done in all, ``best`` is the best value so far,
+        ``trial`` is the one that finished (its state, values and parameters, as Optuna was told)."""
         ...
 
     def on_event(self, kind: str, message: str) -> None:

@@ -25,9 +25,10 @@ from automl.control import CANCEL, RELEASE
 from automl.errors import AutomlError
 
 if TYPE_CHECKING:
-    from automl.results import SearchResult
+    from automl.results import SearchResult, TrialSummary
     from automl.settings import Settings
     from automl.store import JobStore, JobView
+    from automl.store.snapshot import SnapshotBuilder
     from automl.tune_callbacks import ProgressSink
 
 logger = logging.getLogger(__name__)
@@ -111,6 +112,9 @@ class StoreControl:
         self.runner_id = runner_id
         self.flags = flags
         self.stopping = stopping
+        # The job row's snapshot (counts, top trials, Pareto front), kept up to date per trial;
+        # set by the runner from the study before the search starts.
+        self.snapshot: SnapshotBuilder | None = None
 
     def stop_reason(self) -> str | None:
         if self.flags.cancel.is_set():
@@ -122,8 +126,12 @@ class StoreControl:
     def on_tracking(self, experiment_id: str | None, run_id: str | None) -> None:
         self.store.record_tracking(self.job.id, self.runner_id, experiment_id=experiment_id, run_id=run_id)
 
-    def on_progress(self, finished: int, best: float | None) -> None:
-        self.store.record_progress(self.job.id, self.runner_id, finished=finished, best_value=best)
+    def on_progress(self, finished: int, best: float | None, trial: TrialSummary | None = None) -> None:
+        snapshot = None
+        if trial is not None and self.snapshot is not None:
+            self.snapshot.add(trial)
+            snapshot = self.snapshot.snapshot()
+        self.store.record_progress(self.job.id, self.runner_id, finished=finished, best_value=best, snapshot=snapshot)
 
     def on_event(self, kind: str, message: str) -> None:
         self.store.add_event(self.job.id, kind, message, runner_id=self.runner_id)
@@ -231,13 +239,18 @@ class Runner:
     def run_job(self, job: JobView) -> None:
         """Run one claimed job to a final state, or release it when the runner stops."""
         from automl.engine import plan_search, run_search
+        from automl.service import study_trials
         from automl.spec import parse_spec
+        from automl.store.snapshot import SnapshotBuilder
 
         flags = self.heartbeat.hold(job.id)
         control = StoreControl(self.store, job, self.runner_id, flags, self.stopping)
         try:
             spec = parse_spec(yaml.safe_load(job.spec_yaml), source=f"job {job.id}")
             plan = plan_search(spec, base_dir=Path(job.base_dir) if job.base_dir else None)
+            # Start the snapshot from what the study holds (a resumed job); trials then add to it.
+            control.snapshot = SnapshotBuilder(plan.modes, study_trials(self.settings, job.study_name))
+            self.store.record_snapshot(job.id, self.runner_id, control.snapshot.snapshot())
             sink = self.progress_factory(job) if self.progress_factory else None
             result = run_search(
                 plan,
@@ -253,6 +266,7 @@ class Runner:
             logger.exception("job %s failed", job.id)
             self.results[job.id] = None
             message = str(exc) if isinstance(exc, AutomlError) else f"{type(exc).__name__}: {exc}"
+            self._resnapshot(job)
             if control.stop_reason() == RELEASE and not flags.lost.is_set():
                 self.store.release(job.id, self.runner_id, message=f"runner stopping after an error: {message}")
             elif not flags.lost.is_set():
@@ -260,7 +274,22 @@ class Runner:
         finally:
             self.heartbeat.drop(job.id)
 
+    def _resnapshot(self, job: JobView, result: SearchResult | None = None) -> None:
+        """Rewrite the job row's snapshot from the study (the record), as the job stops running here."""
+        from automl.service import snapshot_from_study
+        from automl.store.snapshot import JobSnapshot
+
+        try:
+            if result is not None:
+                snapshot = JobSnapshot.of_trials(result.trials, result.modes or (result.mode,))
+            else:
+                snapshot = snapshot_from_study(self.settings, job.study_name)
+            self.store.record_snapshot(job.id, self.runner_id, snapshot)
+        except Exception:  # noqa: BLE001 - the job's final state matters more than its snapshot
+            logger.warning("job %s: could not update its snapshot", job.id, exc_info=True)
+
     def _conclude(self, job: JobView, control: StoreControl, result: SearchResult) -> None:
+        self._resnapshot(job, result)
         reason = control.stop_reason()
         counts = ", ".join(f"{n} {state.lower()}" for state, n in sorted(result.state_counts.items()))
         logger.info("job %s (%s): %s; trials: %s", job.id, job.name, {CANCEL: "cancelled", RELEASE: "released"}.get(reason or "", "done"), counts)

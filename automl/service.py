@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from automl.settings import Settings
     from automl.spec import JobSpec
     from automl.store import JobStore, JobView
+    from automl.store.snapshot import JobSnapshot
 
 
 def open_job_store(settings: Settings) -> JobStore:
@@ -51,8 +52,13 @@ def check_job_file(spec_path: str | Path) -> CheckedJob:
     path = Path(spec_path)
     spec = load_spec(path)
     plan = plan_search(spec, base_dir=path.resolve().parent)
-    # The queued spec names its metric and direction, defaults resolved, so readers need no trainer.
-    return CheckedJob(spec.model_copy(update={"metric": plan.metric, "mode": plan.mode}), path.resolve().parent)
+    # The queued spec names its metric(s) and direction(s), defaults resolved, so readers need no
+    # trainer; every objective of a multi-objective job stays.
+    if plan.multi_objective:
+        resolved = {"metric": list(plan.metrics), "mode": list(plan.modes)}
+    else:
+        resolved = {"metric": plan.metric, "mode": plan.mode}
+    return CheckedJob(spec.model_copy(update=resolved), path.resolve().parent)
 
 
 def enqueue(store: JobStore, job: CheckedJob) -> JobView:
@@ -125,6 +131,22 @@ def study_direction(settings: Settings, study_name: str) -> str:
     return study_directions(settings, study_name)[0]
 
 
+def snapshot_from_study(settings: Settings, study_name: str) -> JobSnapshot:
+    """A job's snapshot computed from its Optuna study: every trial is read (slow at thousands).
+
+    The runner calls it when it takes a job, ``status`` only for jobs written before the job
+    row kept a snapshot.
+    """
+    from automl.store.snapshot import JobSnapshot
+
+    return JobSnapshot.of_trials(study_trials(settings, study_name), study_directions(settings, study_name))
+
+
+def job_snapshot(settings: Settings, job: JobView) -> JobSnapshot:
+    """The job row's snapshot; for a job written before it had one, the study's."""
+    return job.snapshot if job.snapshot is not None else snapshot_from_study(settings, job.study_name)
+
+
 def pareto_front(trials: list[TrialSummary], modes: list[str]) -> list[TrialSummary]:
     """The COMPLETE trials that no other trial beats on every objective."""
     done = [t for t in trials if t.state == "COMPLETE" and t.values]
@@ -151,11 +173,11 @@ def best_of_job(settings: Settings, job: JobView) -> dict[str, Any]:
     from automl.spec import parse_spec, resolve_metrics
 
     spec = parse_spec(yaml.safe_load(job.spec_yaml))
-    metrics, _ = resolve_metrics(spec, base_dir=Path(job.base_dir) if job.base_dir else None)
-    modes = study_directions(settings, job.study_name)
-    trials = study_trials(settings, job.study_name)
-    front = pareto_front(trials, modes) if len(modes) > 1 else []
-    best = next(iter(top_trials(front or trials, modes[0], 1)), None)
+    metrics, spec_modes = resolve_metrics(spec, base_dir=Path(job.base_dir) if job.base_dir else None)
+    snapshot = job_snapshot(settings, job)
+    modes = list(snapshot.directions or spec_modes)
+    front = list(snapshot.pareto) if len(modes) > 1 else []
+    best = next(iter(top_trials(front or list(snapshot.top), modes[0], 1)), None)
     model_uri = best_run_id = None
     if job.mlflow_run_id:
         tags = _parent_tags(settings, spec.tracking.tracking_uri, job.mlflow_run_id)

@@ -18,6 +18,7 @@ from ray.tune.result import AUTO_RESULT_KEYS
 
 from automl.control import JobControl
 from automl.optuna_bridge import INTERRUPTED, StudySearch, TrialOutcome, trial_outcome
+from automl.results import TrialSummary
 from automl.tracking import MlflowTracker, read_text, trace_tail
 from workers.context import FINAL_KEY, STEP_KEY
 from workers.trainable import TRIAL_NUMBER_KEY
@@ -243,7 +244,9 @@ class JobCallback(Callback):
         if self.control is not None:
             if outcome.state == "FAIL":
                 self.writer.submit(self.control.on_event, "trial_failed", f"trial {record.number} failed: {outcome.reason}")
-            self.writer.submit(self.control.on_progress, self.finished, self.best_value)
+            # The finished trial itself too: the runner keeps the job row's snapshot for `status`.
+            finished = TrialSummary(record.number, outcome.state, outcome.value, dict(record.params), values=outcome.values)
+            self.writer.submit(self.control.on_progress, self.finished, self.best_value, finished)
 
     def _write_run(self, record: TrialRecord, call: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
         """Queue a write to the trial's run; the run exists by then (the writer keeps order)."""

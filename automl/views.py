@@ -13,6 +13,7 @@ from rich.text import Text
 if TYPE_CHECKING:
     from automl.results import SearchResult, TrialSummary
     from automl.store import EventView, JobView
+    from automl.store.snapshot import JobSnapshot
 
 STATE_STYLE = {
     "queued": "cyan",
@@ -66,8 +67,7 @@ def print_result(result: SearchResult, *, top: int = 5, console: Console | None 
     for trial in [t for t in result.trials if t.state == "FAIL"][:5]:
         console.print(f"[red]trial {trial.number} failed:[/red] {trial.fail_reason}", highlight=False)
     if result.pareto_front:
-        rows = [{"trial": t.number, "values": dict(zip(result.metrics, t.values or ())), "params": t.params} for t in result.pareto_front]
-        console.print(pareto_table(rows, list(result.metrics)))
+        console.print(pareto_table(front_rows(result.pareto_front, list(result.metrics)), list(result.metrics)))
     if result.best_value is not None:
         console.print(f"Best: trial {result.best_trial_number}, {result.metric} = {result.best_value:.6g}")
     if result.model_uri:
@@ -121,26 +121,47 @@ def jobs_table(jobs: list[JobView]) -> Table:
 
 
 def job_json(job: JobView) -> dict[str, Any]:
-    """A job row as JSON (without its spec text)."""
-    data = {name: getattr(job, name) for name in job.__dataclass_fields__ if name != "spec_yaml"}
+    """A job row as JSON (without its spec text and snapshot; ``trial_states`` counts its trials)."""
+    data = {name: getattr(job, name) for name in job.__dataclass_fields__ if name not in ("spec_yaml", "snapshot")}
+    data["trial_states"] = job.snapshot.counts if job.snapshot is not None else None
     return {k: v.isoformat() + "Z" if isinstance(v, datetime) else v for k, v in data.items()}
 
 
-def status_view(job: JobView, events: list[EventView], top: list[TrialSummary], metric: str) -> Group:
-    """A job's status: state, progress, best so far, top trials, recent events."""
+def front_rows(front: tuple[TrialSummary, ...] | list[TrialSummary], metrics: list[str]) -> list[dict[str, Any]]:
+    """Pareto-front trials as the rows :func:`pareto_table` and the JSON outputs take."""
+    return [{"trial": t.number, "values": dict(zip(metrics, t.values or ())), "params": t.params} for t in front]
+
+
+def status_json(job: JobView, events: list[EventView], snapshot: JobSnapshot, metrics: list[str], top: int = 5) -> dict[str, Any]:
+    """``automl status --json``: the job row, its trial counts, top trials, Pareto front and events."""
+    return {
+        "job": job_json(job),
+        "states": snapshot.counts,
+        "events": [e.__dict__ for e in events],
+        "top_trials": [t.__dict__ for t in snapshot.top[:top]],
+        "pareto_front": front_rows(snapshot.pareto, metrics),
+    }
+
+
+def status_view(job: JobView, events: list[EventView], snapshot: JobSnapshot, metrics: list[str], top: int = 5) -> Group:
+    """A job's status: state, progress by trial state, best so far, top trials, Pareto front, recent events."""
+    metric = metrics[0]
     best = "-" if job.best_value is None else f"{job.best_value:.6g}"
     cancelling = "  [magenta]cancel requested[/magenta]" if job.cancel_requested and not job.is_final else ""
+    states = ", ".join(f"{n} {state.lower()}" for state, n in sorted(snapshot.counts.items()))
     parts: list[Any] = [
         f"[bold]{job.name}[/bold] ({job.id}): {_styled(job.state)}{cancelling}",
-        f"  trials: {job.trials_finished}/{job.trials_total} finished, best {metric}: {best}",
+        f"  trials: {job.trials_finished}/{job.trials_total} finished" + (f" ({states})" if states else "") + f", best {metric}: {best}",
     ]
     if job.runner_id and job.state == "running":
         parts.append(f"  runner: {job.runner_id} (lease until {when(job.lease_expires_at)}, attempt {job.attempts})")
     if job.error:
         parts.append(Text.assemble("  ", ("error:", "red"), f" {job.error}"))
     parts.append(f"  Optuna study: {job.study_name}   MLflow run: {job.mlflow_run_id or '-'}")
-    if top:
-        parts.append(trials_table(top, metric=metric, title="Top trials"))
+    if snapshot.top:
+        parts.append(trials_table(list(snapshot.top[:top]), metric=metric, title="Top trials"))
+    if snapshot.pareto and len(metrics) > 1:
+        parts.append(pareto_table(front_rows(snapshot.pareto, metrics), metrics))
     if events:
         table = Table("when", "event", "", header_style="bold", box=box.SIMPLE_HEAD, title="Recent events", title_justify="left")
         for event in events:

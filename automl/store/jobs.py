@@ -17,13 +17,14 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import Engine, create_engine, event, func, or_, select, update
+from sqlalchemy import Engine, create_engine, event, func, or_, select, text, update
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from automl.errors import AutomlError
 from automl.settings import redact_url
-from automl.store.schema import FINAL_STATES, Job, JobEvent
+from automl.store.schema import FINAL_STATES, HEAD_REVISION, Job, JobEvent
+from automl.store.snapshot import JobSnapshot
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -64,6 +65,7 @@ class JobView:
     best_value: float | None
     error: str | None
     version: int
+    snapshot: JobSnapshot | None = None  # None: written before migration 0002; read the study
 
     @property
     def is_final(self) -> bool:
@@ -87,7 +89,8 @@ def utcnow() -> datetime:
 
 
 def _view(job: Job) -> JobView:
-    return JobView(**{name: getattr(job, name) for name in JobView.__dataclass_fields__})
+    fields = {name: getattr(job, name) for name in JobView.__dataclass_fields__ if name != "snapshot"}
+    return JobView(**fields, snapshot=JobSnapshot.from_json(job.snapshot))
 
 
 class JobStore:
@@ -142,6 +145,7 @@ class JobStore:
                     trials_total=trials_total,
                     trials_finished=0,
                     version=0,
+                    snapshot=JobSnapshot().to_json(),
                 )
                 session.add(job)
                 session.add(JobEvent(job_id=job_id, at=now, kind="submitted", message=f"queued with {trials_total} trials"))
@@ -277,9 +281,19 @@ class JobStore:
         """Remember where MLflow records the job (so a resumed job reopens the same parent run)."""
         self._update_held(job_id, runner_id, experiment_id=experiment_id, mlflow_run_id=run_id)
 
-    def record_progress(self, job_id: str, runner_id: str, *, finished: int, best_value: float | None) -> None:
-        """Store how many trials have finished and the best value so far (for ``status``)."""
-        self._update_held(job_id, runner_id, trials_finished=finished, best_value=best_value)
+    def record_progress(
+        self, job_id: str, runner_id: str, *, finished: int, best_value: float | None, snapshot: JobSnapshot | None = None
+    ) -> None:
+        """Store how many trials have finished and the best value so far, and with ``snapshot``
+        the counts, top trials and Pareto front (for ``status``), in one UPDATE."""
+        values: dict[str, Any] = {"trials_finished": finished, "best_value": best_value}
+        if snapshot is not None:
+            values["snapshot"] = snapshot.to_json()
+        self._update_held(job_id, runner_id, **values)
+
+    def record_snapshot(self, job_id: str, runner_id: str, snapshot: JobSnapshot) -> None:
+        """Replace the job's progress snapshot (a runner read it from the study)."""
+        self._update_held(job_id, runner_id, snapshot=snapshot.to_json())
 
     def _update_held(self, job_id: str, runner_id: str, **values: Any) -> None:
         def work() -> None:
@@ -382,7 +396,7 @@ def open_store(url: str, *, migrate: bool = True) -> JobStore:
     store = JobStore(engine)
     if migrate:
         try:
-            store._retrying(lambda: upgrade(engine))
+            store._retrying(lambda: None if _at_head(engine) else upgrade(engine))
         except StoreUnavailable:
             raise
         except Exception as exc:  # noqa: BLE001
@@ -407,6 +421,17 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
     with engine.begin() as connection:
         config.attributes["connection"] = connection
         command.upgrade(config, revision)
+
+
+def _at_head(engine: Engine) -> bool:
+    """Whether the database is already at :data:`HEAD_REVISION`, read with one SELECT and no Alembic."""
+    try:
+        with engine.connect() as connection:
+            return connection.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).scalars().all() == [HEAD_REVISION]
+    except DBAPIError as exc:
+        if _transient(exc):
+            raise  # the database is unreachable or busy: retried (or reported) by the caller
+        return False  # no version table yet: Alembic creates everything
 
 
 def current_revision(engine: Engine) -> str | None:

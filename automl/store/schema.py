@@ -9,6 +9,9 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 JOB_STATES = ("queued", "running", "succeeded", "failed", "cancelled")
 FINAL_STATES = frozenset({"succeeded", "failed", "cancelled"})
+# The newest Alembic revision under migrations/versions (a test keeps the two equal): a store
+# already there opens without loading Alembic at all, which keeps `automl status` quick.
+HEAD_REVISION = "0002"
 
 
 class Base(DeclarativeBase):
@@ -40,6 +43,9 @@ class Job(Base):
     trials_finished: Mapped[int] = mapped_column(Integer, default=0)
     best_value: Mapped[float | None] = mapped_column(Float, nullable=True)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # JSON of automl.store.snapshot.JobSnapshot: counts, top trials, Pareto front (migration 0002).
+    # NULL only for jobs written before that migration: `status` then reads the Optuna study.
+    snapshot: Mapped[str | None] = mapped_column(Text, nullable=True)
     # Bumped by every change of owner or state: a claim only succeeds on the version it read.
     version: Mapped[int] = mapped_column(Integer, default=0)
 

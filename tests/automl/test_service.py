@@ -241,3 +241,82 @@ def test_one_runner_runs_two_jobs_side_by_side(service: Service) -> None:
     claimed = sorted(e.at for e in events if e.kind == "claimed")
     finished = sorted(e.at for e in events if e.kind == "succeeded")
     assert claimed[1] < finished[0], "the second job started before the first ended"
+
+
+TWO_OBJECTIVES = '''
+def objective(params, ctx):
+    if params["x"] > 1.6:
+        raise RuntimeError("x is too large")
+    for step in range(1, ctx.max_epochs + 1):
+        ctx.report(a=(params["x"] - 0.5) ** 2 + 1.0 / step, b=abs(params["y"]) + params["x"] / step, step=step)
+'''
+
+
+def test_status_reads_a_snapshot_that_agrees_with_the_study(tmp_path: Path, automl_home: Path, ray_session: None) -> None:
+    """A real job through the runner: the snapshot the runner builds trial by trial, the one it
+    leaves in the job row, and what ``automl status`` shows all equal what the study holds."""
+    from automl.results import TrialSummary
+    from automl.runner import Runner
+    from automl.service import best_of_job, check_job_file, enqueue, open_job_store, pareto_front, study_trials, top_trials
+    from automl.settings import resolve_settings
+    from automl.store import JobStore
+    from automl.store.snapshot import JobSnapshot
+
+    class RecordingStore(JobStore):
+        """The real store, keeping every snapshot the runner writes as a trial finishes."""
+
+        progress: list[tuple[int, JobSnapshot | None]]
+
+        def record_progress(self, job_id, runner_id, *, finished, best_value, snapshot=None):  # noqa: ANN001, ANN202
+            self.progress.append((finished, snapshot))
+            super().record_progress(job_id, runner_id, finished=finished, best_value=best_value, snapshot=snapshot)
+
+    (tmp_path / "two_objectives.py").write_text(TWO_OBJECTIVES)
+    spec = {
+        "name": "snap", "objective": "two_objectives:objective",
+        "space": {"x": {"type": "float", "low": -1, "high": 2}, "y": {"type": "float", "low": -1, "high": 1}},
+        "metric": ["a", "b"], "mode": ["min", "min"], "sampler": {"name": "nsga2"},
+        "scheduler": {"name": "asha", "grace_period": 1}, "budget": {"trials": 10, "max_epochs": 2},
+        "resources": {"max_concurrent": 2}, "seed": 5,
+    }
+    path = tmp_path / "snap.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    settings = resolve_settings()
+    store = RecordingStore(open_job_store(settings).engine)
+    store.progress = []
+    job = enqueue(store, check_job_file(path))
+    runner = Runner(store, settings, runner_id="snapshot-test")
+    runner.run_job(store.claim(runner.runner_id, lease_s=300, job_id=job.id))
+
+    final = store.get(job.id)
+    assert final.state == "succeeded", final.error
+    trials = study_trials(settings, final.study_name)
+    expected = JobSnapshot.of_trials(trials, ["min", "min"])
+    assert expected.finished == 10 == final.trials_finished
+    assert expected.counts.get("FAIL", 0) >= 1 and expected.pareto, expected.counts  # the case is not trivial
+    finished, incremental = store.progress[-1]
+    assert finished == 10 and incremental == expected, "built trial by trial, it equals the study read whole"
+    assert final.snapshot == expected
+    assert best_of_job(settings, final)["pareto_front"] == [
+        {"trial": t.number, "values": {"a": t.values[0], "b": t.values[1]}, "params": t.params}
+        for t in pareto_front(trials, ["min", "min"])
+    ]
+
+    env = {k: v for k, v in os.environ.items() if k not in {"AUTOML_DB_URL", "AUTOML_STORAGE_URL", "MLFLOW_TRACKING_URI", "RAY_ADDRESS"}}
+    shown = subprocess.run([sys.executable, "-m", "automl.cli", "status", job.id, "--json"], env=env, capture_output=True, text=True, timeout=120)
+    assert shown.returncode == 0, shown.stderr
+    status = json.loads(shown.stdout)
+    assert status["states"] == expected.counts and status["job"]["trial_states"] == expected.counts
+    assert [TrialSummary(**{**t, "values": tuple(t["values"])}) for t in status["top_trials"]] == top_trials(trials, "min", 5)
+    assert [row["trial"] for row in status["pareto_front"]] == [t.number for t in pareto_front(trials, ["min", "min"])]
+
+    # The plain view, and nothing heavy imported on the way: status reads one row.
+    probe = (
+        "import sys\nfrom automl.cli import app\n"
+        f"app(['status', {job.id!r}], standalone_mode=False)\n"
+        "print('HEAVY', sorted(m for m in ('optuna', 'ray', 'torch', 'mlflow', 'alembic') if m in sys.modules))\n"
+    )
+    plain = subprocess.run([sys.executable, "-c", probe], env={**env, "COLUMNS": "200"}, capture_output=True, text=True, timeout=120)
+    assert plain.returncode == 0, plain.stderr
+    assert "10/10 finished" in plain.stdout and "Pareto front" in plain.stdout and "Top trials" in plain.stdout
+    assert "HEAVY []" in plain.stdout

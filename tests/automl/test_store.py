@@ -1,16 +1,23 @@
-"""The job store, on SQLite and on a real PostgreSQL server: queue, leases, events, migrations."""
+"""The job store, on SQLite and on a real PostgreSQL server: queue, leases, events, migrations,
+and the progress snapshot that ``automl status`` reads instead of the Optuna study."""
 
 from __future__ import annotations
 
 import multiprocessing
+import random
 import time
+from datetime import datetime
 
 import pytest
-from sqlalchemy import create_engine, inspect
+from sqlalchemy import column, create_engine, insert, inspect, table
 
 from automl.errors import AutomlError
+from automl.results import TrialSummary
+from automl.service import pareto_front, top_trials
 from automl.store import JobNotFound, open_store
-from automl.store.jobs import current_revision, upgrade
+from automl.store.jobs import MIGRATIONS, current_revision, upgrade
+from automl.store.schema import HEAD_REVISION
+from automl.store.snapshot import TOP_K, JobSnapshot, SnapshotBuilder
 
 
 def _submit(store, name: str = "job", trials: int = 3):
@@ -21,11 +28,99 @@ def test_migrations_bring_an_empty_database_to_head(store_url: str) -> None:
     engine = create_engine(store_url)
     assert current_revision(engine) is None
     upgrade(engine)
-    assert current_revision(engine) == "0001"
+    assert current_revision(engine) == HEAD_REVISION
     tables = set(inspect(engine).get_table_names())
     assert {"automl_jobs", "automl_job_events", "automl_alembic_version"} <= tables
+    assert "snapshot" in {c["name"] for c in inspect(engine).get_columns("automl_jobs")}
     upgrade(engine)  # a second upgrade is a no-op
-    assert current_revision(engine) == "0001"
+    assert current_revision(engine) == HEAD_REVISION
+
+
+def test_head_revision_constant_is_the_newest_migration() -> None:
+    # open_store skips Alembic when the database is at HEAD_REVISION: the two must not drift.
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    assert ScriptDirectory.from_config(config).get_current_head() == HEAD_REVISION
+
+
+def test_a_job_written_before_the_snapshot_migration_survives_it(store_url: str) -> None:
+    engine = create_engine(store_url)
+    upgrade(engine, "0001")
+    now = datetime(2026, 1, 1)
+    columns = ("id", "name", "spec_yaml", "state", "created_at", "updated_at", "study_name", "trials_total")
+    jobs_0001 = table("automl_jobs", *[column(name) for name in columns])
+    with engine.begin() as connection:  # a row as the 0001 schema wrote it
+        connection.execute(insert(jobs_0001).values(
+            id="old0001", name="old", spec_yaml="name: old\n", state="queued", created_at=now, updated_at=now,
+            study_name="old-old0001", trials_total=3,
+        ))
+    store = open_store(store_url)  # migrates to head
+    assert current_revision(engine) == HEAD_REVISION
+    old = store.get("old0001")
+    assert old.snapshot is None, "no snapshot: status falls back to the study"
+    assert old.trials_total == 3 and old.state == "queued"
+    new = store.submit(name="new", spec_yaml="name: new\n", trials_total=2)
+    assert new.snapshot == JobSnapshot() and store.get(new.id).snapshot == JobSnapshot()
+
+
+def test_progress_and_snapshot_are_stored_together(store_url: str) -> None:
+    store = open_store(store_url)
+    job = _submit(store)
+    store.claim("r", lease_s=30)
+    trials = [TrialSummary(0, "COMPLETE", 0.5, {"x": 0.1, "k": 2, "c": "a"}, values=(0.5,)), TrialSummary(1, "PRUNED", None, {"x": 0.9})]
+    snapshot = JobSnapshot.of_trials(trials, ["min"])
+    store.record_progress(job.id, "r", finished=2, best_value=0.5, snapshot=snapshot)
+    seen = store.get(job.id)
+    assert seen.trials_finished == 2 and seen.best_value == 0.5
+    assert seen.snapshot == snapshot and seen.snapshot.counts == {"COMPLETE": 1, "PRUNED": 1}
+    assert seen.snapshot.top[0].params == {"x": 0.1, "k": 2, "c": "a"}
+    store.record_snapshot(job.id, "r", JobSnapshot.of_trials(trials[:1], ["min"]))
+    assert store.get(job.id).snapshot.counts == {"COMPLETE": 1}
+    store.record_snapshot(job.id, "someone-else", JobSnapshot())  # only the holder writes
+    assert store.get(job.id).snapshot.counts == {"COMPLETE": 1}
+
+
+def _random_trials(rng: random.Random, n: int, objectives: int) -> list[TrialSummary]:
+    trials = []
+    for number in rng.sample(range(n), n):  # finishing out of order, as concurrent trials do
+        state = rng.choice(["COMPLETE"] * 6 + ["PRUNED", "FAIL", "RUNNING"])
+        # Few distinct values: ties in the ranking and duplicate points on the front.
+        values = tuple(float(rng.randint(0, 6)) for _ in range(objectives)) if state == "COMPLETE" else None
+        value = values[0] if values else (0.1 if state == "PRUNED" else None)
+        trials.append(TrialSummary(number, state, value, {"x": rng.random()}, values=values))
+    return trials
+
+
+@pytest.mark.parametrize("directions", [["min"], ["max"], ["min", "max"], ["max", "max", "min"]])
+def test_snapshot_built_trial_by_trial_matches_the_whole_study(directions: list[str]) -> None:
+    rng = random.Random(len(directions) * 10 + (directions[0] == "max"))
+    for n in (0, 1, 7, 60):
+        trials = _random_trials(rng, n, len(directions))
+        builder = SnapshotBuilder(directions)
+        for trial in trials:
+            builder.add(trial)
+        snapshot = builder.snapshot()
+        in_order = sorted(trials, key=lambda t: t.number)
+        finished = [t for t in trials if t.state != "RUNNING"]
+        assert snapshot.finished == len(finished)
+        assert snapshot.counts == {s: sum(t.state == s for t in finished) for s in {t.state for t in finished}}
+        assert [t.number for t in snapshot.top] == [t.number for t in top_trials(in_order, directions[0], TOP_K)]
+        expected_front = pareto_front(in_order, directions) if len(directions) > 1 else []
+        assert [t.number for t in snapshot.pareto] == [t.number for t in expected_front]
+        assert JobSnapshot.from_json(snapshot.to_json()) == snapshot
+        assert JobSnapshot.of_trials(in_order, directions) == snapshot, "the order trials finish in does not matter"
+
+
+def test_a_trial_reported_twice_counts_once() -> None:
+    builder = SnapshotBuilder(["min"])
+    builder.add(TrialSummary(3, "COMPLETE", 1.0, {}, values=(1.0,)))
+    builder.add(TrialSummary(3, "COMPLETE", 1.0, {}, values=(1.0,)))
+    builder.add(TrialSummary(4, "FAIL", None, {}))
+    snapshot = builder.snapshot()
+    assert snapshot.counts == {"COMPLETE": 1, "FAIL": 1} and [t.number for t in snapshot.top] == [3]
 
 
 def test_submit_get_list_and_events(store_url: str) -> None:
