@@ -12,10 +12,15 @@ parameters, three intermediate values, a ``ray_trial_id`` user attribute; 80 % C
   few, for TPE exactly as ``automl.samplers.create_sampler("tpe", ...)`` builds it for a job
   running 2 trials at once (multivariate, constant liar) and for random search; each on a
   study object kept across sizes, as a job keeps its own (warm Optuna cache);
+- the job row's snapshot, as the runner keeps it: every trial the study gained is added to a
+  ``SnapshotBuilder`` one at a time (what ``StoreControl.on_progress`` does per finished trial,
+  plus the JSON encoding), and the row is written with ``store.record_progress``; both timed;
 - ``automl status JOB`` in a subprocess (``python -m automl.cli status JOB``; interpreter start
-  and imports included), and in-process the same calls the command makes (``store.get``,
-  ``service.study_trials``, ``service.study_direction``, ``store.events``, ``service.top_trials``
-  and rendering ``views.status_view``), each timed.
+  and imports included), and in-process the calls the command makes (``store.get``,
+  ``store.events``, ``service.job_snapshot``, rendering ``views.status_view``), each timed;
+- what a job written before the snapshot existed costs ``status`` instead, and what a runner
+  pays once when it takes (or resumes) a job: ``service.snapshot_from_study``, every trial read
+  through Optuna's RDB storage. Its result must equal the snapshot built trial by trial.
 
     .venv/bin/python benchmarks/growth.py [--smoke] [--out PATH]
 """
@@ -108,13 +113,25 @@ def status_in_process(settings: Any, store: Any, job_id: str) -> dict[str, float
 
     start = time.perf_counter()
     job = step("store.get", lambda: store.get(job_id))
-    trials = step("service.study_trials", lambda: service.study_trials(settings, job.study_name))
-    mode = step("service.study_direction", lambda: service.study_direction(settings, job.study_name))
     events = step("store.events", lambda: store.events(job.id, limit=10))
-    top = step("service.top_trials", lambda: service.top_trials(trials, mode, 5))
-    step("views.status_view (render)", lambda: Console(file=io.StringIO(), width=120).print(views.status_view(job, events, top, "loss")))
+    snapshot = step("service.job_snapshot", lambda: service.job_snapshot(settings, job))
+    if job.snapshot is None:
+        raise RuntimeError(f"job {job_id} has no snapshot: status would have read the study")
+    step("views.status_view (render)",
+         lambda: Console(file=io.StringIO(), width=120).print(views.status_view(job, events, snapshot, ["loss"])))
     times["total"] = time.perf_counter() - start
     return times
+
+
+def summaries(trials: list[Any]) -> list[Any]:
+    """Optuna trials as the driver reports them to the runner when they finish."""
+    from automl.results import TrialSummary
+
+    return [
+        TrialSummary(t.number, t.state.name, t.values[0] if t.values else None, dict(t.params),
+                     fail_reason=t.user_attrs.get("fail_reason"), values=tuple(t.values) if t.values else None)
+        for t in trials
+    ]
 
 
 def status_subprocess(home: Path, job_id: str, *, expect_found: bool = True) -> float:
@@ -170,8 +187,10 @@ def main() -> int:
 
     import optuna
 
+    from automl import service
     from automl.samplers import SamplerRequest, create_sampler
     from automl.spec import parse_spec, spec_to_yaml
+    from automl.store.snapshot import SnapshotBuilder
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     rng = random.Random(0)
@@ -213,6 +232,8 @@ def main() -> int:
         )
 
         added, build_s = 0, 0.0
+        snapshot = SnapshotBuilder(["min"])  # the runner's, kept across sizes as a running job keeps it
+        seen = 0
         for size in sizes:
             with out.status(f"growing the study to {size} trials"):
                 have = len(builder.get_trials(deepcopy=False))
@@ -230,13 +251,36 @@ def main() -> int:
                     row[f"{name}_ask_ms"] = 1000 * C.median([a for a, _ in samples])
                     row[f"{name}_tell_ms"] = 1000 * C.median([b for _, b in samples])
                     row[f"{name}_ask_tell_ms"] = 1000 * C.median([a + b for a, b in samples])
-            store.record_progress(job.id, "bench-runner", finished=row["size"], best_value=0.3)
+            with out.status(f"{size} trials: the job row's snapshot"):
+                # Every trial the study gained since the last size (grown ones and the samplers'),
+                # added one at a time as the runner adds each finished trial.
+                new = summaries(builder.get_trials(deepcopy=False)[seen:])
+                seen += len(new)
+                per_trial = []
+                for trial in new:
+                    start = time.perf_counter()
+                    snapshot.add(trial)
+                    snapshot.snapshot().to_json()
+                    per_trial.append(time.perf_counter() - start)
+                row["snapshot_update_us"] = 1e6 * C.median(per_trial)
+                current = snapshot.snapshot()
+                best = current.top[0].value if current.top else None
+                writes = [C.timed(lambda: store.record_progress(job.id, "bench-runner", finished=current.finished,
+                                                                best_value=best, snapshot=current))[0] for _ in range(reps)]
+                row["record_progress_ms"] = 1000 * C.median(writes)
+                row["snapshot_json_bytes"] = len(current.to_json())
             with out.status(f"{size} trials: automl status"):
                 inproc = [status_in_process(settings, store, job.id) for _ in range(max(status_reps, 3))]
                 row["status_in_process_ms"] = 1000 * C.median([r["total"] for r in inproc])
                 row["status_in_process_parts_ms"] = {k: 1000 * C.median([r[k] for r in inproc]) for k in inproc[0]}
                 row["status_subprocess_s"] = C.median([status_subprocess(settings.home, job.id) for _ in range(status_reps)])
             row["status_under_1s"] = row["status_subprocess_s"] < 1.0
+            with out.status(f"{size} trials: the snapshot from the whole study (pre-0002 status; a runner's claim)"):
+                reads = [C.timed(lambda: service.snapshot_from_study(settings, job.study_name)) for _ in range(status_reps)]
+                row["study_snapshot_ms"] = 1000 * C.median([t for t, _ in reads])
+                row["snapshot_agrees_with_study"] = reads[-1][1] == current
+                if not row["snapshot_agrees_with_study"]:
+                    raise RuntimeError(f"at {size} trials the snapshot built trial by trial differs from the study's")
             rows.append(row)
 
     xs = [r["size"] for r in rows]
@@ -245,6 +289,8 @@ def main() -> int:
         "random_ask_tell": fit(xs, [r["random_ask_tell_ms"] / 1000 for r in rows]),
         "status_in_process": fit(xs, [r["status_in_process_ms"] / 1000 for r in rows]),
         "status_subprocess": fit(xs, [r["status_subprocess_s"] for r in rows]),
+        "snapshot_update_per_trial": fit(xs, [r["snapshot_update_us"] / 1e6 for r in rows]),
+        "snapshot_from_study": fit(xs, [r["study_snapshot_ms"] / 1000 for r in rows]),
     }
     last = rows[-1]
     parts = last["status_in_process_parts_ms"]
@@ -262,6 +308,8 @@ def main() -> int:
             "tpe": "create_sampler('tpe', SamplerRequest(seed=0, concurrency=2)): multivariate, constant_liar",
             "sampler_timing": "median of `reps` study.ask(fixed_distributions=space) + study.tell, after one untimed (first) step",
             "status": "subprocess: python -m automl.cli status JOB (median of status_reps); in process: the command's calls",
+            "snapshot": "per trial: SnapshotBuilder.add + snapshot().to_json() over the trials the study gained (median); "
+            "record_progress: the job-row UPDATE with it (median of reps); study: service.snapshot_from_study (median of status_reps)",
             "build_s": build_s,
             "built_trials": added,
             "python_import_automl_cli_s": cli_import,
@@ -289,15 +337,24 @@ def main() -> int:
     out.print(
         C.table(
             "`automl status JOB` latency as the study grows",
-            ["trials", "subprocess s", "< 1 s", "in-process ms", "study_trials ms", "store.get ms", "events ms", "render ms"],
+            ["trials", "subprocess s", "< 1 s", "in-process ms", "store.get ms", "events ms", "render ms", "from the study ms"],
             [
                 [r["size"], r["status_subprocess_s"], r["status_under_1s"], r["status_in_process_ms"],
-                 r["status_in_process_parts_ms"]["service.study_trials"], r["status_in_process_parts_ms"]["store.get"],
-                 r["status_in_process_parts_ms"]["store.events"], r["status_in_process_parts_ms"]["views.status_view (render)"]]
+                 r["status_in_process_parts_ms"]["store.get"], r["status_in_process_parts_ms"]["store.events"],
+                 r["status_in_process_parts_ms"]["views.status_view (render)"], r["study_snapshot_ms"]]
                 for r in rows
             ],
             caption=f"`automl status` of an unknown job (interpreter, imports, job store; no study read): {status_fixed:.2f} s. "
-            "in-process: the command's calls after its imports, with the storage already open.",
+            "in-process: the command's calls after its imports, with the storage already open. 'from the study': "
+            "service.snapshot_from_study, what status pays for a job written before migration 0002.",
+        )
+    )
+    out.print(
+        C.table(
+            "The job row's snapshot, kept by the runner",
+            ["trials", "update per trial µs", "record_progress ms", "JSON bytes", "equals the study's"],
+            [[r["size"], r["snapshot_update_us"], r["record_progress_ms"], r["snapshot_json_bytes"], r["snapshot_agrees_with_study"]]
+             for r in rows],
         )
     )
     out.print(

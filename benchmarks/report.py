@@ -97,9 +97,10 @@ def growth(data: dict[str, Any]) -> str:
     f = data["fits"]
     out = [f"Measured {machine_line(data)}.", "",
            md(["trials", "TPE ask+tell ms", "random ask+tell ms", "TPE first ask ms", "status s (subprocess)", "status ms (in-process)",
-               "of which study_trials ms"],
+               "snapshot update µs / trial", "record_progress ms", "snapshot from the study ms"],
               [[r["size"], r["tpe_ask_tell_ms"], r["random_ask_tell_ms"], r["tpe_first_ask_ms"], r["status_subprocess_s"],
-                r["status_in_process_ms"], r["status_in_process_parts_ms"]["service.study_trials"]] for r in rows]),
+                r["status_in_process_ms"], r.get("snapshot_update_us"), r.get("record_progress_ms"), r.get("study_snapshot_ms")]
+               for r in rows]),
            "",
            md(["fit over the sizes", "a (ms)", "b (ms per 1000 trials)", "k in t ~ n^k"],
               [[k, v["intercept_ms"], v["ms_per_1000_trials"], v["exponent"]] for k, v in f.items()]),

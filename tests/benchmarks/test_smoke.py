@@ -93,7 +93,11 @@ def test_growth_smoke(tmp_path: Path) -> None:
     for row in rows:
         for key in ("tpe_ask_tell_ms", "random_ask_tell_ms", "status_subprocess_s", "status_in_process_ms"):
             assert positive(row[key]), (key, row)
-        assert positive(row["status_in_process_parts_ms"]["service.study_trials"])
+        for key in ("store.get", "service.job_snapshot"):
+            assert positive(row["status_in_process_parts_ms"][key]), (key, row)
+        for key in ("snapshot_update_us", "record_progress_ms", "study_snapshot_ms"):
+            assert positive(row[key]), (key, row)
+        assert row["snapshot_agrees_with_study"] is True
     for fit in data["fits"].values():
         assert fit["ms_per_1000_trials"] is not None and fit["exponent"] is not None
     assert isinstance(data["status_under_1s_at_largest"], bool)
@@ -101,7 +105,7 @@ def test_growth_smoke(tmp_path: Path) -> None:
 
 def test_sample_efficiency_smoke(tmp_path: Path) -> None:
     data = run_smoke("sample_efficiency", tmp_path)
-    assert set(data["tasks"]) >= {"branin", "mlp_wine"}
+    assert set(data["tasks"]) >= {"branin", "mlp_digits"}
     for name, task in data["tasks"].items():
         for seed in task["seeds"]:
             for method in ("service", "random", "tune"):
@@ -109,8 +113,18 @@ def test_sample_efficiency_smoke(tmp_path: Path) -> None:
                 assert 0 < run["epochs_spent"] <= task["budget_epochs"], (name, method, run)
                 assert run["complete_in_budget"] >= 1 and run["best"] is not None, (name, method, run)
                 assert positive(run["wall_s"]), (name, method, run)
+                # the best-so-far curve: its steps improve, within the budget, and end at the best
+                epochs = [e for e, _ in run["curve"]]
+                assert epochs == sorted(epochs) and 0 < epochs[-1] <= run["epochs_spent"], (name, method, run)
+                assert run["curve"][-1][1] == run["score"], (name, method, run)
             assert seed["methods"]["random"]["ratio_vs_random"] == 1.0
+        summary = task["summary"]
+        assert summary["target"] is not None and 0 < summary["random_epochs_to_target"] <= task["budget_epochs"]
+        assert summary["random"]["ratio_vs_random"] == 1.0
         for method in ("service", "random", "tune"):
-            assert task["summary"][method]["median_ratio_vs_random"] >= 0
-    assert data["tasks"]["branin"]["summary"]["service"]["median_regret"] > -1e-9
-    assert set(data["targets"]) >= {"branin_ratio_at_least_3", "branin_lower_regret_than_random", "mlp_wine_ratio_at_least_3"}
+            assert summary[method]["ratio_vs_random"] >= 0 and summary[method]["median_curve"], (name, method)
+    assert data["tasks"]["branin"]["summary"]["service"]["median_score"] > -1e-9  # regret
+    assert 0 < data["tasks"]["mlp_digits"]["summary"]["service"]["median_score"] <= 1  # accuracy
+    assert set(data["targets"]) >= {"branin_lower_regret_than_random", "mlp_digits_ratio_at_least_3"}
+    png = Path(data["plot"])
+    assert png == tmp_path / "x.png" and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
