@@ -10,6 +10,8 @@ from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
+from automl.settings import redact_url
+
 if TYPE_CHECKING:
     from automl.results import SearchResult, TrialSummary
     from automl.store import EventView, JobView
@@ -94,7 +96,7 @@ def result_json(result: SearchResult) -> dict[str, Any]:
         "model_uri": result.model_uri,
         "experiment_id": result.experiment_id,
         "parent_run_id": result.parent_run_id,
-        "tracking_uri": result.tracking_uri,
+        "tracking_uri": redact_url(result.tracking_uri),  # printed: never the password
         "states": result.state_counts,
         "metrics": list(result.metrics),
         "pareto_front": [t.__dict__ for t in result.pareto_front],
