@@ -23,6 +23,7 @@ import yaml
 
 from automl.control import CANCEL, RELEASE
 from automl.errors import AutomlError
+from automl.faults import fault_point
 
 if TYPE_CHECKING:
     from automl.results import SearchResult, TrialSummary
@@ -289,6 +290,7 @@ class Runner:
             logger.warning("job %s: could not update its snapshot", job.id, exc_info=True)
 
     def _conclude(self, job: JobView, control: StoreControl, result: SearchResult) -> None:
+        fault_point("job_finishing")
         self._resnapshot(job, result)
         reason = control.stop_reason()
         counts = ", ".join(f"{n} {state.lower()}" for state, n in sorted(result.state_counts.items()))

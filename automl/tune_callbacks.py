@@ -17,6 +17,7 @@ from ray.tune import Callback, Stopper
 from ray.tune.result import AUTO_RESULT_KEYS
 
 from automl.control import JobControl
+from automl.faults import fault_point
 from automl.optuna_bridge import INTERRUPTED, StudySearch, TrialOutcome, trial_outcome
 from automl.results import TrialSummary
 from automl.tracking import MlflowTracker, read_text, trace_tail
@@ -181,6 +182,8 @@ class JobCallback(Callback):
         record = self.records.get(trial.trial_id)
         if record is None:
             return
+        if result.get(FINAL_KEY):
+            fault_point("trial_reported")
         metrics = user_metrics(result)
         record.last_metrics = metrics
         if self.tracker is not None and record.run_ref is not None and metrics:
@@ -194,7 +197,7 @@ class JobCallback(Callback):
         if record is None:
             return
         attempt = int(trial.run_metadata.num_failures)
-        reason = self.timed_out.get(trial.trial_id) or trace_tail(read_text(trial.error_file)) or "the trial failed"
+        reason = self.timed_out.pop(trial.trial_id, None) or trace_tail(read_text(trial.error_file)) or "the trial failed"
         if self.tracker is not None and record.run_ref is not None:
             self._write_run(record, self.tracker.note_retry, attempt, reason)
         if self.control is not None:
@@ -222,6 +225,7 @@ class JobCallback(Callback):
         record.outcome = outcome
         if outcome.state == INTERRUPTED:
             return  # left RUNNING everywhere: the next runner retries it in the same MLflow run
+        fault_point("trial_recorded")
         checkpoint = trial.checkpoint
         record.checkpoint_path = checkpoint.path if checkpoint is not None else None
         self.close(record, outcome, error_text)

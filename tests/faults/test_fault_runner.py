@@ -1,0 +1,119 @@
+"""The runner dies at the worst moments (a real ``os._exit`` at a named point, see
+``automl/faults.py``), one after another on the same job, and is replaced; then SIGTERM with
+two jobs in flight. Each time the records must agree and no finished trial may be lost or
+recorded twice."""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from automl.faults import EXIT_CODE
+from automl.store.jobs import utcnow
+from faultkit import Workers, assert_records_agree, job_spec, objective_module, service_env, settings_for, submit, wait_for
+
+pytestmark = pytest.mark.slow
+
+QUICK = """
+import time
+
+def objective(params, ctx):
+    for step in range(1, ctx.max_epochs + 1):
+        time.sleep(SLEEP)
+        ctx.report(loss=(params["x"] - 0.3) ** 2 + 1.0 / step, step=step)
+"""
+
+
+@pytest.fixture
+def workers(automl_home: Path, tmp_path: Path) -> Iterator[Workers]:
+    pool = Workers(tmp_path, service_env(automl_home))
+    yield pool
+    pool.stop_all()
+
+
+def wait_lease_expired(store, job_id: str) -> None:  # noqa: ANN001
+    def expired() -> bool:
+        job = store.get(job_id)
+        return job.state != "running" or (job.lease_expires_at is not None and job.lease_expires_at < utcnow())
+
+    wait_for(expired, 30, f"the lease of job {job_id} to expire")
+
+
+def test_runner_killed_between_a_trial_finishing_and_its_recording_loses_nothing(
+    automl_home: Path, tmp_path: Path, workers: Workers
+) -> None:
+    from automl.service import open_job_store
+
+    settings = settings_for(automl_home)
+    ref = objective_module(tmp_path, QUICK, SLEEP=0.1)
+    job_id = submit(settings, job_spec("crashy", ref, trials=5, budget={"max_epochs": 2}), tmp_path)
+    store = open_job_store(settings)
+
+    # 1. Trial 1 sent its final report; the runner dies before anything records its end.
+    assert workers.wait(index=_start(workers, "trial_reported:2")) == EXIT_CODE, workers.log(0)
+    assert "exiting at trial_reported" in workers.log(0)
+    middle = assert_records_agree(settings, job_id, final=False)
+    assert [t.state.name for t in middle.trials] == ["COMPLETE", "RUNNING"]
+    lost_params = middle.trial(1).params
+
+    # 2. A trial's end is in the study, not yet in MLflow or the job row; the runner dies.
+    wait_lease_expired(store, job_id)
+    assert workers.wait(index=_start(workers, "trial_recorded:2")) == EXIT_CODE, workers.log(1)
+    middle = assert_records_agree(settings, job_id, final=False)
+    assert middle.trial(1).params == lost_params, "the interrupted trial is retried with its own parameters"
+
+    # 3. Every trial is recorded; the runner dies before the job row says so.
+    wait_lease_expired(store, job_id)
+    assert workers.wait(index=_start(workers, "job_finishing")) == EXIT_CODE, workers.log(2)
+    assert store.get(job_id).state == "running"
+
+    # 4. A healthy runner takes over and finishes the job.
+    wait_lease_expired(store, job_id)
+    assert workers.wait(index=_start(workers, None)) == 0, workers.log(3)
+    records = assert_records_agree(settings, job_id, trials=5)
+    assert records.job.state == "succeeded", records.job.error
+    assert {t.state.name for t in records.trials} == {"COMPLETE"}
+    assert records.job.attempts == 4
+    assert records.event_kinds().count("reclaimed") == 3
+
+
+def _start(workers: Workers, fault: str | None) -> int:
+    workers.start("--until-idle", "--lease", "3", fault=fault)
+    return len(workers.processes) - 1
+
+
+def test_sigterm_with_two_jobs_in_flight_releases_both_and_exits_zero(
+    automl_home: Path, tmp_path: Path, workers: Workers
+) -> None:
+    from automl.service import open_job_store
+
+    settings = settings_for(automl_home)
+    ref = objective_module(tmp_path, QUICK, SLEEP=0.5)
+    ids = [submit(settings, job_spec(f"twin{i}", ref, trials=4, budget={"max_epochs": 2}), tmp_path) for i in range(2)]
+    store = open_job_store(settings)
+    first = workers.start("--concurrency", "2")
+    wait_for(lambda: all(store.get(j).trials_finished >= 1 for j in ids), 180, "a finished trial in each job")
+    first.send_signal(signal.SIGTERM)
+    assert workers.wait(0, timeout=90) == 0, workers.log(0)
+    for job_id in ids:
+        job = store.get(job_id)
+        assert job.state == "queued" and job.runner_id is None, (job.state, job.runner_id)
+        assert "released" in [e.kind for e in store.events(job_id)]
+        # Nothing left half-done: every trial the runner started is finished or left RUNNING
+        # for the next runner (never FAIL for having been interrupted), and MLflow agrees.
+        middle = assert_records_agree(settings, job_id, final=False)
+        assert {t.state.name for t in middle.trials} <= {"COMPLETE", "RUNNING"}
+        assert middle.job.trials_finished < 4
+
+    assert workers.wait(index=_start_plain(workers), timeout=300) == 0, workers.log(1)
+    for job_id in ids:
+        records = assert_records_agree(settings, job_id, trials=4)
+        assert records.job.state == "succeeded" and {t.state.name for t in records.trials} == {"COMPLETE"}
+
+
+def _start_plain(workers: Workers) -> int:
+    workers.start("--until-idle", "--concurrency", "2")
+    return len(workers.processes) - 1
