@@ -405,7 +405,10 @@ def _fail(exc: BaseException) -> NoReturn:
         traceback.print_exception(exc)
     code = EXIT_INVALID if isinstance(exc, SpecError) else EXIT_FAILED
     message = str(exc) if isinstance(exc, AutomlError) else f"{type(exc).__name__}: {exc}"
-    err.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
+    from rich.markup import escape
+
+    # Escaped: a message quotes the user's input, and "[/x]" in it is not markup (rich would raise).
+    err.print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
     if not _state["debug"] and not isinstance(exc, AutomlError):
         err.print("(run with --debug for the traceback)")
     raise typer.Exit(code)
