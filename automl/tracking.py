@@ -53,6 +53,9 @@ class MlflowTracker:
         self.client: MlflowClient = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
         self.experiment_id: str | None = None
         self.parent_run_id: str | None = None
+        # Against a tracking server, MLflow's client prints "View run ... at: URL" to stdout each time a
+        # run ends; stdout belongs to the CLI (`automl run --json` prints its JSON there).
+        os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
 
     def start_job(
         self,

@@ -1,0 +1,359 @@
+"""The production topology end to end, as local processes on loopback: a real PostgreSQL server, the
+MLflow tracking server on it started by ``mlflow/start-server.sh``, a two-node Ray cluster started by
+``workers/cluster/start-head.sh`` and ``start-worker.sh``, and a runner (``automl worker``). A job
+submitted with ``automl submit`` completes; its runs are read back over MLflow's REST API and with
+the Python client, and the best model is loaded from the registry through the server.
+
+The scripts are the ones ``docker/compose.yaml`` runs in its containers, with the same variables.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+
+pytestmark = pytest.mark.slow
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/raycluster.py
+import raycluster  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent  # the environment's `ray`, `automl` and `python3`
+TRIALS = 4
+JOB_NAME = "topology-iris"
+MODEL_NAME = "topology-iris-model"
+EXPERIMENT = "topology"
+HYPERPARAMETERS = {"learning_rate", "batch_size", "dropout", "l1", "l2"}
+START_TIMEOUT_S = 120
+
+
+def base_env(**extra: str) -> dict[str, str]:
+    """This environment minus the service's own variables, with this venv's scripts first on PATH."""
+    drop = {"AUTOML_DB_URL", "AUTOML_STORAGE_URL", "MLFLOW_TRACKING_URI", "AUTOML_HOME", "AUTOML_SPACES_PATH",
+            *raycluster.AUTH_ENV, *raycluster.FOREIGN_ENV}
+    env = {k: v for k, v in os.environ.items() if k not in drop and not k.startswith("MLFLOW_")}
+    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
+    env.update(extra)
+    return env
+
+
+class ScriptCluster(raycluster.RayCluster):
+    """tests/raycluster.py's two-node cluster, but each node started by the workers/cluster/ scripts."""
+
+    automl_home: Path | None = None
+
+    def script_env(self, variables: dict[str, str], base: dict[str, str] | None = None) -> dict[str, str]:
+        """What a node's script gets: the cluster's auth, this venv's commands, the shared AUTOML_HOME."""
+        env = self.driver_env(base)
+        del env["RAY_ADDRESS"]
+        env.update(PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}", AUTOML_PYTHON=sys.executable, RAY_COMMAND=self.ray,
+                   AUTOML_HOME=str(self.automl_home), RAY_NODE_IP="127.0.0.1", **variables)
+        return env
+
+    def _spawn_script(self, node: str, variables: dict[str, str]) -> subprocess.Popen:
+        script = REPO / "workers" / "cluster" / f"start-{node}.sh"
+        env = self.script_env(variables)
+        with open(self.log_file(node), "ab") as log:
+            return subprocess.Popen(["bash", str(script)], cwd=self.base_dir, env=env, stdin=subprocess.DEVNULL,
+                                    stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+    def launch(self) -> None:
+        """Start both nodes without waiting: the worker node retries the head until it is up."""
+        self.temp_dir.mkdir(parents=True, exist_ok=True)
+        self.token_path.write_text(os.urandom(32).hex())
+        self.token_path.chmod(0o600)
+        common = {"RAY_NUM_CPUS": "1", "RAY_NUM_GPUS": "0",
+                  "RAY_OBJECT_STORE_MEMORY": str(raycluster.OBJECT_STORE_BYTES)}
+        self.head = self._spawn_script("head", {**common, "RAY_PORT": str(self.port), "RAY_TEMP_DIR": str(self.temp_dir)})
+        self.worker = self._spawn_script("worker", {**common, "RAY_HEAD_ADDRESS": self.address})
+
+    def wait_ready(self, timeout: float) -> None:
+        nodes = self._wait_for_nodes(raycluster.NODES, timeout, watch=("head", "worker"))
+        heads = [n["id"] for n in nodes if n["head"]]
+        others = [n["id"] for n in nodes if not n["head"]]
+        if len(heads) != 1 or len(others) != 1:
+            raise raycluster.RayClusterError(f"expected a head and a worker node, the cluster shows {nodes}\n{self.logs()}")
+        self.head_node_id, self.worker_node_id = heads[0], others[0]
+
+
+@dataclass
+class MlflowServer:
+    """``mlflow/start-server.sh`` as a subprocess in its own session."""
+
+    process: subprocess.Popen
+    url: str
+    log: Path
+    artifacts: Path
+    env: dict[str, str]
+
+    def wait_healthy(self, timeout: float) -> None:
+        """Until ``mlflow/healthcheck.sh`` (compose's health check) passes with the server's environment."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise AssertionError(f"mlflow/start-server.sh exited with {self.process.returncode}:\n{self.tail()}")
+            check = subprocess.run(["bash", str(REPO / "mlflow" / "healthcheck.sh")], env=self.env,
+                                   capture_output=True, timeout=60, check=False)
+            if check.returncode == 0:
+                return
+            time.sleep(0.3)
+        raise AssertionError(f"the MLflow server at {self.url} was not healthy within {timeout:.0f}s:\n{self.tail()}")
+
+    def tail(self, lines: int = 40) -> str:
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+
+    def stop(self) -> None:
+        for sig, grace in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 10.0)):
+            raycluster._kill_session(self.process.pid, sig)
+            deadline = time.monotonic() + grace
+            while time.monotonic() < deadline and raycluster._session_pids(self.process.pid):
+                time.sleep(0.1)
+        try:
+            self.process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
+
+
+@dataclass
+class Topology:
+    root: Path
+    env: dict[str, str]  # what a runner or a user's shell has: the four URLs plus Ray's auth
+    mlflow: MlflowServer
+    cluster: ScriptCluster
+    job_id: str
+    submitted: dict
+    runner_log: Path
+
+    def cli(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+        return subprocess.run([str(BIN / "automl"), *args], env=self.env, cwd=self.root, capture_output=True,
+                              text=True, timeout=timeout, check=False)
+
+    def rest(self, method: str, path: str, payload: dict | None = None, **query: str) -> dict:
+        """One call to MLflow's REST API, plain HTTP as any client would."""
+        url = f"{self.mlflow.url}/api/2.0/mlflow/{path}"
+        if query:
+            url += "?" + urllib.parse.urlencode(query)
+        data = None if payload is None else json.dumps(payload).encode()
+        request = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return json.loads(response.read())
+
+
+def start_mlflow(root: Path, backend_url: str) -> MlflowServer:
+    port = raycluster.free_port()
+    artifacts = root / "mlflow-artifacts"
+    log = root / "mlflow.log"
+    env = base_env(
+        MLFLOW_BACKEND_STORE_URI=backend_url,
+        MLFLOW_ARTIFACTS_DESTINATION=str(artifacts),
+        MLFLOW_HOST="127.0.0.1",
+        MLFLOW_PORT=str(port),
+        MLFLOW_WORKERS="1",  # two cores, shared
+        MLFLOW_PYTHON=sys.executable,
+    )
+    with open(log, "ab") as out:
+        process = subprocess.Popen(["bash", str(REPO / "mlflow" / "start-server.sh")], cwd=root, env=env,
+                                   stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    return MlflowServer(process, f"http://127.0.0.1:{port}", log, artifacts, env)
+
+
+def job_spec() -> dict:
+    return {
+        "name": JOB_NAME,
+        "trainer": {"name": "mlp", "dataset": "iris"},
+        "space": "mlp-small",
+        "metric": "val_accuracy",
+        "mode": "max",
+        "scheduler": {"name": "fifo"},
+        "budget": {"trials": TRIALS, "max_epochs": 6},
+        "resources": {"cpus_per_trial": 1, "max_concurrent": 2},
+        "seed": 5,
+        "tracking": {"experiment": EXPERIMENT, "model_name": MODEL_NAME},
+    }
+
+
+@pytest.fixture(scope="module")
+def topology(tmp_path_factory: pytest.TempPathFactory, postgres_server) -> Iterator[Topology]:
+    """Everything up, one job submitted through the CLI and finished; torn down after the module."""
+    root = tmp_path_factory.mktemp("topology")
+    home = root / "automl-home"  # the shared state directory (checkpoints): same path on every node
+    names = ("topology_jobs", "topology_mlflow")  # MLflow in a database of its own (alembic_version clash)
+    for name in names:
+        postgres_server.new_database(name)
+    plain = f"postgresql://{postgres_server.user}@{postgres_server.host}:{postgres_server.port}"
+
+    mlflow_server = start_mlflow(root, f"{plain}/topology_mlflow")
+    cluster = ScriptCluster(base_dir=Path(tempfile.mkdtemp(prefix="rayt-", dir="/tmp")),
+                            port=raycluster.free_port(), ray=raycluster.ray_executable())
+    cluster.automl_home = home
+    runner = None
+    try:
+        cluster.launch()
+        cluster.wait_ready(START_TIMEOUT_S)
+        # compose's health check of the head, with the head's environment
+        head_check = subprocess.Popen(["bash", str(REPO / "workers" / "cluster" / "healthcheck.sh"), "head"],
+                                      env=cluster.script_env({"RAY_PORT": str(cluster.port)}), stdout=subprocess.PIPE,
+                                      stderr=subprocess.STDOUT, text=True)
+        mlflow_server.wait_healthy(START_TIMEOUT_S)
+        head_output, _ = head_check.communicate(timeout=120)
+        assert head_check.returncode == 0, f"workers/cluster/healthcheck.sh head failed:\n{head_output}"
+
+        service = {"AUTOML_DB_URL": f"{plain}/topology_jobs", "AUTOML_STORAGE_URL": f"{plain}/topology_jobs",
+                   "MLFLOW_TRACKING_URI": mlflow_server.url}
+        # What a user's shell has: the service's URLs, RAY_ADDRESS and the cluster's auth.
+        env = cluster.driver_env(base_env(AUTOML_HOME=str(home), **service))
+        runner_log = root / "runner.log"
+        runner_env = cluster.script_env(
+            {**service, "RAY_HEAD_ADDRESS": cluster.address, "AUTOML_COMMAND": str(BIN / "automl")}, base_env()
+        )
+        with open(runner_log, "ab") as out:
+            runner = subprocess.Popen(["bash", str(REPO / "workers" / "cluster" / "start-runner.sh"), "--poll", "0.3"],
+                                      cwd=root, env=runner_env, stdin=subprocess.DEVNULL, stdout=out,
+                                      stderr=subprocess.STDOUT, start_new_session=True)
+        spec = root / "job.yaml"
+        spec.write_text(yaml.safe_dump(job_spec()))
+        topo = Topology(root, env, mlflow_server, cluster, "", {}, runner_log)
+        submitted = topo.cli("submit", str(spec), "--wait", "--json", timeout=240)
+        assert submitted.returncode == 0, (
+            f"automl submit --wait exited {submitted.returncode}\nstdout:\n{submitted.stdout}\nstderr:\n{submitted.stderr[-3000:]}"
+            f"\nrunner log:\n{runner_log.read_text(errors='replace')[-4000:]}\nmlflow log:\n{mlflow_server.tail()}"
+        )
+        topo.submitted = json.loads(submitted.stdout)
+        topo.job_id = topo.submitted["id"]
+
+        yield topo
+    finally:
+        # Everything is signalled at once, then waited for: a quick teardown on a busy machine.
+        if runner is not None:
+            runner.send_signal(signal.SIGTERM)  # hands any job back and disconnects from Ray
+        mlflow_server.process.send_signal(signal.SIGTERM)
+        cluster.stop()
+        if runner is not None:
+            try:
+                runner.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                pass
+            raycluster._kill_session(runner.pid, signal.SIGKILL)  # and the runner's own Ray node
+            runner.wait(timeout=30)
+        mlflow_server.stop()
+        for name in names:
+            try:
+                postgres_server.drop_database(name)
+            except Exception:  # noqa: BLE001 - tidiness only; the server goes at the end of the run
+                pass
+
+
+def test_job_submitted_through_the_cli_succeeds_on_the_cluster(topology: Topology) -> None:
+    job = topology.submitted
+    assert job["state"] == "succeeded", job
+    assert job["trials_finished"] == TRIALS and job["trial_states"] == {"COMPLETE": TRIALS}, job
+    assert job["mlflow_run_id"] and job["experiment_id"], job
+    # The job's rows and the study are in PostgreSQL, not in SQLite files under AUTOML_HOME; the
+    # shared state directory holds the trials' checkpoints.
+    home = Path(topology.env["AUTOML_HOME"])
+    assert not list(home.glob("*.db")), f"embedded databases were written: {list(home.glob('*.db'))}"
+    assert list((home / "ray_results").rglob("checkpoint_*")), "no trial checkpoint in AUTOML_HOME/ray_results"
+
+
+def test_runs_read_back_over_the_rest_api(topology: Topology) -> None:
+    experiment = topology.rest("GET", "experiments/get-by-name", experiment_name=EXPERIMENT)["experiment"]
+    # Artifacts go through the server (--serve-artifacts), not to a path the client must reach.
+    assert experiment["artifact_location"].startswith("mlflow-artifacts:"), experiment["artifact_location"]
+    runs = topology.rest("POST", "runs/search", {"experiment_ids": [experiment["experiment_id"]], "max_results": 100})["runs"]
+
+    def tags(run: dict) -> dict[str, str]:
+        return {t["key"]: t["value"] for t in run["data"].get("tags", [])}
+
+    parents = [r for r in runs if tags(r).get("automl.kind") == "job"]
+    assert len(parents) == 1, [tags(r) for r in runs]
+    parent = parents[0]
+    assert parent["info"]["status"] == "FINISHED"
+    children = [r for r in runs if tags(r).get("mlflow.parentRunId") == parent["info"]["run_id"]]
+    assert sorted(int(tags(r)["automl.trial_number"]) for r in children) == list(range(TRIALS))
+    for run in children:
+        assert {p["key"] for p in run["data"]["params"]} >= HYPERPARAMETERS
+        assert tags(run)["automl.state"] == "COMPLETE" and run["info"]["status"] == "FINISHED"
+        assert "val_accuracy" in {m["key"] for m in run["data"]["metrics"]}
+
+
+def test_runs_and_artifacts_read_back_with_the_python_client(topology: Topology) -> None:
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=topology.mlflow.url, registry_uri=topology.mlflow.url)
+    experiment = client.get_experiment_by_name(EXPERIMENT)
+    runs = client.search_runs([experiment.experiment_id], max_results=100)
+    (parent,) = [r for r in runs if r.data.tags.get("automl.kind") == "job"]
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert len(children) == TRIALS
+    for run in children:
+        steps = sorted(m.step for m in client.get_metric_history(run.info.run_id, "val_accuracy"))
+        assert steps == list(range(1, len(steps) + 1)) and len(steps) >= 1, steps
+    # The parent's artifacts are listed through the server and stored where the server keeps them.
+    def files(run_id: str, path: str | None = None) -> set[str]:
+        found = set()
+        for item in client.list_artifacts(run_id, path):
+            found |= files(run_id, item.path) if item.is_dir else {item.path}
+        return found
+
+    listed = files(parent.info.run_id)
+    assert listed, "the job's parent run has no artifacts"
+    stored = {p.relative_to(topology.mlflow.artifacts).as_posix() for p in topology.mlflow.artifacts.rglob("*") if p.is_file()}
+    for path in listed:
+        assert any(s.endswith(f"{parent.info.run_id}/artifacts/{path}") for s in stored), (path, sorted(stored)[:20])
+
+
+def test_best_model_loads_from_the_registry_through_the_server(topology: Topology) -> None:
+    import mlflow
+    import mlflow.pytorch
+    import numpy as np
+    import torch
+    from mlflow import MlflowClient
+    from sklearn.datasets import load_iris
+
+    client = MlflowClient(tracking_uri=topology.mlflow.url, registry_uri=topology.mlflow.url)
+    (version,) = client.search_model_versions(f"name='{MODEL_NAME}'")
+    assert version.status == "READY"
+    best_run = client.get_run(version.run_id)
+    assert best_run.data.tags["mlflow.parentRunId"]
+
+    previous = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
+    mlflow.set_tracking_uri(topology.mlflow.url)
+    mlflow.set_registry_uri(topology.mlflow.url)
+    try:
+        model = mlflow.pytorch.load_model(f"models:/{MODEL_NAME}/{version.version}", map_location="cpu")
+    finally:
+        mlflow.set_tracking_uri(previous[0])
+        mlflow.set_registry_uri(previous[1])
+    x, y = load_iris(return_X_y=True)
+    with torch.no_grad():
+        predicted = model(torch.tensor(x, dtype=torch.float32)).argmax(dim=1).numpy()
+    assert predicted.shape == y.shape
+    assert np.mean(predicted == y) > 0.6, "the registered best model predicts far better than chance (1/3)"
+
+
+def test_tracking_over_http_leaves_stdout_to_the_cli(topology: Topology, capfd: pytest.CaptureFixture[str],
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """MLflow's client prints "View run ... at: URL" whenever a run ends on a server; `automl run --json`
+    prints its JSON on stdout, so the tracker keeps those lines out."""
+    from automl.tracking import MlflowTracker
+
+    monkeypatch.delenv("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", raising=False)
+    tracker = MlflowTracker(topology.mlflow.url)
+    tracker.start_job(experiment="topology-stdout", run_name="quiet", params={"n": 1}, tags={}, artifacts={})
+    run_id = tracker.start_trial(0, {"x": 1.0}, {})
+    tracker.end_trial(run_id, "COMPLETE", value=1.0, reason=None, error_text=None)
+    tracker.finish_job("FINISHED", metrics={"best": 1.0}, params={}, tags={})
+    assert capfd.readouterr().out == ""
