@@ -255,6 +255,9 @@ def objective(params, ctx):
 def test_status_reads_a_snapshot_that_agrees_with_the_study(tmp_path: Path, automl_home: Path, ray_session: None) -> None:
     """A real job through the runner: the snapshot the runner builds trial by trial, the one it
     leaves in the job row, and what ``automl status`` shows all equal what the study holds."""
+    from typer.testing import CliRunner
+
+    from automl.cli import app
     from automl.results import TrialSummary
     from automl.runner import Runner
     from automl.service import best_of_job, check_job_file, enqueue, open_job_store, pareto_front, study_trials, top_trials
@@ -302,9 +305,8 @@ def test_status_reads_a_snapshot_that_agrees_with_the_study(tmp_path: Path, auto
         for t in pareto_front(trials, ["min", "min"])
     ]
 
-    env = {k: v for k, v in os.environ.items() if k not in {"AUTOML_DB_URL", "AUTOML_STORAGE_URL", "MLFLOW_TRACKING_URI", "RAY_ADDRESS"}}
-    shown = subprocess.run([sys.executable, "-m", "automl.cli", "status", job.id, "--json"], env=env, capture_output=True, text=True, timeout=120)
-    assert shown.returncode == 0, shown.stderr
+    shown = CliRunner().invoke(app, ["status", job.id, "--json"])
+    assert shown.exit_code == 0, shown.output
     status = json.loads(shown.stdout)
     assert status["states"] == expected.counts and status["job"]["trial_states"] == expected.counts
     assert [TrialSummary(**{**t, "values": tuple(t["values"])}) for t in status["top_trials"]] == top_trials(trials, "min", 5)
@@ -316,6 +318,7 @@ def test_status_reads_a_snapshot_that_agrees_with_the_study(tmp_path: Path, auto
         f"app(['status', {job.id!r}], standalone_mode=False)\n"
         "print('HEAVY', sorted(m for m in ('optuna', 'ray', 'torch', 'mlflow', 'alembic') if m in sys.modules))\n"
     )
+    env = {k: v for k, v in os.environ.items() if k not in {"AUTOML_DB_URL", "AUTOML_STORAGE_URL", "MLFLOW_TRACKING_URI", "RAY_ADDRESS"}}
     plain = subprocess.run([sys.executable, "-c", probe], env={**env, "COLUMNS": "200"}, capture_output=True, text=True, timeout=120)
     assert plain.returncode == 0, plain.stderr
     assert "10/10 finished" in plain.stdout and "Pareto front" in plain.stdout and "Top trials" in plain.stdout
