@@ -252,12 +252,12 @@ def _run(
             resume=stale,
             interruption=stopping,
         )
-        searcher.study.set_user_attr("job_name", spec.name)
-        searcher.study.set_user_attr("mlflow_parent_run_id", tracker.parent_run_id)
+        searcher.durable_study.set_user_attr("job_name", spec.name)
+        searcher.durable_study.set_user_attr("mlflow_parent_run_id", tracker.parent_run_id)
         if not prior:
             warm = _warm_start_configs(spec, storage, plan)
             for config in warm:
-                searcher.study.enqueue_trial(config, skip_if_exists=True)
+                searcher.enqueue(config)
             if warm and control is not None:
                 control.on_event("warm_start", f"{len(warm)} configurations queued to run first")
         complete = [t.values[0] for t in finished if t.state.name == "COMPLETE" and t.values]
@@ -638,8 +638,30 @@ def _optuna_storage(url: str) -> optuna.storages.BaseStorage:
                     time.sleep(0.5)
                     continue
                 raise AutomlError(f"cannot open the Optuna storage {redact_url(url)}: {exc}") from exc
+        if url.startswith("sqlite"):
+            _tune_sqlite(storage)
         _STORAGES[url] = storage
         return storage
+
+
+def _tune_sqlite(storage: optuna.storages.RDBStorage) -> None:
+    """WAL with ``synchronous=NORMAL`` on the study database's connections.
+
+    Optuna opens SQLite in rollback-journal mode, which syncs the disk several times per
+    commit, and a trial is several commits. In WAL mode with NORMAL sync a commit is durable
+    against a crash of the process (kill -9 included), though the last commits may be lost
+    if the whole machine loses power; readers (``automl status``) no longer block the writer.
+    """
+    from sqlalchemy import event
+
+    def pragmas(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    event.listen(storage.engine, "connect", pragmas)
+    storage.engine.dispose()  # connections opened while creating the schema get the pragmas too
 
 
 def _default_concurrency(spec: JobSpec) -> int:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from ray.tune.search.optuna import OptunaSearch
 
+from automl.working_study import WorkingStudy
 from workers.context import FINAL_KEY
 from workers.trainable import TRIAL_NUMBER_KEY
 
@@ -93,6 +94,10 @@ def suggest(trial: optuna.Trial, name: str, distribution: Any) -> Any:
 class StudySearch(OptunaSearch):
     """``OptunaSearch`` that numbers trials, links them to Ray trial ids, and records true states.
 
+    The sampler works on an in-memory copy of the job's study that writes every change
+    through to the durable one (:class:`~automl.working_study.WorkingStudy`): three or four
+    small transactions per trial on the driver's loop instead of about sixteen.
+
     Args:
         resume: trials of this study left RUNNING by a runner that died or stopped; they are
             handed out first, with their own parameters and trial numbers, so they are retried
@@ -107,6 +112,7 @@ class StudySearch(OptunaSearch):
         interruption: Callable[[], str | None] | None = None,
         **kwargs: Any,
     ) -> None:
+        self._working: WorkingStudy | None = None
         super().__init__(*args, **kwargs)
         self.outcomes: dict[str, TrialOutcome] = {}
         self._last_step: dict[str, int] = {}
@@ -114,13 +120,48 @@ class StudySearch(OptunaSearch):
         self._interruption = interruption or _never
 
     def __getstate__(self) -> dict[str, Any]:
-        # Tune pickles its searcher with the experiment; the stop check belongs to this process.
-        return {**self.__dict__, "_interruption": _never}
+        # Tune pickles its searcher with the experiment (tuner.pkl, for Tuner.restore, which jobs
+        # never use: they resume from the study). The stop check belongs to this process, and the
+        # storage (reached from the study and its trials too) would carry its URL, password
+        # included, into the file: none of them goes in the pickle.
+        state = {**self.__dict__, "_interruption": _never}
+        for name in ("_storage", "_ot_study", "_working"):
+            if name in state:
+                state[name] = None
+        if "_ot_trials" in state:
+            state["_ot_trials"] = {}
+        return state
+
+    def _setup_study(self, mode: str | list[str]) -> None:
+        # OptunaSearch would open the study on the storage itself; ask a working copy instead.
+        from optuna.samplers import TPESampler
+
+        if self._points_to_evaluate:
+            raise ValueError("StudySearch takes warm-start points through enqueue(), not points_to_evaluate")
+        modes = mode if isinstance(mode, list) else [mode]
+        self._working = WorkingStudy(
+            self._storage,
+            self._study_name,
+            ["minimize" if m == "min" else "maximize" for m in modes],
+            self._sampler or TPESampler(seed=self._seed),
+        )
+        self._ot_study = self._working.memory
 
     @property
     def study(self) -> optuna.Study:
-        """The Optuna study this searcher asks and tells."""
+        """The Optuna study this searcher asks and tells (the in-memory working copy)."""
         return self._ot_study
+
+    @property
+    def durable_study(self) -> optuna.Study:
+        """The job's study in the RDB storage, which every change is written through to."""
+        assert self._working is not None
+        return self._working.durable
+
+    def enqueue(self, params: dict[str, Any]) -> None:
+        """Queue a configuration to run before any sampled one (written to the durable study)."""
+        assert self._working is not None
+        self._working.enqueue(params)
 
     def trial_number(self, trial_id: str) -> int | None:
         """The Optuna trial number behind a Ray trial id."""
@@ -147,13 +188,13 @@ class StudySearch(OptunaSearch):
         if config is None:
             return None
         ot_trial = self._ot_trials[trial_id]
-        ot_trial.set_user_attr(RAY_TRIAL_ID_ATTR, trial_id)
+        assert self._working is not None
+        self._working.started(ot_trial, {RAY_TRIAL_ID_ATTR: trial_id})
         return {**config, TRIAL_NUMBER_KEY: ot_trial.number}
 
     def _suggest_resumed(self, trial_id: str, frozen: optuna.trial.FrozenTrial) -> dict[str, Any]:
-        import optuna
-
-        ot_trial = optuna.trial.Trial(self._ot_study, frozen._trial_id)
+        assert self._working is not None
+        ot_trial = self._working.trial(frozen.number)
         self._ot_trials[trial_id] = ot_trial
         # Steps the interrupted attempt reported stay; Optuna keeps the first value per step.
         self._last_step[trial_id] = max(frozen.intermediate_values, default=0)
@@ -183,13 +224,14 @@ class StudySearch(OptunaSearch):
         if trial_id in self._completed_trials:
             return
         ot_trial = self._ot_trials[trial_id]
-        if outcome.reason:
-            ot_trial.set_user_attr(FAIL_REASON_ATTR, outcome.reason[:2000])
         state = optuna.trial.TrialState[outcome.state]
         values: Any = None
         if state == optuna.trial.TrialState.COMPLETE:
             values = list(outcome.values or ()) if isinstance(self.metric, list) else outcome.value
-        self._ot_study.tell(ot_trial, values, state=state)
+        assert self._working is not None
+        self._working.tell(
+            ot_trial, values, state, {FAIL_REASON_ATTR: outcome.reason[:2000]} if outcome.reason else None
+        )
         self.outcomes[trial_id] = outcome
         self._completed_trials.add(trial_id)
 
@@ -202,7 +244,8 @@ class StudySearch(OptunaSearch):
             return
         value = result.get(self.metric)
         if isinstance(value, (int, float)) and math.isfinite(value):
-            self._ot_trials[trial_id].report(float(value), step)
+            assert self._working is not None
+            self._working.report(self._ot_trials[trial_id], float(value), step)
             self._last_step[trial_id] = step
 
     def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:

@@ -1,0 +1,157 @@
+"""A job's Optuna study as the sampler sees it: an in-memory working copy of the durable study.
+
+Optuna on an RDB storage re-reads the study and commits once per parameter on every ``ask``
+(about 16 transactions and 30 ms a trial on SQLite, on the driver's loop that also feeds Ray
+Tune). Here the sampler asks and is told on an in-memory copy, loaded from the durable study
+when the job starts, and every change is written through to the durable study before the
+caller goes on, in as few transactions as Optuna's storage API allows: one when a trial is
+created with its parameters, one per intermediate report, one when it ends. The durable study
+stays the record a resumed job, ``automl status`` and warm starts read; a crash loses nothing
+that was written, because nothing runs before its trial is written.
+
+Only the process that holds the job's lease writes its study, so trial numbers agree between
+the two copies; :class:`StudyDiverged` is raised if they ever do not.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from automl.errors import AutomlError
+
+if TYPE_CHECKING:
+    import optuna
+    from optuna.trial import FrozenTrial
+
+
+class StudyDiverged(AutomlError):
+    """The durable study numbered a trial differently from the working copy (another writer)."""
+
+
+class WorkingStudy:
+    """An in-memory study (``memory``) kept equal to a durable one, trial by trial.
+
+    Args:
+        durable_storage: the job's Optuna RDB storage (not wrapped in Optuna's cache).
+        study_name: the job's study, created in ``durable_storage`` if it does not exist.
+        directions: ``"minimize"``/``"maximize"`` per objective.
+        sampler: the sampler the working copy asks.
+    """
+
+    def __init__(
+        self,
+        durable_storage: optuna.storages.BaseStorage,
+        study_name: str,
+        directions: Sequence[str],
+        sampler: optuna.samplers.BaseSampler,
+    ) -> None:
+        import optuna
+
+        self.durable_storage = durable_storage
+        self.durable = optuna.create_study(
+            storage=durable_storage, study_name=study_name, directions=list(directions), load_if_exists=True
+        )
+        self._durable_study_id = durable_storage.get_study_id_from_name(study_name)
+        self.memory = optuna.create_study(
+            storage=optuna.storages.InMemoryStorage(),
+            study_name=study_name,
+            directions=list(directions),
+            sampler=sampler,
+            pruner=optuna.pruners.NopPruner(),
+        )
+        self._memory_study_id = self.memory._study_id
+        self._durable_ids: dict[int, int] = {}  # trial number -> durable trial id
+        self._memory_ids: dict[int, int] = {}  # trial number -> working-copy trial id
+        self._waiting: set[int] = set()  # numbers enqueued in the durable study, not yet started
+        self._persisted_params: dict[int, set[str]] = {}
+        for trial in durable_storage.get_all_trials(self._durable_study_id, deepcopy=False):
+            self._copy_in(trial)
+
+    def _copy_in(self, trial: FrozenTrial) -> None:
+        memory_id = self.memory._storage.create_new_trial(self._memory_study_id, template_trial=trial)
+        number = self.memory._storage.get_trial_number_from_id(memory_id)
+        if number != trial.number:
+            raise StudyDiverged(f"study {self.durable.study_name!r}: trial {trial.number} copied as {number}")
+        self._durable_ids[number] = trial._trial_id
+        self._memory_ids[number] = memory_id
+        self._persisted_params[number] = set(trial.params)
+        if trial.state.name == "WAITING":
+            self._waiting.add(number)
+
+    def trial(self, number: int) -> optuna.Trial:
+        """The working copy's live trial with this number (to suggest into or report to)."""
+        import optuna
+
+        return optuna.trial.Trial(self.memory, self._memory_ids[number])
+
+    def enqueue(self, params: dict[str, Any]) -> None:
+        """Queue a configuration to be tried before any sampled one (durable first)."""
+        before = len(self._durable_ids)
+        self.durable.enqueue_trial(params, skip_if_exists=True)
+        for trial in self.durable_storage.get_all_trials(self._durable_study_id, deepcopy=False)[before:]:
+            self._copy_in(trial)
+
+    def started(self, trial: optuna.Trial, user_attrs: dict[str, Any]) -> None:
+        """Write a trial the working copy just created (or resumed) with its parameters.
+
+        A new trial is one transaction; an enqueued or resumed one, already in the durable
+        study, gets its state and the parameters it did not have yet.
+        """
+        for key, value in user_attrs.items():
+            trial.set_user_attr(key, value)
+        frozen = self.memory._storage.get_trial(trial._trial_id)
+        number = frozen.number
+        self._memory_ids.setdefault(number, trial._trial_id)
+        if number not in self._durable_ids:
+            template = copy.copy(frozen)
+            durable_id = self.durable_storage.create_new_trial(self._durable_study_id, template_trial=template)
+            durable_number = self.durable_storage.get_trial_number_from_id(durable_id)
+            if durable_number != number:
+                raise StudyDiverged(
+                    f"study {self.durable.study_name!r} was written by another process: trial {number} "
+                    f"was stored as {durable_number}; is a second runner holding this job?"
+                )
+            self._durable_ids[number] = durable_id
+            self._persisted_params[number] = set(frozen.params)
+            return
+        import optuna
+
+        durable_id = self._durable_ids[number]
+        if number in self._waiting:
+            self.durable_storage.set_trial_state_values(durable_id, optuna.trial.TrialState.RUNNING)
+            self._waiting.discard(number)
+        known = self._persisted_params.setdefault(number, set())
+        for name, value in frozen.params.items():
+            if name not in known:
+                distribution = frozen.distributions[name]
+                self.durable_storage.set_trial_param(durable_id, name, distribution.to_internal_repr(value), distribution)
+                known.add(name)
+        for key, value in user_attrs.items():
+            self.durable_storage.set_trial_user_attr(durable_id, key, value)
+
+    def report(self, trial: optuna.Trial, value: float, step: int) -> None:
+        """Record an intermediate value in both copies."""
+        trial.report(value, step)
+        self.durable_storage.set_trial_intermediate_value(self._durable_ids[trial.number], step, value)
+
+    def tell(
+        self,
+        trial: optuna.Trial,
+        values: float | Sequence[float] | None,
+        state: optuna.trial.TrialState,
+        user_attrs: dict[str, Any] | None = None,
+    ) -> None:
+        """End a trial in both copies, with the state and value(s) Optuna settles on.
+
+        (A PRUNED trial's value is its last intermediate value, as ``Study.tell`` decides.)
+        """
+        for key, value in (user_attrs or {}).items():
+            trial.set_user_attr(key, value)
+        self.memory.tell(trial, values, state=state)
+        frozen = self.memory._storage.get_trial(trial._trial_id)
+        durable_id = self._durable_ids[frozen.number]
+        for key, value in (user_attrs or {}).items():
+            self.durable_storage.set_trial_user_attr(durable_id, key, value)
+        self.durable_storage.set_trial_state_values(durable_id, frozen.state, frozen.values)
