@@ -166,6 +166,18 @@ def test_dockerfile_passes_hadolint_and_builds_as_documented() -> None:
     assert f"torch=={pinned}" in project["dependencies"], "the image's torch is the version pyproject.toml pins"
 
 
+def test_dockerfile_copies_files_that_exist_and_the_context_leaves_out_local_state() -> None:
+    ignored = [line.strip() for line in (REPO / "docker" / "Dockerfile.dockerignore").read_text().splitlines()
+               if line.strip() and not line.startswith("#")]
+    assert {"**/.venv", ".git", "docker/.env"} <= set(ignored)
+    top_ignored = {p for p in ignored if "/" not in p and "*" not in p}
+    for line in re.findall(r"^COPY (?!--from)(.+)$", DOCKERFILE.read_text(), re.M):
+        *sources, _ = line.split()
+        for source in sources:
+            assert list(REPO.glob(source)), f"COPY {source}: not in the repository"
+            assert source.split("/")[0] not in top_ignored, f"COPY {source}: left out of the build context"
+
+
 def test_constraints_pin_every_dependency_within_pyproject() -> None:
     pins = {}
     for line in (REPO / "docker" / "constraints.txt").read_text().splitlines():

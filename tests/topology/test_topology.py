@@ -100,17 +100,23 @@ class MlflowServer:
     env: dict[str, str]
 
     def wait_healthy(self, timeout: float) -> None:
-        """Until ``mlflow/healthcheck.sh`` (compose's health check) passes with the server's environment."""
+        """Until /health answers, then ``mlflow/healthcheck.sh`` (compose's health check) must pass too."""
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        while True:
             if self.process.poll() is not None:
                 raise AssertionError(f"mlflow/start-server.sh exited with {self.process.returncode}:\n{self.tail()}")
-            check = subprocess.run(["bash", str(REPO / "mlflow" / "healthcheck.sh")], env=self.env,
-                                   capture_output=True, timeout=60, check=False)
-            if check.returncode == 0:
-                return
+            try:
+                with urllib.request.urlopen(f"{self.url}/health", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:  # refused while it starts; URLError is an OSError
+                pass
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the MLflow server at {self.url} was not healthy within {timeout:.0f}s:\n{self.tail()}")
             time.sleep(0.3)
-        raise AssertionError(f"the MLflow server at {self.url} was not healthy within {timeout:.0f}s:\n{self.tail()}")
+        check = subprocess.run(["bash", str(REPO / "mlflow" / "healthcheck.sh")], env=self.env, capture_output=True,
+                               text=True, timeout=60, check=False)
+        assert check.returncode == 0, f"mlflow/healthcheck.sh failed on a healthy server:\n{check.stdout}{check.stderr}"
 
     def tail(self, lines: int = 40) -> str:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
