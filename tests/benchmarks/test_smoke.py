@@ -105,7 +105,7 @@ def test_growth_smoke(tmp_path: Path) -> None:
 
 def test_sample_efficiency_smoke(tmp_path: Path) -> None:
     data = run_smoke("sample_efficiency", tmp_path)
-    assert set(data["tasks"]) >= {"branin", "mlp_wine"}
+    assert set(data["tasks"]) >= {"branin", "mlp_digits"}
     for name, task in data["tasks"].items():
         for seed in task["seeds"]:
             for method in ("service", "random", "tune"):
@@ -113,8 +113,18 @@ def test_sample_efficiency_smoke(tmp_path: Path) -> None:
                 assert 0 < run["epochs_spent"] <= task["budget_epochs"], (name, method, run)
                 assert run["complete_in_budget"] >= 1 and run["best"] is not None, (name, method, run)
                 assert positive(run["wall_s"]), (name, method, run)
+                # the best-so-far curve: its steps improve, within the budget, and end at the best
+                epochs = [e for e, _ in run["curve"]]
+                assert epochs == sorted(epochs) and 0 < epochs[-1] <= run["epochs_spent"], (name, method, run)
+                assert run["curve"][-1][1] == run["score"], (name, method, run)
             assert seed["methods"]["random"]["ratio_vs_random"] == 1.0
+        summary = task["summary"]
+        assert summary["target"] is not None and 0 < summary["random_epochs_to_target"] <= task["budget_epochs"]
+        assert summary["random"]["ratio_vs_random"] == 1.0
         for method in ("service", "random", "tune"):
-            assert task["summary"][method]["median_ratio_vs_random"] >= 0
-    assert data["tasks"]["branin"]["summary"]["service"]["median_regret"] > -1e-9
-    assert set(data["targets"]) >= {"branin_ratio_at_least_3", "branin_lower_regret_than_random", "mlp_wine_ratio_at_least_3"}
+            assert summary[method]["ratio_vs_random"] >= 0 and summary[method]["median_curve"], (name, method)
+    assert data["tasks"]["branin"]["summary"]["service"]["median_score"] > -1e-9  # regret
+    assert 0 < data["tasks"]["mlp_digits"]["summary"]["service"]["median_score"] <= 1  # accuracy
+    assert set(data["targets"]) >= {"branin_lower_regret_than_random", "mlp_digits_ratio_at_least_3"}
+    png = Path(data["plot"])
+    assert png == tmp_path / "x.png" and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
