@@ -56,6 +56,27 @@ class MlflowTracker:
         # Against a tracking server, MLflow's client prints "View run ... at: URL" to stdout each time a
         # run ends; stdout belongs to the CLI (`automl run --json` prints its JSON there).
         os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+        if tracking_uri.startswith(("http://", "https://")):
+            # MLflow's client retries a failed request 7 times with exponential backoff (minutes);
+            # the tracking writer holds and replays writes itself, so a down server should fail fast.
+            os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+            os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+            os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
+
+    def reachable(self) -> bool:
+        """Whether the tracking server answers a TCP connection now (a local store always does)."""
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(self.tracking_uri)
+        if parts.scheme not in {"http", "https"} or not parts.hostname:
+            return True
+        import socket
+
+        try:
+            with socket.create_connection((parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)), timeout=2.0):
+                return True
+        except OSError:
+            return False
 
     def start_job(
         self,

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import logging
 import math
+import os
+import time
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -28,6 +31,8 @@ if TYPE_CHECKING:
     from ray.tune.experiment import Trial
 
 logger = logging.getLogger(__name__)
+
+GRACE_ENV = "AUTOML_TRACKING_GRACE_S"
 
 _NOT_METRICS = set(AUTO_RESULT_KEYS) | {
     "done",
@@ -86,28 +91,119 @@ class TrackingWriter:
 
     Tune's driver loop then never waits on a tracking store: a write is queued in
     microseconds, and FIFO order keeps every run's writes after its creation.
+
+    When a tracking write fails and ``reachable()`` says the tracking server is down, the write
+    and every tracking write after it wait in a backlog, in order, while the search goes on;
+    the server is asked again at most every ``retry_s`` seconds, and the backlog is replayed as
+    soon as it answers. Job store writes (:meth:`submit_store`) never wait behind the backlog.
+    What is still in the backlog when the search ends (:meth:`flush` gave up) is counted in
+    :attr:`untracked` and reported once through ``on_error``.
     """
 
-    def __init__(self, on_error: Callable[[str], None]) -> None:
+    def __init__(
+        self,
+        on_error: Callable[[str], None],
+        *,
+        reachable: Callable[[], bool] | None = None,
+        retry_s: float = 5.0,
+    ) -> None:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="automl-tracking")
         self._on_error = on_error
+        self._reachable = reachable
+        self.retry_s = retry_s
+        self._backlog: deque[_Write] = deque()
+        self._next_probe = 0.0
+        self.down_since: float | None = None
+        self.untracked = 0
+        self.replayed = 0
 
     def submit(self, call: Callable[..., Any], *args: Any, **kwargs: Any) -> Future[Any]:
-        def task() -> Any:
-            try:
-                return call(*args, **kwargs)
-            except Exception as exc:  # noqa: BLE001 - tracking must never take the search down
-                self._on_error(f"{getattr(call, '__name__', 'tracking')}: {type(exc).__name__}: {exc}")
-                return None
+        """Queue a tracking (MLflow) write; its future holds the call's result, or ``None`` if it failed."""
+        write = _Write(call, args, kwargs, Future())
+        self._pool.submit(self._track, write)
+        return write.future
 
-        return self._pool.submit(task)
+    def submit_store(self, call: Callable[..., Any], *args: Any, **kwargs: Any) -> Future[Any]:
+        """Queue a job store write: in order with the rest, but never held back while MLflow is down."""
+        write = _Write(call, args, kwargs, Future())
+        self._pool.submit(self._execute, write)
+        return write.future
 
-    def flush(self) -> None:
-        """Wait until every write queued so far is done."""
-        self._pool.submit(lambda: None).result()
+    def _track(self, write: _Write) -> None:
+        if self._backlog and not self._drain(wait_s=0.0):
+            self._backlog.append(write)
+            return
+        if not self._execute(write, keep=True):
+            self._backlog.append(write)
+
+    def _execute(self, write: _Write, *, keep: bool = False) -> bool:
+        """Run one write. ``False`` (nothing resolved) when ``keep`` and the server is unreachable."""
+        try:
+            write.future.set_result(write.call(*write.args, **write.kwargs))
+        except Exception as exc:  # noqa: BLE001 - tracking must never take the search down
+            if keep and self._reachable is not None and not self._reachable():
+                if self.down_since is None:
+                    self.down_since = time.monotonic()
+                    logger.warning("MLflow tracking server unreachable (%s); holding tracking writes until it answers", exc)
+                self._next_probe = time.monotonic() + self.retry_s
+                return False
+            self._on_error(f"{write.name}: {type(exc).__name__}: {exc}")
+            write.future.set_result(None)
+        return True
+
+    def _drain(self, *, wait_s: float) -> bool:
+        """Replay the backlog in order if the server answers (asking until ``wait_s`` has passed); ``True`` once empty."""
+        deadline = time.monotonic() + wait_s
+        while self._backlog:
+            now = time.monotonic()
+            if now < self._next_probe:
+                if now >= deadline:
+                    return False
+                time.sleep(min(self._next_probe, deadline) - now)
+                continue
+            if not self._execute(self._backlog[0], keep=True):
+                continue  # still down: _execute set the next probe time
+            self._backlog.popleft()
+            self.replayed += 1
+            if not self._backlog and self.down_since is not None:
+                logger.warning("MLflow tracking server back after %.0f s; %d held writes replayed", time.monotonic() - self.down_since, self.replayed)
+                self.down_since = None
+        return True
+
+    def flush(self, *, wait_s: float = 0.0) -> None:
+        """Wait until every write queued so far is done. Held writes get ``wait_s`` more seconds
+        for the server to come back; then they are given up (counted in :attr:`untracked`)."""
+
+        def settle() -> None:
+            if self._backlog and not self._drain(wait_s=wait_s):
+                lost = len(self._backlog)
+                self.untracked += lost
+                for write in self._backlog:
+                    write.future.set_result(None)
+                self._backlog.clear()
+                self._on_error(f"the MLflow tracking server did not come back: {lost} tracking writes were not recorded")
+
+        self._pool.submit(settle).result()
+
+    @property
+    def holding(self) -> int:
+        """Tracking writes waiting for the server now."""
+        return len(self._backlog)
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
+
+
+@dataclass
+class _Write:
+    call: Callable[..., Any]
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    future: Future[Any]
+
+    @property
+    def name(self) -> str:
+        return getattr(self.call, "__name__", "tracking")
 
 
 class JobCallback(Callback):
@@ -127,8 +223,12 @@ class JobCallback(Callback):
         best_value: float | None = None,
         target: float | None = None,
         patience: int | None = None,
+        tracking_retry_s: float = 5.0,
+        tracking_grace_s: float | None = None,
     ) -> None:
         self.searcher = searcher
+        # How long a finished search waits for a down MLflow server before giving its held writes up.
+        self.tracking_grace_s = tracking_grace_s if tracking_grace_s is not None else float(os.environ.get(GRACE_ENV, "30"))
         self.metric = metric
         self.mode = mode
         self.tracker = tracker
@@ -144,7 +244,9 @@ class JobCallback(Callback):
         self.tracking_errors: list[str] = []
         # Ray trial id -> why the trial's last attempt was stopped by the per-trial time limit.
         self.timed_out: dict[str, str] = {}
-        self.writer = TrackingWriter(self._tracking_failed)
+        self.writer = TrackingWriter(
+            self._tracking_failed, reachable=tracker.reachable if tracker is not None else None, retry_s=tracking_retry_s
+        )
 
     def __getstate__(self) -> dict[str, Any]:
         # Tune pickles its callbacks with the experiment state; the MLflow client and the
@@ -201,7 +303,7 @@ class JobCallback(Callback):
         if self.tracker is not None and record.run_ref is not None:
             self._write_run(record, self.tracker.note_retry, attempt, reason)
         if self.control is not None:
-            self.writer.submit(
+            self.writer.submit_store(
                 self.control.on_event, "trial_retried", f"trial {record.number} failed on attempt {attempt} ({reason}); retrying"
             )
 
@@ -247,10 +349,10 @@ class JobCallback(Callback):
             self.progress.trial_done(outcome.state, self.best_value)
         if self.control is not None:
             if outcome.state == "FAIL":
-                self.writer.submit(self.control.on_event, "trial_failed", f"trial {record.number} failed: {outcome.reason}")
+                self.writer.submit_store(self.control.on_event, "trial_failed", f"trial {record.number} failed: {outcome.reason}")
             # The finished trial itself too: the runner keeps the job row's snapshot for `status`.
             finished = TrialSummary(record.number, outcome.state, outcome.value, dict(record.params), values=outcome.values)
-            self.writer.submit(self.control.on_progress, self.finished, self.best_value, finished)
+            self.writer.submit_store(self.control.on_progress, self.finished, self.best_value, finished)
 
     def _write_run(self, record: TrialRecord, call: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
         """Queue a write to the trial's run; the run exists by then (the writer keeps order)."""
@@ -264,8 +366,29 @@ class JobCallback(Callback):
         self.writer.submit(write)
 
     def flush(self) -> None:
-        """Wait for every queued tracking write (before reading the runs back)."""
-        self.writer.flush()
+        """Wait for every queued tracking write (before reading the runs back).
+
+        Writes held while the MLflow server was down get ``tracking_grace_s`` more seconds for
+        it to come back; what is then still untracked is said in the job's events.
+        """
+        holding = self.writer.holding
+        if holding and self.control is not None:
+            self.control.on_event(
+                "tracking_waiting", f"the MLflow tracking server is unreachable; {holding} tracking writes wait for it "
+                f"(up to {self.tracking_grace_s:g} s more)",
+            )
+        self.writer.flush(wait_s=self.tracking_grace_s)
+        if self.control is not None:
+            if self.writer.untracked:
+                self.control.on_event(
+                    "tracking_incomplete",
+                    f"the MLflow tracking server stayed unreachable: {self.writer.untracked} tracking writes were not recorded "
+                    "(trial runs, metrics or states); the Optuna study has every trial",
+                )
+            elif self.writer.replayed:
+                self.control.on_event(
+                    "tracking_caught_up", f"the MLflow tracking server was unreachable for a while; {self.writer.replayed} held writes were replayed"
+                )
 
     def shutdown(self) -> None:
         """Finish the queued writes and stop the writer thread."""
