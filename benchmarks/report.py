@@ -96,17 +96,20 @@ def growth(data: dict[str, Any]) -> str:
     rows = data["rows"]
     f = data["fits"]
     out = [f"Measured {machine_line(data)}.", "",
-           md(["trials", "TPE ask+tell ms", "random ask+tell ms", "TPE first ask ms", "status s (subprocess)", "status ms (in-process)",
-               "snapshot update µs / trial", "record_progress ms", "snapshot from the study ms"],
+           md(["trials", "TPE ask+tell ms", "random ask+tell ms", "TPE first ask ms", "status s (subprocess)", "status CPU s",
+               "status ms (in-process)", "snapshot update µs / trial", "record_progress ms", "snapshot from the study ms"],
               [[r["size"], r["tpe_ask_tell_ms"], r["random_ask_tell_ms"], r["tpe_first_ask_ms"], r["status_subprocess_s"],
-                r["status_in_process_ms"], r.get("snapshot_update_us"), r.get("record_progress_ms"), r.get("study_snapshot_ms")]
+                r.get("status_subprocess_cpu_s"), r["status_in_process_ms"], r.get("snapshot_update_us"), r.get("record_progress_ms"),
+                r.get("study_snapshot_ms")]
                for r in rows]),
            "",
            md(["fit over the sizes", "a (ms)", "b (ms per 1000 trials)", "k in t ~ n^k"],
               [[k, v["intercept_ms"], v["ms_per_1000_trials"], v["exponent"]] for k, v in f.items()]),
-           "", f"`automl status` of an unknown job (interpreter, imports, job store): {data['settings'].get('status_unknown_job_s', 0):.2f} s; "
-           f"under 1 s at {rows[-1]['size']} trials: {'yes' if data['status_under_1s_at_largest'] else 'no'} "
-           f"(dominant call: {data['status_dominant_call_at_largest']})."]
+           "", f"`automl status` of an unknown job (interpreter, imports, job store): {data['settings'].get('status_unknown_job_s', 0):.2f} s"
+           + (f" ({data['settings']['status_unknown_job_cpu_s']:.2f} s CPU)" if "status_unknown_job_cpu_s" in data["settings"] else "")
+           + f"; under 1 s at {rows[-1]['size']} trials: {'yes' if data['status_under_1s_at_largest'] else 'no'}"
+           + (f" (CPU time: {'yes' if data['status_cpu_under_1s_at_largest'] else 'no'})" if "status_cpu_under_1s_at_largest" in data else "")
+           + f"; dominant call in process: {data['status_dominant_call_at_largest']}."]
     return "\n".join(out)
 
 
