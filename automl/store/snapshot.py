@@ -81,8 +81,10 @@ class JobSnapshot:
 class SnapshotBuilder:
     """Keeps a :class:`JobSnapshot` up to date one finished trial at a time (O(top + front) each).
 
-    A trial seen twice (a retried trial reported again) replaces its earlier self. Trials in
-    an unfinished state (``RUNNING``, ``WAITING``) are ignored.
+    Trials in an unfinished state (``RUNNING``, ``WAITING``) are ignored. A trial seen twice
+    replaces its earlier self; that should not happen (the runner starts from the study, then
+    the driver reports each trial once), and if it did, the top list or the front could miss a
+    trial they had dropped, until the runner rewrites the snapshot from the study at the end.
     """
 
     def __init__(self, directions: Iterable[str], trials: Iterable[TrialSummary] = ()) -> None:
