@@ -100,6 +100,7 @@ def plan_search(
     metrics, modes = resolve_metrics(spec, base_dir=base_dir)
     _check_sampler(spec, resolved_space, len(metrics))
     _check_warm_start(spec, resolved_space)
+    checkpoint_interval = _check_scheduler(spec, resolved_space)
     import_paths = tuple(str(p.resolve()) for p in (base_dir, Path.cwd()) if p is not None)
     trial_plan = TrialPlan(
         max_epochs=spec.budget.max_epochs,
@@ -112,6 +113,7 @@ def plan_search(
         data=data_config(spec, base_dir=base_dir) if spec.trainer else None,
         objective=objective if objective is not None else spec.objective,
         import_paths=import_paths,
+        checkpoint_interval=checkpoint_interval,
     )
     if objective is not None:
         _pickle_by_value_if_local(objective)
@@ -136,6 +138,13 @@ def _check_sampler(spec: JobSpec, space: Any, n_objectives: int) -> None:
         raise SpecError(
             f"budget.trials: the grid has {grid_size(space)} points, fewer than the {spec.budget.trials} trials asked for"
         )
+
+
+def _check_scheduler(spec: JobSpec, space: Any) -> int:
+    """Refuse scheduler options that cannot work; the checkpoint interval its trials must keep (0: none)."""
+    from automl.schedulers import check_scheduler
+
+    return check_scheduler(spec, space)
 
 
 def _check_warm_start(spec: JobSpec, space: Any) -> None:
@@ -326,7 +335,7 @@ def _tuner(
 
     from ray.tune.registry import register_trainable
 
-    from automl.schedulers import create_scheduler
+    from automl.schedulers import tune_setup
     from automl.tune_callbacks import JobStopper, TrialTimeout
     from workers.trainable import run_trial
 
@@ -341,20 +350,17 @@ def _tuner(
     name = f"automl_{study_name}_{uuid.uuid4().hex[:6]}"
     with _REGISTRY_LOCK:
         register_trainable(name, trainable)
+    # PBT brings its own search algorithm around the searcher (see automl.schedulers.tune_setup).
+    setup = tune_setup(
+        plan, searcher, callback=callback, storage=_optuna_storage(settings.storage_url), study_name=study_name, concurrency=concurrency
+    )
     return tune.Tuner(
         name,
         tune_config=tune.TuneConfig(
-            search_alg=searcher,
-            scheduler=create_scheduler(
-                spec.scheduler.name,
-                metric=plan.metric,
-                mode=plan.mode,
-                max_epochs=spec.budget.max_epochs,
-                grace_period=spec.scheduler.grace_period,
-                options=spec.scheduler.options,
-            ),
+            search_alg=setup.search_alg,
+            scheduler=setup.scheduler,
             num_samples=num_samples,
-            max_concurrent_trials=concurrency,
+            max_concurrent_trials=setup.max_concurrent_trials,
             reuse_actors=True,
             time_budget_s=spec.budget.time_limit_s,
             trial_dirname_creator=_trial_dirname,
@@ -366,7 +372,7 @@ def _tuner(
             stop=JobStopper(callback, control),
             verbose=0,
             failure_config=tune.FailureConfig(max_failures=spec.max_retries),
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=setup.checkpoints_to_keep),
         ),
     )
 

@@ -1,0 +1,455 @@
+"""Population based training: Tune's PBT scheduler, its population drawn from the job's Optuna study.
+
+Tune refuses PBT beside a search algorithm of the ``Searcher`` kind (PBT chooses the
+hyperparameters itself once trials run), and our :class:`~automl.optuna_bridge.StudySearch`
+is one. So for a PBT job the population's first configurations are still asked of the job's
+Optuna study (its seeded sampler; warm-start configurations first), but through
+:class:`PopulationSearch`, a ``BasicVariantGenerator`` that Tune accepts and that hands every
+trial event to the ``StudySearch``: the study records each trial's epochs and final state as
+for any scheduler, plus, as user attributes, every exploit (``pbt_exploits``) and the
+configuration the trial ended with (``pbt_final_params``). MLflow gets the same as tags.
+
+The mutations come from the space: a float or int parameter is scaled by the perturbation
+factors (and clipped back into its range), a categorical one moves to a neighbouring choice;
+either is resampled from its distribution with ``resample_probability``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ray.tune.schedulers import PopulationBasedTraining, TrialScheduler
+from ray.tune.search import BasicVariantGenerator
+
+from automl.errors import SpecError
+from workers.context import RESUMED_KEY
+from workers.trainable import TRIAL_NUMBER_KEY
+
+if TYPE_CHECKING:
+    from optuna.distributions import BaseDistribution
+    from ray.tune.experiment import Trial
+
+    from automl.optuna_bridge import StudySearch
+    from automl.tune_callbacks import JobCallback
+
+EXPLOITS_ATTR = "pbt_exploits"
+FINAL_PARAMS_ATTR = "pbt_final_params"
+TIME_ATTR = "training_iteration"
+_TAG = "automl.pbt."
+
+
+@dataclass(frozen=True)
+class PBTSettings:
+    """A PBT job's options, validated (see :func:`pbt_settings` for their meaning and defaults)."""
+
+    perturbation_interval: int
+    burn_in_period: int
+    checkpoint_interval: int
+    quantile_fraction: float
+    resample_probability: float
+    perturbation_factors: tuple[float, float]
+    synch: bool
+    mutate: tuple[str, ...]
+
+
+OPTIONS = (
+    "perturbation_interval",
+    "burn_in_period",
+    "checkpoint_interval",
+    "quantile_fraction",
+    "resample_probability",
+    "perturbation_factors",
+    "synch",
+    "mutate",
+)
+
+
+def pbt_settings(
+    options: Mapping[str, Any],
+    *,
+    max_epochs: int,
+    grace_period: int,
+    space: Mapping[str, BaseDistribution] | None,
+    mutable: frozenset[str] | None,
+    space_known: bool = True,
+) -> PBTSettings:
+    """Validate a PBT job's ``scheduler.options``.
+
+    Args:
+        options: ``perturbation_interval`` (epochs between exploit/explore steps; default a
+            quarter of ``max_epochs``), ``burn_in_period`` (no perturbation before; default the
+            spec's ``grace_period``), ``checkpoint_interval`` (default: the largest that lands on
+            every perturbation step), ``quantile_fraction`` (0.25), ``resample_probability``
+            (0.25), ``perturbation_factors`` ([1.2, 0.8]), ``synch`` (false), ``mutate`` (the
+            parameters PBT changes; default every parameter of the space that ``mutable`` allows).
+        max_epochs: the spec's ``budget.max_epochs``.
+        grace_period: the spec's ``scheduler.grace_period``.
+        space: the space's Optuna distributions; ``None`` for a define-by-run space.
+        mutable: the parameters the trainer can change mid-training; ``None``: any (a custom objective).
+        space_known: ``False`` where the caller has not resolved the space (the spec's
+            structural check): ``space`` and ``mutate`` are then checked later, by
+            :func:`automl.schedulers.check_scheduler`.
+
+    Raises:
+        SpecError: naming the option (or the space) that is wrong and what to do.
+    """
+    field = "scheduler.options"
+    unknown = sorted(set(options) - set(OPTIONS))
+    if unknown:
+        raise SpecError(f"{field}: unknown option(s) {', '.join(map(repr, unknown))} for pbt (known: {', '.join(OPTIONS)})")
+    if space is None and space_known:
+        raise SpecError(
+            "space: the pbt scheduler perturbs hyperparameters within their ranges, so it needs a space of "
+            "parameters (a preset, a file or a mapping), not a define-by-run function"
+        )
+    if max_epochs < 2:
+        raise SpecError("budget.max_epochs: pbt perturbs trials between epochs; give it at least 2 epochs")
+    interval = _integer(options, "perturbation_interval", max(1, max_epochs // 4), low=1)
+    if interval >= max_epochs:
+        raise SpecError(
+            f"{field}.perturbation_interval: {interval} is not below budget.max_epochs ({max_epochs}), "
+            "so no trial would ever be perturbed; lower it"
+        )
+    burn_in = _integer(options, "burn_in_period", grace_period, low=0)
+    # Tune perturbs a trial at the first step >= max(interval, burn-in), then every interval:
+    # a checkpoint must exist at each such step, or the trial cannot be cloned.
+    first = max(interval, burn_in)
+    lattice = math.gcd(interval, first)
+    every = _integer(options, "checkpoint_interval", lattice, low=1)
+    if lattice % every:
+        raise SpecError(
+            f"{field}.checkpoint_interval: {every} epochs misses the perturbation steps (epoch {first}, then every "
+            f"{interval}); use a divisor of {lattice}"
+        )
+    quantile = _number(options, "quantile_fraction", 0.25)
+    if not 0 < quantile <= 0.5:
+        raise SpecError(f"{field}.quantile_fraction: {quantile} must be in (0, 0.5]: the share of trials cloned and cloned from")
+    resample = _number(options, "resample_probability", 0.25)
+    if not 0 <= resample <= 1:
+        raise SpecError(f"{field}.resample_probability: {resample} must be a probability in [0, 1]")
+    factors = options.get("perturbation_factors", (1.2, 0.8))
+    if (
+        not isinstance(factors, (list, tuple))
+        or len(factors) != 2
+        or not all(isinstance(f, (int, float)) and not isinstance(f, bool) and f > 0 for f in factors)
+    ):
+        raise SpecError(f"{field}.perturbation_factors: {factors!r} must be two positive numbers, e.g. [1.2, 0.8]")
+    synch = options.get("synch", False)
+    if not isinstance(synch, bool):
+        raise SpecError(f"{field}.synch: {synch!r} must be true or false")
+    return PBTSettings(
+        perturbation_interval=interval,
+        burn_in_period=burn_in,
+        checkpoint_interval=every,
+        quantile_fraction=quantile,
+        resample_probability=resample,
+        perturbation_factors=(float(factors[0]), float(factors[1])),
+        synch=synch,
+        mutate=_mutated(options.get("mutate"), space, mutable) if space is not None else tuple(options.get("mutate") or ()),
+    )
+
+
+def _integer(options: Mapping[str, Any], name: str, default: int, *, low: int) -> int:
+    value = options.get(name, default)
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise SpecError(f"scheduler.options.{name}: {value!r} must be a whole number of epochs >= {low}")
+    return value
+
+
+def _number(options: Mapping[str, Any], name: str, default: float) -> float:
+    value = options.get(name, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise SpecError(f"scheduler.options.{name}: {value!r} must be a number")
+    return float(value)
+
+
+def _mutated(given: Any, space: Mapping[str, Any], mutable: frozenset[str] | None) -> tuple[str, ...]:
+    field = "scheduler.options.mutate"
+    allowed = [name for name in space if mutable is None or name in mutable]
+    if given is None:
+        if not allowed:
+            raise SpecError(
+                f"space: none of its parameters ({', '.join(space)}) can change while a model trains, so pbt has "
+                f"nothing to perturb; add one of {', '.join(sorted(mutable or ()))}"
+            )
+        return tuple(allowed)
+    if not isinstance(given, (list, tuple)) or not given or not all(isinstance(n, str) for n in given):
+        raise SpecError(f"{field}: {given!r} must be a list of the space's parameter names")
+    for name in given:
+        if name not in space:
+            raise SpecError(f"{field}: {name!r} is not a parameter of the space ({', '.join(space)})")
+        if name not in allowed:
+            raise SpecError(
+                f"{field}: {name!r} changes the model itself, so a trial cannot take another trial's weights with a new "
+                f"value of it; mutate some of {', '.join(allowed) or 'nothing'} and keep {name!r} fixed per trial"
+            )
+    return tuple(dict.fromkeys(given))
+
+
+def mutations(space: Mapping[str, BaseDistribution], names: tuple[str, ...]) -> dict[str, Any]:
+    """Tune's ``hyperparam_mutations`` for ``names``: each Optuna distribution as a Tune domain or list."""
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+    from ray import tune
+
+    result: dict[str, Any] = {}
+    for name in names:
+        dist = space[name]
+        if isinstance(dist, CategoricalDistribution):
+            result[name] = list(dist.choices)  # PBT moves to a neighbouring choice
+        elif isinstance(dist, FloatDistribution):
+            if dist.log:
+                result[name] = tune.loguniform(dist.low, dist.high)
+            elif dist.step is not None:
+                result[name] = tune.quniform(dist.low, dist.high, dist.step)
+            else:
+                result[name] = tune.uniform(dist.low, dist.high)
+        elif isinstance(dist, IntDistribution):
+            if dist.log:
+                result[name] = tune.lograndint(dist.low, dist.high + 1)
+            elif dist.step != 1:
+                result[name] = tune.qrandint(dist.low, dist.high, dist.step)
+            else:
+                result[name] = tune.randint(dist.low, dist.high + 1)
+        else:
+            raise ValueError(f"space.params.{name}: pbt cannot perturb a {type(dist).__name__}")
+    return result
+
+
+def clip(value: Any, dist: BaseDistribution) -> Any:
+    """``value`` brought back into ``dist`` (PBT's scaling may push a number past its range or off its step)."""
+    from optuna.distributions import FloatDistribution, IntDistribution
+
+    if isinstance(dist, FloatDistribution):
+        number = min(max(float(value), dist.low), dist.high)
+        if dist.step is not None:
+            number = min(dist.low + round((number - dist.low) / dist.step) * dist.step, dist.high)
+        return number
+    if isinstance(dist, IntDistribution):
+        number = min(max(int(round(float(value))), dist.low), dist.high)
+        if dist.step != 1:
+            number = min(dist.low + round((number - dist.low) / dist.step) * dist.step, dist.high)
+        return int(number)
+    return value
+
+
+class JobPBT(PopulationBasedTraining):
+    """Tune's PBT, made to keep each trial's identity and record its exploits.
+
+    - A clone keeps its own trial number (Tune would copy the donor's whole config, number included).
+    - Perturbed values are clipped back into the space.
+    - No perturbation at a trial's last epoch: it has nothing left to train.
+    - Each exploit is told to ``recorder`` (the :class:`PopulationSearch`), which writes it to
+      Optuna and MLflow.
+    """
+
+    def __init__(
+        self,
+        settings: PBTSettings,
+        *,
+        metric: str,
+        mode: str,
+        max_epochs: int,
+        space: Mapping[str, BaseDistribution],
+    ) -> None:
+        self.settings = settings
+        self.max_epochs = max_epochs
+        self.space = dict(space)
+        self.recorder: PopulationSearch | None = None
+        super().__init__(
+            time_attr=TIME_ATTR,
+            metric=metric,
+            mode=mode,
+            perturbation_interval=settings.perturbation_interval,
+            burn_in_period=settings.burn_in_period,
+            hyperparam_mutations=mutations(space, tuple(n for n in settings.mutate if n in space)),
+            quantile_fraction=settings.quantile_fraction,
+            resample_probability=settings.resample_probability,
+            perturbation_factors=settings.perturbation_factors,
+            log_config=False,  # the exploits are in the study and MLflow, not pbt_*.txt files
+            require_attrs=False,  # a trial missing the metric fails alone (see trial_outcome)
+            synch=settings.synch,
+            custom_explore_fn=self._into_space,
+        )
+
+    def _into_space(self, config: dict[str, Any]) -> dict[str, Any]:
+        """Tune's explore hook, after its own perturbation: scaled values back into the space."""
+        for name in self.settings.mutate:
+            if name in config and name in self.space:
+                config[name] = clip(config[name], self.space[name])
+        return config
+
+    def on_trial_result(self, tune_controller: Any, trial: Trial, result: dict[str, Any]) -> str:
+        if int(result.get(TIME_ATTR) or 0) >= self.max_epochs:
+            return TrialScheduler.CONTINUE
+        return super().on_trial_result(tune_controller, trial, result)
+
+    def _get_new_config(self, trial: Trial, trial_to_clone: Trial) -> tuple[dict, dict]:
+        config, operations = super()._get_new_config(trial, trial_to_clone)
+        config[TRIAL_NUMBER_KEY] = trial.config.get(TRIAL_NUMBER_KEY)
+        return config, operations
+
+    def _exploit(self, tune_controller: Any, trial: Trial, trial_to_clone: Trial) -> None:
+        own_step = self._trial_state[trial].last_train_time
+        super()._exploit(tune_controller, trial, trial_to_clone)
+        donor_result = self._trial_state[trial_to_clone].last_result or {}
+        if self.recorder is not None:
+            self.recorder.exploited(
+                trial.trial_id,
+                donor=int(trial_to_clone.config.get(TRIAL_NUMBER_KEY, -1)),
+                at_step=int(own_step),
+                donor_step=int(donor_result.get(TIME_ATTR) or 0),
+                config=dict(trial.config),
+            )
+
+
+class PopulationSearch(BasicVariantGenerator):
+    """The population's configurations from the job's Optuna study, in a form Tune runs beside PBT.
+
+    Each trial Tune creates is given the configuration ``searcher`` (a ``StudySearch``) asks the
+    study for, so trial numbers, warm starts and resumed trials work as with any scheduler;
+    every result and completion is passed on to ``searcher``, which writes the study. On top,
+    the exploits PBT makes and the configuration each trial ends with go to the study (user
+    attributes, written to ``storage`` before the trial is told) and to the trial's MLflow run.
+    """
+
+    def __init__(
+        self,
+        searcher: StudySearch,
+        *,
+        storage: Any,
+        study_name: str,
+        params: tuple[str, ...],
+        callback: JobCallback | None = None,
+    ) -> None:
+        super().__init__()
+        self.searcher = searcher
+        self.storage = storage
+        self.study_name = study_name
+        self.params = params
+        self.callback = callback
+        self.numbers: dict[str, int] = {}
+        self.configs: dict[str, dict[str, Any]] = {}
+        self.exploits: dict[str, list[dict[str, Any]]] = {}
+        self._awaiting_resume: set[str] = set()
+        self._completed: set[str] = set()
+        self._study_id: int | None = None
+
+    def is_finished(self) -> bool:
+        # Finished once every trial is, not once the last one was created: while Tune thinks the
+        # search is over it stops the actor of every paused trial instead of keeping it for
+        # reuse, and each PBT pause then costs a new worker process.
+        return super().is_finished() and self._completed.issuperset(self.numbers)
+
+    def next_trial(self) -> Trial | None:
+        trial = super().next_trial()
+        if trial is None:
+            return None
+        config = self.searcher.suggest(trial.trial_id)
+        if config is None:
+            raise RuntimeError(f"the Optuna study {self.study_name!r} gave no configuration for trial {trial.trial_id}")
+        # In place: Tune keeps this same dict as the trial's unresolved config too.
+        trial.config.update(config)
+        trial.evaluated_params = self._params_of(config)
+        trial.invalidate_json_state()
+        if trial.trial_dirname_creator is not None:
+            trial.custom_dirname = trial.trial_dirname_creator(trial)
+        self.numbers[trial.trial_id] = int(config[TRIAL_NUMBER_KEY])
+        self.configs[trial.trial_id] = self._params_of(config)
+        return trial
+
+    def exploited(self, trial_id: str, *, donor: int, at_step: int, donor_step: int, config: dict[str, Any]) -> None:
+        """Record that PBT cloned trial ``donor`` (its checkpoint at ``donor_step``) into ``trial_id`` at ``at_step``."""
+        params = self._params_of(config)
+        self.configs[trial_id] = params
+        entry = {"at_step": at_step, "donor_trial": donor, "donor_step": donor_step, "params": params, "resumed_from": None}
+        self.exploits.setdefault(trial_id, []).append(entry)
+        self._awaiting_resume.add(trial_id)
+        self._write_exploits(trial_id)
+
+    def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
+        self.searcher.on_trial_result(trial_id, result)
+        if trial_id in self._awaiting_resume:
+            resumed = _resumed_from(result)
+            if resumed is not None:
+                # The trial's own word, read from the checkpoint it loaded: which trial wrote it, at which step.
+                self.exploits[trial_id][-1]["resumed_from"] = resumed
+                self._awaiting_resume.discard(trial_id)
+                self._write_exploits(trial_id)
+
+    def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
+        if trial_id in self.numbers and trial_id in self.searcher.unfinished():
+            final = self.configs.get(trial_id, {})
+            self._set_user_attr(trial_id, FINAL_PARAMS_ATTR, final)  # before the trial is told: then it is frozen
+            self._tag(trial_id, {f"{_TAG}final_params": json.dumps(final, default=str)[:5000]})
+        self.searcher.on_trial_complete(trial_id, result=result, error=error)
+        self._completed.add(trial_id)
+        super().on_trial_complete(trial_id, result=result, error=error)
+
+    def save_to_dir(self, dirpath: str, session_str: str) -> None:
+        # The study holds the population's record; Tune's snapshot of it would copy the storage.
+        return None
+
+    def has_checkpoint(self, dirpath: str) -> bool:
+        return False
+
+    def restore_from_dir(self, dirpath: str) -> None:
+        raise NotImplementedError("resume a job from its Optuna study, not from a Tune searcher snapshot")
+
+    def _params_of(self, config: Mapping[str, Any]) -> dict[str, Any]:
+        return {name: config[name] for name in self.params if name in config}
+
+    def _write_exploits(self, trial_id: str) -> None:
+        history = self.exploits[trial_id]
+        self._set_user_attr(trial_id, EXPLOITS_ATTR, history)
+        self._tag(
+            trial_id,
+            {f"{_TAG}exploits": str(len(history)), f"{_TAG}history": json.dumps(history, default=str)[:5000]},
+        )
+
+    def _set_user_attr(self, trial_id: str, key: str, value: Any) -> None:
+        number = self.numbers.get(trial_id)
+        if number is None:
+            return
+        if self._study_id is None:
+            self._study_id = self.storage.get_study_id_from_name(self.study_name)
+        storage_id = self.storage.get_trial_id_from_study_id_trial_number(self._study_id, number)
+        self.storage.set_trial_user_attr(storage_id, key, value)
+
+    def _tag(self, trial_id: str, tags: dict[str, str]) -> None:
+        callback = self.callback
+        if callback is None or callback.tracker is None:
+            return
+        record = callback.records.get(trial_id)
+        if record is None:
+            return
+        client = callback.tracker.client
+
+        def set_tags() -> None:
+            run_id = record.run_id
+            if run_id is not None:
+                for key, value in tags.items():
+                    client.set_tag(run_id, key, value)
+
+        set_tags.__name__ = "set_pbt_tags"
+        callback.writer.submit(set_tags)
+
+
+def _resumed_from(result: Mapping[str, Any]) -> dict[str, int] | None:
+    """The ``{"trial", "step"}`` a trial's first report after a restore carries (flattened or not)."""
+    nested = result.get(RESUMED_KEY)
+    if isinstance(nested, Mapping):
+        return {"trial": int(nested["trial"]), "step": int(nested["step"])}
+    trial, step = result.get(f"{RESUMED_KEY}/trial"), result.get(f"{RESUMED_KEY}/step")
+    if trial is None or step is None:
+        return None
+    return {"trial": int(trial), "step": int(step)}
+
+
+def checkpoints_to_keep(settings: PBTSettings) -> int:
+    """How many checkpoints each trial keeps: a donor's checkpoint must outlive the wait of the
+    trial cloning it, across at least two perturbation intervals of the donor's own training."""
+    return 2 * (settings.perturbation_interval // settings.checkpoint_interval) + 2

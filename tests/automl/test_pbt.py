@@ -1,0 +1,166 @@
+"""The PBT scheduler: a real population based training search, its options, and its record.
+
+The end-to-end test runs an iris MLP population of four, with two trials that start with a
+learning rate too small to learn anything, so PBT has trials to clone into them. It checks
+that the clones resumed from the donor's checkpoint (the trial says which trial and step
+wrote the checkpoint it loaded) and went on counting epochs from there, and that Optuna and
+MLflow hold one record per trial, COMPLETE, with the exploits and the final configuration.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+import pytest
+from mlflow import MlflowClient
+
+import automl
+from automl.errors import SpecError
+from automl.pbt import EXPLOITS_ATTR, FINAL_PARAMS_ATTR, clip, mutations, pbt_settings
+from automl.spaces import load_space
+
+SPACE = {
+    "learning_rate": {"type": "float", "low": 1.0e-6, "high": 0.3, "log": True},
+    "batch_size": {"type": "categorical", "choices": [8, 16, 32]},
+    "hidden_size": {"type": "int", "low": 4, "high": 32},
+}
+# Two trials that learn, two that cannot (learning rate 1e-6): the latter are cloned from the former.
+POPULATION = [
+    {"learning_rate": 0.05, "batch_size": 16, "hidden_size": 16},
+    {"learning_rate": 0.03, "batch_size": 8, "hidden_size": 24},
+    {"learning_rate": 1.0e-6, "batch_size": 32, "hidden_size": 8},
+    {"learning_rate": 2.0e-6, "batch_size": 32, "hidden_size": 12},
+]
+MAX_EPOCHS = 4  # one perturbation, at epoch 2 (none at the last epoch)
+
+
+def _spec(**changes: object) -> automl.JobSpec:
+    raw = {
+        "name": "pbt-iris",
+        "trainer": {"name": "mlp", "dataset": "iris"},
+        "space": SPACE,
+        "metric": "val_loss",
+        "mode": "min",
+        "scheduler": {"name": "pbt", "options": {"perturbation_interval": 2, "quantile_fraction": 0.5, "resample_probability": 0, "synch": True}},
+        "budget": {"trials": 4, "max_epochs": MAX_EPOCHS},
+        "resources": {"cpus_per_trial": 0.5},
+        "warm_start": {"configs": POPULATION},
+        "seed": 5,
+    }
+    raw.update(changes)
+    return automl.JobSpec.model_validate(raw)
+
+
+@pytest.mark.slow
+def test_pbt_clones_trials_from_checkpoints_and_records_every_trial(automl_home: Path, ray_session: None) -> None:
+    result = automl.run_spec(_spec())
+
+    assert result.state_counts == {"COMPLETE": 4}
+    study = optuna.load_study(study_name=result.study_name, storage=f"sqlite:///{automl_home / 'studies.db'}")
+    trials = study.get_trials()
+    assert sorted(t.number for t in trials) == [0, 1, 2, 3], "one Optuna trial per member of the population"
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
+    by_number = {t.number: t for t in trials}
+    assert [by_number[n].params for n in range(4)] == POPULATION, "the population came from the study (warm starts first)"
+
+    exploits = [(t, e) for t in trials for e in t.user_attrs.get(EXPLOITS_ATTR, [])]
+    # synch: all four meet at epoch 2; the lower half (quantile_fraction 0.5) is cloned from the upper half.
+    assert sorted(t.number for t, _ in exploits) == [2, 3], "the two trials that cannot learn were cloned"
+    assert {e["donor_trial"] for _, e in exploits} <= {0, 1}
+    for trial, exploit in exploits:
+        donor = exploit["donor_trial"]
+        assert donor != trial.number
+        # The trial's own report after its restart names the checkpoint it loaded: the donor's, at the donor's step.
+        assert exploit["resumed_from"] == {"trial": donor, "step": exploit["donor_step"]}
+        assert exploit["at_step"] == exploit["donor_step"] == 2
+        # It took the donor's network (hidden_size is not perturbed) and went on from the donor's epoch.
+        assert exploit["params"]["hidden_size"] == by_number[donor].params["hidden_size"]
+        assert sorted(trial.intermediate_values) == list(range(1, MAX_EPOCHS + 1))
+        # With its own weights (learning rate 1e-6) its loss stood still; with the donor's it drops at once.
+        assert trial.intermediate_values[3] < trial.intermediate_values[2] / 2
+        donor_lr = by_number[donor].params["learning_rate"]
+        assert exploit["params"]["learning_rate"] in (pytest.approx(donor_lr * 1.2), pytest.approx(donor_lr * 0.8))
+        low, high = SPACE["learning_rate"]["low"], SPACE["learning_rate"]["high"]
+        assert low <= exploit["params"]["learning_rate"] <= high
+        assert exploit["params"]["batch_size"] in SPACE["batch_size"]["choices"]
+    for trial in trials:
+        assert max(trial.intermediate_values) == MAX_EPOCHS, "every trial trained to the last epoch"
+        final = trial.user_attrs[FINAL_PARAMS_ATTR]
+        history = trial.user_attrs.get(EXPLOITS_ATTR, [])
+        assert final == (history[-1]["params"] if history else trial.params)
+
+    client = MlflowClient(tracking_uri=result.tracking_uri)
+    runs = client.search_runs([result.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{result.parent_run_id}'")
+    assert sorted(int(r.data.tags["automl.trial_number"]) for r in runs) == [0, 1, 2, 3]
+    for run in runs:
+        trial = by_number[int(run.data.tags["automl.trial_number"])]
+        assert run.data.tags["automl.state"] == "COMPLETE" and run.info.status == "FINISHED"
+        assert run.data.tags.get("automl.pbt.exploits", "0") == str(len(trial.user_attrs.get(EXPLOITS_ATTR, [])))
+        steps = [m.step for m in client.get_metric_history(run.info.run_id, "val_loss")]
+        assert max(steps) == MAX_EPOCHS
+    assert result.model_uri is not None, "the best trial's final model was logged"
+
+
+def test_options_are_checked_before_anything_is_written(automl_home: Path) -> None:
+    def refused(match: str, **changes: object) -> None:
+        with pytest.raises(SpecError, match=match):
+            automl.run_spec(_spec(**changes))
+
+    pbt = {"name": "pbt"}
+    refused(r"scheduler.options: unknown option\(s\) 'interval' for pbt", scheduler={**pbt, "options": {"interval": 2}})
+    refused(r"perturbation_interval: 4 is not below budget.max_epochs \(4\)", scheduler={**pbt, "options": {"perturbation_interval": 4}})
+    refused(
+        r"checkpoint_interval: 3 epochs misses the perturbation steps \(epoch 2, then every 2\); use a divisor of 2",
+        scheduler={**pbt, "options": {"perturbation_interval": 2, "checkpoint_interval": 3}},
+    )
+    refused(r"mutate: 'hidden_size' changes the model itself", scheduler={**pbt, "options": {"mutate": ["hidden_size"]}})
+    refused(r"mutate: 'depth' is not a parameter of the space", scheduler={**pbt, "options": {"mutate": ["depth"]}})
+    refused(r"quantile_fraction: 0.7 must be in \(0, 0.5\]", scheduler={**pbt, "options": {"quantile_fraction": 0.7}})
+    refused(r"resources.max_concurrent: pbt trains its whole population", resources={"max_concurrent": 2})
+    refused(
+        r"space: none of its parameters \(hidden_size\) can change while a model trains",
+        space={"hidden_size": SPACE["hidden_size"]}, warm_start={},
+    )
+    assert not automl_home.exists()
+
+
+def test_a_define_by_run_space_is_refused(automl_home: Path) -> None:
+    def space(trial: optuna.Trial) -> None:
+        trial.suggest_float("x", 0, 1)
+
+    with pytest.raises(SpecError, match="space: the pbt scheduler perturbs hyperparameters within their ranges"):
+        automl.search(lambda params: params["x"], space, scheduler="pbt", n_trials=2, max_steps=4)
+
+
+def test_defaults_and_the_checkpoint_interval_that_lands_on_every_perturbation() -> None:
+    space = load_space(SPACE).to_optuna()
+    mutable = frozenset({"learning_rate", "batch_size"})
+    default = pbt_settings({}, max_epochs=8, grace_period=1, space=space, mutable=mutable)
+    assert (default.perturbation_interval, default.burn_in_period, default.checkpoint_interval) == (2, 1, 2)
+    assert default.mutate == ("learning_rate", "batch_size")
+    # Burn-in 3, interval 2: perturbations at epochs 3, 5, 7..., so a checkpoint every epoch.
+    odd = pbt_settings({"perturbation_interval": 2, "burn_in_period": 3}, max_epochs=8, grace_period=1, space=space, mutable=mutable)
+    assert odd.checkpoint_interval == 1
+    custom = pbt_settings({}, max_epochs=8, grace_period=1, space=space, mutable=None)
+    assert custom.mutate == ("learning_rate", "batch_size", "hidden_size"), "a custom objective may change any parameter"
+
+
+def test_mutations_follow_the_space_and_perturbed_values_are_clipped_into_it() -> None:
+    from ray.tune.search.sample import Categorical, Float, Integer
+
+    space = load_space(
+        {
+            "lr": {"type": "float", "low": 1e-4, "high": 0.1, "log": True},
+            "dropout": {"type": "float", "low": 0.0, "high": 0.5, "step": 0.1},
+            "width": {"type": "int", "low": 4, "high": 64, "log": True},
+            "batch": {"type": "categorical", "choices": [16, 32, 64]},
+        }
+    ).to_optuna()
+    found = mutations(space, ("lr", "dropout", "width", "batch"))
+    assert isinstance(found["lr"], Float) and found["lr"].lower == 1e-4 and found["lr"].upper == 0.1
+    assert isinstance(found["dropout"], Float) and isinstance(found["width"], Integer)
+    assert found["batch"] == [16, 32, 64] and not isinstance(found["batch"], Categorical)
+    assert clip(0.12, space["lr"]) == 0.1 and clip(5e-5, space["lr"]) == 1e-4
+    assert clip(0.57, space["dropout"]) == 0.5 and clip(0.26, space["dropout"]) == pytest.approx(0.3)
+    assert clip(76.8, space["width"]) == 64 and clip(4.4, space["width"]) == 4
