@@ -111,7 +111,12 @@ class MlflowTracker:
             for name, text in artifacts.items():
                 self.client.log_text(self.parent_run_id, text, name)
         except Exception as exc:  # noqa: BLE001 - MLflow raises many kinds; all mean the same here
-            raise TrackingError(f"cannot write to the MLflow tracking store {self.tracking_uri}: {exc}") from exc
+            if self.parent_run_id is not None:  # no run left RUNNING for a job that never started
+                with contextlib.suppress(Exception):
+                    self.client.set_tag(self.parent_run_id, f"{TAG_PREFIX}state", "failed")
+                    self.client.set_terminated(self.parent_run_id, "FAILED")
+            where = f" (artifacts: {self.artifact_root})" if self.artifact_root else ""
+            raise TrackingError(f"cannot write to the MLflow tracking store {self.tracking_uri}{where}: {exc}") from exc
         return self.parent_run_id
 
     def resume_job(self, parent_run_id: str) -> str:
