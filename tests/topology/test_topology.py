@@ -122,15 +122,20 @@ class MlflowServer:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
 
     def stop(self) -> None:
-        for sig, grace in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 10.0)):
-            raycluster._kill_session(self.process.pid, sig)
-            deadline = time.monotonic() + grace
-            while time.monotonic() < deadline and raycluster._session_pids(self.process.pid):
-                time.sleep(0.1)
-        try:
-            self.process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            pass
+        """SIGKILL the server's session (its state is in the database, dropped next) and wait for it to go."""
+        stop_session(self.process)
+
+
+def stop_session(process: subprocess.Popen) -> None:
+    """SIGKILL a process started with ``start_new_session`` and everything in its session; reap it."""
+    raycluster._kill_session(process.pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and raycluster._session_pids(process.pid):
+        time.sleep(0.1)
+    try:
+        process.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        pass
 
 
 @dataclass
@@ -184,7 +189,7 @@ def job_spec() -> dict:
         "metric": "val_accuracy",
         "mode": "max",
         "scheduler": {"name": "fifo"},
-        "budget": {"trials": TRIALS, "max_epochs": 6},
+        "budget": {"trials": TRIALS, "max_epochs": 4},
         "resources": {"cpus_per_trial": 1, "max_concurrent": 2},
         "seed": 5,
         "tracking": {"experiment": EXPERIMENT, "model_name": MODEL_NAME},
@@ -209,14 +214,8 @@ def topology(tmp_path_factory: pytest.TempPathFactory, postgres_server) -> Itera
     try:
         cluster.launch()
         cluster.wait_ready(START_TIMEOUT_S)
-        # compose's health check of the head, with the head's environment
-        head_check = subprocess.Popen(["bash", str(REPO / "workers" / "cluster" / "healthcheck.sh"), "head"],
-                                      env=cluster.script_env({"RAY_PORT": str(cluster.port)}), stdout=subprocess.PIPE,
-                                      stderr=subprocess.STDOUT, text=True)
-        mlflow_server.wait_healthy(START_TIMEOUT_S)
-        head_output, _ = head_check.communicate(timeout=120)
-        assert head_check.returncode == 0, f"workers/cluster/healthcheck.sh head failed:\n{head_output}"
-
+        # The runner's Ray node joins, and compose's health check of the head runs, while MLflow makes its
+        # tables; the job is submitted once MLflow is healthy.
         service = {"AUTOML_DB_URL": f"{plain}/topology_jobs", "AUTOML_STORAGE_URL": f"{plain}/topology_jobs",
                    "MLFLOW_TRACKING_URI": mlflow_server.url}
         # What a user's shell has: the service's URLs, RAY_ADDRESS and the cluster's auth.
@@ -229,6 +228,14 @@ def topology(tmp_path_factory: pytest.TempPathFactory, postgres_server) -> Itera
             runner = subprocess.Popen(["bash", str(REPO / "workers" / "cluster" / "start-runner.sh"), "--poll", "0.3"],
                                       cwd=root, env=runner_env, stdin=subprocess.DEVNULL, stdout=out,
                                       stderr=subprocess.STDOUT, start_new_session=True)
+        head_check = subprocess.Popen(["bash", str(REPO / "workers" / "cluster" / "healthcheck.sh"), "head"],
+                                      env=cluster.script_env({"RAY_PORT": str(cluster.port)}), stdout=subprocess.PIPE,
+                                      stderr=subprocess.STDOUT, text=True)
+        mlflow_server.wait_healthy(START_TIMEOUT_S)
+        head_output, _ = head_check.communicate(timeout=120)
+        assert head_check.returncode == 0, f"workers/cluster/healthcheck.sh head failed:\n{head_output}"
+        assert runner.poll() is None, f"start-runner.sh exited with {runner.returncode}:\n{runner_log.read_text(errors='replace')}"
+
         spec = root / "job.yaml"
         spec.write_text(yaml.safe_dump(job_spec()))
         topo = Topology(root, env, mlflow_server, cluster, "", {}, runner_log)
@@ -242,19 +249,11 @@ def topology(tmp_path_factory: pytest.TempPathFactory, postgres_server) -> Itera
 
         yield topo
     finally:
-        # Everything is signalled at once, then waited for: a quick teardown on a busy machine.
+        # Nothing needs a graceful stop: the job is over and every store is thrown away.
         if runner is not None:
-            runner.send_signal(signal.SIGTERM)  # hands any job back and disconnects from Ray
-        mlflow_server.process.send_signal(signal.SIGTERM)
-        cluster.stop()
-        if runner is not None:
-            try:
-                runner.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                pass
-            raycluster._kill_session(runner.pid, signal.SIGKILL)  # and the runner's own Ray node
-            runner.wait(timeout=30)
+            stop_session(runner)  # the runner and its own Ray node
         mlflow_server.stop()
+        cluster.stop()
         for name in names:
             try:
                 postgres_server.drop_database(name)
