@@ -222,7 +222,9 @@ def topology(tmp_path_factory: pytest.TempPathFactory, postgres_server) -> Itera
         env = cluster.driver_env(base_env(AUTOML_HOME=str(home), **service))
         runner_log = root / "runner.log"
         runner_env = cluster.script_env(
-            {**service, "RAY_HEAD_ADDRESS": cluster.address, "AUTOML_COMMAND": str(BIN / "automl")}, base_env()
+            {**service, "RAY_HEAD_ADDRESS": cluster.address, "AUTOML_COMMAND": str(BIN / "automl"),
+             "RAY_OBJECT_STORE_MEMORY": str(raycluster.OBJECT_STORE_BYTES)},
+            base_env(),
         )
         with open(runner_log, "ab") as out:
             runner = subprocess.Popen(["bash", str(REPO / "workers" / "cluster" / "start-runner.sh"), "--poll", "0.3"],
