@@ -11,10 +11,16 @@ class SpecError(AutomlError):
     """A job spec or search space is invalid. Raised before anything is written."""
 
     def __init__(self, problems: list[str] | str, *, source: str | None = None) -> None:
-        self.problems = [problems] if isinstance(problems, str) else list(problems)
-        self.source = source
-        where = f"{source}: " if source else ""
+        # One line each, whatever the input held: the CLI prints the error as one line.
+        self.problems = [_one_line(p) for p in ([problems] if isinstance(problems, str) else problems)]
+        self.source = None if source is None else _one_line(source)
+        where = f"{self.source}: " if self.source else ""
         super().__init__(f"invalid job spec {where}" + "; ".join(self.problems))
+
+
+def _one_line(text: str) -> str:
+    """``text`` with every run of whitespace (newlines and other line breaks too) made one space."""
+    return " ".join(str(text).split())
 
 
 class TrackingError(AutomlError):

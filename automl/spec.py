@@ -9,11 +9,13 @@ in :func:`check_spec`. Either raises :class:`~automl.errors.SpecError` naming th
 from __future__ import annotations
 
 import importlib
+import math
 import re
 import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -21,15 +23,39 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from automl.errors import SpecError
 from automl.samplers import SAMPLERS
 from automl.schedulers import SCHEDULERS
-from automl.spaces import SearchSpace, format_validation_error, load_space
+from automl.spaces import MAX_INT, MAX_PATH_CHARS, SearchSpace, check_structure, format_validation_error, load_space, read_yaml
 
-NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-OBJECTIVE_PATTERN = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
+# Names become file names, MLflow experiment and model names and Optuna study names: no '/',
+# no '..', nothing that could leave the folder it is written in. Matched with fullmatch.
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+NAME_RULE = "use 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit, without '..'"
+OBJECTIVE_PATTERN = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*", re.ASCII)
+# Metric names are MLflow metric keys and Tune result keys ('/' nests them in Tune).
+METRIC_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_.:/-]{0,127}")
+# The most grid points a grid search may enumerate up front.
+MAX_GRID_POINTS = 1_000_000
 Mode = Literal["min", "max"]
 
 
+def check_name(name: str, what: str = "name") -> str:
+    """``name`` if it is safe as a file, experiment or model name, else a ValueError saying the rule."""
+    if not NAME_PATTERN.fullmatch(name) or ".." in name:
+        raise ValueError(f"{name[:100]!r} is not a valid {what}: {NAME_RULE}")
+    return name
+
+
+def _check_text(text: str, *, limit: int) -> str:
+    if len(text) > limit:
+        raise ValueError(f"must be at most {limit} characters")
+    if any(ord(c) < 32 or ord(c) == 127 for c in text):
+        raise ValueError(f"{text[:100]!r} holds a control character (a NUL, a newline, ...)")
+    return text
+
+
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Floats must be finite everywhere in a spec: nan compares false with everything and inf
+    # turns every budget or resource into "unlimited" by accident.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class TrainerSpec(_Section):
@@ -47,8 +73,21 @@ class TrainerSpec(_Section):
         from workers.trainers import TRAINER_NAMES
 
         if name not in TRAINER_NAMES:
-            raise ValueError(f"unknown trainer {name!r} (known: {', '.join(TRAINER_NAMES)})")
+            raise ValueError(f"unknown trainer {name[:100]!r} (known: {', '.join(TRAINER_NAMES)})")
         return name
+
+    @field_validator("dataset")
+    @classmethod
+    def _dataset_text(cls, dataset: str) -> str:
+        # A path may point anywhere the user can read: it is their data. Only what no path holds is refused.
+        if not dataset.strip():
+            raise ValueError("must name a bundled dataset or a path to a data file")
+        return _check_text(dataset, limit=MAX_PATH_CHARS)
+
+    @field_validator("target")
+    @classmethod
+    def _target_text(cls, target: str | None) -> str | None:
+        return None if target is None else _check_text(target, limit=256)
 
 
 class SamplerSpec(_Section):
@@ -61,7 +100,7 @@ class SamplerSpec(_Section):
     @classmethod
     def _known(cls, name: str) -> str:
         if name not in SAMPLERS:
-            raise ValueError(f"unknown sampler {name!r} (known: {', '.join(SAMPLERS)})")
+            raise ValueError(f"unknown sampler {name[:100]!r} (known: {', '.join(SAMPLERS)})")
         return name
 
 
@@ -76,7 +115,7 @@ class SchedulerSpec(_Section):
     @classmethod
     def _known(cls, name: str) -> str:
         if name not in SCHEDULERS:
-            raise ValueError(f"unknown scheduler {name!r} (known: {', '.join(SCHEDULERS)})")
+            raise ValueError(f"unknown scheduler {name[:100]!r} (known: {', '.join(SCHEDULERS)})")
         return name
 
 
@@ -102,13 +141,27 @@ class WarmStartSpec(_Section):
     from_study: str | None = Field(default=None, description="an earlier Optuna study's name, in the same storage")
     top: int = Field(default=5, ge=1, le=1000, description="how many of the earlier job's best trials")
 
+    @field_validator("configs")
+    @classmethod
+    def _scalar_values(cls, configs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        for index, config in enumerate(configs):
+            for name, value in config.items():
+                where = f"configs[{index}].{name[:64]}"
+                if not (value is None or isinstance(value, (bool, int, float, str))):
+                    raise ValueError(f"{where}: expected a number, a string, a boolean or null, got {type(value).__name__}")
+                if isinstance(value, float) and not math.isfinite(value):
+                    raise ValueError(f"{where}: must be a finite number")
+                if isinstance(value, int) and abs(value) > MAX_INT:
+                    raise ValueError(f"{where}: must lie within -2**53..2**53")
+        return configs
+
 
 class ResourcesSpec(_Section):
     """What each trial asks Ray for, and how many trials run at once."""
 
-    cpus_per_trial: float = Field(default=1.0, gt=0)
-    gpus_per_trial: float = Field(default=0.0, ge=0)
-    max_concurrent: int | None = Field(default=None, ge=1)
+    cpus_per_trial: float = Field(default=1.0, gt=0, le=4096)
+    gpus_per_trial: float = Field(default=0.0, ge=0, le=1024)
+    max_concurrent: int | None = Field(default=None, ge=1, le=100_000)
 
     @field_validator("gpus_per_trial")
     @classmethod
@@ -121,10 +174,21 @@ class ResourcesSpec(_Section):
 class TrackingSpec(_Section):
     """Where MLflow records the job, and whether the best model is registered."""
 
-    experiment: str | None = None
+    experiment: str | None = Field(default=None, description="the MLflow experiment (default: the job's name)")
     tracking_uri: str | None = None
     register_model: bool = True
-    model_name: str | None = None
+    model_name: str | None = Field(default=None, description="the Model Registry name (default: the job's name)")
+
+    @field_validator("experiment", "model_name")
+    @classmethod
+    def _safe_names(cls, name: str | None) -> str | None:
+        # The experiment's name becomes its artifact folder: the same rule as a job's name.
+        return None if name is None else check_name(name)
+
+    @field_validator("tracking_uri")
+    @classmethod
+    def _uri_text(cls, uri: str | None) -> str | None:
+        return None if uri is None else _check_text(uri, limit=MAX_PATH_CHARS)
 
 
 class JobSpec(_Section):
@@ -149,25 +213,33 @@ class JobSpec(_Section):
     @field_validator("name")
     @classmethod
     def _safe_name(cls, name: str) -> str:
-        if not NAME_PATTERN.match(name) or ".." in name:
-            raise ValueError(
-                f"{name!r} is not a valid name: use 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit"
-            )
-        return name
+        return check_name(name)
 
     @field_validator("objective")
     @classmethod
     def _objective_ref(cls, ref: str | None) -> str | None:
-        if ref is not None and not OBJECTIVE_PATTERN.match(ref):
-            raise ValueError(f"{ref!r} must look like package.module:function")
+        if ref is not None and (len(ref) > 256 or not OBJECTIVE_PATTERN.fullmatch(ref)):
+            raise ValueError(f"{ref[:100]!r} must look like package.module:function")
         return ref
 
     @field_validator("space")
     @classmethod
     def _space_shape(cls, space: str | dict[str, Any]) -> str | dict[str, Any]:
-        if isinstance(space, str) and not space.strip():
-            raise ValueError("must name a preset, a path, or hold the parameters inline")
+        if isinstance(space, str):
+            if not space.strip():
+                raise ValueError("must name a preset, a path, or hold the parameters inline")
+            _check_text(space, limit=MAX_PATH_CHARS)
         return space
+
+    @field_validator("metric")
+    @classmethod
+    def _metric_names(cls, metric: str | list[str] | None) -> str | list[str] | None:
+        for name in [metric] if isinstance(metric, str) else metric or []:
+            if not METRIC_PATTERN.fullmatch(name):
+                raise ValueError(
+                    f"{name[:100]!r} is not a usable metric name: letters, digits and _ . : / -, starting with a letter or '_'"
+                )
+        return metric
 
     @model_validator(mode="after")
     def _one_thing_to_train(self) -> JobSpec:
@@ -209,6 +281,10 @@ def parse_spec(raw: Any, *, source: str | None = None) -> JobSpec:
     if not isinstance(raw, Mapping):
         raise SpecError(f"expected a mapping of fields at the top level, got {type(raw).__name__}", source=source)
     try:
+        check_structure(raw, "(the spec)")
+    except SpecError as exc:
+        raise SpecError(exc.problems, source=source) from None
+    try:
         return JobSpec.model_validate(dict(raw))
     except ValidationError as exc:
         raise SpecError(format_validation_error(exc), source=source) from None
@@ -225,17 +301,29 @@ def load_spec(path: str | Path) -> JobSpec:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise SpecError(f"file {str(path)!r} does not exist") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SpecError(f"cannot read {str(path)!r}: {exc}") from None
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise SpecError(f"cannot read {str(path)!r}: {getattr(exc, 'strerror', None) or exc}") from None
     try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise SpecError(f"not valid YAML{where}: {getattr(exc, 'problem', exc)}", source=str(path)) from None
+        raw = read_yaml(text, field="")
+    except SpecError as exc:
+        raise SpecError(exc.problems, source=str(path)) from None
     spec = parse_spec(raw, source=str(path))
+    if spec.tracking.tracking_uri and _has_password(spec.tracking.tracking_uri):
+        # The spec is stored with the job and logged to MLflow: a password in it would be too.
+        raise SpecError(
+            "tracking.tracking_uri: holds a password; a job file is stored and logged, so give the URI "
+            "with its password in MLFLOW_TRACKING_URI (or --tracking-uri) instead",
+            source=str(path),
+        )
     check_spec(spec, base_dir=path.parent)
     return spec
+
+
+def _has_password(uri: str) -> bool:
+    try:
+        return bool(urlsplit(uri).password)
+    except ValueError:
+        return False
 
 
 def check_spec(
@@ -264,7 +352,44 @@ def check_spec(
         _check_trainer(spec, spec.trainer, resolved if isinstance(resolved, SearchSpace) else None, base_dir)
     if spec.objective is not None and import_objective_ref:
         import_objective(spec.objective, base_dir=base_dir)
+    if spec.sampler.name == "grid" and isinstance(resolved, SearchSpace):
+        _check_grid_size(resolved)
+    _check_scheduler(spec)
     return resolved
+
+
+def _check_grid_size(space: SearchSpace) -> None:
+    """A grid is enumerated up front: refuse one too large to list, before trying to."""
+    from automl.spaces import CategoricalParam
+
+    size = 1
+    for param in space.params.values():
+        if isinstance(param, CategoricalParam):
+            size *= len(param.choices)
+        elif param.step is not None:  # a float without a step: the grid sampler says what to do
+            size *= int((param.high - param.low) // param.step) + 1
+        if size > MAX_GRID_POINTS:
+            raise SpecError(
+                f"space: the grid sampler would enumerate more than {MAX_GRID_POINTS:,} points; "
+                "use larger steps, fewer choices, or another sampler"
+            )
+
+
+def _check_scheduler(spec: JobSpec) -> None:
+    """Build the scheduler once, so options it refuses fail now rather than when the job runs."""
+    from automl.schedulers import create_scheduler
+
+    try:
+        create_scheduler(
+            spec.scheduler.name,
+            metric=spec.metric_names[0] if spec.metric_names else "metric",
+            mode=spec.mode[0] if isinstance(spec.mode, list) else spec.mode or "min",
+            max_epochs=spec.budget.max_epochs,
+            grace_period=spec.scheduler.grace_period,
+            options=spec.scheduler.options,
+        )
+    except Exception as exc:  # noqa: BLE001 - Tune's schedulers assert, raise ValueError or TypeError
+        raise SpecError(f"scheduler.options: scheduler {spec.scheduler.name!r} refuses them: {exc or type(exc).__name__}") from None
 
 
 def resolve_metrics(spec: JobSpec, *, base_dir: Path | None = None) -> tuple[tuple[str, ...], tuple[Mode, ...]]:
@@ -333,6 +458,9 @@ def _check_trainer(spec: JobSpec, trainer_spec: TrainerSpec, space: SearchSpace 
         inferred = trainer.check_data(data_config(spec, base_dir=base_dir))
     except DataError as exc:
         raise SpecError(f"trainer.dataset: {exc}") from None
+    except (OSError, ValueError, RuntimeError) as exc:  # the path itself: unreadable, a folder, '~nobody'
+        reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+        raise SpecError(f"trainer.dataset: cannot use {trainer_spec.dataset[:200]!r}: {reason}") from None
     task = trainer_spec.task or inferred
     metrics = trainer.metrics(task)
     for name in spec.metric_names:
@@ -352,7 +480,7 @@ def import_objective(ref: str, *, base_dir: Path | None = None) -> Any:
             sys.path.insert(0, str(folder.resolve()))
     try:
         target: Any = importlib.import_module(module_name)
-    except Exception as exc:  # noqa: BLE001 - any import failure is the user's to see
+    except (Exception, SystemExit) as exc:  # noqa: BLE001 - any import failure is the user's to see
         raise SpecError(f"objective: cannot import module {module_name!r}: {type(exc).__name__}: {exc}") from None
     for attr in attr_path.split("."):
         if not hasattr(target, attr):
@@ -368,6 +496,15 @@ def _looks_like_path(dataset: str) -> bool:
 
 
 def spec_to_yaml(spec: JobSpec) -> str:
-    """The spec as YAML, every default filled in: what the job actually ran with."""
-    return yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False)
+    """The spec as YAML, every default filled in: what the job actually ran with.
+
+    A password in ``tracking.tracking_uri`` (given to :func:`automl.search` in code) is hidden:
+    this text is stored with the job and logged to MLflow.
+    """
+    from automl.settings import redact_url
+
+    data = spec.model_dump(mode="json")
+    if spec.tracking.tracking_uri:
+        data["tracking"]["tracking_uri"] = redact_url(spec.tracking.tracking_uri)
+    return yaml.safe_dump(data, sort_keys=False)
 
