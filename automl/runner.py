@@ -199,7 +199,11 @@ class Runner:
         (``automl run``): claim it, run it, return.
         """
         from automl.engine import ensure_ray
+        from automl.settings import prepare
 
+        # The state directory first: with the job store elsewhere (PostgreSQL) nothing else has
+        # made it yet, and the default Optuna storage and Tune's results live there.
+        prepare(self.settings)
         ensure_ray(self.settings.ray_address)
         # After ray.init: Ray installs its own SIGTERM handler, which would kill the process.
         if threading.current_thread() is threading.main_thread():

@@ -30,6 +30,10 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 VERSION_TABLE = "automl_alembic_version"
+# How long a store operation keeps retrying a locked or restarting database (a PostgreSQL restart
+# takes seconds); opening the store retries only briefly, so a wrong URL fails fast.
+RETRY_WINDOW_S = 30.0
+OPEN_RETRY_WINDOW_S = 3.0
 
 
 class JobNotFound(AutomlError):
@@ -108,19 +112,20 @@ class JobStore:
         with self._sessions.begin() as session:
             yield session
 
-    def _retrying(self, work: Callable[[], T], *, attempts: int = 6) -> T:
-        """Run ``work``, retrying with backoff while the database is briefly locked or restarting."""
+    def _retrying(self, work: Callable[[], T], *, window_s: float = RETRY_WINDOW_S) -> T:
+        """Run ``work``, retrying with backoff (0.1 s doubling to 2 s) while the database is briefly
+        locked or restarting, for up to ``window_s`` seconds; then raise :class:`StoreUnavailable`."""
         delay = 0.1
-        for attempt in range(attempts):
+        deadline = time.monotonic() + window_s
+        while True:
             try:
                 return work()
             except (OperationalError, DBAPIError) as exc:
-                if attempt == attempts - 1 or not _transient(exc):
+                if not _transient(exc) or time.monotonic() + delay > deadline:
                     raise StoreUnavailable(f"the job database {self.url} is unavailable: {_short(exc)}") from exc
-                logger.debug("job store busy (%s); retrying in %.1fs", _short(exc), delay)
+                logger.info("job store busy or restarting (%s); retrying in %.1fs", _short(exc), delay)
                 time.sleep(delay)
                 delay = min(delay * 2, 2.0)
-        raise AssertionError("unreachable")
 
     # -- submitting and reading -----------------------------------------------------------
 
@@ -396,7 +401,7 @@ def open_store(url: str, *, migrate: bool = True) -> JobStore:
     store = JobStore(engine)
     if migrate:
         try:
-            store._retrying(lambda: None if _at_head(engine) else upgrade(engine))
+            store._retrying(lambda: None if _at_head(engine) else upgrade(engine), window_s=OPEN_RETRY_WINDOW_S)
         except StoreUnavailable:
             raise
         except Exception as exc:  # noqa: BLE001
