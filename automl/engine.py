@@ -204,6 +204,7 @@ def _run(
     parent_run_id: str | None,
 ) -> SearchResult:
     from automl.optuna_bridge import StudySearch
+    from automl.plots import log_search_plots
     from automl.samplers import SamplerRequest, create_sampler
     from automl.tracking import MlflowTracker
     from automl.tune_callbacks import JobCallback
@@ -296,6 +297,7 @@ def _run(
                 progress.stop()
         _settle(searcher, callback, control)
         callback.flush()
+        log_search_plots(tracker, searcher.durable_study, plan.metrics, control)  # plots/ on the parent run; never raises
         early = callback.early_stop_reason()
         if early is not None and control is not None:
             control.on_event("stopped_early", f"stopped early: {early}")

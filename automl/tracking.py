@@ -163,7 +163,8 @@ class MlflowTracker:
                 self.client.restore_experiment(existing.experiment_id)
             return existing.experiment_id
         location = f"{self.artifact_root}/{name}" if self.artifact_root else None
-        return self.client.create_experiment(name, artifact_location=location)
+        # The experiment's description in the MLflow UI: how to read what the jobs leave there.
+        return self.client.create_experiment(name, artifact_location=location, tags={NOTE: experiment_note(name)})
 
     def start_trial(self, number: int, params: Mapping[str, Any], tags: Mapping[str, str]) -> str:
         """Open the child run of trial ``number`` with its hyperparameters as params."""
@@ -205,8 +206,40 @@ class MlflowTracker:
         """Write the job's summary on the parent run and close it with ``status``."""
         if self.parent_run_id is None:
             return
-        self._log_batch(self.parent_run_id, metrics=metrics, params=params, tags=tags)
+        note = self._summary_note(status, metrics, params, tags)
+        self._log_batch(self.parent_run_id, metrics=metrics, params=params, tags={**tags, **({NOTE: note} if note else {})})
         self.client.set_terminated(self.parent_run_id, status)
+
+    def _summary_note(
+        self, status: str, metrics: Mapping[str, float], params: Mapping[str, Any], tags: Mapping[str, str]
+    ) -> str | None:
+        """The parent run's description: the spec's own, then the job's result in Markdown.
+
+        Trial counts come from ``metrics`` when given, else from the child runs' state tags (a
+        cancelled job). ``None`` when the run cannot be read: the summary is never a reason to fail.
+        """
+        try:
+            run = self.client.get_run(self.parent_run_id)
+            counts = {k.removeprefix("trials_").upper(): int(v) for k, v in metrics.items() if k.startswith("trials_")}
+            if not counts:
+                for child in self.child_runs().values():
+                    state = child.data.tags.get(f"{TAG_PREFIX}state", "RUNNING")
+                    counts[state] = counts.get(state, 0) + 1
+            description = _description_of(run.data.tags.get(NOTE, ""))
+            summary = summary_note(
+                state=tags.get(f"{TAG_PREFIX}state") or status.lower(),
+                counts=counts,
+                metrics=metrics,
+                best_params={k.removeprefix("best."): v for k, v in params.items() if k.startswith("best.")},
+                tags=tags,
+                experiment_id=run.info.experiment_id,
+                plots=bool(self.client.list_artifacts(self.parent_run_id, "plots")),
+            )
+        except Exception as exc:  # noqa: BLE001
+            logger.warning("MLflow tracking: the summary of run %s was left out: %s", self.parent_run_id, exc)
+            return None
+        # The result first: the UI shows the first lines of a description until "Show more".
+        return f"{summary}{SUMMARY_END}{description}" if description else summary
 
     def log_figure_json(self, name: str, payload: Any) -> None:
         """Attach a JSON document to the parent run (the trials table, the best params)."""
@@ -283,6 +316,70 @@ class MlflowTracker:
             params=[Param(k, _param_text(v)) for k, v in (params or {}).items()],
             tags=[RunTag(k, str(v)) for k, v in (tags or {}).items()],
         )
+
+
+NOTE = "mlflow.note.content"  # what the MLflow UI shows as a run's or an experiment's description
+RESULT_PREFIX = "**Result**: "  # how a job's summary starts; the spec's description follows it
+SUMMARY_END = "\n\n---\n\n"
+STATE_WORDS = {"COMPLETE": "complete", "PRUNED": "pruned", "FAIL": "failed", "RUNNING": "running"}
+
+
+def experiment_note(name: str) -> str:
+    """The description of a job's experiment, in Markdown: what its runs are and how to filter them."""
+    return (
+        f"Hyperparameter search jobs `{name}`: one run per job; expand it (⊞) for its trials, `trial-000`, "
+        "`trial-001`, .... A job's run holds its result (Description), its search plots (Artifacts, `plots/`) "
+        "and its spec (`job/`).\n\n"
+        "Filter the trials by state: `tags.automl.state = 'FAIL'` (or `'PRUNED'`, `'COMPLETE'`); "
+        "the jobs only: `tags.automl.kind = 'job'`."
+    )
+
+
+def summary_note(
+    *,
+    state: str,
+    counts: Mapping[str, int],
+    metrics: Mapping[str, float],
+    best_params: Mapping[str, Any],
+    tags: Mapping[str, str],
+    experiment_id: str,
+    plots: bool = False,
+) -> str:
+    """A job's result in Markdown, for its parent run's description in the MLflow UI."""
+    states = (*STATE_WORDS, *sorted(set(counts) - set(STATE_WORDS)))
+    parts = [f"{counts[s]} {STATE_WORDS.get(s, s.lower())}" for s in states if counts.get(s)]
+    total = sum(counts.values())
+    head = f"{RESULT_PREFIX}**{state}**, {total} trial{'s' if total != 1 else ''}" + (f" ({', '.join(parts)})" if parts else "")
+    best = next(((k.removeprefix("best_"), v) for k, v in metrics.items() if k.startswith("best_")), None)
+    if best is not None:
+        trial, run_id = tags.get(f"{TAG_PREFIX}best_trial"), tags.get(f"{TAG_PREFIX}best_run_id")
+        where = ""
+        if trial is not None:
+            name = f"trial-{int(trial):03d}"
+            where = f" in [{name}](#/experiments/{experiment_id}/runs/{run_id})" if run_id else f" in {name}"
+        head += f". Best `{best[0]}`: **{best[1]:.6g}**{where}"
+    lines = [head + "."]
+    if best_params:
+        lines += ["", "| hyperparameter | best value |", "|---|---|"]
+        lines += [f"| {k} | {_short(v)} |" for k, v in best_params.items()]
+    lines.append("")
+    if tags.get(f"{TAG_PREFIX}best_model_uri"):
+        lines.append(f"Model: `{tags[f'{TAG_PREFIX}best_model_uri']}`. ")
+    if plots:
+        lines.append("Plots: the `plots/` artifacts (optimization history, parallel coordinates, importances). ")
+    lines.append("Trials by state: search `tags.automl.state = 'PRUNED'` (or `'COMPLETE'`, `'FAIL'`).")
+    return "\n".join(lines)
+
+
+def _description_of(note: str) -> str:
+    """The spec's description in a parent run's note, without the summary a finish put before it."""
+    if note.startswith(RESULT_PREFIX):
+        return note.split(SUMMARY_END, 1)[1] if SUMMARY_END in note else ""
+    return note
+
+
+def _short(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
 def _param_text(value: Any) -> str:
