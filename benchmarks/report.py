@@ -110,7 +110,36 @@ def growth(data: dict[str, Any]) -> str:
            + f"; under 1 s at {rows[-1]['size']} trials: {'yes' if data['status_under_1s_at_largest'] else 'no'}"
            + (f" (CPU time: {'yes' if data['status_cpu_under_1s_at_largest'] else 'no'})" if "status_cpu_under_1s_at_largest" in data else "")
            + f"; dominant call in process: {data['status_dominant_call_at_largest']}."]
+    out += ["", _growth_summary(rows, f)]
     return "\n".join(out)
+
+
+def _growth_summary(rows: list[dict[str, Any]], fits: dict[str, Any]) -> str:
+    """One sentence per figure: its value at the smallest and largest size, and how it grows."""
+
+    def shape(k: float | None) -> str:
+        if k is None:
+            return "?"
+        if k < 0.1:
+            return "flat"  # a negative slope is noise on a shared machine
+        return "sublinear" if k < 0.8 else "about linear" if k < 1.2 else "faster than linear"
+
+    first, last = rows[0], rows[-1]
+    parts = []
+    for label, key, fit, unit in (
+        ("TPE ask+tell", "tpe_ask_tell_ms", "tpe_ask_tell", "ms"),
+        ("random ask+tell", "random_ask_tell_ms", "random_ask_tell", "ms"),
+        ("`automl status` wall time", "status_subprocess_s", "status_subprocess", "s"),
+        ("its CPU time", "status_subprocess_cpu_s", "status_subprocess_cpu", "s"),
+        ("its calls in process", "status_in_process_ms", "status_in_process", "ms"),
+        ("the runner's snapshot update per trial", "snapshot_update_us", "snapshot_update_per_trial", "µs"),
+        ("the snapshot from the whole study (what status cost before)", "study_snapshot_ms", "snapshot_from_study", "ms"),
+    ):
+        if key not in first or fit not in fits:
+            continue
+        k = fits[fit]["exponent"]
+        parts.append(f"{label} {C.fmt(first[key])} → {C.fmt(last[key])} {unit}, {shape(k)} (k = {C.fmt(k)})")
+    return f"How each grows from {first['size']} to {last['size']} trials: " + "; ".join(parts) + "."
 
 
 def main() -> int:
