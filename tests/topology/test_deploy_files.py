@@ -210,6 +210,8 @@ def test_scripts_refuse_a_missing_setting_naming_it(tmp_path: Path) -> None:
     assert server.returncode == 2 and "MLFLOW_BACKEND_STORE_URI" in server.stderr
     worker = run_script("workers/cluster/start-worker.sh", RAY_AUTH_TOKEN="x" * 32)
     assert worker.returncode == 2 and "RAY_HEAD_ADDRESS" in worker.stderr, worker.stderr
+    runner = run_script("workers/cluster/start-runner.sh", RAY_AUTH_TOKEN="x" * 32)
+    assert runner.returncode == 2 and "RAY_HEAD_ADDRESS" in runner.stderr, runner.stderr
     head = run_script("workers/cluster/start-head.sh")  # token auth is the default: no token, no start
     assert head.returncode == 2 and "RAY_AUTH_TOKEN" in head.stderr, head.stderr
     blocked = tmp_path / "file"

@@ -10,12 +10,14 @@
 #   bash workers/cluster/start-runner.sh --concurrency 2
 #
 # Variables: those of start-worker.sh (RAY_HEAD_ADDRESS, Ray auth, RAY_NODE_IP, RAY_TEMP_DIR, AUTOML_HOME),
-# and the service's own: AUTOML_DB_URL, AUTOML_STORAGE_URL, MLFLOW_TRACKING_URI (RAY_ADDRESS defaults to
-# RAY_HEAD_ADDRESS). AUTOML_COMMAND: the `automl` command (default: automl on PATH).
+# and the service's own: AUTOML_DB_URL, AUTOML_STORAGE_URL, MLFLOW_TRACKING_URI (RAY_ADDRESS and
+# RAY_HEAD_ADDRESS default to each other). AUTOML_COMMAND: the `automl` command (default: automl on PATH).
 set -euo pipefail
 here=$(dirname "${BASH_SOURCE[0]}")
 
-address=${RAY_ADDRESS:-${RAY_HEAD_ADDRESS:-}}
+# Either variable names the head; RAY_HEAD_ADDRESS wins for the node, RAY_ADDRESS (if set) for the driver.
+export RAY_HEAD_ADDRESS=${RAY_HEAD_ADDRESS:-${RAY_ADDRESS:-}}
+address=${RAY_ADDRESS:-$RAY_HEAD_ADDRESS}
 env -u RAY_ADDRESS RAY_BLOCK=0 RAY_NUM_CPUS=0 RAY_NUM_GPUS=0 RAY_RESOURCES='' bash "$here/start-worker.sh"
 export RAY_ADDRESS=$address
 exec "${AUTOML_COMMAND:-automl}" worker "$@"
