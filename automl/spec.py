@@ -315,7 +315,10 @@ def load_spec(path: str | Path) -> JobSpec:
             "with its password in MLFLOW_TRACKING_URI (or --tracking-uri) instead",
             source=str(path),
         )
-    check_spec(spec, base_dir=path.parent)
+    try:
+        check_spec(spec, base_dir=path.parent)
+    except SpecError as exc:
+        raise SpecError(exc.problems, source=exc.source or str(path)) from None
     return spec
 
 
@@ -454,6 +457,7 @@ def _check_trainer(spec: JobSpec, trainer_spec: TrainerSpec, space: SearchSpace 
             f"space: {', '.join(map(repr, unknown))} not read by trainer {trainer_spec.name!r} "
             f"(it reads: {', '.join(trainer.hyperparameters)})"
         )
+    _check_trainable_values(trainer, space)
     try:
         inferred = trainer.check_data(data_config(spec, base_dir=base_dir))
     except DataError as exc:
@@ -466,6 +470,22 @@ def _check_trainer(spec: JobSpec, trainer_spec: TrainerSpec, space: SearchSpace 
     for name in spec.metric_names:
         if name not in metrics:
             raise SpecError(f"metric: trainer {trainer_spec.name!r} reports {', '.join(metrics)} for {task}, not {name!r}")
+
+
+def _check_trainable_values(trainer: Any, space: SearchSpace | None) -> None:
+    """Every value the space can give the trainer must be one it trains with (batch size > 0,
+    dropout in [0, 1), ...): the trainer's own rule, checked at the ends of each range and on
+    every choice, so a bad value fails now rather than in a trial."""
+    from automl.spaces import CategoricalParam
+    from workers.trainers._loop import resolve_params
+
+    for name, param in (space.params.items() if space else ()):
+        values = param.choices if isinstance(param, CategoricalParam) else (param.low, param.high)
+        for value in values:
+            try:
+                resolve_params({name: trainer.hyperparameters[name]}, {name: value})
+            except (ValueError, TypeError, OverflowError) as exc:
+                raise SpecError(f"space.params.{name}: the trainer cannot train with {value!r}: {exc}") from None
 
 
 def import_objective(ref: str, *, base_dir: Path | None = None) -> Any:
