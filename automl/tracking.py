@@ -360,8 +360,7 @@ def summary_note(
         head += f". Best `{best[0]}`: **{best[1]:.6g}**{where}"
     lines = [head + "."]
     if best_params:
-        lines += ["", "| hyperparameter | best value |", "|---|---|"]
-        lines += [f"| {k} | {_short(v)} |" for k, v in best_params.items()]
+        lines += ["", "Best hyperparameters: " + ", ".join(f"`{k}` = {_short(v)}" for k, v in best_params.items()) + "."]
     lines.append("")
     if tags.get(f"{TAG_PREFIX}best_model_uri"):
         lines.append(f"Model: `{tags[f'{TAG_PREFIX}best_model_uri']}`. ")

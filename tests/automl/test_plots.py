@@ -138,4 +138,4 @@ def test_the_job_run_and_experiment_describe_themselves(store: tuple[str, str]) 
         f"{RESULT_PREFIX}**succeeded**, 3 trials (2 complete, 1 pruned). "
         f"Best `val_accuracy`: **0.875** in [trial-004](#/experiments/{tracker.experiment_id}/runs/{child})."
     )
-    assert "| lr | 0.01235 |" in note and "| batch_size | 16 |" in note
+    assert "Best hyperparameters: `lr` = 0.01235, `batch_size` = 16." in note
