@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from automl.errors import TrackingError
+from automl.settings import redact_url
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -97,7 +98,7 @@ class MlflowTracker:
 
         check_url(
             self.tracking_uri,
-            what=f"the MLflow tracking server at {self.tracking_uri}",
+            what=f"the MLflow tracking server at {redact_url(self.tracking_uri)}",
             hint="Start it (see mlflow/), fix MLFLOW_TRACKING_URI, or unset it to track locally.",
         )
         try:
@@ -116,7 +117,7 @@ class MlflowTracker:
                     self.client.set_tag(self.parent_run_id, f"{TAG_PREFIX}state", "failed")
                     self.client.set_terminated(self.parent_run_id, "FAILED")
             where = f" (artifacts: {self.artifact_root})" if self.artifact_root else ""
-            raise TrackingError(f"cannot write to the MLflow tracking store {self.tracking_uri}{where}: {exc}") from exc
+            raise TrackingError(f"cannot write to the MLflow tracking store {redact_url(self.tracking_uri)}{where}: {exc}") from exc
         return self.parent_run_id
 
     def resume_job(self, parent_run_id: str) -> str:
@@ -131,7 +132,7 @@ class MlflowTracker:
             self.parent_run_id = parent_run_id
             self.client.update_run(parent_run_id, status="RUNNING")
         except Exception as exc:  # noqa: BLE001
-            raise TrackingError(f"cannot reopen MLflow run {parent_run_id} in {self.tracking_uri}: {exc}") from exc
+            raise TrackingError(f"cannot reopen MLflow run {parent_run_id} in {redact_url(self.tracking_uri)}: {exc}") from exc
         return parent_run_id
 
     def child_runs(self) -> dict[int, Any]:
