@@ -41,6 +41,7 @@ def test_unreachable_ray_cluster_queues_nothing(automl_home: Path) -> None:
 
 
 def test_unreachable_tracking_server(automl_home: Path, ray_session: None) -> None:
-    result = CliRunner().invoke(app, ["run", EXAMPLE, "--tracking-uri", "http://127.0.0.1:1", "--no-progress"])
+    result = CliRunner().invoke(app, ["run", EXAMPLE, "--tracking-uri", "http://bob:hunter2@127.0.0.1:1", "--no-progress"])
     assert result.exit_code == EXIT_FAILED
-    assert "cannot reach the MLflow tracking server at http://127.0.0.1:1" in _one_line(result.output)
+    assert "cannot reach the MLflow tracking server at http://bob:***@127.0.0.1:1" in _one_line(result.output)
+    assert "hunter2" not in result.output
