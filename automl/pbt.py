@@ -336,6 +336,7 @@ class PopulationSearch(BasicVariantGenerator):
         self.exploits: dict[str, list[dict[str, Any]]] = {}
         self._awaiting_resume: set[str] = set()
         self._completed: set[str] = set()
+        self._last_results: dict[str, dict[str, Any]] = {}
         self._study_id: int | None = None
 
     def is_finished(self) -> bool:
@@ -348,18 +349,23 @@ class PopulationSearch(BasicVariantGenerator):
         trial = super().next_trial()
         if trial is None:
             return None
-        config = self.searcher.suggest(trial.trial_id)
-        if config is None:
-            raise RuntimeError(f"the Optuna study {self.study_name!r} gave no configuration for trial {trial.trial_id}")
+        config = self.assign(trial.trial_id)
         # In place: Tune keeps this same dict as the trial's unresolved config too.
         trial.config.update(config)
         trial.evaluated_params = self._params_of(config)
         trial.invalidate_json_state()
         if trial.trial_dirname_creator is not None:
             trial.custom_dirname = trial.trial_dirname_creator(trial)
-        self.numbers[trial.trial_id] = int(config[TRIAL_NUMBER_KEY])
-        self.configs[trial.trial_id] = self._params_of(config)
         return trial
+
+    def assign(self, trial_id: str) -> dict[str, Any]:
+        """Ask the study for the configuration (and trial number) of the Tune trial ``trial_id``."""
+        config = self.searcher.suggest(trial_id)
+        if config is None:
+            raise RuntimeError(f"the Optuna study {self.study_name!r} gave no configuration for trial {trial_id}")
+        self.numbers[trial_id] = int(config[TRIAL_NUMBER_KEY])
+        self.configs[trial_id] = self._params_of(config)
+        return config
 
     def exploited(self, trial_id: str, *, donor: int, at_step: int, donor_step: int, config: dict[str, Any]) -> None:
         """Record that PBT cloned trial ``donor`` (its checkpoint at ``donor_step``) into ``trial_id`` at ``at_step``."""
@@ -372,6 +378,7 @@ class PopulationSearch(BasicVariantGenerator):
 
     def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
         self.searcher.on_trial_result(trial_id, result)
+        self._last_results[trial_id] = result
         if trial_id in self._awaiting_resume:
             resumed = _resumed_from(result)
             if resumed is not None:
@@ -385,6 +392,10 @@ class PopulationSearch(BasicVariantGenerator):
             final = self.configs.get(trial_id, {})
             self._set_user_attr(trial_id, FINAL_PARAMS_ATTR, final)  # before the trial is told: then it is frozen
             self._tag(trial_id, {f"{_TAG}final_params": json.dumps(final, default=str)[:5000]})
+        if result is None and not error:
+            # A trial PBT had paused, stopped by the job's end (time limit, target, cancel): Tune
+            # passes no result; its last one says it reported and was stopped early (PRUNED).
+            result = self._last_results.get(trial_id)
         self.searcher.on_trial_complete(trial_id, result=result, error=error)
         self._completed.add(trial_id)
         super().on_trial_complete(trial_id, result=result, error=error)

@@ -1,10 +1,11 @@
 """The PBT scheduler: a real population based training search, its options, and its record.
 
-The end-to-end test runs an iris MLP population of four, with two trials that start with a
-learning rate too small to learn anything, so PBT has trials to clone into them. It checks
-that the clones resumed from the donor's checkpoint (the trial says which trial and step
-wrote the checkpoint it loaded) and went on counting epochs from there, and that Optuna and
-MLflow hold one record per trial, COMPLETE, with the exploits and the final configuration.
+The end-to-end test runs an iris MLP population of two: one trial that learns, and one whose
+learning rate is too small to learn anything, so PBT clones the first into the second. It
+checks that the clone resumed from the donor's checkpoint (the trial says which trial and step
+wrote the checkpoint it loaded), took its weights and went on counting epochs from there, and
+that Optuna and MLflow hold one record per trial, COMPLETE, with the exploit and the final
+configuration. (Two members, not more: each costs a Ray worker that imports torch.)
 """
 
 from __future__ import annotations
@@ -25,12 +26,10 @@ SPACE = {
     "batch_size": {"type": "categorical", "choices": [8, 16, 32]},
     "hidden_size": {"type": "int", "low": 4, "high": 32},
 }
-# Two trials that learn, two that cannot (learning rate 1e-6): the latter are cloned from the former.
+# A trial that learns, and one that cannot (learning rate 1e-6): the latter is cloned from the former.
 POPULATION = [
     {"learning_rate": 0.05, "batch_size": 16, "hidden_size": 16},
-    {"learning_rate": 0.03, "batch_size": 8, "hidden_size": 24},
     {"learning_rate": 1.0e-6, "batch_size": 32, "hidden_size": 8},
-    {"learning_rate": 2.0e-6, "batch_size": 32, "hidden_size": 12},
 ]
 MAX_EPOCHS = 4  # one perturbation, at epoch 2 (none at the last epoch)
 
@@ -43,7 +42,7 @@ def _spec(**changes: object) -> automl.JobSpec:
         "metric": "val_loss",
         "mode": "min",
         "scheduler": {"name": "pbt", "options": {"perturbation_interval": 2, "quantile_fraction": 0.5, "resample_probability": 0, "synch": True}},
-        "budget": {"trials": 4, "max_epochs": MAX_EPOCHS},
+        "budget": {"trials": len(POPULATION), "max_epochs": MAX_EPOCHS},
         "resources": {"cpus_per_trial": 0.5},
         "warm_start": {"configs": POPULATION},
         "seed": 5,
@@ -56,18 +55,17 @@ def _spec(**changes: object) -> automl.JobSpec:
 def test_pbt_clones_trials_from_checkpoints_and_records_every_trial(automl_home: Path, ray_session: None) -> None:
     result = automl.run_spec(_spec())
 
-    assert result.state_counts == {"COMPLETE": 4}
+    assert result.state_counts == {"COMPLETE": 2}
     study = optuna.load_study(study_name=result.study_name, storage=f"sqlite:///{automl_home / 'studies.db'}")
     trials = study.get_trials()
-    assert sorted(t.number for t in trials) == [0, 1, 2, 3], "one Optuna trial per member of the population"
+    assert sorted(t.number for t in trials) == [0, 1], "one Optuna trial per member of the population"
     assert all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
     by_number = {t.number: t for t in trials}
-    assert [by_number[n].params for n in range(4)] == POPULATION, "the population came from the study (warm starts first)"
+    assert [by_number[n].params for n in range(2)] == POPULATION, "the population came from the study (warm starts first)"
 
     exploits = [(t, e) for t in trials for e in t.user_attrs.get(EXPLOITS_ATTR, [])]
-    # synch: all four meet at epoch 2; the lower half (quantile_fraction 0.5) is cloned from the upper half.
-    assert sorted(t.number for t, _ in exploits) == [2, 3], "the two trials that cannot learn were cloned"
-    assert {e["donor_trial"] for _, e in exploits} <= {0, 1}
+    # synch: both meet at epoch 2; the lower half (quantile_fraction 0.5) is cloned from the upper half.
+    assert [(t.number, e["donor_trial"]) for t, e in exploits] == [(1, 0)], "the trial that cannot learn was cloned"
     for trial, exploit in exploits:
         donor = exploit["donor_trial"]
         assert donor != trial.number
@@ -92,7 +90,7 @@ def test_pbt_clones_trials_from_checkpoints_and_records_every_trial(automl_home:
 
     client = MlflowClient(tracking_uri=result.tracking_uri)
     runs = client.search_runs([result.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{result.parent_run_id}'")
-    assert sorted(int(r.data.tags["automl.trial_number"]) for r in runs) == [0, 1, 2, 3]
+    assert sorted(int(r.data.tags["automl.trial_number"]) for r in runs) == [0, 1]
     for run in runs:
         trial = by_number[int(run.data.tags["automl.trial_number"])]
         assert run.data.tags["automl.state"] == "COMPLETE" and run.info.status == "FINISHED"
@@ -117,7 +115,7 @@ def test_options_are_checked_before_anything_is_written(automl_home: Path) -> No
     refused(r"mutate: 'hidden_size' changes the model itself", scheduler={**pbt, "options": {"mutate": ["hidden_size"]}})
     refused(r"mutate: 'depth' is not a parameter of the space", scheduler={**pbt, "options": {"mutate": ["depth"]}})
     refused(r"quantile_fraction: 0.7 must be in \(0, 0.5\]", scheduler={**pbt, "options": {"quantile_fraction": 0.7}})
-    refused(r"resources.max_concurrent: pbt trains its whole population", resources={"max_concurrent": 2})
+    refused(r"resources.max_concurrent: pbt trains its whole population", resources={"max_concurrent": 1})
     refused(
         r"space: none of its parameters \(hidden_size\) can change while a model trains",
         space={"hidden_size": SPACE["hidden_size"]}, warm_start={},
@@ -164,3 +162,34 @@ def test_mutations_follow_the_space_and_perturbed_values_are_clipped_into_it() -
     assert clip(0.12, space["lr"]) == 0.1 and clip(5e-5, space["lr"]) == 1e-4
     assert clip(0.57, space["dropout"]) == 0.5 and clip(0.26, space["dropout"]) == pytest.approx(0.3)
     assert clip(76.8, space["width"]) == 64 and clip(4.4, space["width"]) == 4
+
+
+def test_population_search_records_exploits_resumes_and_stopped_trials() -> None:
+    """The record-keeping alone, on a real StudySearch and Optuna storage, without running Tune."""
+    from automl.optuna_bridge import StudySearch
+    from automl.pbt import PopulationSearch
+    from workers.context import FINAL_KEY, RESUMED_KEY
+
+    storage = optuna.storages.InMemoryStorage()
+    space = load_space({"lr": {"type": "float", "low": 0.001, "high": 0.1, "log": True}}).to_optuna()
+    searcher = StudySearch(space=space, metric="loss", mode="min", storage=storage, study_name="pop")
+    population = PopulationSearch(searcher, storage=storage, study_name="pop", params=("lr",))
+    assert [population.assign(trial_id)["_trial_number"] for trial_id in ("a", "b")] == [0, 1]  # as next_trial does
+    population.on_trial_result("a", {"loss": 1.0, "training_iteration": 1, FINAL_KEY: False})
+    population.on_trial_result("b", {"loss": 0.5, "training_iteration": 1, FINAL_KEY: False})
+    population.exploited("a", donor=1, at_step=1, donor_step=1, config={"lr": 0.02, "_trial_number": 0})
+    population.on_trial_result("a", {"loss": 0.4, "training_iteration": 2, f"{RESUMED_KEY}/trial": 1, f"{RESUMED_KEY}/step": 1})
+    population.on_trial_complete("a", {"loss": 0.3, "training_iteration": 3, FINAL_KEY: True})
+    population.on_trial_complete("b")  # paused by PBT, then stopped by the job's end: Tune gives no result
+
+    study = optuna.load_study(study_name="pop", storage=storage)
+    cloned, stopped = study.trials
+    assert cloned.state.name == "COMPLETE" and cloned.value == 0.3
+    assert cloned.user_attrs[EXPLOITS_ATTR] == [
+        {"at_step": 1, "donor_trial": 1, "donor_step": 1, "params": {"lr": 0.02}, "resumed_from": {"trial": 1, "step": 1}}
+    ]
+    assert cloned.user_attrs[FINAL_PARAMS_ATTR] == {"lr": 0.02}
+    assert cloned.intermediate_values == {1: 1.0, 2: 0.4, 3: 0.3}
+    assert stopped.state.name == "PRUNED", "it reported before it was stopped: not a failure"
+    assert stopped.user_attrs[FINAL_PARAMS_ATTR] == stopped.params
+    assert population.is_finished() is False, "the generator was never exhausted here"
