@@ -129,8 +129,8 @@ def create_scheduler(
         return factory(request)
     except TypeError as exc:
         raise ValueError(f"scheduler {name!r} does not accept these options: {exc}") from None
-    except SpecError as exc:
-        raise ValueError("; ".join(exc.problems)) from None
+    except SpecError as exc:  # pbt's checks name the whole field; callers prefix scheduler.options themselves
+        raise ValueError("; ".join(p.removeprefix("scheduler.options.") for p in exc.problems)) from None
 
 
 def _trainer_mutable(spec: JobSpec) -> frozenset[str] | None:
