@@ -43,7 +43,11 @@ in that seed / epochs the method needed; not reached within E counts 0), with it
 Targets (the issue): on the MLP, ratio >= 3; on the synthetic functions, a lower median regret
 than random search. A PNG of the curves (per seed thin, median bold) is written beside the JSON.
 
-    .venv/bin/python benchmarks/sample_efficiency.py [--smoke] [--seeds N] [--mlp-seeds N] [--out PATH]
+    .venv/bin/python benchmarks/sample_efficiency.py [--smoke] [--seeds N] [--mlp-seeds N] [--tasks A,B] [--out PATH]
+    .venv/bin/python benchmarks/sample_efficiency.py --tasks mlp_digits --variants   # + other ASHA/TPE settings
+    .venv/bin/python benchmarks/sample_efficiency.py --plot-only PATH.json           # redraw the PNG
+
+Latest figures and what they show: benchmarks/README.md, section "Sample efficiency".
 """
 
 from __future__ import annotations
@@ -516,9 +520,11 @@ def plot(tasks: dict[str, Any], path: Path) -> Path | None:
             ax.set_yscale("log", nonpositive="mask")
             ax.set_ylabel("regret of the best complete trial (lower is better)")
         else:
-            finals = [v for m in methods for v in curve_at(s[m]["median_curve"], budget) if v is not None]
-            if finals:
-                ax.set_ylim(max(0.0, min(finals) - 0.05), min(1.0, max(finals) + 0.02))
+            # Zoom on where the question is decided: around the target, not the first poor trials.
+            values = [v for m in methods for v in curve_at(s[m]["median_curve"], budget) if v is not None]
+            if values and s["target"] is not None:
+                top = max(values) + 0.004
+                ax.set_ylim(max(0.0, s["target"] - max(0.03, 2 * (top - s["target"]))), min(1.0, top))
             ax.set_ylabel(f"best {task.get('metric', 'score')} (higher is better)")
         ax.set_xlabel("epochs trained (all trials, in trial order)")
         ax.set_title(f"{name}: {len(task['seeds'])} seed(s), E = {budget}")
