@@ -14,7 +14,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -51,7 +51,11 @@ class MlflowTracker:
 
         self.tracking_uri = tracking_uri
         self.artifact_root = artifact_root
-        self.client: MlflowClient = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+        with _sqlite_init_lock(tracking_uri):  # the client opens (and may migrate) the store
+            self.client: MlflowClient = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+            if tracking_uri.startswith("sqlite:"):
+                with contextlib.suppress(Exception):  # the first real write reports a broken store, naming it
+                    self.client.search_registered_models(max_results=1)  # opens the model registry's store too
         self.experiment_id: str | None = None
         self.parent_run_id: str | None = None
         # Against a tracking server, MLflow's client prints "View run ... at: URL" to stdout each time a
@@ -380,6 +384,34 @@ def _description_of(note: str) -> str:
 
 def _short(value: Any) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+@contextlib.contextmanager
+def _sqlite_init_lock(tracking_uri: str) -> Iterator[None]:
+    """An exclusive file lock beside a local SQLite tracking store, held while it is opened.
+
+    MLflow migrates a new SQLite store when a process first opens it; two runners starting on a
+    fresh state directory would both migrate it at once, and one fails ("Online migration
+    expected to match one row", "table _alembic_tmp_metrics already exists"), failing its job.
+    Under the lock the first one migrates and the others find it done. Cheap afterwards: MLflow
+    keeps the opened store per process.
+    """
+    database = None
+    if tracking_uri.startswith("sqlite:"):
+        from sqlalchemy.engine import make_url
+
+        database = make_url(tracking_uri).database
+    if not database or database == ":memory:" or not os.path.isdir(os.path.dirname(os.path.abspath(database))):
+        yield
+        return
+    import fcntl
+
+    with open(f"{database}.init-lock", "a+") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def _param_text(value: Any) -> str:

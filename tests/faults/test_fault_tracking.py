@@ -68,13 +68,22 @@ class MlflowServer:
             self.process.wait(timeout=30)
 
 
-@pytest.fixture
-def mlflow_server(tmp_path: Path, automl_home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[MlflowServer]:
-    server = MlflowServer(tmp_path)
+@pytest.fixture(scope="module")
+def shared_mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
+    """One server for this module (it takes seconds to start); each test leaves it killed or running."""
+    server = MlflowServer(tmp_path_factory.mktemp("mlflow-server"))
     server.start()
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", server.uri)
     yield server
     server.kill()
+
+
+@pytest.fixture
+def mlflow_server(shared_mlflow_server: MlflowServer, automl_home: Path, monkeypatch: pytest.MonkeyPatch) -> MlflowServer:
+    """The module's server, running, as this test's tracking URI."""
+    if not shared_mlflow_server.answers():
+        shared_mlflow_server.start()
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", shared_mlflow_server.uri)
+    return shared_mlflow_server
 
 
 def run_with_outage(settings, job_id: str, server: MlflowServer, *, restart_after_trials: int | None) -> None:  # noqa: ANN001
