@@ -370,7 +370,8 @@ def _check_grid_size(space: SearchSpace) -> None:
         if isinstance(param, CategoricalParam):
             size *= len(param.choices)
         elif param.step is not None:  # a float without a step: the grid sampler says what to do
-            size *= int((param.high - param.low) // param.step) + 1
+            points = (param.high - param.low) / param.step + 1
+            size = size * int(points) if math.isfinite(points) and points <= MAX_GRID_POINTS else MAX_GRID_POINTS + 1
         if size > MAX_GRID_POINTS:
             raise SpecError(
                 f"space: the grid sampler would enumerate more than {MAX_GRID_POINTS:,} points; "
