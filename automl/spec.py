@@ -380,7 +380,12 @@ def _check_grid_size(space: SearchSpace) -> None:
 
 
 def _check_scheduler(spec: JobSpec) -> None:
-    """Build the scheduler once, so options it refuses fail now rather than when the job runs."""
+    """Build the scheduler once, so options it refuses fail now rather than when the job runs.
+
+    Only when options are given: without them it cannot fail, and building it imports Ray Tune.
+    """
+    if not spec.scheduler.options:
+        return
     from automl.schedulers import create_scheduler
 
     try:
