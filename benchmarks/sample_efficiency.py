@@ -577,6 +577,9 @@ def main() -> int:
     if unknown:
         raise SystemExit(f"--tasks: unknown task(s) {', '.join(unknown)}; known: {', '.join([*SYNTHETIC, MLP_TASK])}")
     functions = [name for name in SYNTHETIC if name in chosen and (name == "branin" or not args.smoke)]
+    # Every search call costs seconds to start: the smoke leaves out the synthetic Tune run (the
+    # MLP task runs the same run_tune), to stay short.
+    synth_methods = ("service", "random") if args.smoke else METHODS
     out = C.console()
     C.quiet_logging()
     info = C.machine()
@@ -594,7 +597,7 @@ def main() -> int:
             for seed in range(n_seeds):
                 with out.status(f"{name}: seed {seed + 1}/{n_seeds}"):
                     seeds.append({"seed": seed, **run_synthetic(name, seed, max_steps, synth_budget, synth_service_trials,
-                                                                home, workdir / "tune")})
+                                                                home, workdir / "tune", synth_methods)})
             tasks[name] = {"kind": "synthetic", "mode": "min", "metric": "loss", "score": "regret", "score_mode": "min",
                            "optimum": SYNTHETIC[name]["optimum"], "max_steps": max_steps, "budget_epochs": synth_budget,
                            "seeds": seeds, "summary": aggregate(seeds, synth_budget, "min")}
