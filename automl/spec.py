@@ -357,8 +357,44 @@ def check_spec(
         import_objective(spec.objective, base_dir=base_dir)
     if spec.sampler.name == "grid" and isinstance(resolved, SearchSpace):
         _check_grid_size(resolved)
+    _check_sampler_options(spec, resolved)
     _check_scheduler(spec)
     return resolved
+
+
+def _check_sampler_options(spec: JobSpec, space: Any) -> None:
+    """With options given, let the sampler propose two points of the space: Optuna's samplers
+    read most options only when they sample, so an option of the wrong type (``n_startup_trials:
+    ten``) would otherwise fail in the middle of the job."""
+    if not spec.sampler.options or not isinstance(space, SearchSpace):
+        return
+    import warnings
+
+    import optuna
+
+    from automl.samplers import SamplerRequest, create_sampler
+
+    n_objectives = len(spec.metric_names) or 1
+    request = SamplerRequest(seed=spec.seed, options=spec.sampler.options, space=space, n_objectives=n_objectives)
+    try:
+        sampler = create_sampler(spec.sampler.name, request)
+    except ValueError as exc:
+        raise SpecError(f"sampler: {exc}") from None
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            study = optuna.create_study(sampler=sampler, directions=["minimize"] * n_objectives)
+            for value in range(2):
+                trial = study.ask(space.to_optuna())
+                study.tell(trial, [float(value)] * n_objectives if n_objectives > 1 else float(value))
+    except Exception as exc:  # noqa: BLE001 - whatever the sampler raises, the options caused it
+        raise SpecError(
+            f"sampler.options: sampler {spec.sampler.name!r} cannot sample with them: {type(exc).__name__}: {exc}"
+        ) from None
+    finally:
+        optuna.logging.set_verbosity(verbosity)
 
 
 def _check_grid_size(space: SearchSpace) -> None:

@@ -83,6 +83,7 @@ WRONG_SPECS: list[tuple[str, Any, str, str]] = [
     # sampler, scheduler, budget, resources
     ("unknown sampler", iris(sampler={"name": "tpee"}), "sampler.name", "unknown sampler 'tpee' (known: tpe"),
     ("sampler option it refuses", iris(sampler={"name": "tpe", "options": {"nope": 1}}), "sampler", "does not accept these options"),
+    ("sampler option of the wrong type", iris(sampler={"name": "tpe", "options": {"n_startup_trials": "ten"}}), "sampler.options", "cannot sample with them"),
     ("unknown scheduler", iris(scheduler={"name": "ashaa"}), "scheduler.name", "unknown scheduler 'ashaa'"),
     ("scheduler option it refuses", iris(scheduler={"name": "asha", "options": {"reduction_factor": -1}}), "scheduler.options", "refuses them"),
     ("negative budget", iris(budget__trials=-1), "budget.trials", "greater than or equal to 1"),
