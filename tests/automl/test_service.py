@@ -125,6 +125,7 @@ def assert_exact_trials(service: Service, job_id: str, trials: int) -> None:
     assert {t.state.name for t in study_trials} == {"COMPLETE"}, [t.state.name for t in study_trials]
     job = service.store.get(job_id)
     assert job.trials_finished == trials
+    assert job.snapshot is not None and job.snapshot.counts == {"COMPLETE": trials}, "the job row's snapshot agrees"
     client = service.mlflow()
     runs = client.search_runs(
         [job.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{job.mlflow_run_id}'", max_results=1000
