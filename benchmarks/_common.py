@@ -76,12 +76,13 @@ def _git_state() -> dict[str, Any]:
 
     def git(*args: str) -> str:
         try:
-            return subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10).stdout.strip()
+            # rstrip only: porcelain lines start with a status column that may be a space.
+            return subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10).stdout.rstrip()
         except (OSError, subprocess.SubprocessError):
             return ""
 
     return {
-        "commit": git("rev-parse", "HEAD") or None,
+        "commit": git("rev-parse", "HEAD").strip() or None,
         "modified": [line[3:] for line in git("status", "--porcelain", "--", "automl", "workers").splitlines()],
     }
 
