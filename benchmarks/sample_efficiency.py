@@ -44,7 +44,7 @@ Targets (the issue): on the MLP, ratio >= 3; on the synthetic functions, a lower
 than random search. A PNG of the curves (per seed thin, median bold) is written beside the JSON.
 
     .venv/bin/python benchmarks/sample_efficiency.py [--smoke] [--seeds N] [--mlp-seeds N] [--tasks A,B] [--out PATH]
-    .venv/bin/python benchmarks/sample_efficiency.py --tasks mlp_digits --variants   # + other ASHA/TPE settings
+    .venv/bin/python benchmarks/sample_efficiency.py --tasks mlp_digits --variants [A,B]   # + other ASHA/TPE settings
     .venv/bin/python benchmarks/sample_efficiency.py --plot-only PATH.json           # redraw the PNG
 
 Latest figures and what they show: benchmarks/README.md, section "Sample efficiency".
@@ -78,6 +78,7 @@ VARIANTS: dict[str, tuple[str, str, dict[str, Any], str, dict[str, Any]]] = {
     "asha_rf3": ("(1b) TPE+ASHA rf 3", "tpe", {}, "asha", {"reduction_factor": 3}),
     "asha_rf4": ("(1c) TPE+ASHA rf 4", "tpe", {}, "asha", {"reduction_factor": 4}),
     "tpe_startup5": ("(1d) TPE 5 startup+ASHA", "tpe", {"n_startup_trials": 5}, "asha", {}),
+    "hyperband": ("(1e) TPE+async Hyperband", "tpe", {}, "hyperband", {}),
 }
 VARIANT_COLOURS = ("tab:purple", "tab:red", "tab:brown", "tab:pink")
 for _i, (_name, _variant) in enumerate(VARIANTS.items()):
@@ -548,8 +549,8 @@ def main() -> int:
         p.add_argument("--max-steps", type=int, default=8, help="steps per trial of the synthetic functions (default 8)")
         p.add_argument("--mlp-max-steps", type=int, default=16, help="epochs per trial of the MLP (default 16)")
         p.add_argument("--tasks", default=",".join([*SYNTHETIC, MLP_TASK]), help="which tasks, comma-separated (default all)")
-        p.add_argument("--variants", action="store_true",
-                       help=f"also run other settings of the service's search on the MLP: {', '.join(VARIANTS)}")
+        p.add_argument("--variants", nargs="?", const=",".join(VARIANTS), default="",
+                       help=f"also run other settings of the service's search on the MLP: some or all (no value) of {', '.join(VARIANTS)}")
         p.add_argument("--plot-only", type=Path, metavar="JSON", help="only draw the PNG again from an earlier run's JSON")
 
     args = C.parse_args("sample_efficiency", "Sample efficiency at equal epochs: TPE+ASHA vs random search vs Tune's default.", extra)
@@ -573,6 +574,9 @@ def main() -> int:
     synth_service_trials = max(6, synth_budget // 3)
     mlp_service_trials = max(4, mlp_budget // 4)
     chosen = [t.strip() for t in args.tasks.split(",") if t.strip()]
+    variants = tuple(v.strip() for v in args.variants.split(",") if v.strip())
+    if set(variants) - set(VARIANTS):
+        raise SystemExit(f"--variants: unknown {', '.join(sorted(set(variants) - set(VARIANTS)))}; known: {', '.join(VARIANTS)}")
     unknown = sorted(set(chosen) - {*SYNTHETIC, MLP_TASK})
     if unknown:
         raise SystemExit(f"--tasks: unknown task(s) {', '.join(unknown)}; known: {', '.join([*SYNTHETIC, MLP_TASK])}")
@@ -605,7 +609,7 @@ def main() -> int:
         for seed in range(mlp_seeds if MLP_TASK in chosen else 0):
             with out.status(f"mlp {MLP_DATASET}: seed {seed + 1}/{mlp_seeds}"):
                 seeds.append({"seed": seed, **run_mlp(seed, mlp_steps, mlp_budget, mlp_service_trials, home, workdir / "tune",
-                                                      (*METHODS, *VARIANTS) if args.variants else METHODS)})
+                                                      (*METHODS, *variants))})
         if seeds:
             tasks[MLP_TASK] = {"kind": "mlp", "mode": "max", "metric": "val_accuracy", "score": "best val_accuracy",
                                "score_mode": "max", "max_steps": mlp_steps, "budget_epochs": mlp_budget, "seeds": seeds,
@@ -643,7 +647,7 @@ def main() -> int:
                 "tune": "tune.Tuner, BasicVariantGenerator(random_state=seed), FIFO, max_concurrent_trials 2, reuse_actors, "
                 "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS=1, verbose 0",
                 **({name: f"MLP only (--variants): run_spec, sampler {v[1]} {v[2] or ''}, scheduler {v[3]} {v[4] or ''}"
-                    for name, v in VARIANTS.items()} if args.variants else {}),
+                    for name, v in VARIANTS.items() if name in variants}),
             },
             "epochs": "service paths: len(intermediate_values) per Optuna trial; Tune: last training_iteration per trial; "
             "trials kept in trial-number order while cumulative epochs <= budget; best = best COMPLETE value among them",
