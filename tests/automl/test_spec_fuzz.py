@@ -102,8 +102,9 @@ scalars = st.one_of(
     st.sampled_from(ODD_TEXTS),
     st.text(max_size=20),
 )
-# Values aimed at the checks: most mutations put one of these where a valid value was.
-odd_values = st.one_of(st.sampled_from(ODD_NUMBERS), st.sampled_from(ODD_TEXTS), st.sampled_from([[], {}, [1], {"a": 1}, None, True]))
+# Values aimed at the checks: most mutations put one of these where a valid value was
+# (copied: a later mutation may change it, and the strategy's own list must stay as it is).
+odd_values = st.one_of(st.sampled_from(ODD_NUMBERS), st.sampled_from(ODD_TEXTS), st.sampled_from([[], {}, [1], {"a": 1}, None, True]).map(copy.deepcopy))
 keys = st.one_of(st.sampled_from(ODD_TEXTS[:30]), st.text(max_size=10), st.integers(-2, 2), st.none(), st.booleans())
 trees = st.recursive(
     scalars,
