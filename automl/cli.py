@@ -384,8 +384,10 @@ def _metrics_of(job: JobView) -> list[str]:
 def _exit_for(job: JobView) -> None:
     if job.state == "succeeded":
         raise typer.Exit(EXIT_OK)
-    reason = job.error or job.state
-    err.print(f"[red]job {job.id} {job.state}[/red]" + (f": {reason}" if job.error else ""), highlight=False)
+    from rich.markup import escape
+
+    # A job's error may quote a trial's exception text: never let rich read it as markup.
+    err.print(f"[red]job {job.id} {job.state}[/red]" + (f": {escape(job.error)}" if job.error else ""), highlight=False)
     raise typer.Exit(EXIT_FAILED)
 
 
