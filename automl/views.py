@@ -9,6 +9,7 @@ from rich import box
 from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
+from rich.markup import escape
 
 from automl.settings import redact_url
 
@@ -67,7 +68,7 @@ def print_result(result: SearchResult, *, top: int = 5, console: Console | None 
     counts = ", ".join(f"{n} {state.lower()}" for state, n in sorted(result.state_counts.items()))
     console.print(trials_table(result.top(top), metric=result.metric, title=f"Top trials of {result.job_name} ({counts})"))
     for trial in [t for t in result.trials if t.state == "FAIL"][:5]:
-        console.print(f"[red]trial {trial.number} failed:[/red] {trial.fail_reason}", highlight=False)
+        console.print(f"[red]trial {trial.number} failed:[/red] {escape(trial.fail_reason or '')}", highlight=False)
     if result.pareto_front:
         console.print(pareto_table(front_rows(result.pareto_front, list(result.metrics)), list(result.metrics)))
     if result.best_value is not None:
