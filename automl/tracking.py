@@ -189,6 +189,20 @@ class MlflowTracker:
         self._log_batch(run.info.run_id, params=params)
         return run.info.run_id
 
+    def find_or_start_trial(self, number: int, params: Mapping[str, Any], tags: Mapping[str, str]) -> str:
+        """:meth:`start_trial`, unless the job already has a run for trial ``number`` (a create
+        whose answer was lost with the connection): then that run's id."""
+        assert self.experiment_id is not None and self.parent_run_id is not None
+        found = self.client.search_runs(
+            [self.experiment_id],
+            filter_string=f"tags.mlflow.parentRunId = '{self.parent_run_id}' and tags.`{TAG_PREFIX}trial_number` = '{number}'",
+            max_results=1,
+        )
+        if found:
+            self._log_batch(found[0].info.run_id, params=params)  # the same values again: a no-op if they are there
+            return found[0].info.run_id
+        return self.start_trial(number, params, tags)
+
     def log_metrics(self, run_id: str, metrics: Mapping[str, float], step: int) -> None:
         """Log one report's metrics at ``step`` in a single call."""
         self._log_batch(run_id, metrics=metrics, step=step)

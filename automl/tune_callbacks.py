@@ -117,15 +117,22 @@ class TrackingWriter:
         self.untracked = 0
         self.replayed = 0
 
-    def submit(self, call: Callable[..., Any], *args: Any, **kwargs: Any) -> Future[Any]:
-        """Queue a tracking (MLflow) write; its future holds the call's result, or ``None`` if it failed."""
-        write = _Write(call, args, kwargs, Future())
+    def submit(
+        self, call: Callable[..., Any], *args: Any, replay: Callable[..., Any] | None = None, **kwargs: Any
+    ) -> Future[Any]:
+        """Queue a tracking (MLflow) write; its future holds the call's result, or ``None`` if it failed.
+
+        ``replay`` (same arguments) replaces ``call`` when a held write is sent again: a request
+        the server carried out just before the connection broke must not be done twice (a
+        second run for one trial).
+        """
+        write = _Write(call, args, kwargs, Future(), replay)
         self._pool.submit(self._track, write)
         return write.future
 
     def submit_store(self, call: Callable[..., Any], *args: Any, **kwargs: Any) -> Future[Any]:
         """Queue a job store write: in order with the rest, but never held back while MLflow is down."""
-        write = _Write(call, args, kwargs, Future())
+        write = _Write(call, args, kwargs, Future(), None)
         self._pool.submit(self._execute, write)
         return write.future
 
@@ -138,10 +145,12 @@ class TrackingWriter:
 
     def _execute(self, write: _Write, *, keep: bool = False) -> bool:
         """Run one write. ``False`` (nothing resolved) when ``keep`` and the server is unreachable."""
+        call = write.replay if write.held and write.replay is not None else write.call
         try:
-            write.future.set_result(write.call(*write.args, **write.kwargs))
+            write.future.set_result(call(*write.args, **write.kwargs))
         except Exception as exc:  # noqa: BLE001 - tracking must never take the search down
             if keep and self._reachable is not None and not self._reachable():
+                write.held = True
                 if self.down_since is None:
                     self.down_since = time.monotonic()
                     logger.warning("MLflow tracking server unreachable (%s); holding tracking writes until it answers", exc)
@@ -200,6 +209,8 @@ class _Write:
     args: tuple[Any, ...]
     kwargs: dict[str, Any]
     future: Future[Any]
+    replay: Callable[..., Any] | None
+    held: bool = False
 
     @property
     def name(self) -> str:
@@ -269,7 +280,8 @@ class JobCallback(Callback):
             self.writer.submit(self.tracker.reopen_trial, record.run_ref, {"automl.ray_trial_id": trial.trial_id})
         else:
             record.run_ref = self.writer.submit(
-                self.tracker.start_trial, record.number, params, {"automl.ray_trial_id": trial.trial_id}
+                self.tracker.start_trial, record.number, params, {"automl.ray_trial_id": trial.trial_id},
+                replay=self.tracker.find_or_start_trial,
             )
 
     def open_record(self, trial_id: str, number: int, params: dict[str, Any]) -> TrialRecord:
@@ -277,7 +289,10 @@ class JobCallback(Callback):
         record = TrialRecord(number, trial_id, dict(params))
         self.records[trial_id] = record
         if self.tracker is not None:
-            record.run_ref = self.writer.submit(self.tracker.start_trial, number, record.params, {"automl.ray_trial_id": trial_id})
+            record.run_ref = self.writer.submit(
+                self.tracker.start_trial, number, record.params, {"automl.ray_trial_id": trial_id},
+                replay=self.tracker.find_or_start_trial,
+            )
         return record
 
     def on_trial_result(self, iteration: int, trials: list[Trial], trial: Trial, result: dict[str, Any], **info: Any) -> None:
