@@ -80,6 +80,10 @@ def _never() -> str | None:
     return None
 
 
+def _no_reason(_trial_id: str) -> str | None:
+    return None
+
+
 def suggest(trial: optuna.Trial, name: str, distribution: Any) -> Any:
     """``trial.suggest_*`` for an Optuna distribution object."""
     from optuna.distributions import CategoricalDistribution, FloatDistribution
@@ -117,6 +121,8 @@ class StudySearch(OptunaSearch):
         self.outcomes: dict[str, TrialOutcome] = {}
         self._last_step: dict[str, int] = {}
         self._resume = list(resume or [])
+        # Set by the tracking callback, which sees Tune's trials: a failed trial's own error text.
+        self.error_reason: Callable[[str], str | None] = _no_reason
         self._interruption = interruption or _never
 
     def __getstate__(self) -> dict[str, Any]:
@@ -124,7 +130,7 @@ class StudySearch(OptunaSearch):
         # never use: they resume from the study). The stop check belongs to this process, and the
         # storage (reached from the study and its trials too) would carry its URL, password
         # included, into the file: none of them goes in the pickle.
-        state = {**self.__dict__, "_interruption": _never}
+        state = {**self.__dict__, "_interruption": _never, "error_reason": _no_reason}
         for name in ("_storage", "_ot_study", "_working"):
             if name in state:
                 state[name] = None
@@ -253,7 +259,7 @@ class StudySearch(OptunaSearch):
             return
         import optuna
 
-        outcome = trial_outcome(result, self.metric, error=error)
+        outcome = trial_outcome(result, self.metric, error=error, error_message=self.error_reason(trial_id) if error else None)
         stopping = self._interruption()
         if outcome.state != "COMPLETE" and stopping == "release":
             # The runner is handing the job back: leave the trial RUNNING for the next runner to retry.

@@ -255,6 +255,10 @@ class JobCallback(Callback):
         self.tracking_errors: list[str] = []
         # Ray trial id -> why the trial's last attempt was stopped by the per-trial time limit.
         self.timed_out: dict[str, str] = {}
+        self._trials: dict[str, Trial] = {}
+        # Tune tells the searcher a trial failed before it calls us: let it read the error itself,
+        # so the Optuna study records the trial's own error, as MLflow and the events do.
+        searcher.error_reason = self.error_reason
         self.writer = TrackingWriter(
             self._tracking_failed, reachable=tracker.reachable if tracker is not None else None, retry_s=tracking_retry_s
         )
@@ -262,9 +266,17 @@ class JobCallback(Callback):
     def __getstate__(self) -> dict[str, Any]:
         # Tune pickles its callbacks with the experiment state; the MLflow client and the
         # progress bar hold locks and belong to this driver process only.
-        return {**self.__dict__, "tracker": None, "progress": None, "control": None, "writer": None}
+        return {**self.__dict__, "tracker": None, "progress": None, "control": None, "writer": None, "_trials": {}}
+
+    def error_reason(self, trial_id: str) -> str | None:
+        """Why a trial failed, in one line: the per-trial time limit, or the tail of its error."""
+        if trial_id in self.timed_out:
+            return self.timed_out[trial_id]
+        trial = self._trials.get(trial_id)
+        return trace_tail(read_text(trial.error_file)) if trial is not None else None
 
     def on_trial_start(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
+        self._trials[trial.trial_id] = trial
         if trial.trial_id in self.records:
             return  # a retry of a failed trial (FailureConfig): it keeps its run
         params = {k: v for k, v in trial.config.items() if k != TRIAL_NUMBER_KEY}

@@ -80,6 +80,9 @@ def test_failing_trials_are_recorded_and_the_job_goes_on(automl_home: Path, ray_
         if trial.state == "FAIL":
             assert run.data.tags["automl.fail_reason"]
     errors = [t for t in failed if "RuntimeError" in (t.fail_reason or "")]
+    # The durable study, which resumed jobs and `automl status` read, holds the trial's own error too.
+    durable = optuna.load_study(study_name=result.study_name, storage=result.storage_url)
+    assert "RuntimeError: diverged" in durable.trials[errors[0].number].user_attrs["fail_reason"]
     artifacts = [a.path for a in client.list_artifacts(result.run_ids[errors[0].number])]
     assert "error.txt" in artifacts
 
