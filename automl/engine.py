@@ -636,6 +636,9 @@ def _optuna_storage(url: str) -> optuna.storages.BaseStorage:
         if url.startswith("sqlite"):
             # Wait for a lock instead of failing at once when another process writes.
             kwargs["engine_kwargs"] = {"connect_args": {"timeout": 30}}
+        else:
+            # A server restart leaves the pool's connections dead: test each before use.
+            kwargs["engine_kwargs"] = {"pool_pre_ping": True}
         for attempt in range(3):
             try:
                 storage = optuna.storages.RDBStorage(url, **kwargs)

@@ -7,7 +7,8 @@ when the job starts, and every change is written through to the durable study be
 caller goes on, in as few transactions as Optuna's storage API allows: one when a trial is
 created with its parameters, one per intermediate report, one when it ends. The durable study
 stays the record a resumed job, ``automl status`` and warm starts read; a crash loses nothing
-that was written, because nothing runs before its trial is written.
+that was written, because nothing runs before its trial is written. A write that meets a
+restarting or locked database is retried with backoff for up to ``RETRY_S`` seconds.
 
 Only the process that holds the job's lease writes its study, so trial numbers agree between
 the two copies; :class:`StudyDiverged` is raised if they ever do not.
@@ -16,14 +17,48 @@ the two copies; :class:`StudyDiverged` is raised if they ever do not.
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+import logging
+import time
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from automl.errors import AutomlError
 
 if TYPE_CHECKING:
     import optuna
     from optuna.trial import FrozenTrial
+
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
+RETRY_S = 30.0  # how long a durable write waits for a database that restarts or is locked
+
+
+def _transient(exc: BaseException) -> bool:
+    """A database error worth retrying: the server restarting or unreachable, or a lock."""
+    while exc is not None:
+        text = str(exc).lower()
+        if getattr(exc, "connection_invalidated", False) or any(
+            marker in text
+            for marker in ("locked", "busy", "could not connect", "connection refused", "server closed", "terminating connection", "connection reset", "the database system is")
+        ):
+            return True
+        exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
+    return False
+
+
+def _durably(call: Callable[..., T], *args: Any) -> T:
+    """Run one durable write, retrying transient database errors with backoff for up to RETRY_S."""
+    deadline, pause = time.monotonic() + RETRY_S, 0.2
+    while True:
+        try:
+            return call(*args)
+        except Exception as exc:
+            if not _transient(exc) or time.monotonic() + pause > deadline:
+                raise
+            logger.warning("the study's database did not answer (%s); retrying in %.1f s", type(exc).__name__, pause)
+            time.sleep(pause)
+            pause = min(pause * 2, 5.0)
 
 
 class StudyDiverged(AutomlError):
@@ -106,8 +141,8 @@ class WorkingStudy:
         self._memory_ids.setdefault(number, trial._trial_id)
         if number not in self._durable_ids:
             template = copy.copy(frozen)
-            durable_id = self.durable_storage.create_new_trial(self._durable_study_id, template_trial=template)
-            durable_number = self.durable_storage.get_trial_number_from_id(durable_id)
+            durable_id = _durably(self.durable_storage.create_new_trial, self._durable_study_id, template)
+            durable_number = _durably(self.durable_storage.get_trial_number_from_id, durable_id)
             if durable_number != number:
                 raise StudyDiverged(
                     f"study {self.durable.study_name!r} was written by another process: trial {number} "
@@ -120,21 +155,21 @@ class WorkingStudy:
 
         durable_id = self._durable_ids[number]
         if number in self._waiting:
-            self.durable_storage.set_trial_state_values(durable_id, optuna.trial.TrialState.RUNNING)
+            _durably(self.durable_storage.set_trial_state_values, durable_id, optuna.trial.TrialState.RUNNING)
             self._waiting.discard(number)
         known = self._persisted_params.setdefault(number, set())
         for name, value in frozen.params.items():
             if name not in known:
                 distribution = frozen.distributions[name]
-                self.durable_storage.set_trial_param(durable_id, name, distribution.to_internal_repr(value), distribution)
+                _durably(self.durable_storage.set_trial_param, durable_id, name, distribution.to_internal_repr(value), distribution)
                 known.add(name)
         for key, value in user_attrs.items():
-            self.durable_storage.set_trial_user_attr(durable_id, key, value)
+            _durably(self.durable_storage.set_trial_user_attr, durable_id, key, value)
 
     def report(self, trial: optuna.Trial, value: float, step: int) -> None:
         """Record an intermediate value in both copies."""
         trial.report(value, step)
-        self.durable_storage.set_trial_intermediate_value(self._durable_ids[trial.number], step, value)
+        _durably(self.durable_storage.set_trial_intermediate_value, self._durable_ids[trial.number], step, value)
 
     def tell(
         self,
@@ -153,5 +188,5 @@ class WorkingStudy:
         frozen = self.memory._storage.get_trial(trial._trial_id)
         durable_id = self._durable_ids[frozen.number]
         for key, value in (user_attrs or {}).items():
-            self.durable_storage.set_trial_user_attr(durable_id, key, value)
-        self.durable_storage.set_trial_state_values(durable_id, frozen.state, frozen.values)
+            _durably(self.durable_storage.set_trial_user_attr, durable_id, key, value)
+        _durably(self.durable_storage.set_trial_state_values, durable_id, frozen.state, frozen.values)

@@ -88,15 +88,17 @@ def test_sqlite_locked_at_claim_and_mid_job(automl_home: Path, ray_session: None
     assert records.job.attempts == 1, "the lease held through the lock: no reclaim"
 
 
-def test_postgresql_job_store_restarted_mid_job(
+def test_postgresql_job_store_and_study_restarted_mid_job(
     automl_home: Path, ray_session: None, tmp_path: Path, postgres_server, postgres_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from automl.service import open_job_store
     from automl.store.jobs import utcnow
 
+    # The job store and the Optuna study both on the server that restarts (they share a database).
     monkeypatch.setenv("AUTOML_DB_URL", postgres_url)
+    monkeypatch.setenv("AUTOML_STORAGE_URL", postgres_url)
     settings = settings_for(automl_home)
-    assert settings.db_url == postgres_url
+    assert settings.db_url == settings.storage_url == postgres_url
     ref = objective_module(tmp_path, STEADY)
     job_id = submit(settings, job_spec("pg-restart", ref, trials=4, budget={"max_epochs": 2}), tmp_path)
     store = open_job_store(settings)
