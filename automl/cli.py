@@ -8,12 +8,14 @@ them, so ``automl --help`` is instant.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import sys
 import time
 from pathlib import Path
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
@@ -99,7 +101,8 @@ def run(
     factory = _progress_factory() if progress and not json_output else None
     runner = Runner(store, settings, concurrency=1, progress_factory=factory, poll_s=0.2)
 
-    _guard(lambda: runner.run(job_id=job.id, interrupt_cancels=True))
+    with _stdout_to_stderr(json_output):
+        _guard(lambda: runner.run(job_id=job.id, interrupt_cancels=True))
     final = store.get(job.id)
     result = runner.results.get(job.id)
     if json_output:
@@ -382,6 +385,27 @@ def _metrics_of(job: JobView) -> list[str]:
 
     raw = (yaml.safe_load(job.spec_yaml) or {}).get("metric") or "value"
     return [str(m) for m in raw] if isinstance(raw, list) else [str(raw)]
+
+
+@contextlib.contextmanager
+def _stdout_to_stderr(active: bool) -> Iterator[None]:
+    """Send everything written to file descriptor 1 to stderr while a job runs here.
+
+    With ``--json``, stdout must hold the JSON alone; Ray prints notices (a node marked
+    dead, a worker's log line) on the driver's stdout from its own threads.
+    """
+    if not active:
+        yield
+        return
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
 
 
 def _exit_for(job: JobView) -> None:
