@@ -23,6 +23,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from automl.errors import AutomlError
+from automl.store.jobs import is_transient
 
 if TYPE_CHECKING:
     import optuna
@@ -34,19 +35,6 @@ T = TypeVar("T")
 RETRY_S = 30.0  # how long a durable write waits for a database that restarts or is locked
 
 
-def _transient(exc: BaseException) -> bool:
-    """A database error worth retrying: the server restarting or unreachable, or a lock."""
-    while exc is not None:
-        text = str(exc).lower()
-        if getattr(exc, "connection_invalidated", False) or any(
-            marker in text
-            for marker in ("locked", "busy", "could not connect", "connection refused", "server closed", "terminating connection", "connection reset", "the database system is")
-        ):
-            return True
-        exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
-    return False
-
-
 def _durably(call: Callable[..., T], *args: Any) -> T:
     """Run one durable write, retrying transient database errors with backoff for up to RETRY_S."""
     deadline, pause = time.monotonic() + RETRY_S, 0.2
@@ -54,7 +42,7 @@ def _durably(call: Callable[..., T], *args: Any) -> T:
         try:
             return call(*args)
         except Exception as exc:
-            if not _transient(exc) or time.monotonic() + pause > deadline:
+            if not is_transient(exc) or time.monotonic() + pause > deadline:
                 raise
             logger.warning("the study's database did not answer (%s); retrying in %.1f s", type(exc).__name__, pause)
             time.sleep(pause)

@@ -121,7 +121,7 @@ class JobStore:
             try:
                 return work()
             except (OperationalError, DBAPIError) as exc:
-                if not _transient(exc) or time.monotonic() + delay > deadline:
+                if not is_transient(exc) or time.monotonic() + delay > deadline:
                     raise StoreUnavailable(f"the job database {self.url} is unavailable: {_short(exc)}") from exc
                 logger.info("job store busy or restarting (%s); retrying in %.1fs", _short(exc), delay)
                 time.sleep(delay)
@@ -434,7 +434,7 @@ def _at_head(engine: Engine) -> bool:
         with engine.connect() as connection:
             return connection.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).scalars().all() == [HEAD_REVISION]
     except DBAPIError as exc:
-        if _transient(exc):
+        if is_transient(exc):
             raise  # the database is unreachable or busy: retried (or reported) by the caller
         return False  # no version table yet: Alembic creates everything
 
@@ -457,12 +457,24 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def _transient(exc: BaseException) -> bool:
-    text = str(exc).lower()
-    return any(
-        marker in text
-        for marker in ("locked", "busy", "could not connect", "connection refused", "server closed", "terminating connection", "connection reset", "the database system is")
-    ) or getattr(exc, "connection_invalidated", False)
+_TRANSIENT_MARKERS = (
+    "locked", "busy", "could not connect", "connection refused", "server closed",
+    "terminating connection", "connection reset", "the database system is",
+)
+
+
+def is_transient(exc: BaseException | None) -> bool:
+    """A database error worth retrying: a lock, or the server restarting or unreachable.
+
+    Follows the exception's causes, as libraries wrap the driver's error (Optuna's
+    ``StorageInternalError`` around SQLAlchemy's ``OperationalError``).
+    """
+    while exc is not None:
+        if getattr(exc, "connection_invalidated", False) or any(m in str(exc).lower() for m in _TRANSIENT_MARKERS):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
 
 
 def _short(exc: BaseException) -> str:
