@@ -90,6 +90,7 @@ def plan_search(
     Raises:
         SpecError: naming what is wrong, before anything is written.
     """
+    from automl.schedulers import check_scheduler
     from workers.trainable import TrialPlan
 
     resolved_space = check_spec(spec, base_dir=base_dir, space=space, import_objective_ref=False)
@@ -100,7 +101,8 @@ def plan_search(
     metrics, modes = resolve_metrics(spec, base_dir=base_dir)
     _check_sampler(spec, resolved_space, len(metrics))
     _check_warm_start(spec, resolved_space)
-    checkpoint_interval = _check_scheduler(spec, resolved_space)
+    # Scheduler options that cannot work are refused here; PBT says how often trials must checkpoint.
+    checkpoint_interval = check_scheduler(spec, resolved_space)
     import_paths = tuple(str(p.resolve()) for p in (base_dir, Path.cwd()) if p is not None)
     trial_plan = TrialPlan(
         max_epochs=spec.budget.max_epochs,
@@ -138,13 +140,6 @@ def _check_sampler(spec: JobSpec, space: Any, n_objectives: int) -> None:
         raise SpecError(
             f"budget.trials: the grid has {grid_size(space)} points, fewer than the {spec.budget.trials} trials asked for"
         )
-
-
-def _check_scheduler(spec: JobSpec, space: Any) -> int:
-    """Refuse scheduler options that cannot work; the checkpoint interval its trials must keep (0: none)."""
-    from automl.schedulers import check_scheduler
-
-    return check_scheduler(spec, space)
 
 
 def _check_warm_start(spec: JobSpec, space: Any) -> None:
