@@ -30,10 +30,12 @@ def search(
     sampler_options: Mapping[str, Any] | None = None,
     scheduler: str = "asha",
     grace_period: int = 1,
+    scheduler_options: Mapping[str, Any] | None = None,
     cpus_per_trial: float = 1.0,
     gpus_per_trial: float = 0.0,
     max_concurrent: int | None = None,
     time_limit_s: float | None = None,
+    trial_timeout_s: float | None = None,
     seed: int = 0,
     max_retries: int = 0,
     target: float | None = None,
@@ -71,10 +73,13 @@ def search(
         max_steps: the most steps one trial reports (the scheduler's ``max_t``).
         name: the job's name (the MLflow experiment unless ``experiment`` is given).
         sampler, sampler_options: the Optuna sampler by name (``tpe``, ``random``, ``gp``, ``qmc``...).
-        scheduler, grace_period: the Ray Tune scheduler by name (``asha``, ``hyperband``, ``median``, ``fifo``).
+        scheduler, grace_period, scheduler_options: the Ray Tune scheduler by name (``asha``,
+            ``hyperband``, ``median``, ``pbt``, ``fifo``) and its options, as in a job file's
+            ``scheduler.options`` (e.g. ``{"perturbation_interval": 2, "synch": True}`` for PBT).
         cpus_per_trial, gpus_per_trial: what each trial asks Ray for (fractions of a GPU allowed).
         max_concurrent: trials running at once (default: as many as the CPUs allow).
         time_limit_s: stop starting trials after this many seconds.
+        trial_timeout_s: stop a trial that runs longer than this and record it failed ("timed out").
         seed: the job seed (sampler and per-trial seeds).
         max_retries: times Ray Tune retries a trial that raised.
         target: stop the search once a trial reaches this value of ``metric``.
@@ -102,10 +107,10 @@ def search(
             "metric": list(metric) if isinstance(metric, (list, tuple)) else metric,
             "mode": list(mode) if isinstance(mode, (list, tuple)) else mode,
             "sampler": {"name": sampler, "options": dict(sampler_options or {})},
-            "scheduler": {"name": scheduler, "grace_period": grace_period},
+            "scheduler": {"name": scheduler, "grace_period": grace_period, "options": dict(scheduler_options or {})},
             "budget": {
                 "trials": n_trials, "max_epochs": max_steps, "time_limit_s": time_limit_s,
-                "target": target, "patience": patience,
+                "trial_timeout_s": trial_timeout_s, "target": target, "patience": patience,
             },
             "warm_start": {
                 "configs": [dict(c) for c in warm_start or []],

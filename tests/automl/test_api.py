@@ -127,6 +127,11 @@ def test_bad_arguments_name_the_field(automl_home: Path) -> None:
         automl.search(bowl, {"x": {"type": "float", "low": 0, "high": 1}}, sampler="bayes")
     with pytest.raises(SpecError, match=r"space.params.x: low \(1.0\) must be less than high"):
         automl.search(bowl, {"x": {"type": "float", "low": 1, "high": 0}})
+    # The per-trial time limit and the scheduler's options reach the job spec and its checks.
+    with pytest.raises(SpecError, match="budget.trial_timeout_s"):
+        automl.search(bowl, {"x": {"type": "float", "low": 0, "high": 1}}, trial_timeout_s=-1)
+    with pytest.raises(SpecError, match="perturbation_interval"):
+        automl.search(bowl, {"x": {"type": "float", "low": 0, "high": 1}}, scheduler="pbt", scheduler_options={"perturbation_interval": 0})
     assert not automl_home.exists()
 
 
