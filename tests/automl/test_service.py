@@ -18,6 +18,7 @@ import yaml
 from mlflow import MlflowClient
 
 from automl.store import open_store
+from automl.store.jobs import utcnow
 
 pytestmark = pytest.mark.slow
 
@@ -173,6 +174,9 @@ def test_killed_runner_job_is_reclaimed_and_resumed_exactly(service: Service) ->
     held = service.store.get(job_id)
     assert held.state == "running" and held.trials_finished < 6
     interrupted = {t.number: t.params for t in service.study(job_id).get_trials() if t.state.name == "RUNNING" and t.params}
+    # Only once the dead runner's lease has run out may another runner take the job (a runner
+    # started earlier with --until-idle finds nothing to claim and exits).
+    wait_for(lambda: service.store.get(job_id).lease_expires_at < utcnow(), 30, "the dead runner's lease to expire")
 
     second = service.worker("--lease", "3", "--until-idle")
     assert second.wait(timeout=240) == 0, service.log(1)
