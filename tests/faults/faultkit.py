@@ -26,6 +26,18 @@ from mlflow import MlflowClient
 
 from automl.settings import Settings, resolve_settings
 
+
+# A trial that takes a few seconds and reports every step: long enough to inject a fault mid-job.
+STEADY = """
+import time
+
+def objective(params, ctx):
+    for step in range(1, ctx.max_epochs + 1):
+        time.sleep(0.3)
+        ctx.report(loss=(params["x"] - 0.3) ** 2 + 1.0 / step, step=step)
+"""
+
+
 RUN_STATUS = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED"}
 _modules = itertools.count(1)
 

@@ -13,18 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from faultkit import assert_records_agree, job_spec, objective_module, run_queue, settings_for, submit, wait_for
+from faultkit import STEADY, assert_records_agree, job_spec, objective_module, run_queue, settings_for, submit, wait_for
 
 pytestmark = pytest.mark.slow
-
-STEADY = """
-import time
-
-def objective(params, ctx):
-    for step in range(1, ctx.max_epochs + 1):
-        time.sleep(0.3)
-        ctx.report(loss=(params["x"] - 0.3) ** 2 + 1.0 / step, step=step)
-"""
 
 
 def in_background(fault: Callable[[], None]) -> Callable[[], None]:
