@@ -421,8 +421,7 @@ def _reconcile_tracking(tracker: Any, finished: list[Any], metric: str) -> dict[
                 tracker.log_metrics(run_id, {metric: value}, step)
         else:
             run_id = run.info.run_id
-        value = trial.values[0] if trial.values else None
-        tracker.end_trial(run_id, state, value=value, reason=trial.user_attrs.get("fail_reason"), error_text=None)
+        tracker.end_trial(run_id, state, reason=trial.user_attrs.get("fail_reason"), error_text=None)
         runs[trial.number] = tracker.client.get_run(run_id)
     return {number: run.info.run_id for number, run in runs.items()}
 

@@ -26,6 +26,7 @@ from ray.tune.schedulers import PopulationBasedTraining, TrialScheduler
 from ray.tune.search import BasicVariantGenerator
 
 from automl.errors import SpecError
+from automl.tracking import RunUpdate
 from workers.context import RESUMED_KEY
 from workers.trainable import TRIAL_NUMBER_KEY
 
@@ -437,16 +438,7 @@ class PopulationSearch(BasicVariantGenerator):
         record = callback.records.get(trial_id)
         if record is None:
             return
-        client = callback.tracker.client
-
-        def set_tags() -> None:
-            run_id = record.run_id
-            if run_id is not None:
-                for key, value in tags.items():
-                    client.set_tag(run_id, key, value)
-
-        set_tags.__name__ = "set_pbt_tags"
-        callback.writer.submit(set_tags)
+        callback.update_run(record, RunUpdate(tags=tags))
 
 
 def _resumed_from(result: Mapping[str, Any]) -> dict[str, int] | None:

@@ -107,7 +107,8 @@ def log_search_plots(
 
 def plot_specs(study: optuna.Study, metrics: Sequence[str], job_name: str, *, n_complete: int) -> list[PlotSpec]:
     """The plots that suit this study: history, parallel coordinates, importances, learning
-    curves; and the Pareto front when it has two or three objectives."""
+    curves (when a trial reported twice or more); and the Pareto front when it has two or three
+    objectives."""
     import optuna.visualization as pv
 
     multi = len(metrics) > 1
@@ -143,7 +144,9 @@ def plot_specs(study: optuna.Study, metrics: Sequence[str], job_name: str, *, n_
                 lambda: _mpl().plot_param_importances(study, **importance),
             )
         )
-    if not multi and any(t.intermediate_values for t in study.get_trials(deepcopy=False)):
+    # A curve needs two points: with one report per trial the history plot already shows it all
+    # (and drawing a line per trial is most of the plotting time of a many-trial job).
+    if not multi and any(len(t.intermediate_values) >= 2 for t in study.get_trials(deepcopy=False)):
         specs.append(
             PlotSpec(
                 "learning_curves",

@@ -9,10 +9,11 @@ from __future__ import annotations
 import logging
 import math
 import os
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -23,7 +24,7 @@ from automl.control import JobControl
 from automl.faults import fault_point
 from automl.optuna_bridge import INTERRUPTED, StudySearch, TrialOutcome, trial_outcome
 from automl.results import TrialSummary
-from automl.tracking import MlflowTracker, read_text, trace_tail
+from automl.tracking import MlflowTracker, RunUpdate, read_text, trace_tail
 from workers.context import FINAL_KEY, STEP_KEY
 from workers.trainable import TRIAL_NUMBER_KEY
 
@@ -90,7 +91,10 @@ class TrackingWriter:
     """Makes the MLflow (and job store) writes of a search in one background thread, in order.
 
     Tune's driver loop then never waits on a tracking store: a write is queued in
-    microseconds, and FIFO order keeps every run's writes after its creation.
+    microseconds, and FIFO order keeps every run's writes after its creation. Updates of one
+    run that queue up behind each other (:meth:`submit_update`: params, reports, the end) are
+    merged into one, so when the driver is busy a trial costs MLflow a create, one
+    ``log_batch`` and an end instead of a call per event.
 
     When a tracking write fails and ``reachable()`` says the tracking server is down, the write
     and every tracking write after it wait in a backlog, in order, while the search goes on;
@@ -107,15 +111,20 @@ class TrackingWriter:
         reachable: Callable[[], bool] | None = None,
         retry_s: float = 5.0,
     ) -> None:
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="automl-tracking")
         self._on_error = on_error
         self._reachable = reachable
         self.retry_s = retry_s
+        self._queue: deque[_Write] = deque()
+        self._wakeup = threading.Condition()
+        self._closed = False
         self._backlog: deque[_Write] = deque()
         self._next_probe = 0.0
         self.down_since: float | None = None
         self.untracked = 0
         self.replayed = 0
+        self.merged = 0
+        self._thread = threading.Thread(target=self._work, name="automl-tracking", daemon=True)
+        self._thread.start()
 
     def submit(
         self, call: Callable[..., Any], *args: Any, replay: Callable[..., Any] | None = None, **kwargs: Any
@@ -126,15 +135,58 @@ class TrackingWriter:
         the server carried out just before the connection broke must not be done twice (a
         second run for one trial).
         """
-        write = _Write(call, args, kwargs, Future(), replay)
-        self._pool.submit(self._track, write)
-        return write.future
+        return self._put(_Write(call, args, kwargs, [Future()], replay, TRACKING))
+
+    def submit_update(self, key: str, update: RunUpdate, call: Callable[[RunUpdate], Any]) -> Future[Any]:
+        """Queue ``call(update)``, a write of run ``key``'s update; it merges with the run's next
+        queued updates (``RunUpdate.merged``) when they are waiting together."""
+        return self._put(_Write(call, (update,), {}, [Future()], None, TRACKING, key))
 
     def submit_store(self, call: Callable[..., Any], *args: Any, **kwargs: Any) -> Future[Any]:
         """Queue a job store write: in order with the rest, but never held back while MLflow is down."""
-        write = _Write(call, args, kwargs, Future(), None)
-        self._pool.submit(self._execute, write)
-        return write.future
+        return self._put(_Write(call, args, kwargs, [Future()], None, STORE))
+
+    def _put(self, write: _Write) -> Future[Any]:
+        with self._wakeup:
+            if self._closed:
+                raise RuntimeError("the tracking writer is closed")
+            self._queue.append(write)
+            self._wakeup.notify()
+        return write.futures[0]
+
+    def _work(self) -> None:
+        while True:
+            with self._wakeup:
+                while not self._queue and not self._closed:
+                    self._wakeup.wait()
+                if not self._queue:
+                    return
+                batch = list(self._queue)
+                self._queue.clear()
+            for write in self._coalesce(batch):
+                if write.kind == STORE:
+                    self._execute(write)
+                elif write.kind == CONTROL:
+                    write.resolve(write.call())
+                else:
+                    self._track(write)
+
+    def _coalesce(self, batch: list[_Write]) -> list[_Write]:
+        """``batch`` with each run's update merged into that run's earlier update, when no other
+        write of the run comes between them; the merged write keeps the earlier place."""
+        out: list[_Write] = []
+        last: dict[str, _Write] = {}
+        for write in batch:
+            if write.key is not None and write.key in last:
+                earlier = last[write.key]
+                earlier.args = (earlier.args[0].merged(write.args[0]),)
+                earlier.futures += write.futures
+                self.merged += 1
+                continue
+            if write.key is not None:
+                last[write.key] = write
+            out.append(write)
+        return out
 
     def _track(self, write: _Write) -> None:
         if self._backlog and not self._drain(wait_s=0.0):
@@ -147,7 +199,7 @@ class TrackingWriter:
         """Run one write. ``False`` (nothing resolved) when ``keep`` and the server is unreachable."""
         call = write.replay if write.held and write.replay is not None else write.call
         try:
-            write.future.set_result(call(*write.args, **write.kwargs))
+            write.resolve(call(*write.args, **write.kwargs))
         except Exception as exc:  # noqa: BLE001 - tracking must never take the search down
             if keep and self._reachable is not None and not self._reachable():
                 write.held = True
@@ -157,7 +209,7 @@ class TrackingWriter:
                 self._next_probe = time.monotonic() + self.retry_s
                 return False
             self._on_error(f"{write.name}: {type(exc).__name__}: {exc}")
-            write.future.set_result(None)
+            write.resolve(None)
         return True
 
     def _drain(self, *, wait_s: float) -> bool:
@@ -188,11 +240,11 @@ class TrackingWriter:
                 lost = len(self._backlog)
                 self.untracked += lost
                 for write in self._backlog:
-                    write.future.set_result(None)
+                    write.resolve(None)
                 self._backlog.clear()
                 self._on_error(f"the MLflow tracking server did not come back: {lost} tracking writes were not recorded")
 
-        self._pool.submit(settle).result()
+        self._put(_Write(settle, (), {}, [Future()], None, CONTROL)).result()
 
     @property
     def holding(self) -> int:
@@ -200,7 +252,14 @@ class TrackingWriter:
         return len(self._backlog)
 
     def close(self) -> None:
-        self._pool.shutdown(wait=True)
+        """Finish the queued writes and stop the writer thread."""
+        with self._wakeup:
+            self._closed = True
+            self._wakeup.notify()
+        self._thread.join()
+
+
+TRACKING, STORE, CONTROL = "tracking", "store", "control"
 
 
 @dataclass
@@ -208,13 +267,19 @@ class _Write:
     call: Callable[..., Any]
     args: tuple[Any, ...]
     kwargs: dict[str, Any]
-    future: Future[Any]
+    futures: list[Future[Any]]
     replay: Callable[..., Any] | None
+    kind: str
+    key: str | None = None  # the run an update writes to (merged with that run's next updates)
     held: bool = False
 
     @property
     def name(self) -> str:
         return getattr(self.call, "__name__", "tracking")
+
+    def resolve(self, result: Any) -> None:
+        for future in self.futures:
+            future.set_result(result)
 
 
 class JobCallback(Callback):
@@ -292,9 +357,10 @@ class JobCallback(Callback):
             self.writer.submit(self.tracker.reopen_trial, record.run_ref, {"automl.ray_trial_id": trial.trial_id})
         else:
             record.run_ref = self.writer.submit(
-                self.tracker.start_trial, record.number, params, {"automl.ray_trial_id": trial.trial_id},
-                replay=self.tracker.find_or_start_trial,
+                self.tracker.create_trial_run, record.number, {"automl.ray_trial_id": trial.trial_id},
+                replay=self.tracker.find_or_create_trial_run,
             )
+            self.update_run(record, RunUpdate(params=params))
 
     def open_record(self, trial_id: str, number: int, params: dict[str, Any]) -> TrialRecord:
         """A record (and MLflow run) for a trial that Tune never started, so it is tracked too."""
@@ -302,9 +368,10 @@ class JobCallback(Callback):
         self.records[trial_id] = record
         if self.tracker is not None:
             record.run_ref = self.writer.submit(
-                self.tracker.start_trial, number, record.params, {"automl.ray_trial_id": trial_id},
-                replay=self.tracker.find_or_start_trial,
+                self.tracker.create_trial_run, number, {"automl.ray_trial_id": trial_id},
+                replay=self.tracker.find_or_create_trial_run,
             )
+            self.update_run(record, RunUpdate(params=record.params))
         return record
 
     def on_trial_result(self, iteration: int, trials: list[Trial], trial: Trial, result: dict[str, Any], **info: Any) -> None:
@@ -317,7 +384,7 @@ class JobCallback(Callback):
         record.last_metrics = metrics
         if self.tracker is not None and record.run_ref is not None and metrics:
             step = int(result.get(STEP_KEY) or result.get("training_iteration") or 0)
-            self._write_run(record, self.tracker.log_metrics, metrics, step)
+            self.update_run(record, RunUpdate.report(metrics, step))
 
     def on_trial_recover(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
         # Tune restarts a trial that raised or whose process died (FailureConfig): same trial,
@@ -328,7 +395,7 @@ class JobCallback(Callback):
         attempt = int(trial.run_metadata.num_failures)
         reason = self.timed_out.pop(trial.trial_id, None) or trace_tail(read_text(trial.error_file)) or "the trial failed"
         if self.tracker is not None and record.run_ref is not None:
-            self._write_run(record, self.tracker.note_retry, attempt, reason)
+            self.update_run(record, RunUpdate.retry(attempt, reason))
         if self.control is not None:
             self.writer.submit_store(
                 self.control.on_event, "trial_retried", f"trial {record.number} failed on attempt {attempt} ({reason}); retrying"
@@ -369,9 +436,7 @@ class JobCallback(Callback):
         else:
             self.since_best += 1
         if self.tracker is not None and record.run_ref is not None:
-            self._write_run(
-                record, self.tracker.end_trial, outcome.state, value=outcome.value, reason=outcome.reason, error_text=error_text
-            )
+            self.update_run(record, RunUpdate.end(outcome.state, reason=outcome.reason, error_text=error_text))
         if self.progress is not None:
             self.progress.trial_done(outcome.state, self.best_value)
         if self.control is not None:
@@ -381,16 +446,18 @@ class JobCallback(Callback):
             finished = TrialSummary(record.number, outcome.state, outcome.value, dict(record.params), values=outcome.values)
             self.writer.submit_store(self.control.on_progress, self.finished, self.best_value, finished)
 
-    def _write_run(self, record: TrialRecord, call: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
-        """Queue a write to the trial's run; the run exists by then (the writer keeps order)."""
+    def update_run(self, record: TrialRecord, update: RunUpdate) -> None:
+        """Queue an update of the trial's run; the run exists by then (the writer keeps order)."""
+        tracker = self.tracker
+        if tracker is None or record.run_ref is None:
+            return
 
-        def write() -> None:
+        def update_run(merged: RunUpdate) -> None:
             run_id = record.run_id
             if run_id is not None:
-                call(run_id, *args, **kwargs)
+                tracker.update_run(run_id, merged)
 
-        write.__name__ = getattr(call, "__name__", "write")
-        self.writer.submit(write)
+        self.writer.submit_update(record.ray_trial_id, update, update_run)
 
     def flush(self) -> None:
         """Wait for every queued tracking write (before reading the runs back).

@@ -79,8 +79,10 @@ VARIANTS: dict[str, tuple[str, str, dict[str, Any], str, dict[str, Any]]] = {
     "asha_rf4": ("(1c) TPE+ASHA rf 4", "tpe", {}, "asha", {"reduction_factor": 4}),
     "tpe_startup5": ("(1d) TPE 5 startup+ASHA", "tpe", {"n_startup_trials": 5}, "asha", {}),
     "hyperband": ("(1e) TPE+async Hyperband", "tpe", {}, "hyperband", {}),
+    "gp": ("(1f) GP+ASHA", "gp", {}, "asha", {}),
+    "tpe5_rf3": ("(1g) TPE 5 startup+ASHA rf 3", "tpe", {"n_startup_trials": 5}, "asha", {"reduction_factor": 3}),
 }
-VARIANT_COLOURS = ("tab:purple", "tab:red", "tab:brown", "tab:pink")
+VARIANT_COLOURS = ("tab:purple", "tab:red", "tab:brown", "tab:pink", "tab:olive", "tab:cyan")
 for _i, (_name, _variant) in enumerate(VARIANTS.items()):
     LABELS[_name] = _variant[0]
     COLOURS[_name] = VARIANT_COLOURS[_i % len(VARIANT_COLOURS)]

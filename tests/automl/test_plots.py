@@ -8,7 +8,7 @@ import optuna
 import pytest
 
 from automl.control import CANCEL, RELEASE
-from automl.plots import log_search_plots, should_plot
+from automl.plots import log_search_plots, plot_specs, should_plot
 from automl.tracking import RESULT_PREFIX, MlflowTracker
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -92,6 +92,13 @@ def test_a_finished_job_gets_every_plot_as_html_and_png(store: tuple[str, str]) 
     assert (folder / "param_importances.png").read_bytes().startswith(PNG_MAGIC)
 
 
+def test_learning_curves_need_a_trial_that_reported_twice() -> None:
+    one_report = [spec.name for spec in plot_specs(_study(["maximize"], 4, steps=1), ["val_accuracy"], "toy", n_complete=4)]
+    two_reports = [spec.name for spec in plot_specs(_study(["maximize"], 4, steps=2), ["val_accuracy"], "toy", n_complete=4)]
+    assert "learning_curves" not in one_report and "optimization_history" in one_report
+    assert "learning_curves" in two_reports
+
+
 def test_several_objectives_get_the_pareto_front(store: tuple[str, str]) -> None:
     tracker = _tracker(store, "plots-multi")
     logged = log_search_plots(tracker, _study(["maximize", "minimize"], 8), ["val_accuracy", "params"])
@@ -118,7 +125,7 @@ def test_the_job_run_and_experiment_describe_themselves(store: tuple[str, str]) 
     experiment = tracker.client.get_experiment(tracker.experiment_id)
     assert "tags.automl.state = 'FAIL'" in experiment.tags["mlflow.note.content"]
     child = tracker.start_trial(3, {"lr": 0.01}, {})
-    tracker.end_trial(child, "PRUNED", value=None, reason=None, error_text=None)
+    tracker.end_trial(child, "PRUNED", reason=None, error_text=None)
 
     # Cancelled: no counts given, so they are read from the trials' runs.
     tracker.finish_job("KILLED", metrics={}, params={}, tags={"automl.state": "cancelled"})

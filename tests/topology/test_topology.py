@@ -361,6 +361,6 @@ def test_tracking_over_http_leaves_stdout_to_the_cli(topology: Topology, capfd: 
     tracker = MlflowTracker(topology.mlflow.url)
     tracker.start_job(experiment="topology-stdout", run_name="quiet", params={"n": 1}, tags={}, artifacts={})
     run_id = tracker.start_trial(0, {"x": 1.0}, {})
-    tracker.end_trial(run_id, "COMPLETE", value=1.0, reason=None, error_text=None)
+    tracker.end_trial(run_id, "COMPLETE", reason=None, error_text=None)
     tracker.finish_job("FINISHED", metrics={"best": 1.0}, params={}, tags={})
     assert capfd.readouterr().out == ""

@@ -1,0 +1,98 @@
+"""The tracking writer's own logic: order, merging a run's queued updates, holding writes while
+the server is down. The calls are plain functions recording what they were given; the real
+MLflow path is covered end to end by the search tests and tests/faults/test_fault_tracking.py."""
+
+from __future__ import annotations
+
+import threading
+
+from automl.tracking import RunUpdate
+from automl.tune_callbacks import TrackingWriter
+
+
+def blocked_writer() -> tuple[TrackingWriter, threading.Event, list[tuple[str, object]]]:
+    """A writer whose first write waits for the returned event, so the next writes queue up."""
+    calls: list[tuple[str, object]] = []
+    gate, entered = threading.Event(), threading.Event()
+    writer = TrackingWriter(lambda message: calls.append(("error", message)))
+    writer.submit(lambda: (entered.set(), gate.wait(10), calls.append(("gate", None))))
+    assert entered.wait(10)
+    return writer, gate, calls
+
+
+def test_updates_of_one_run_that_queue_together_become_one_write_in_the_first_ones_place() -> None:
+    writer, gate, calls = blocked_writer()
+    record = lambda name: (lambda update: calls.append((name, update)))  # noqa: E731
+    writer.submit(lambda: calls.append(("create-a", None)))
+    first = writer.submit_update("a", RunUpdate(params={"lr": 0.1}), record("a"))
+    writer.submit(lambda: calls.append(("create-b", None)))
+    writer.submit_update("b", RunUpdate(params={"lr": 0.2}), record("b"))
+    writer.submit_update("a", RunUpdate.report({"loss": 1.0}, 1), record("a"))
+    writer.submit_store(lambda: calls.append(("store", None)))
+    writer.submit_update("a", RunUpdate.report({"loss": 0.5}, 2), record("a"))
+    last = writer.submit_update("a", RunUpdate.end("COMPLETE"), record("a"))
+    gate.set()
+    writer.flush()
+    writer.close()
+
+    assert [name for name, _ in calls] == ["gate", "create-a", "a", "create-b", "b", "store"]
+    merged = calls[2][1]
+    assert isinstance(merged, RunUpdate)
+    assert merged.params == {"lr": 0.1}
+    assert [(key, value, step) for key, value, step, _ in merged.metrics] == [("loss", 1.0, 1), ("loss", 0.5, 2)]
+    assert merged.tags == {"automl.state": "COMPLETE"} and merged.end_status == "FINISHED"
+    assert writer.merged == 3
+    assert first.done() and last.done()  # every caller's future is resolved by the merged write
+
+
+def test_a_write_submitted_while_the_writer_is_idle_goes_out_alone() -> None:
+    calls: list[RunUpdate] = []
+    writer = TrackingWriter(lambda message: None)
+    writer.submit_update("a", RunUpdate(params={"lr": 0.1}), calls.append).result(timeout=10)
+    writer.submit_update("a", RunUpdate.end("PRUNED"), calls.append).result(timeout=10)
+    writer.close()
+    assert [c.params for c in calls] == [{"lr": 0.1}, {}]
+    assert calls[1].end_status == "KILLED" and writer.merged == 0
+
+
+def test_later_tags_win_and_the_end_is_kept_when_a_tag_update_follows_it() -> None:
+    merged = RunUpdate.end("FAIL", reason="boom", error_text="Traceback").merged(RunUpdate(tags={"automl.pbt": "x"}))
+    assert merged.end_status == "FAILED" and merged.error_text == "Traceback"
+    assert merged.tags == {"automl.state": "FAIL", "automl.fail_reason": "boom", "automl.pbt": "x"}
+    assert RunUpdate(tags={"automl.state": "RUNNING"}).merged(RunUpdate.end("COMPLETE")).tags["automl.state"] == "COMPLETE"
+
+
+def test_held_writes_are_replayed_in_order_once_the_server_answers() -> None:
+    up = threading.Event()
+    calls: list[str] = []
+
+    def write(name: str) -> None:
+        if not up.is_set():
+            raise ConnectionError("server down")
+        calls.append(name)
+
+    writer = TrackingWriter(lambda message: calls.append(f"error: {message}"), reachable=up.is_set, retry_s=0.05)
+    writer.submit(write, "create")
+    writer.submit_update("a", RunUpdate(params={"x": 1}), lambda update: write(f"update {update.params}"))
+    store = writer.submit_store(lambda: calls.append("store"))
+    assert store.result(timeout=10) is None and calls == ["store"]  # the job store does not wait for MLflow
+    up.set()
+    writer.flush(wait_s=5)
+    writer.close()
+    assert calls == ["store", "create", "update {'x': 1}"]
+    assert writer.replayed == 2 and writer.untracked == 0
+
+
+def test_writes_still_held_when_the_grace_ends_are_counted_as_untracked() -> None:
+    errors: list[str] = []
+
+    def down() -> None:
+        raise ConnectionError("server down")
+
+    writer = TrackingWriter(errors.append, reachable=lambda: False, retry_s=0.05)
+    writer.submit(down)
+    writer.submit_update("a", RunUpdate(params={"x": 1}), lambda update: down())
+    writer.flush(wait_s=0.2)
+    writer.close()
+    assert writer.untracked == 2
+    assert errors == ["the MLflow tracking server did not come back: 2 tracking writes were not recorded"]
