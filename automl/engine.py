@@ -198,11 +198,34 @@ def _run(
     control: JobControl | None,
     parent_run_id: str | None,
 ) -> SearchResult:
+    """One search: Optuna study, MLflow runs and Ray Tune, with the job's writer process."""
+    from automl import write_behind
+
+    # Started first: the writer process imports MLflow and Optuna while Ray and the stores open.
+    remote = write_behind.WriteBehind() if write_behind.enabled() else None
+    try:
+        return _run_with(plan, settings, study_name, progress, control, parent_run_id, remote)
+    finally:
+        if remote is not None:
+            remote.close()
+
+
+def _run_with(
+    plan: SearchPlan,
+    settings: Settings,
+    study_name: str,
+    progress: ProgressSink | None,
+    control: JobControl | None,
+    parent_run_id: str | None,
+    remote: Any,
+) -> SearchResult:
+    """:func:`_run`, with the job's writer process (``None``: its writes are made here)."""
     from automl.optuna_bridge import StudySearch
     from automl.plots import log_search_plots
     from automl.samplers import SamplerRequest, create_sampler
     from automl.tracking import MlflowTracker
     from automl.tune_callbacks import JobCallback
+    from automl.write_behind import RemoteTrialRuns
 
     spec = plan.spec
     ensure_ray(settings.ray_address)
@@ -265,6 +288,12 @@ def _run(
                 searcher.enqueue(config)
             if warm and control is not None:
                 control.on_event("warm_start", f"{len(warm)} configurations queued to run first")
+        trial_runs = None
+        if remote is not None:
+            remote.send("open_study", settings.storage_url, study_name)
+            searcher.write_behind(remote)
+            remote.send("open_tracking", settings.tracking_uri, settings.artifact_root, tracker.experiment_id, tracker.parent_run_id)
+            trial_runs = RemoteTrialRuns(remote)
         complete = [t.values[0] for t in finished if t.state.name == "COMPLETE" and t.values]
         callback = JobCallback(
             searcher,
@@ -278,6 +307,7 @@ def _run(
             best_value=(max if plan.mode == "max" else min)(complete) if complete else None,
             target=spec.budget.target,
             patience=spec.budget.patience,
+            trial_runs=trial_runs,
         )
         remaining = spec.budget.trials - len(finished)
         if progress is not None:
@@ -291,6 +321,7 @@ def _run(
             if progress is not None:
                 progress.stop()
         _settle(searcher, callback, control)
+        searcher.drain()  # every trial durable in the study before anything reads it back
         callback.flush()
         log_search_plots(tracker, searcher.durable_study, plan.metrics, control)  # plots/ on the parent run; never raises
         early = callback.early_stop_reason()
@@ -348,9 +379,7 @@ def _tuner(
     with _REGISTRY_LOCK:
         register_trainable(name, trainable)
     # PBT brings its own search algorithm around the searcher (see automl.schedulers.tune_setup).
-    setup = tune_setup(
-        plan, searcher, callback=callback, storage=_optuna_storage(settings.storage_url), study_name=study_name, concurrency=concurrency
-    )
+    setup = tune_setup(plan, searcher, callback=callback, study_name=study_name, concurrency=concurrency)
     return tune.Tuner(
         name,
         tune_config=tune.TuneConfig(

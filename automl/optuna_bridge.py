@@ -153,6 +153,21 @@ class StudySearch(OptunaSearch):
         )
         self._ot_study = self._working.memory
 
+    def write_behind(self, remote: Any) -> None:
+        """Make the study's trial writes through a :class:`~automl.write_behind.WriteBehind` from now on."""
+        assert self._working is not None
+        self._working.write_behind(remote)
+
+    def drain(self) -> None:
+        """Wait until every trial write is durable (raises the first that failed)."""
+        if self._working is not None:
+            self._working.drain()
+
+    def set_durable_user_attr(self, number: int, key: str, value: Any) -> None:
+        """Write a user attribute of trial ``number`` to the durable study (PBT's record of its exploits)."""
+        assert self._working is not None
+        self._working.set_durable_user_attr(number, key, value)
+
     @property
     def study(self) -> optuna.Study:
         """The Optuna study this searcher asks and tells (the in-memory working copy)."""

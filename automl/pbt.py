@@ -314,21 +314,19 @@ class PopulationSearch(BasicVariantGenerator):
     study for, so trial numbers, warm starts and resumed trials work as with any scheduler;
     every result and completion is passed on to ``searcher``, which writes the study. On top,
     the exploits PBT makes and the configuration each trial ends with go to the study (user
-    attributes, written to ``storage`` before the trial is told) and to the trial's MLflow run.
+    attributes, written through ``searcher`` before the trial is told) and to the trial's MLflow run.
     """
 
     def __init__(
         self,
         searcher: StudySearch,
         *,
-        storage: Any,
         study_name: str,
         params: tuple[str, ...],
         callback: JobCallback | None = None,
     ) -> None:
         super().__init__()
         self.searcher = searcher
-        self.storage = storage
         self.study_name = study_name
         self.params = params
         self.callback = callback
@@ -338,7 +336,6 @@ class PopulationSearch(BasicVariantGenerator):
         self._awaiting_resume: set[str] = set()
         self._completed: set[str] = set()
         self._last_results: dict[str, dict[str, Any]] = {}
-        self._study_id: int | None = None
 
     def is_finished(self) -> bool:
         # Finished once every trial is, not once the last one was created: while Tune thinks the
@@ -426,10 +423,7 @@ class PopulationSearch(BasicVariantGenerator):
         number = self.numbers.get(trial_id)
         if number is None:
             return
-        if self._study_id is None:
-            self._study_id = self.storage.get_study_id_from_name(self.study_name)
-        storage_id = self.storage.get_trial_id_from_study_id_trial_number(self._study_id, number)
-        self.storage.set_trial_user_attr(storage_id, key, value)
+        self.searcher.set_durable_user_attr(number, key, value)  # in order with the trial's other writes
 
     def _tag(self, trial_id: str, tags: dict[str, str]) -> None:
         callback = self.callback

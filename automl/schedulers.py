@@ -192,7 +192,6 @@ def tune_setup(
     searcher: Any,
     *,
     callback: JobCallback,
-    storage: Any,
     study_name: str,
     concurrency: int,
 ) -> TuneSetup:
@@ -219,7 +218,7 @@ def tune_setup(
     from automl.pbt import PopulationSearch, checkpoints_to_keep
 
     assert space is not None
-    population = PopulationSearch(searcher, storage=storage, study_name=study_name, params=tuple(space), callback=callback)
+    population = PopulationSearch(searcher, study_name=study_name, params=tuple(space), callback=callback)
     scheduler.recorder = population
     # No concurrency cap: PBT must see the whole population; Ray's resources decide how many run.
     return TuneSetup(population, scheduler, None, checkpoints_to_keep(scheduler.settings))

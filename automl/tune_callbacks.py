@@ -301,8 +301,12 @@ class JobCallback(Callback):
         patience: int | None = None,
         tracking_retry_s: float = 5.0,
         tracking_grace_s: float | None = None,
+        trial_runs: Any = None,
     ) -> None:
         self.searcher = searcher
+        # Who makes the trial-run writes: the tracker itself, or the job's writer process
+        # (automl.write_behind.RemoteTrialRuns, the same four methods).
+        self.trial_runs = trial_runs if trial_runs is not None else tracker
         # How long a finished search waits for a down MLflow server before giving its held writes up.
         self.tracking_grace_s = tracking_grace_s if tracking_grace_s is not None else float(os.environ.get(GRACE_ENV, "30"))
         self.metric = metric
@@ -331,7 +335,9 @@ class JobCallback(Callback):
     def __getstate__(self) -> dict[str, Any]:
         # Tune pickles its callbacks with the experiment state; the MLflow client and the
         # progress bar hold locks and belong to this driver process only.
-        return {**self.__dict__, "tracker": None, "progress": None, "control": None, "writer": None, "_trials": {}}
+        return {
+            **self.__dict__, "tracker": None, "trial_runs": None, "progress": None, "control": None, "writer": None, "_trials": {},
+        }
 
     def error_reason(self, trial_id: str) -> str | None:
         """Why a trial failed, in one line: the per-trial time limit, or the tail of its error."""
@@ -354,11 +360,11 @@ class JobCallback(Callback):
             return
         if record.number in self.existing_runs:  # a trial retried after its runner stopped
             record.run_ref = self.existing_runs[record.number]
-            self.writer.submit(self.tracker.reopen_trial, record.run_ref, {"automl.ray_trial_id": trial.trial_id})
+            self.writer.submit(self.trial_runs.reopen_trial, record.run_ref, {"automl.ray_trial_id": trial.trial_id})
         else:
             record.run_ref = self.writer.submit(
-                self.tracker.create_trial_run, record.number, {"automl.ray_trial_id": trial.trial_id},
-                replay=self.tracker.find_or_create_trial_run,
+                self.trial_runs.create_trial_run, record.number, {"automl.ray_trial_id": trial.trial_id},
+                replay=self.trial_runs.find_or_create_trial_run,
             )
             self.update_run(record, RunUpdate(params=params))
 
@@ -368,8 +374,8 @@ class JobCallback(Callback):
         self.records[trial_id] = record
         if self.tracker is not None:
             record.run_ref = self.writer.submit(
-                self.tracker.create_trial_run, number, {"automl.ray_trial_id": trial_id},
-                replay=self.tracker.find_or_create_trial_run,
+                self.trial_runs.create_trial_run, number, {"automl.ray_trial_id": trial_id},
+                replay=self.trial_runs.find_or_create_trial_run,
             )
             self.update_run(record, RunUpdate(params=record.params))
         return record
@@ -448,14 +454,14 @@ class JobCallback(Callback):
 
     def update_run(self, record: TrialRecord, update: RunUpdate) -> None:
         """Queue an update of the trial's run; the run exists by then (the writer keeps order)."""
-        tracker = self.tracker
-        if tracker is None or record.run_ref is None:
+        runs = self.trial_runs
+        if self.tracker is None or record.run_ref is None:
             return
 
         def update_run(merged: RunUpdate) -> None:
             run_id = record.run_id
             if run_id is not None:
-                tracker.update_run(run_id, merged)
+                runs.update_run(run_id, merged)
 
         self.writer.submit_update(record.ray_trial_id, update, update_run)
 

@@ -12,6 +12,10 @@ restarting or locked database is retried with backoff for up to ``RETRY_S`` seco
 
 Only the process that holds the job's lease writes its study, so trial numbers agree between
 the two copies; :class:`StudyDiverged` is raised if they ever do not.
+
+In a search the trial writes go through the job's writer process
+(:mod:`automl.write_behind`) instead: sent in order, not waited for one by one, drained before
+the job reports its result.
 """
 
 from __future__ import annotations
@@ -26,8 +30,12 @@ from automl.errors import AutomlError
 from automl.store.jobs import is_transient
 
 if TYPE_CHECKING:
+    from concurrent.futures import Future
+
     import optuna
     from optuna.trial import FrozenTrial
+
+    from automl.write_behind import WriteBehind
 
 
 logger = logging.getLogger(__name__)
@@ -89,8 +97,55 @@ class WorkingStudy:
         self._memory_ids: dict[int, int] = {}  # trial number -> working-copy trial id
         self._waiting: set[int] = set()  # numbers enqueued in the durable study, not yet started
         self._persisted_params: dict[int, set[str]] = {}
+        self._remote: WriteBehind | None = None
+        self._in_flight: list[Future[Any]] = []
         for trial in durable_storage.get_all_trials(self._durable_study_id, deepcopy=False):
             self._copy_in(trial)
+
+    def write_behind(self, remote: WriteBehind) -> None:
+        """Make the trial writes from now on through ``remote`` (its study already opened there),
+        without waiting for each: :meth:`drain` waits for them and raises what failed."""
+        self._remote = remote
+
+    def drain(self) -> None:
+        """Wait until every trial write sent so far is durable; raise the first that failed."""
+        in_flight, self._in_flight = self._in_flight, []
+        for future in in_flight:
+            future.result()
+
+    def _raise_failed(self) -> None:
+        """Raise the first failed write among those already answered (a diverged study stops the job)."""
+        still = []
+        for future in self._in_flight:
+            if future.done():
+                future.result()
+            else:
+                still.append(future)
+        self._in_flight = still
+
+    def _create(self, template: FrozenTrial) -> None:
+        number = template.number
+        if self._remote is not None:
+            self._raise_failed()
+            self._in_flight.append(self._remote.send("study_create", template, number))
+            self._durable_ids[number] = -1  # the writer process knows the id
+            return
+        durable_id = _durably(self.durable_storage.create_new_trial, self._durable_study_id, template)
+        durable_number = _durably(self.durable_storage.get_trial_number_from_id, durable_id)
+        if durable_number != number:
+            raise StudyDiverged(
+                f"study {self.durable.study_name!r} was written by another process: trial {number} "
+                f"was stored as {durable_number}; is a second runner holding this job?"
+            )
+        self._durable_ids[number] = durable_id
+
+    def _write(self, number: int, method: str, *args: Any) -> None:
+        """``durable_storage.<method>(trial id, *args)`` for trial ``number``, here or in the writer process."""
+        if self._remote is not None:
+            self._raise_failed()
+            self._in_flight.append(self._remote.send("study_write", method, number, *args))
+            return
+        _durably(getattr(self.durable_storage, method), self._durable_ids[number], *args)
 
     def _copy_in(self, trial: FrozenTrial) -> None:
         memory_id = self.memory._storage.create_new_trial(self._memory_study_id, template_trial=trial)
@@ -128,36 +183,31 @@ class WorkingStudy:
         number = frozen.number
         self._memory_ids.setdefault(number, trial._trial_id)
         if number not in self._durable_ids:
-            template = copy.copy(frozen)
-            durable_id = _durably(self.durable_storage.create_new_trial, self._durable_study_id, template)
-            durable_number = _durably(self.durable_storage.get_trial_number_from_id, durable_id)
-            if durable_number != number:
-                raise StudyDiverged(
-                    f"study {self.durable.study_name!r} was written by another process: trial {number} "
-                    f"was stored as {durable_number}; is a second runner holding this job?"
-                )
-            self._durable_ids[number] = durable_id
+            self._create(copy.copy(frozen))
             self._persisted_params[number] = set(frozen.params)
             return
         import optuna
 
-        durable_id = self._durable_ids[number]
         if number in self._waiting:
-            _durably(self.durable_storage.set_trial_state_values, durable_id, optuna.trial.TrialState.RUNNING)
+            self._write(number, "set_trial_state_values", optuna.trial.TrialState.RUNNING)
             self._waiting.discard(number)
         known = self._persisted_params.setdefault(number, set())
         for name, value in frozen.params.items():
             if name not in known:
                 distribution = frozen.distributions[name]
-                _durably(self.durable_storage.set_trial_param, durable_id, name, distribution.to_internal_repr(value), distribution)
+                self._write(number, "set_trial_param", name, distribution.to_internal_repr(value), distribution)
                 known.add(name)
         for key, value in user_attrs.items():
-            _durably(self.durable_storage.set_trial_user_attr, durable_id, key, value)
+            self._write(number, "set_trial_user_attr", key, value)
+
+    def set_durable_user_attr(self, number: int, key: str, value: Any) -> None:
+        """Write a user attribute of trial ``number`` to the durable study only (in order with its other writes)."""
+        self._write(number, "set_trial_user_attr", key, value)
 
     def report(self, trial: optuna.Trial, value: float, step: int) -> None:
         """Record an intermediate value in both copies."""
         trial.report(value, step)
-        _durably(self.durable_storage.set_trial_intermediate_value, self._durable_ids[trial.number], step, value)
+        self._write(trial.number, "set_trial_intermediate_value", step, value)
 
     def tell(
         self,
@@ -174,7 +224,6 @@ class WorkingStudy:
             trial.set_user_attr(key, value)
         self.memory.tell(trial, values, state=state)
         frozen = self.memory._storage.get_trial(trial._trial_id)
-        durable_id = self._durable_ids[frozen.number]
         for key, value in (user_attrs or {}).items():
-            _durably(self.durable_storage.set_trial_user_attr, durable_id, key, value)
-        _durably(self.durable_storage.set_trial_state_values, durable_id, frozen.state, frozen.values)
+            self._write(frozen.number, "set_trial_user_attr", key, value)
+        self._write(frozen.number, "set_trial_state_values", frozen.state, frozen.values)

@@ -173,7 +173,7 @@ def test_population_search_records_exploits_resumes_and_stopped_trials() -> None
     storage = optuna.storages.InMemoryStorage()
     space = load_space({"lr": {"type": "float", "low": 0.001, "high": 0.1, "log": True}}).to_optuna()
     searcher = StudySearch(space=space, metric="loss", mode="min", storage=storage, study_name="pop")
-    population = PopulationSearch(searcher, storage=storage, study_name="pop", params=("lr",))
+    population = PopulationSearch(searcher, study_name="pop", params=("lr",))
     assert [population.assign(trial_id)["_trial_number"] for trial_id in ("a", "b")] == [0, 1]  # as next_trial does
     population.on_trial_result("a", {"loss": 1.0, "training_iteration": 1, FINAL_KEY: False})
     population.on_trial_result("b", {"loss": 0.5, "training_iteration": 1, FINAL_KEY: False})

@@ -1,0 +1,265 @@
+"""A job's durable per-trial writes, made by a child process: its Optuna study and its MLflow trial runs.
+
+Profiled, the service's per-trial overhead was its own durable writes on Tune's driver
+(benchmarks/overhead.py: ~10 ms per trial for the study's three transactions, ~10 ms for the
+MLflow runs). Made in a thread they still hold the driver's one GIL; made here, they run on
+another core, and the driver only pickles a message per write. Writes are carried out in the
+order they were sent, so a trial's end reaches MLflow after its study row exists.
+
+What stays true:
+- the in-memory working study decides everything (trial numbers, what the sampler sees);
+  the child only makes it durable, checking every number (:class:`StudyDiverged`);
+- a write that fails comes back on its future; study writes are waited for when the search ends
+  (:meth:`WriteBehind.drain`), so a job never reports a result its study does not hold;
+- the child runs in its own session, so a signal to the runner's process group (Ctrl-C,
+  SIGTERM: the runner stops its jobs itself, then closes the child) does not cut it short; when
+  the driver is gone (its end of the pipe closes), the child finishes what it was sent and
+  exits: a killed runner loses no write it had already sent.
+
+Off with ``AUTOML_WRITE_BEHIND=0``: the same writes are then made in the driver process.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import socket
+import subprocess
+import sys
+import threading
+from concurrent.futures import Future
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from automl.tracking import RunUpdate
+
+logger = logging.getLogger(__name__)
+
+ENV = "AUTOML_WRITE_BEHIND"
+
+
+def enabled() -> bool:
+    """Whether searches make their durable writes in a child process (the default)."""
+    return os.environ.get(ENV, "1").strip().lower() not in {"0", "false", "no", "off"}
+
+
+class WriterGone(RuntimeError):
+    """The writer process exited before it answered."""
+
+
+class RemoteError(RuntimeError):
+    """An error raised in the writer process whose own type could not be sent back."""
+
+
+class WriteBehind:
+    """The driver's end: sends writes to the child in order; each returns a future of its result."""
+
+    def __init__(self) -> None:
+        # A fresh interpreter (never a fork: the driver runs Ray's threads), started as a module
+        # rather than by multiprocessing's spawn, which would re-run the caller's __main__ script.
+        here, there = socket.socketpair()
+        package_root = str(Path(__file__).resolve().parent.parent)
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH")) if p)}
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", "automl.write_behind", str(there.fileno())],
+            pass_fds=(there.fileno(),),
+            stdin=subprocess.DEVNULL,
+            stdout=2,  # stdout belongs to the CLI (`automl run --json`)
+            env=env,
+            start_new_session=True,  # a signal to the runner's process group is the runner's to handle
+        )
+        there.close()
+        self._conn: Connection = Connection(here.detach())
+        self._send_lock = threading.Lock()
+        self._pending: dict[int, Future[Any]] = {}
+        self._pending_lock = threading.Lock()
+        self._ids = itertools.count()
+        self._closed = False
+        self._reader = threading.Thread(target=self._read, name="automl-writer-replies", daemon=True)
+        self._reader.start()
+
+    def send(self, op: str, *args: Any) -> Future[Any]:
+        """Queue ``op(*args)`` in the child after everything sent before it."""
+        future: Future[Any] = Future()
+        request = next(self._ids)
+        with self._pending_lock:
+            self._pending[request] = future
+        try:
+            with self._send_lock:
+                if self._closed:
+                    raise WriterGone("the writer process was closed")
+                self._conn.send((request, op, args))
+        except (OSError, ValueError, WriterGone) as exc:
+            with self._pending_lock:
+                self._pending.pop(request, None)
+            future.set_exception(exc if isinstance(exc, WriterGone) else WriterGone(f"the writer process is gone: {exc}"))
+        return future
+
+    def call(self, op: str, *args: Any) -> Any:
+        """``send`` and wait for the result (raises the child's error)."""
+        return self.send(op, *args).result()
+
+    def _read(self) -> None:
+        while True:
+            try:
+                request, ok, value = self._conn.recv()
+            except (EOFError, OSError, TypeError, ValueError):  # the child's end closed, or ours was
+                break
+            with self._pending_lock:
+                future = self._pending.pop(request, None)
+            if future is not None:
+                if ok:
+                    future.set_result(value)
+                else:
+                    future.set_exception(value)
+        with self._pending_lock:
+            left, self._pending = self._pending, {}
+        for future in left.values():
+            future.set_exception(WriterGone("the writer process exited before it answered"))
+
+    def close(self, timeout: float = 120.0) -> None:
+        """Let the child finish what it was sent, then stop it."""
+        with self._send_lock:
+            if self._closed:
+                return
+            self._closed = True
+            try:
+                self._conn.send(None)
+            except (OSError, ValueError):
+                pass
+        # The child answers what it was sent, closes its end and exits; its interpreter's
+        # teardown is no reason to keep the job waiting, so it is reaped in the background.
+        self._reader.join(timeout)
+        self._conn.close()
+        if self._reader.is_alive():
+            self._process.kill()
+        threading.Thread(target=self._process.wait, name="automl-writer-reaper", daemon=True).start()
+
+
+# -- the child ---------------------------------------------------------------------------------
+
+
+class _Writer:
+    """What the child does: one Optuna storage and one MLflow tracker, opened when first asked."""
+
+    def __init__(self) -> None:
+        self.storage: Any = None
+        self.study_id: int | None = None
+        self.study_name = ""
+        self.trial_ids: dict[int, int] = {}  # trial number -> durable trial id
+        self.tracker: Any = None
+
+    def open_study(self, storage_url: str, study_name: str) -> None:
+        from automl.engine import _optuna_storage
+
+        self.storage = _optuna_storage(storage_url)
+        self.study_id = self.storage.get_study_id_from_name(study_name)
+        self.study_name = study_name
+
+    def study_create(self, template: Any, number: int) -> None:
+        from automl.working_study import StudyDiverged, _durably
+
+        durable_id = _durably(self.storage.create_new_trial, self.study_id, template)
+        durable_number = _durably(self.storage.get_trial_number_from_id, durable_id)
+        if durable_number != number:
+            raise StudyDiverged(
+                f"study {self.study_name!r} was written by another process: trial {number} "
+                f"was stored as {durable_number}; is a second runner holding this job?"
+            )
+        self.trial_ids[number] = durable_id
+
+    def study_write(self, method: str, number: int, *args: Any) -> None:
+        from automl.working_study import _durably
+
+        durable_id = self.trial_ids.get(number)
+        if durable_id is None:
+            durable_id = _durably(self.storage.get_trial_id_from_study_id_trial_number, self.study_id, number)
+            self.trial_ids[number] = durable_id
+        _durably(getattr(self.storage, method), durable_id, *args)
+
+    def open_tracking(self, tracking_uri: str, artifact_root: str | None, experiment_id: str, parent_run_id: str) -> None:
+        from automl.tracking import MlflowTracker
+
+        self.tracker = MlflowTracker(tracking_uri, artifact_root=artifact_root)
+        self.tracker.experiment_id = experiment_id
+        self.tracker.parent_run_id = parent_run_id
+
+    def create_trial_run(self, number: int, tags: dict[str, str]) -> str:
+        return self.tracker.create_trial_run(number, tags)
+
+    def find_or_create_trial_run(self, number: int, tags: dict[str, str]) -> str:
+        return self.tracker.find_or_create_trial_run(number, tags)
+
+    def update_run(self, run_id: str, update: RunUpdate) -> None:
+        self.tracker.update_run(run_id, update)
+
+    def reopen_trial(self, run_id: str, tags: dict[str, str]) -> None:
+        self.tracker.reopen_trial(run_id, tags)
+
+    def ping(self) -> int:
+        return os.getpid()
+
+
+def _serve(conn: Connection) -> None:
+    """The child's loop: run each request in order and answer it; stop at ``None`` or when the driver is gone."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    writer = _Writer()
+    while True:
+        try:
+            message = conn.recv()
+        except (EOFError, OSError):
+            return
+        if message is None:
+            conn.close()
+            return
+        request, op, args = message
+        try:
+            reply = (request, True, getattr(writer, op)(*args))
+        except BaseException as exc:  # noqa: BLE001 - every error goes back to the caller
+            reply = (request, False, _sendable(exc))
+        try:
+            conn.send(reply)
+        except (OSError, ValueError):
+            pass  # the driver is gone; keep making the writes it sent
+
+
+def _sendable(exc: BaseException) -> BaseException:
+    import pickle
+
+    try:
+        pickle.loads(pickle.dumps(exc))
+        return exc
+    except Exception:  # noqa: BLE001
+        return RemoteError(f"{type(exc).__name__}: {exc}")
+
+
+
+
+class RemoteTrialRuns:
+    """The MLflow trial-run writes of :class:`~automl.tracking.MlflowTracker`, made by the writer
+    process (each call waits for its answer: it runs on the driver's tracking thread)."""
+
+    def __init__(self, remote: WriteBehind) -> None:
+        self.remote = remote
+
+    def create_trial_run(self, number: int, tags: dict[str, str]) -> str:
+        return self.remote.call("create_trial_run", number, tags)
+
+    def find_or_create_trial_run(self, number: int, tags: dict[str, str]) -> str:
+        return self.remote.call("find_or_create_trial_run", number, tags)
+
+    def update_run(self, run_id: str, update: RunUpdate) -> None:
+        self.remote.call("update_run", run_id, update)
+
+    def reopen_trial(self, run_id: str, tags: dict[str, str]) -> None:
+        self.remote.call("reopen_trial", run_id, tags)
+
+
+__all__ = ["ENV", "RemoteError", "RemoteTrialRuns", "WriteBehind", "WriterGone", "enabled"]
+
+
+if __name__ == "__main__":
+    _serve(Connection(int(sys.argv[1])))

@@ -1,0 +1,110 @@
+"""The writer process makes a job's study and MLflow trial writes: in order, durable, and on its own
+when the driver goes away. Real child process, real SQLite Optuna storage and MLflow store."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.distributions import FloatDistribution
+from optuna.trial import TrialState
+
+from automl.tracking import MlflowTracker, RunUpdate
+from automl.working_study import StudyDiverged, WorkingStudy
+from automl.write_behind import RemoteTrialRuns, WriteBehind
+
+SPACE = {"learning_rate": FloatDistribution(1e-4, 1e-1, log=True)}
+
+
+@pytest.fixture
+def remote() -> WriteBehind:
+    writer = WriteBehind()
+    yield writer
+    writer.close()
+
+
+def _working(url: str) -> WorkingStudy:
+    storage = optuna.storages.RDBStorage(url)
+    return WorkingStudy(storage, "job", ["maximize"], optuna.samplers.RandomSampler(seed=0))
+
+
+def test_study_writes_made_by_the_writer_process_match_the_working_copy(tmp_path: Path, remote: WriteBehind) -> None:
+    url = f"sqlite:///{tmp_path / 'studies.db'}"
+    work = _working(url)
+    remote.send("open_study", url, "job")
+    work.write_behind(remote)
+    for i in range(4):
+        trial = work.memory.ask(SPACE)
+        work.started(trial, {"ray_trial_id": f"t{i}"})
+        work.report(trial, 0.1 * i, 1)
+        work.tell(trial, 0.5 + i, TrialState.COMPLETE) if i < 3 else work.tell(trial, None, TrialState.PRUNED)
+    work.drain()
+
+    durable = optuna.load_study(study_name="job", storage=url).get_trials(deepcopy=False)
+    memory = work.memory.get_trials(deepcopy=False)
+    assert [t.number for t in durable] == list(range(4))
+    for d, m in zip(durable, memory):
+        assert (d.state, d.values, d.params, d.intermediate_values) == (m.state, m.values, m.params, m.intermediate_values)
+        assert d.user_attrs["ray_trial_id"] == f"t{d.number}"
+    assert remote.call("ping") != os.getpid()
+
+
+def test_a_second_writer_is_found_when_the_writes_are_drained(tmp_path: Path, remote: WriteBehind) -> None:
+    url = f"sqlite:///{tmp_path / 'studies.db'}"
+    work = _working(url)
+    remote.send("open_study", url, "job")
+    work.write_behind(remote)
+    optuna.load_study(study_name="job", storage=url).ask()  # another process takes trial number 0
+    work.started(work.memory.ask(SPACE), {})
+    with pytest.raises(StudyDiverged, match="second runner"):
+        work.drain()
+
+
+def test_mlflow_trial_runs_through_the_writer_process(tmp_path: Path, remote: WriteBehind) -> None:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    tracker = MlflowTracker(uri, artifact_root=(tmp_path / "artifacts").as_uri())
+    tracker.start_job(experiment="wb", run_name="job", params={}, tags={}, artifacts={})
+    remote.send("open_tracking", uri, tracker.artifact_root, tracker.experiment_id, tracker.parent_run_id)
+    runs = RemoteTrialRuns(remote)
+    run_id = runs.create_trial_run(0, {"automl.ray_trial_id": "t0"})
+    runs.update_run(run_id, RunUpdate(params={"lr": 0.1}).merged(RunUpdate.report({"loss": 0.5}, 1)).merged(RunUpdate.end("COMPLETE")))
+    assert runs.find_or_create_trial_run(0, {}) == run_id  # a replayed create finds the run
+
+    run = tracker.client.get_run(run_id)
+    assert run.info.status == "FINISHED" and run.data.params == {"lr": "0.1"} and run.data.metrics == {"loss": 0.5}
+    assert run.data.tags["automl.state"] == "COMPLETE" and run.data.tags["mlflow.parentRunId"] == tracker.parent_run_id
+
+
+def test_an_error_in_the_writer_comes_back_to_the_caller(remote: WriteBehind) -> None:
+    with pytest.raises(AttributeError):
+        remote.call("study_write", "set_trial_user_attr", 0, "k", "v")  # no study opened: storage is None
+
+
+def test_the_writer_finishes_what_it_was_sent_when_the_driver_is_gone(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'studies.db'}"
+    work = _working(url)
+    remote = WriteBehind()
+    assert os.getsid(remote._process.pid) != os.getsid(0)  # its own session: the runner's group signals miss it
+    remote.send("open_study", url, "job")
+    work.write_behind(remote)
+    for _ in range(20):
+        trial = work.memory.ask(SPACE)
+        work.started(trial, {})
+        work.tell(trial, 1.0, TrialState.COMPLETE)
+    remote._conn.close()  # as a killed driver's end of the socket: no goodbye
+    remote._process.wait(timeout=60)
+    durable = optuna.load_study(study_name="job", storage=url).get_trials(deepcopy=False)
+    assert len(durable) == 20 and all(t.state == TrialState.COMPLETE for t in durable)
+
+
+def test_a_closed_writer_refuses_new_writes_and_close_does_not_wait_for_its_exit() -> None:
+    remote = WriteBehind()
+    remote.call("ping")
+    started = time.monotonic()
+    remote.close()
+    assert time.monotonic() - started < 5
+    with pytest.raises(Exception, match="closed"):
+        remote.call("ping")
