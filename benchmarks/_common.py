@@ -151,6 +151,21 @@ def timed(call: Callable[[], Any]) -> tuple[float, Any]:
     return time.perf_counter() - start, value
 
 
+def machine_busy_s() -> float | None:
+    """CPU seconds every process on the machine has spent busy so far (all cores, from /proc/stat).
+
+    The difference across a call says how much of the machine it kept busy, its own child
+    processes, Ray's workers and daemons included; ``None`` off Linux.
+    """
+    try:
+        with open("/proc/stat", encoding="ascii") as handle:
+            fields = [int(v) for v in handle.readline().split()[1:8]]
+    except OSError:
+        return None
+    idle = fields[3] + fields[4]  # idle, iowait
+    return (sum(fields) - idle) / os.sysconf("SC_CLK_TCK")
+
+
 def median(values: Sequence[float]) -> float:
     return float(statistics.median(values))
 

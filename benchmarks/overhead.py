@@ -142,13 +142,16 @@ def run_handwired(n: int, sampler: str, seed: int, workdir: Path) -> dict[str, A
     return {"wall_s": wall, "trials": len(grid), "complete": sum(r.error is None for r in grid)}
 
 
-def run_service(n: int, sampler: str, seed: int, home: Path) -> dict[str, Any]:
+def run_service(n: int, sampler: str, seed: int, home: Path, *, write_behind: bool = True) -> dict[str, Any]:
+    """Path (d), or (e) with ``write_behind=False``: the study and MLflow trial writes made in the
+    driver process instead of the job's writer process (``AUTOML_WRITE_BEHIND=0``)."""
     import automl
 
     # What the service sets for itself (setdefault) is left for it to set: start each call clean.
     with C.env(
         AUTOML_HOME=str(home), AUTOML_STORAGE_URL=None, AUTOML_DB_URL=None, MLFLOW_TRACKING_URI=None,
         RAY_ADDRESS=None, TUNE_DISABLE_AUTO_CALLBACK_LOGGERS=None, RAY_AIR_NEW_OUTPUT=None,
+        AUTOML_WRITE_BEHIND="1" if write_behind else "0",
     ):
         wall, result = C.timed(
             lambda: automl.search(
@@ -199,11 +202,11 @@ FOCUS: list[tuple[str, str, str]] = [
     ("  StudySearch.settle -> study.tell", "automl/optuna_bridge.py", "settle"),
     ("    optuna Study.tell", "optuna/study/study.py", "tell"),
     ("callback: JobCallback.on_trial_start", "automl/tune_callbacks.py", "on_trial_start"),
-    ("  MlflowTracker.start_trial", "automl/tracking.py", "start_trial"),
     ("callback: JobCallback.on_trial_result", "automl/tune_callbacks.py", "on_trial_result"),
-    ("  MlflowTracker.log_metrics", "automl/tracking.py", "log_metrics"),
     ("callback: JobCallback.on_trial_complete", "automl/tune_callbacks.py", "on_trial_complete"),
-    ("  MlflowTracker.end_trial", "automl/tracking.py", "end_trial"),
+    ("writer process: WriteBehind.send (driver side)", "automl/write_behind.py", "send"),
+    ("writer process: RemoteTrialRuns.create_trial_run (waits)", "automl/write_behind.py", "create_trial_run"),
+    ("writer process: RemoteTrialRuns.update_run (waits)", "automl/write_behind.py", "update_run"),
     ("mlflow: MlflowClient.create_run", "mlflow/tracking/client.py", "create_run"),
     ("mlflow: MlflowClient.log_batch", "mlflow/tracking/client.py", "log_batch"),
     ("mlflow: MlflowClient.set_terminated", "mlflow/tracking/client.py", "set_terminated"),
@@ -231,9 +234,9 @@ TIMED_HOOKS: list[tuple[str, str, str, str]] = [
     ("JobCallback.on_trial_start (MLflow child run)", "automl.tune_callbacks", "JobCallback", "on_trial_start"),
     ("JobCallback.on_trial_result (MLflow metrics)", "automl.tune_callbacks", "JobCallback", "on_trial_result"),
     ("JobCallback.on_trial_complete (MLflow end)", "automl.tune_callbacks", "JobCallback", "on_trial_complete"),
-    ("  MlflowTracker.start_trial", "automl.tracking", "MlflowTracker", "start_trial"),
-    ("  MlflowTracker.log_metrics", "automl.tracking", "MlflowTracker", "log_metrics"),
-    ("  MlflowTracker.end_trial", "automl.tracking", "MlflowTracker", "end_trial"),
+    ("WriteBehind.send (a write to the writer process)", "automl.write_behind", "WriteBehind", "send"),
+    ("  RemoteTrialRuns.create_trial_run (tracking thread)", "automl.write_behind", "RemoteTrialRuns", "create_trial_run"),
+    ("  RemoteTrialRuns.update_run (tracking thread)", "automl.write_behind", "RemoteTrialRuns", "update_run"),
     ("JobStopper.stop_all (per loop step)", "automl.tune_callbacks", "JobStopper", "stop_all"),
     ("TuneController.step (whole driver loop)", "ray.tune.execution.tune_controller", "TuneController", "step"),
     ("Tuner.fit", "ray.tune.tuner", "Tuner", "fit"),
@@ -411,7 +414,7 @@ def main() -> int:
     # cost per search call (Ray actors starting, the job's MLflow run...) and a marginal cost per trial.
     warm = 0 if args.smoke else 4
     # (smoke: no second run; the marginal and fixed costs are not measured)
-    small = {} if args.smoke else {"bare_optuna": 20, "bare_tune": 20, "handwired": 4, "service": 20}
+    small = {} if args.smoke else {"bare_optuna": 20, "bare_tune": 20, "handwired": 4, "service": 20, "service_inline": 20}
     out = C.console()
     C.quiet_logging()
     info = C.machine()
@@ -451,6 +454,7 @@ def main() -> int:
             ("bare_tune", n, lambda k: run_bare_tune(k, args.sampler, args.seed, workdir / "bare")),
             ("handwired", n_hw, lambda k: run_handwired(k, args.sampler, args.seed, workdir)),
             ("service", n, service_path),
+            ("service_inline", n, lambda k: run_service(k, args.sampler, args.seed, workdir / "home-inline", write_behind=False)),
         ]
         warmups: dict[str, Any] = {}
         if warm:
@@ -467,8 +471,11 @@ def main() -> int:
                 if name in small:
                     with out.status(f"{name}: {small[name]} trials{tag}"):
                         short = call(small[name])
+                busy = C.machine_busy_s()
                 with out.status(f"{name}: {trials} trials{tag}"), C.TransactionCounter() as txns:
                     run = call(trials)
+                after = C.machine_busy_s()
+                run["machine_cpu_s"] = after - busy if busy is not None and after is not None else None
                 run["short_wall_s"] = short["wall_s"] if short else None
                 run["marginal_per_trial_s"] = (run["wall_s"] - short["wall_s"]) / (trials - small[name]) if short else None
                 run["txns"] = txns
@@ -486,6 +493,7 @@ def main() -> int:
                 small_trials=small.get(name),
                 small_walls_s=[r["short_wall_s"] for r in runs[name]] if name in small else None,
                 marginal_per_trial_s=marginal,
+                machine_cpu_per_trial_s=None if run.get("machine_cpu_s") is None else run["machine_cpu_s"] / trials,
                 marginals_s=margins or None,
                 fixed_per_call_s=run["wall_s"] - marginal * trials if marginal is not None else None,
                 warmup_trials=warm,
@@ -524,6 +532,7 @@ def main() -> int:
         "service_over_bare_optuna": C.ratio(per["service"], per["bare_optuna"]),
         "bare_tune_over_bare_optuna": C.ratio(per["bare_tune"], per["bare_optuna"]),
         "handwired_over_bare_tune": C.ratio(per["handwired"], per["bare_tune"]),
+        "service_inline_over_service": C.ratio(per["service_inline"], per["service"]),
     }
     marginal_ratios = {
         "service_over_bare_tune": C.ratio(marg["service"], marg["bare_tune"]),
@@ -549,7 +558,10 @@ def main() -> int:
             "handwired": "Tune defaults (reuse_actors=False, CSV/JSON/TBX loggers, default verbosity, output discarded) + "
             "OptunaSearch(storage=RDBStorage(sqlite)) + MLflowLoggerCallback(sqlite); storage_path in a temp dir",
             "service": "automl.search(n_trials=N, max_steps=1, scheduler='fifo', max_concurrent=2) with a temp AUTOML_HOME "
-            "(Optuna on SQLite, MLflow on SQLite, Ray Tune)",
+            "(Optuna on SQLite, MLflow on SQLite, Ray Tune); the study and MLflow trial writes in the job's writer process",
+            "service_inline": "the same with AUTOML_WRITE_BEHIND=0: those writes made in the driver process (a thread for MLflow)",
+            "machine_cpu": "machine_cpu_per_trial_s: CPU seconds the whole machine spent busy during the full run (/proc/stat, "
+            "every process: the driver, Ray's workers and daemons, the writer process), per trial",
         },
         "paths": paths,
         "ratios": ratios,
@@ -567,20 +579,23 @@ def main() -> int:
     }
     C.write_json(args.out, payload)
 
-    labels = {"bare_optuna": "(a) bare Optuna", "bare_tune": "(b) bare Tune", "handwired": "(c) hand-wired", "service": "(d) service"}
+    labels = {"bare_optuna": "(a) bare Optuna", "bare_tune": "(b) bare Tune", "handwired": "(c) hand-wired", "service": "(d) service",
+              "service_inline": "(e) service, writes in driver"}
     out.print(
         C.table(
             f"Per-trial overhead of no-op trials ({args.sampler} sampler, 2 CPUs)",
             ["path", "trials", "wall s", "ms / trial", "trials / s", "complete", "marginal ms / trial", "fixed s / call",
-             "SQL stmts / trial", "write txns / trial"],
+             "machine CPU ms / trial", "SQL stmts / trial", "write txns / trial"],
             [
                 [labels[k], v["trials"], v["wall_s"], 1000 * v["per_trial_s"], v["trials_per_s"], v["complete"],
                  None if v["marginal_per_trial_s"] is None else 1000 * v["marginal_per_trial_s"], v["fixed_per_call_s"],
+                 None if v["machine_cpu_per_trial_s"] is None else 1000 * v["machine_cpu_per_trial_s"],
                  v["statements_per_trial"], v["write_transactions_per_trial"]]
                 for k, v in paths.items()
             ],
             caption="(a) in-memory study.optimize; (b) Tune, actors reused, loggers off, OptunaSearch in memory; "
-            "(c) Tune defaults + OptunaSearch on SQLite + MLflowLoggerCallback; (d) automl.search. "
+            "(c) Tune defaults + OptunaSearch on SQLite + MLflowLoggerCallback; (d) automl.search; (e) the same, its study and MLflow "
+            "trial writes in the driver (AUTOML_WRITE_BEHIND=0). machine CPU: all processes, /proc/stat. "
             f"median of {args.repeats} run(s). ms / trial = wall / trials. "
             + (f"marginal (median over repeats) and fixed: from a short run of {', '.join(f'{k} {v}' for k, v in small.items())} trials. "
                if small else "smoke: marginal and fixed not measured. ")
@@ -602,6 +617,7 @@ def main() -> int:
                 ["service / bare Optuna", ratios["service_over_bare_optuna"], marginal_ratios["service_over_bare_optuna"], ""],
                 ["bare Tune / bare Optuna", ratios["bare_tune_over_bare_optuna"], None, ""],
                 ["hand-wired / bare Tune", ratios["handwired_over_bare_tune"], None, ""],
+                ["service, writes in driver / service", ratios["service_inline_over_service"], None, ""],
             ],
         )
     )
@@ -614,6 +630,8 @@ def main() -> int:
                 for k, v in paths.items()
                 for db, c in sorted(v["sql_per_trial"].items())
             ],
+            caption="counted in this process: (d)'s trial writes are made by its writer process and are not in its rows; "
+            "(e) makes the same writes here.",
         )
     )
     if profile is not None:

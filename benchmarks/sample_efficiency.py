@@ -550,6 +550,8 @@ def main() -> int:
         p.add_argument("--mlp-seeds", type=int, help="seeds of the MLP task (default 5; smoke 1)")
         p.add_argument("--max-steps", type=int, default=8, help="steps per trial of the synthetic functions (default 8)")
         p.add_argument("--mlp-max-steps", type=int, default=16, help="epochs per trial of the MLP (default 16)")
+        p.add_argument("--mlp-budget-trials", type=int, default=16,
+                       help="the MLP budget E in full trials: E = this x --mlp-max-steps epochs (default 16)")
         p.add_argument("--tasks", default=",".join([*SYNTHETIC, MLP_TASK]), help="which tasks, comma-separated (default all)")
         p.add_argument("--variants", nargs="?", const=",".join(VARIANTS), default="",
                        help=f"also run other settings of the service's search on the MLP: some or all (no value) of {', '.join(VARIANTS)}")
@@ -572,7 +574,7 @@ def main() -> int:
     # more as TPE's later trials improve), so E / 3 and E / 4 trials are plenty; the JSON's
     # epochs_spent says whether a run used its whole budget.
     synth_budget = max_steps * (4 if args.smoke else 24)
-    mlp_budget = mlp_steps * (3 if args.smoke else 16)
+    mlp_budget = mlp_steps * (3 if args.smoke else args.mlp_budget_trials)
     synth_service_trials = max(6, synth_budget // 3)
     mlp_service_trials = max(4, mlp_budget // 4)
     chosen = [t.strip() for t in args.tasks.split(",") if t.strip()]
