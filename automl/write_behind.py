@@ -206,6 +206,13 @@ class _Writer:
 def _serve(conn: Connection) -> None:
     """The child's loop: run each request in order and answer it; stop at ``None`` or when the driver is gone."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    # Import what the writes need now, while the driver is still starting Ray and the job's runs
+    # (MLflow's client alone is over a second of CPU).
+    try:
+        import automl.engine  # noqa: F401 - the study storage
+        import mlflow.tracking  # noqa: F401
+    except ImportError:
+        pass
     writer = _Writer()
     while True:
         try:

@@ -36,7 +36,7 @@ def machine_line(data: dict[str, Any]) -> str:
 
 def overhead(data: dict[str, Any]) -> str:
     names = {"bare_optuna": "(a) bare Optuna, in memory", "bare_tune": "(b) bare Ray Tune", "handwired": "(c) hand-wired default",
-             "service": "(d) the service"}
+             "service": "(d) the service", "service_inline": "(e) the service, writes in the driver"}
     p = data["paths"]
     r, mr = data["ratios"], data["marginal_ratios"]
 
@@ -44,16 +44,19 @@ def overhead(data: dict[str, Any]) -> str:
         return None if x is None else 1000 * x
 
     out = [f"Measured {machine_line(data)}.", "",
-           md(["path", "trials", "wall s", "ms / trial", "marginal ms / trial", "fixed s / call", "SQL write txns / trial"],
+           md(["path", "trials", "wall s", "ms / trial", "marginal ms / trial", "fixed s / call", "machine CPU ms / trial",
+               "SQL write txns / trial"],
               [[names[k], v["trials"], v["wall_s"], ms(v["per_trial_s"]), ms(v["marginal_per_trial_s"]), v["fixed_per_call_s"],
-                v["write_transactions_per_trial"]] for k, v in p.items()]),
+                ms(v.get("machine_cpu_per_trial_s")), v["write_transactions_per_trial"]] for k, v in p.items()]),
            "",
            md(["ratio", "wall / trials", "marginal", "target"],
               [["service / bare Tune", r["service_over_bare_tune"], mr["service_over_bare_tune"],
                 f"≤ 1.5: {'met' if data['targets']['service_over_bare_tune_met'] else 'missed'}"],
                ["hand-wired / service", r["handwired_over_service"], mr["handwired_over_service"],
                 f"≥ 5: {'met' if data['targets']['handwired_over_service_met'] else 'missed'}"],
-               ["service / bare Optuna", r["service_over_bare_optuna"], mr["service_over_bare_optuna"], ""]])]
+               ["service / bare Optuna", r["service_over_bare_optuna"], mr["service_over_bare_optuna"], ""],
+               *([["service, writes in the driver / service", r["service_inline_over_service"], None, ""]]
+                 if r.get("service_inline_over_service") is not None else [])])]
     reps = data.get("ratios_per_repeat") or {}
     if len(reps.get("service_over_bare_tune") or []) > 1:
         out += ["", "Within each repeat (side by side in time): service / bare Tune "
