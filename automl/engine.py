@@ -201,13 +201,14 @@ def _run(
     """One search: Optuna study, MLflow runs and Ray Tune, with the job's writer process."""
     from automl import write_behind
 
-    # Started first: the writer process imports MLflow and Optuna while Ray and the stores open.
-    remote = write_behind.WriteBehind() if write_behind.enabled() else None
+    # The process's writer (started now if this is its first search: it imports MLflow and
+    # Optuna while Ray and the stores open), with this job's own state there.
+    remote = write_behind.shared().job(f"{study_name}-{uuid.uuid4().hex[:8]}") if write_behind.enabled() else None
     try:
         return _run_with(plan, settings, study_name, progress, control, parent_run_id, remote)
     finally:
         if remote is not None:
-            remote.close()
+            remote.close()  # every write of the job made before the job is reported done
 
 
 def _run_with(

@@ -1,16 +1,18 @@
-"""A job's durable per-trial writes, made by a child process: its Optuna study and its MLflow trial runs.
+"""A search's durable per-trial writes, made by a child process: its Optuna study and its MLflow trial runs.
 
 Profiled, the service's per-trial overhead was its own durable writes on Tune's driver
 (benchmarks/overhead.py: ~10 ms per trial for the study's three transactions, ~10 ms for the
 MLflow runs). Made in a thread they still hold the driver's one GIL; made here, they run on
 another core, and the driver only pickles a message per write. Writes are carried out in the
-order they were sent, so a trial's end reaches MLflow after its study row exists.
+order they were sent, so a trial's end reaches MLflow after its study row exists. One child
+serves every search of a process (:func:`shared`; a runner's jobs side by side too), each job
+on its own state there (:class:`JobWriter`).
 
 What stays true:
 - the in-memory working study decides everything (trial numbers, what the sampler sees);
   the child only makes it durable, checking every number (:class:`StudyDiverged`);
-- a write that fails comes back on its future; study writes are waited for when the search ends
-  (:meth:`WriteBehind.drain`), so a job never reports a result its study does not hold;
+- a write that fails comes back on its future; a job's writes are all waited for before it
+  reports its result (``WorkingStudy.drain``, then :meth:`JobWriter.close`);
 - the child runs in its own session, so a signal to the runner's process group (Ctrl-C,
   SIGTERM: the runner stops its jobs itself, then closes the child) does not cut it short; when
   the driver is gone (its end of the pipe closes), the child finishes what it was sent and
@@ -21,6 +23,7 @@ Off with ``AUTOML_WRITE_BEHIND=0``: the same writes are then made in the driver 
 
 from __future__ import annotations
 
+import atexit
 import itertools
 import logging
 import os
@@ -139,11 +142,67 @@ class WriteBehind:
         threading.Thread(target=self._process.wait, name="automl-writer-reaper", daemon=True).start()
 
 
+    def alive(self) -> bool:
+        """Whether the child still takes writes."""
+        return not self._closed and self._process.poll() is None and self._reader.is_alive()
+
+    def job(self, key: str) -> JobWriter:
+        """A handle for one job's writes (its own study and tracker in the child)."""
+        return JobWriter(self, key)
+
+
+class JobWriter:
+    """One job's end of a :class:`WriteBehind`: every operation names the job."""
+
+    def __init__(self, remote: WriteBehind, key: str) -> None:
+        self.remote = remote
+        self.key = key
+
+    def send(self, op: str, *args: Any) -> Future[Any]:
+        """Queue ``op`` for this job after everything sent before it (by any job)."""
+        return self.remote.send(op, self.key, *args)
+
+    def call(self, op: str, *args: Any) -> Any:
+        """``send`` and wait for the result (raises the child's error)."""
+        return self.send(op, *args).result()
+
+    def close(self) -> None:
+        """Wait until the child has made every write of this job, then let it forget the job."""
+        try:
+            self.remote.send("close_job", self.key).result()
+        except WriterGone:
+            pass
+
+
+_SHARED: WriteBehind | None = None
+_SHARED_LOCK = threading.Lock()
+
+
+def shared() -> WriteBehind:
+    """This process's writer (started on first use, started again if it died): every search of a
+    process, and every job of a runner, shares one, so its start-up (importing MLflow: over a
+    second of CPU) is paid once. Closed when the interpreter exits."""
+    global _SHARED
+    with _SHARED_LOCK:
+        if _SHARED is None or not _SHARED.alive():
+            first = _SHARED is None
+            _SHARED = WriteBehind()
+            if first:
+                atexit.register(_close_shared)
+        return _SHARED
+
+
+def _close_shared() -> None:
+    with _SHARED_LOCK:
+        if _SHARED is not None:
+            _SHARED.close()
+
+
 # -- the child ---------------------------------------------------------------------------------
 
 
-class _Writer:
-    """What the child does: one Optuna storage and one MLflow tracker, opened when first asked."""
+class _JobWrites:
+    """One job's study and MLflow tracker in the child, opened when first asked."""
 
     def __init__(self) -> None:
         self.storage: Any = None
@@ -199,8 +258,23 @@ class _Writer:
     def reopen_trial(self, run_id: str, tags: dict[str, str]) -> None:
         self.tracker.reopen_trial(run_id, tags)
 
-    def ping(self) -> int:
-        return os.getpid()
+
+class _Writer:
+    """What the child does: the writes of every job its driver runs, each job's on its own state."""
+
+    def __init__(self) -> None:
+        self.jobs: dict[str, _JobWrites] = {}
+
+    def run(self, op: str, args: tuple[Any, ...]) -> Any:
+        if op == "ping":
+            return os.getpid()
+        if op == "close_job":
+            self.jobs.pop(args[0], None)
+            return None
+        job, *rest = args
+        if op.startswith("_") or not hasattr(_JobWrites, op):
+            raise AttributeError(f"the writer process has no operation {op!r}")
+        return getattr(self.jobs.setdefault(job, _JobWrites()), op)(*rest)
 
 
 def _serve(conn: Connection) -> None:
@@ -224,7 +298,7 @@ def _serve(conn: Connection) -> None:
             return
         request, op, args = message
         try:
-            reply = (request, True, getattr(writer, op)(*args))
+            reply = (request, True, writer.run(op, args))
         except BaseException as exc:  # noqa: BLE001 - every error goes back to the caller
             reply = (request, False, _sendable(exc))
         try:
@@ -249,7 +323,7 @@ class RemoteTrialRuns:
     """The MLflow trial-run writes of :class:`~automl.tracking.MlflowTracker`, made by the writer
     process (each call waits for its answer: it runs on the driver's tracking thread)."""
 
-    def __init__(self, remote: WriteBehind) -> None:
+    def __init__(self, remote: JobWriter) -> None:
         self.remote = remote
 
     def create_trial_run(self, number: int, tags: dict[str, str]) -> str:
@@ -265,7 +339,7 @@ class RemoteTrialRuns:
         self.remote.call("reopen_trial", run_id, tags)
 
 
-__all__ = ["ENV", "RemoteError", "RemoteTrialRuns", "WriteBehind", "WriterGone", "enabled"]
+__all__ = ["ENV", "JobWriter", "RemoteError", "RemoteTrialRuns", "WriteBehind", "WriterGone", "enabled", "shared"]
 
 
 if __name__ == "__main__":

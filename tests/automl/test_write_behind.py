@@ -14,15 +14,15 @@ from optuna.trial import TrialState
 
 from automl.tracking import MlflowTracker, RunUpdate
 from automl.working_study import StudyDiverged, WorkingStudy
-from automl.write_behind import RemoteTrialRuns, WriteBehind
+from automl.write_behind import JobWriter, RemoteTrialRuns, WriteBehind, shared
 
 SPACE = {"learning_rate": FloatDistribution(1e-4, 1e-1, log=True)}
 
 
 @pytest.fixture
-def remote() -> WriteBehind:
+def remote() -> JobWriter:
     writer = WriteBehind()
-    yield writer
+    yield writer.job("job-1")
     writer.close()
 
 
@@ -31,7 +31,7 @@ def _working(url: str) -> WorkingStudy:
     return WorkingStudy(storage, "job", ["maximize"], optuna.samplers.RandomSampler(seed=0))
 
 
-def test_study_writes_made_by_the_writer_process_match_the_working_copy(tmp_path: Path, remote: WriteBehind) -> None:
+def test_study_writes_made_by_the_writer_process_match_the_working_copy(tmp_path: Path, remote: JobWriter) -> None:
     url = f"sqlite:///{tmp_path / 'studies.db'}"
     work = _working(url)
     remote.send("open_study", url, "job")
@@ -49,10 +49,10 @@ def test_study_writes_made_by_the_writer_process_match_the_working_copy(tmp_path
     for d, m in zip(durable, memory):
         assert (d.state, d.values, d.params, d.intermediate_values) == (m.state, m.values, m.params, m.intermediate_values)
         assert d.user_attrs["ray_trial_id"] == f"t{d.number}"
-    assert remote.call("ping") != os.getpid()
+    assert remote.remote.call("ping") != os.getpid()
 
 
-def test_a_second_writer_is_found_when_the_writes_are_drained(tmp_path: Path, remote: WriteBehind) -> None:
+def test_a_second_writer_is_found_when_the_writes_are_drained(tmp_path: Path, remote: JobWriter) -> None:
     url = f"sqlite:///{tmp_path / 'studies.db'}"
     work = _working(url)
     remote.send("open_study", url, "job")
@@ -63,7 +63,7 @@ def test_a_second_writer_is_found_when_the_writes_are_drained(tmp_path: Path, re
         work.drain()
 
 
-def test_mlflow_trial_runs_through_the_writer_process(tmp_path: Path, remote: WriteBehind) -> None:
+def test_mlflow_trial_runs_through_the_writer_process(tmp_path: Path, remote: JobWriter) -> None:
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     tracker = MlflowTracker(uri, artifact_root=(tmp_path / "artifacts").as_uri())
     tracker.start_job(experiment="wb", run_name="job", params={}, tags={}, artifacts={})
@@ -78,33 +78,60 @@ def test_mlflow_trial_runs_through_the_writer_process(tmp_path: Path, remote: Wr
     assert run.data.tags["automl.state"] == "COMPLETE" and run.data.tags["mlflow.parentRunId"] == tracker.parent_run_id
 
 
-def test_an_error_in_the_writer_comes_back_to_the_caller(remote: WriteBehind) -> None:
+def test_an_error_in_the_writer_comes_back_to_the_caller(remote: JobWriter) -> None:
     with pytest.raises(AttributeError):
         remote.call("study_write", "set_trial_user_attr", 0, "k", "v")  # no study opened: storage is None
+    with pytest.raises(AttributeError, match="no operation"):
+        remote.call("__init__")
+    assert remote.remote.call("ping") > 0  # the writer goes on
+
+
+def test_jobs_sharing_the_writer_keep_their_own_studies(tmp_path: Path) -> None:
+    writer = shared()
+    assert shared() is writer and writer.alive()
+    works = []
+    for name in ("a", "b"):
+        url = f"sqlite:///{tmp_path / (name + '.db')}"
+        work = _working(url)
+        job = writer.job(name)
+        job.send("open_study", url, "job")
+        work.write_behind(job)
+        works.append((url, work, job))
+    for _ in range(3):
+        for _url, work, _job in works:
+            trial = work.memory.ask(SPACE)
+            work.started(trial, {})
+            work.tell(trial, 1.0, TrialState.COMPLETE)
+    for url, work, job in works:
+        work.drain()
+        job.close()
+        assert len(optuna.load_study(study_name="job", storage=url).trials) == 3
 
 
 def test_the_writer_finishes_what_it_was_sent_when_the_driver_is_gone(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'studies.db'}"
     work = _working(url)
-    remote = WriteBehind()
-    assert os.getsid(remote._process.pid) != os.getsid(0)  # its own session: the runner's group signals miss it
+    writer = WriteBehind()
+    assert os.getsid(writer._process.pid) != os.getsid(0)  # its own session: the runner's group signals miss it
+    remote = writer.job("job-1")
     remote.send("open_study", url, "job")
     work.write_behind(remote)
     for _ in range(20):
         trial = work.memory.ask(SPACE)
         work.started(trial, {})
         work.tell(trial, 1.0, TrialState.COMPLETE)
-    remote._conn.close()  # as a killed driver's end of the socket: no goodbye
-    remote._process.wait(timeout=60)
+    writer._conn.close()  # as a killed driver's end of the socket: no goodbye
+    writer._process.wait(timeout=60)
     durable = optuna.load_study(study_name="job", storage=url).get_trials(deepcopy=False)
     assert len(durable) == 20 and all(t.state == TrialState.COMPLETE for t in durable)
 
 
 def test_a_closed_writer_refuses_new_writes_and_close_does_not_wait_for_its_exit() -> None:
-    remote = WriteBehind()
-    remote.call("ping")
+    writer = WriteBehind()
+    writer.call("ping")
     started = time.monotonic()
-    remote.close()
+    writer.close()
     assert time.monotonic() - started < 5
+    assert not writer.alive()
     with pytest.raises(Exception, match="closed"):
-        remote.call("ping")
+        writer.call("ping")
