@@ -73,6 +73,16 @@ def test_overhead_smoke(tmp_path: Path) -> None:
     assert set(hooks["phases"]) >= {"before_tune_s", "tune_start_to_first_trial_s", "first_trial_to_last_trial_s"}
 
 
+def test_seed_noise_smoke(tmp_path: Path) -> None:
+    data = run_smoke("seed_noise", tmp_path)
+    for method in ("service", "random"):
+        row = data["methods"][method]
+        assert len(row["scores"]) == data["settings"]["repeats"] == 2, row
+        assert all(0 < s <= 1 for s in row["scores"]) and row["min"] <= row["median"] <= row["max"], row
+        assert row["params"] and 0 < row["search_best"] <= 1, row
+    assert data["median_gap"] >= 0
+
+
 def test_scaling_smoke(tmp_path: Path) -> None:
     data = run_smoke("scaling", tmp_path)
     rows = data["cpu"]["rows"]

@@ -1,0 +1,117 @@
+"""How much the sample-efficiency MLP task's score moves with the trainer's seed alone.
+
+The sample-efficiency benchmark compares searches by the best validation accuracy a trial
+scored. This measures the noise under that score: the service default (TPE + ASHA) and random
+search each search the task once (the same job spec as ``sample_efficiency.py``'s MLP task,
+one job seed); then each best configuration is trained again K times, identical but for the
+trainer's seed (each Tune trial gets its own), on the same train/validation split. If the two
+bests' spreads overlap as much as the gaps between the methods' best scores, the top of the
+task is noise and a best-score comparison there says little about the searches.
+
+    .venv/bin/python benchmarks/seed_noise.py [--smoke] [--repeats K] [--job-seed S] [--out PATH]
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _common as C  # noqa: E402
+import sample_efficiency as S  # noqa: E402
+
+# method -> (sampler, scheduler, trials in the search: the same budget of epochs as sample_efficiency's E = 256)
+SEARCHES = {"service": ("tpe", "asha", 64), "random": ("random", "fifo", 16)}
+
+
+def retrain(params: dict[str, Any], *, repeats: int, max_steps: int, job_seed: int, workdir: Path) -> list[float]:
+    """Final validation accuracy of ``params`` trained ``repeats`` times, one trainer seed each."""
+    from ray import tune
+
+    with C.env(TUNE_DISABLE_AUTO_CALLBACK_LOGGERS="1", RAY_AIR_NEW_OUTPUT="0"):  # as sample_efficiency's Tune runs
+        return _fit(tune, params, repeats=repeats, max_steps=max_steps, job_seed=job_seed, workdir=workdir)
+
+
+def _fit(tune: Any, params: dict[str, Any], *, repeats: int, max_steps: int, job_seed: int, workdir: Path) -> list[float]:
+    tuner = tune.Tuner(
+        S.make_mlp_trainable(max_steps, job_seed),
+        param_space=dict(params),
+        tune_config=tune.TuneConfig(num_samples=repeats, max_concurrent_trials=2, reuse_actors=True),
+        run_config=tune.RunConfig(storage_path=str(workdir), verbose=0),
+    )
+    return sorted(float(r.metrics["val_accuracy"]) for r in tuner.fit())
+
+
+def main() -> int:
+    def extra(p: Any) -> None:
+        p.add_argument("--repeats", type=int, help="trainings of each best configuration (default 10; smoke 2)")
+        p.add_argument("--job-seed", type=int, default=1, help="the searches' job seed (default 1)")
+
+    args = C.parse_args("seed_noise", "The MLP task's score spread over trainer seeds, for the best configurations.", extra)
+    repeats = args.repeats or (2 if args.smoke else 10)
+    max_steps = 2 if args.smoke else 16
+    out = C.console()
+    C.quiet_logging()
+    info = C.machine()
+    rows: dict[str, dict[str, Any]] = {}
+    with tempfile.TemporaryDirectory(prefix="automl-bench-seed-noise-") as tmp:
+        home = Path(tmp) / "automl-home"
+        C.init_ray()
+        import automl
+        from ray import cloudpickle
+
+        # The trial code lives in sample_efficiency.py, which Ray's workers cannot import by name.
+        cloudpickle.register_pickle_by_value(S)
+
+        for method, (sampler, scheduler, trials) in SEARCHES.items():
+            spec = automl.JobSpec.model_validate(
+                S.mlp_spec(sampler, scheduler, 4 if args.smoke else trials, max_steps, args.job_seed)
+            )
+            with out.status(f"{method}: searching"), S.service_env(home):
+                result = automl.run_spec(spec)
+            with out.status(f"{method}: its best configuration, {repeats} trainer seeds"):
+                scores = retrain(result.best_params, repeats=repeats, max_steps=max_steps, job_seed=args.job_seed,
+                                 workdir=Path(tmp) / f"tune-{method}")
+            rows[method] = {
+                "search_best": result.best_value,
+                "params": dict(result.best_params),
+                "scores": scores,
+                "median": statistics.median(scores),
+                "min": scores[0],
+                "max": scores[-1],
+                "range": scores[-1] - scores[0],
+            }
+    gap = abs(rows["service"]["median"] - rows["random"]["median"])
+    payload = {
+        "benchmark": "seed_noise",
+        "smoke": args.smoke,
+        "machine": info,
+        "settings": {
+            "task": f"sample_efficiency's MLP: {S.MLP_DATASET}, validation fraction {S.MLP_VAL_FRACTION}, space "
+            f"{S.MLP_SPACE}, {max_steps} epochs",
+            "searches": {k: f"sampler {v[0]}, scheduler {v[1]}, {v[2]} trials" for k, v in SEARCHES.items()},
+            "job_seed": args.job_seed,
+            "repeats": repeats,
+        },
+        "methods": rows,
+        "median_gap": gap,
+        "median_gap_over_range": C.ratio(gap, max(rows["service"]["range"], rows["random"]["range"]) or None),
+    }
+    C.write_json(args.out, payload)
+    out.print(
+        C.table(
+            f"Best configuration of each search, trained {repeats} times with different trainer seeds",
+            ["search", "best in the search", "median", "min", "max", "range"],
+            [[k, v["search_best"], v["median"], v["min"], v["max"], v["range"]] for k, v in rows.items()],
+            caption="validation accuracy at the last epoch; same split and configuration, only the trainer's seed differs",
+        )
+    )
+    out.print(f"gap between the medians {gap:.4f}; JSON: {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
