@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TextIO
 
 import typer
 from rich.console import Console
@@ -101,13 +101,14 @@ def run(
     factory = _progress_factory() if progress and not json_output else None
     runner = Runner(store, settings, concurrency=1, progress_factory=factory, poll_s=0.2)
 
-    with _stdout_to_stderr(json_output):
+    with _stdout_to_stderr(json_output) as real_stdout:
         _guard(lambda: runner.run(job_id=job.id, interrupt_cancels=True))
-    final = store.get(job.id)
-    result = runner.results.get(job.id)
-    if json_output:
-        out.print_json(json.dumps({"job": job_json(final), "result": result_json(result) if result else None}, default=str))
-    elif result is not None:
+        final = store.get(job.id)
+        result = runner.results.get(job.id)
+        if real_stdout is not None:
+            document = {"job": job_json(final), "result": result_json(result) if result else None}
+            real_stdout.write(json.dumps(document, indent=2, default=str) + "\n")
+    if not json_output and result is not None:
         print_result(result, top=top, console=out)
     _exit_for(final)
 
@@ -388,20 +389,33 @@ def _metrics_of(job: JobView) -> list[str]:
 
 
 @contextlib.contextmanager
-def _stdout_to_stderr(active: bool) -> Iterator[None]:
-    """Send everything written to file descriptor 1 to stderr while a job runs here.
+def _stdout_to_stderr(active: bool) -> Iterator[TextIO | None]:
+    """Send everything written to file descriptor 1 to stderr from now on; yield the real stdout.
 
     With ``--json``, stdout must hold the JSON alone; Ray prints notices (a node marked
-    dead, a worker's log line) on the driver's stdout from its own threads.
+    dead, a worker's log line) on the driver's stdout from its own threads, and may still do
+    so after the job has ended (seen in CI), so descriptor 1 is not given back: the JSON is
+    written to the real stdout, which the caller gets (``None`` when not ``active``).
     """
     if not active:
-        yield
+        yield None
         return
     sys.stdout.flush()
+    try:
+        on_descriptor_1 = sys.stdout.fileno() == 1
+    except (AttributeError, OSError, ValueError):
+        on_descriptor_1 = False  # stdout replaced in-process (a test's CliRunner): fd 1 is given back after the run
     saved = os.dup(1)
     os.dup2(2, 1)
+    if on_descriptor_1:
+        real = os.fdopen(saved, "w", encoding="utf-8")
+        try:
+            yield real
+        finally:
+            real.close()
+        return
     try:
-        yield
+        yield sys.stdout
     finally:
         sys.stdout.flush()
         os.dup2(saved, 1)
