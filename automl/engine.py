@@ -198,29 +198,8 @@ def _run(
     control: JobControl | None,
     parent_run_id: str | None,
 ) -> SearchResult:
-    """One search: Optuna study, MLflow runs and Ray Tune, with the job's writer process."""
+    """One search: Optuna study, MLflow runs and Ray Tune; its per-trial writes made by the process's writer."""
     from automl import write_behind
-
-    # The process's writer (started now if this is its first search: it imports MLflow and
-    # Optuna while Ray and the stores open), with this job's own state there.
-    remote = write_behind.shared().job(f"{study_name}-{uuid.uuid4().hex[:8]}") if write_behind.enabled() else None
-    try:
-        return _run_with(plan, settings, study_name, progress, control, parent_run_id, remote)
-    finally:
-        if remote is not None:
-            remote.close()  # every write of the job made before the job is reported done
-
-
-def _run_with(
-    plan: SearchPlan,
-    settings: Settings,
-    study_name: str,
-    progress: ProgressSink | None,
-    control: JobControl | None,
-    parent_run_id: str | None,
-    remote: Any,
-) -> SearchResult:
-    """:func:`_run`, with the job's writer process (``None``: its writes are made here)."""
     from automl.optuna_bridge import StudySearch
     from automl.plots import log_search_plots
     from automl.samplers import SamplerRequest, create_sampler
@@ -229,6 +208,9 @@ def _run_with(
     from automl.write_behind import RemoteTrialRuns
 
     spec = plan.spec
+    # Started now if this is the process's first search: it imports MLflow and Optuna while
+    # Ray and the stores open.
+    writer = write_behind.shared() if write_behind.enabled() else None
     ensure_ray(settings.ray_address)
     check_resources(spec)
     storage = _optuna_storage(settings.storage_url)
@@ -251,6 +233,8 @@ def _run_with(
         control.on_tracking(tracker.experiment_id, tracker.parent_run_id)
     status = "FAILED"
     callback: JobCallback | None = None
+    # This job's state in the writer (None: its writes are made here).
+    remote = writer.job(f"{study_name}-{uuid.uuid4().hex[:8]}") if writer is not None else None
     try:
         existing_runs = _reconcile_tracking(tracker, finished, plan.metric) if prior else {}
         if prior and control is not None:
@@ -341,6 +325,8 @@ def _run_with(
     finally:
         if callback is not None:
             callback.shutdown()
+        if remote is not None:
+            remote.close()  # every write of the job made before the job is reported done
         if status == "KILLED":
             with contextlib.suppress(Exception):
                 tracker.finish_job("KILLED", metrics={}, params={}, tags={"automl.state": "cancelled"})

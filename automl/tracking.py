@@ -158,7 +158,7 @@ class MlflowTracker:
                 run_tags["mlflow.note.content"] = description
             run = self.client.create_run(self.experiment_id, run_name=run_name, tags=run_tags)
             self.parent_run_id = run.info.run_id
-            self._log_batch(self.parent_run_id, params=params)
+            self.update_run(self.parent_run_id, RunUpdate(params=dict(params)))
             for name, text in artifacts.items():
                 self.client.log_text(self.parent_run_id, text, name)
         except Exception as exc:  # noqa: BLE001 - MLflow raises many kinds; all mean the same here
@@ -204,7 +204,7 @@ class MlflowTracker:
         """Mark a trial run RUNNING again: its trial is retried after its runner stopped."""
         run = self.client.get_run(run_id)
         attempt = int(run.data.tags.get(f"{TAG_PREFIX}attempt", "1")) + 1
-        self._log_batch(run_id, tags={**tags, f"{TAG_PREFIX}state": "RUNNING", f"{TAG_PREFIX}attempt": str(attempt)})
+        self.update_run(run_id, RunUpdate(tags={**tags, f"{TAG_PREFIX}state": "RUNNING", f"{TAG_PREFIX}attempt": str(attempt)}))
         self.client.update_run(run_id, status="RUNNING")
 
     def _ensure_experiment(self, name: str) -> str:
@@ -220,7 +220,7 @@ class MlflowTracker:
     def start_trial(self, number: int, params: Mapping[str, Any], tags: Mapping[str, str]) -> str:
         """Open the child run of trial ``number`` with its hyperparameters as params."""
         run_id = self.create_trial_run(number, tags)
-        self._log_batch(run_id, params=params)
+        self.update_run(run_id, RunUpdate(params=dict(params)))
         return run_id
 
     def create_trial_run(self, number: int, tags: Mapping[str, str]) -> str:
@@ -254,7 +254,7 @@ class MlflowTracker:
         return self.create_trial_run(number, tags)
 
     def update_run(self, run_id: str, update: RunUpdate) -> None:
-        """Apply ``update`` to a trial's run: one ``log_batch``, then its error text and its end if it has them."""
+        """Apply ``update`` to a run: one ``log_batch``, then its error text and its end if it has them."""
         from mlflow.entities import Metric, Param, RunTag
 
         if update.metrics or update.params or update.tags:
@@ -271,7 +271,7 @@ class MlflowTracker:
 
     def log_metrics(self, run_id: str, metrics: Mapping[str, float], step: int) -> None:
         """Log one report's metrics at ``step`` in a single call."""
-        self._log_batch(run_id, metrics=metrics, step=step)
+        self.update_run(run_id, RunUpdate.report(metrics, step))
 
     def end_trial(self, run_id: str, state: str, *, reason: str | None, error_text: str | None) -> None:
         """Close a trial's run with the state Optuna recorded for it."""
@@ -282,7 +282,8 @@ class MlflowTracker:
         if self.parent_run_id is None:
             return
         note = self._summary_note(status, metrics, params, tags)
-        self._log_batch(self.parent_run_id, metrics=metrics, params=params, tags={**tags, **({NOTE: note} if note else {})})
+        summary = RunUpdate(params=dict(params), tags={**tags, **({NOTE: note} if note else {})})
+        self.update_run(self.parent_run_id, RunUpdate.report(metrics, 0).merged(summary))
         self.client.set_terminated(self.parent_run_id, status)
 
     def _summary_note(
@@ -372,25 +373,6 @@ class MlflowTracker:
         version = None if info.registered_model_version is None else str(info.registered_model_version)
         uri = f"models:/{registered_name}/{version}" if registered_name and version else info.model_uri
         return RegisteredModel(uri, self.tracking_uri, registered_name, version, run_id)
-
-    def _log_batch(
-        self,
-        run_id: str,
-        *,
-        metrics: Mapping[str, float] | None = None,
-        params: Mapping[str, Any] | None = None,
-        tags: Mapping[str, str] | None = None,
-        step: int = 0,
-    ) -> None:
-        from mlflow.entities import Metric, Param, RunTag
-
-        now = int(time.time() * 1000)
-        self.client.log_batch(
-            run_id,
-            metrics=[Metric(k, float(v), now, step) for k, v in (metrics or {}).items()],
-            params=[Param(k, _param_text(v)) for k, v in (params or {}).items()],
-            tags=[RunTag(k, str(v)) for k, v in (tags or {}).items()],
-        )
 
 
 NOTE = "mlflow.note.content"  # what the MLflow UI shows as a run's or an experiment's description

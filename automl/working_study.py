@@ -61,6 +61,22 @@ class StudyDiverged(AutomlError):
     """The durable study numbered a trial differently from the working copy (another writer)."""
 
 
+def create_durable_trial(storage: optuna.storages.BaseStorage, study_id: int, study_name: str, template: FrozenTrial) -> int:
+    """Write ``template`` as a new trial of the durable study; its durable id.
+
+    Raises:
+        StudyDiverged: the study gave the trial another number than the working copy did.
+    """
+    durable_id = _durably(storage.create_new_trial, study_id, template)
+    durable_number = _durably(storage.get_trial_number_from_id, durable_id)
+    if durable_number != template.number:
+        raise StudyDiverged(
+            f"study {study_name!r} was written by another process: trial {template.number} "
+            f"was stored as {durable_number}; is a second runner holding this job?"
+        )
+    return durable_id
+
+
 class WorkingStudy:
     """An in-memory study (``memory``) kept equal to a durable one, trial by trial.
 
@@ -113,37 +129,32 @@ class WorkingStudy:
         for future in in_flight:
             future.result()
 
-    def _raise_failed(self) -> None:
-        """Raise the first failed write among those already answered (a diverged study stops the job)."""
+    def _send(self, op: str, *args: Any) -> None:
+        """Hand a write to the writer process, first raising any earlier one that failed (a
+        diverged study stops the job at its next write, not only at the end)."""
+        assert self._remote is not None
         still = []
         for future in self._in_flight:
             if future.done():
                 future.result()
             else:
                 still.append(future)
+        still.append(self._remote.send(op, *args))
         self._in_flight = still
 
     def _create(self, template: FrozenTrial) -> None:
-        number = template.number
         if self._remote is not None:
-            self._raise_failed()
-            self._in_flight.append(self._remote.send("study_create", template, number))
-            self._durable_ids[number] = -1  # the writer process knows the id
+            self._send("study_create", template)
+            self._durable_ids[template.number] = -1  # the writer process knows the id
             return
-        durable_id = _durably(self.durable_storage.create_new_trial, self._durable_study_id, template)
-        durable_number = _durably(self.durable_storage.get_trial_number_from_id, durable_id)
-        if durable_number != number:
-            raise StudyDiverged(
-                f"study {self.durable.study_name!r} was written by another process: trial {number} "
-                f"was stored as {durable_number}; is a second runner holding this job?"
-            )
-        self._durable_ids[number] = durable_id
+        self._durable_ids[template.number] = create_durable_trial(
+            self.durable_storage, self._durable_study_id, self.durable.study_name, template
+        )
 
     def _write(self, number: int, method: str, *args: Any) -> None:
         """``durable_storage.<method>(trial id, *args)`` for trial ``number``, here or in the writer process."""
         if self._remote is not None:
-            self._raise_failed()
-            self._in_flight.append(self._remote.send("study_write", method, number, *args))
+            self._send("study_write", method, number, *args)
             return
         _durably(getattr(self.durable_storage, method), self._durable_ids[number], *args)
 

@@ -201,6 +201,10 @@ def _close_shared() -> None:
 # -- the child ---------------------------------------------------------------------------------
 
 
+TRIAL_RUN_OPS = frozenset({"create_trial_run", "find_or_create_trial_run", "update_run", "reopen_trial"})
+JOB_OPS = frozenset({"open_study", "study_create", "study_write", "open_tracking"})
+
+
 class _JobWrites:
     """One job's study and MLflow tracker in the child, opened when first asked."""
 
@@ -218,17 +222,10 @@ class _JobWrites:
         self.study_id = self.storage.get_study_id_from_name(study_name)
         self.study_name = study_name
 
-    def study_create(self, template: Any, number: int) -> None:
-        from automl.working_study import StudyDiverged, _durably
+    def study_create(self, template: Any) -> None:
+        from automl.working_study import create_durable_trial
 
-        durable_id = _durably(self.storage.create_new_trial, self.study_id, template)
-        durable_number = _durably(self.storage.get_trial_number_from_id, durable_id)
-        if durable_number != number:
-            raise StudyDiverged(
-                f"study {self.study_name!r} was written by another process: trial {number} "
-                f"was stored as {durable_number}; is a second runner holding this job?"
-            )
-        self.trial_ids[number] = durable_id
+        self.trial_ids[template.number] = create_durable_trial(self.storage, self.study_id, self.study_name, template)
 
     def study_write(self, method: str, number: int, *args: Any) -> None:
         from automl.working_study import _durably
@@ -246,18 +243,6 @@ class _JobWrites:
         self.tracker.experiment_id = experiment_id
         self.tracker.parent_run_id = parent_run_id
 
-    def create_trial_run(self, number: int, tags: dict[str, str]) -> str:
-        return self.tracker.create_trial_run(number, tags)
-
-    def find_or_create_trial_run(self, number: int, tags: dict[str, str]) -> str:
-        return self.tracker.find_or_create_trial_run(number, tags)
-
-    def update_run(self, run_id: str, update: RunUpdate) -> None:
-        self.tracker.update_run(run_id, update)
-
-    def reopen_trial(self, run_id: str, tags: dict[str, str]) -> None:
-        self.tracker.reopen_trial(run_id, tags)
-
 
 class _Writer:
     """What the child does: the writes of every job its driver runs, each job's on its own state."""
@@ -272,9 +257,12 @@ class _Writer:
             self.jobs.pop(args[0], None)
             return None
         job, *rest = args
-        if op.startswith("_") or not hasattr(_JobWrites, op):
+        writes = self.jobs.setdefault(job, _JobWrites())
+        if op in TRIAL_RUN_OPS:  # RemoteTrialRuns: the job's MlflowTracker's own methods
+            return getattr(writes.tracker, op)(*rest)
+        if op not in JOB_OPS:
             raise AttributeError(f"the writer process has no operation {op!r}")
-        return getattr(self.jobs.setdefault(job, _JobWrites()), op)(*rest)
+        return getattr(writes, op)(*rest)
 
 
 def _serve(conn: Connection) -> None:
