@@ -43,7 +43,15 @@ in that seed / epochs the method needed; not reached within E counts 0), with it
 Targets (the issue): on the MLP, ratio >= 3; on the synthetic functions, a lower median regret
 than random search. A PNG of the curves (per seed thin, median bold) is written beside the JSON.
 
-    .venv/bin/python benchmarks/sample_efficiency.py [--smoke] [--seeds N] [--mlp-seeds N] [--tasks A,B] [--out PATH]
+The MLP's best score is one training's, and on this task one configuration's accuracy moves by
+about 0.9 % with the trainer's seed alone (``seed_noise.py``): more than the top configurations
+differ. So the MLP is also scored without that luck (``--reeval-seeds K``, default 5): every
+incumbent (each trial that improved its search's best) is trained again K times with fresh trainer
+seeds, the same K seeds for every configuration, outside every budget, and the best-so-far curve
+is valued at the incumbent's mean: what a user would get from the configuration the search picked
+at that point. The same figures are computed on those curves (``summary.reevaluated``).
+
+    .venv/bin/python benchmarks/sample_efficiency.py [--smoke] [--seeds N] [--mlp-seeds N] [--reeval-seeds K] [--tasks A,B] [--out PATH]
     .venv/bin/python benchmarks/sample_efficiency.py --tasks mlp_digits --variants [A,B]   # + other ASHA/TPE settings
     .venv/bin/python benchmarks/sample_efficiency.py --plot-only PATH.json           # redraw the PNG
 
@@ -52,7 +60,9 @@ Latest figures and what they show: benchmarks/README.md, section "Sample efficie
 
 from __future__ import annotations
 
+import json
 import math
+import statistics
 import sys
 import tempfile
 import time
@@ -81,12 +91,15 @@ VARIANTS: dict[str, tuple[str, str, dict[str, Any], str, dict[str, Any]]] = {
     "hyperband": ("(1e) TPE+async Hyperband", "tpe", {}, "hyperband", {}),
     "gp": ("(1f) GP+ASHA", "gp", {}, "asha", {}),
     "tpe5_rf3": ("(1g) TPE 5 startup+ASHA rf 3", "tpe", {"n_startup_trials": 5}, "asha", {"reduction_factor": 3}),
+    "grace2": ("(1h) TPE+ASHA grace 2", "tpe", {}, "asha", {"grace_period": 2}),
+    "grace4": ("(1i) TPE+ASHA grace 4", "tpe", {}, "asha", {"grace_period": 4}),
 }
-VARIANT_COLOURS = ("tab:purple", "tab:red", "tab:brown", "tab:pink", "tab:olive", "tab:cyan")
+VARIANT_COLOURS = ("tab:purple", "tab:red", "tab:brown", "tab:pink", "tab:olive", "tab:cyan", "tab:gray", "gold")
 for _i, (_name, _variant) in enumerate(VARIANTS.items()):
     LABELS[_name] = _variant[0]
     COLOURS[_name] = VARIANT_COLOURS[_i % len(VARIANT_COLOURS)]
 RATIO_TARGET = 3.0
+REEVAL_NUMBER_BASE = 1_000_000  # trial numbers (so trainer seeds) of re-evaluation trainings
 
 # The MLP task: a bundled dataset and a split where the hyperparameters matter (see the docstring).
 MLP_TASK = "mlp_digits"
@@ -174,7 +187,8 @@ def study_trials(result: Any, home: Path) -> list[dict[str, Any]]:
 
     study = optuna.load_study(study_name=result.study_name, storage=f"sqlite:///{home}/studies.db")
     return [
-        {"number": t.number, "state": t.state.name, "value": t.value, "epochs": len(t.intermediate_values)}
+        {"number": t.number, "state": t.state.name, "value": t.value, "epochs": len(t.intermediate_values),
+         "params": dict(t.params)}
         for t in sorted(study.trials, key=lambda t: t.number)
     ]
 
@@ -212,15 +226,20 @@ def epochs_to_reach(kept: list[dict[str, Any]], threshold: float | None, mode: s
     return None
 
 
-def improvements(kept: list[dict[str, Any]], mode: str, shift: float = 0.0) -> list[list[float]]:
-    """The best-so-far curve as its steps: ``[epochs, best - shift]`` each time a COMPLETE trial improved the best."""
-    steps: list[list[float]] = []
+def improving_trials(kept: list[dict[str, Any]], mode: str) -> list[dict[str, Any]]:
+    """The incumbents: each COMPLETE trial that improved on the best before it, in order."""
+    out: list[dict[str, Any]] = []
     for t in kept:
         if t["state"] != "COMPLETE" or t["value"] is None:
             continue
-        if not steps or (t["value"] - shift != steps[-1][1] and better(t["value"] - shift, steps[-1][1], mode)):
-            steps.append([t["cum_epochs"], t["value"] - shift])
-    return steps
+        if not out or (t["value"] != out[-1]["value"] and better(t["value"], out[-1]["value"], mode)):
+            out.append(t)
+    return out
+
+
+def improvements(kept: list[dict[str, Any]], mode: str, shift: float = 0.0) -> list[list[float]]:
+    """The best-so-far curve as its steps: ``[epochs, best - shift]`` each time a COMPLETE trial improved the best."""
+    return [[t["cum_epochs"], t["value"] - shift] for t in improving_trials(kept, mode)]
 
 
 def curve_at(steps: list[list[float]], budget: int) -> list[float | None]:
@@ -279,6 +298,7 @@ def summarise(trials: list[dict[str, Any]], budget: int, mode: str, wall_s: floa
         "best": best,
         "score": None if best is None else best - shift,
         "curve": improvements(kept, mode, shift),
+        "incumbents": [t.get("params") for t in improving_trials(kept, mode)],  # the configuration behind each step
         "wall_s": wall_s,
         "_kept": kept,
     }
@@ -328,12 +348,19 @@ def mlp_spec(sampler: str, scheduler: str, n_trials: int, max_steps: int, seed: 
         "metric": "val_accuracy",
         "mode": "max",
         "sampler": {"name": sampler, "options": dict(sampler_options or {})},
-        "scheduler": {"name": scheduler, "options": dict(scheduler_options or {})},
+        "scheduler": scheduler_section(scheduler, scheduler_options),
         "budget": {"trials": n_trials, "max_epochs": max_steps},
         "resources": {"cpus_per_trial": 1, "max_concurrent": 2},
         "seed": seed,
         "tracking": {"register_model": False},
     }
+
+
+def scheduler_section(scheduler: str, options: dict[str, Any] | None) -> dict[str, Any]:
+    """The spec's scheduler section; a ``grace_period`` among a variant's options goes to its own field."""
+    options = dict(options or {})
+    grace = options.pop("grace_period", None)
+    return {"name": scheduler, "options": options, **({"grace_period": grace} if grace is not None else {})}
 
 
 def run_tune(trainable: Callable[..., Any], param_space: dict[str, Any], *, n_trials: int, metric: str,
@@ -362,6 +389,7 @@ def run_tune(trainable: Callable[..., Any], param_space: dict[str, Any], *, n_tr
             "state": "COMPLETE" if r.error is None and metric in m else "FAIL",
             "value": m.get(metric),
             "epochs": int(m.get("training_iteration", 0)),
+            "params": dict(r.config or {}),
         })
     # Trial ids end in a zero-padded creation index: sort into creation order, like trial numbers.
     trials.sort(key=lambda t: str(t["number"]).rsplit("_", 1)[-1])
@@ -392,10 +420,71 @@ def make_mlp_trainable(max_steps: int, seed: int) -> Callable[[dict[str, Any]], 
         spec = automl.JobSpec.model_validate(mlp_spec("random", "fifo", 1, max_steps, seed))
         plan = TrialPlan(max_epochs=max_steps, seed=seed, cpus=1, gpus=0, metric="val_accuracy",
                          metrics=("val_accuracy",), trainer="mlp", data=data_config(spec))
-        number = int(tune.get_context().get_trial_id().rsplit("_", 1)[-1])
+        # The trial number picks the trainer's seed: given in the config (re-evaluations), or Tune's creation index.
+        number = config.get(TRIAL_NUMBER_KEY, int(tune.get_context().get_trial_id().rsplit("_", 1)[-1]))
         run_trial({**config, TRIAL_NUMBER_KEY: number}, plan)
 
     return trainable
+
+
+def retrain(configs: list[dict[str, Any]], *, repeats: int, max_steps: int, job_seed: int,
+            workdir: Path) -> list[list[float | None]]:
+    """Final validation accuracy of each configuration trained ``repeats`` times, on the job's split.
+
+    Repeat k of every configuration uses the same trainer seed (trial number
+    ``REEVAL_NUMBER_BASE + k``, far from any search's own numbers), so configurations are compared
+    on common seeds. One Tune run for all of them; a training that fails scores ``None``.
+    """
+    from ray import tune
+
+    from workers.trainable import TRIAL_NUMBER_KEY
+
+    train_one = make_mlp_trainable(max_steps, job_seed)
+
+    def trainable(config: dict[str, Any]) -> None:
+        index, k = divmod(int(config["_retrain"]), repeats)
+        train_one({**configs[index], TRIAL_NUMBER_KEY: REEVAL_NUMBER_BASE + k})
+
+    tuner = tune.Tuner(
+        trainable,
+        param_space={"_retrain": tune.grid_search(list(range(len(configs) * repeats)))},
+        tune_config=tune.TuneConfig(max_concurrent_trials=2, reuse_actors=True),
+        run_config=tune.RunConfig(name=f"retrain-{uuid.uuid4().hex[:6]}", storage_path=str(workdir), verbose=0),
+    )
+    scores: list[list[float | None]] = [[None] * repeats for _ in configs]
+    with C.env(TUNE_DISABLE_AUTO_CALLBACK_LOGGERS="1", RAY_AIR_NEW_OUTPUT="0"):
+        for r in tuner.fit():
+            index, k = divmod(int(r.config["_retrain"]), repeats)
+            if r.error is None and r.metrics and "val_accuracy" in r.metrics:
+                scores[index][k] = float(r.metrics["val_accuracy"])
+    return scores
+
+
+def config_key(params: dict[str, Any]) -> str:
+    return json.dumps(params, sort_keys=True, default=str)
+
+
+def reevaluate_incumbents(runs: dict[str, dict[str, Any]],
+                          scores_of: Callable[[list[dict[str, Any]]], list[list[float | None]]]) -> None:
+    """Score every method's incumbents without the luck of their one training: the mean over trainer seeds.
+
+    ``scores_of`` trains the distinct incumbents of all methods (one call, so they share seeds).
+    Adds per method ``incumbent_scores``, ``reeval_curve`` (the best-so-far curve's steps, each
+    valued at its incumbent's mean: it can go down when a luckier trial takes over) and
+    ``reeval_score`` (the final incumbent's mean).
+    """
+    distinct: dict[str, dict[str, Any]] = {}
+    for run in runs.values():
+        for params in run["incumbents"]:
+            distinct.setdefault(config_key(params), params)
+    keys = list(distinct)
+    scores = dict(zip(keys, scores_of([distinct[k] for k in keys]))) if keys else {}
+    for run in runs.values():
+        run["incumbent_scores"] = [scores[config_key(p)] for p in run["incumbents"]]
+        means = [statistics.fmean(v for v in s if v is not None) if any(v is not None for v in s) else None
+                 for s in run["incumbent_scores"]]
+        run["reeval_curve"] = [[step[0], m] for step, m in zip(run["curve"], means) if m is not None]
+        run["reeval_score"] = run["reeval_curve"][-1][1] if run["reeval_curve"] else None
 
 
 # -- one task, one seed ------------------------------------------------------------------------
@@ -421,7 +510,8 @@ def run_synthetic(name: str, seed: int, max_steps: int, budget: int, service_tri
 
 
 def run_mlp(seed: int, max_steps: int, budget: int, service_trials: int, home: Path, workdir: Path,
-            methods: tuple[str, ...] = METHODS) -> dict[str, Any]:
+            methods: tuple[str, ...] = METHODS, reeval_repeats: int = 0, random_multiple: int = 1) -> dict[str, Any]:
+    """One seed of the MLP task; random search runs ``random_multiple`` x E epochs (its first E as every other method's)."""
     import yaml
 
     from automl.spaces import presets_dir
@@ -429,6 +519,7 @@ def run_mlp(seed: int, max_steps: int, budget: int, service_trials: int, home: P
     space = yaml.safe_load((presets_dir() / f"{MLP_SPACE}.yaml").read_text())["params"]
     n_fifo = budget // max_steps
     runs: dict[str, dict[str, Any]] = {}
+    extended: dict[str, Any] = {}
     for method in methods:
         if method == "tune":
             wall, trials = run_tune(make_mlp_trainable(max_steps, seed), tune_space(space), n_trials=n_fifo,
@@ -438,10 +529,23 @@ def run_mlp(seed: int, max_steps: int, budget: int, service_trials: int, home: P
             wall, trials = run_service_spec(sampler, scheduler, service_trials, max_steps, seed, home,
                                             sampler_options, scheduler_options)
         else:
-            sampler, scheduler, n = ("tpe", "asha", service_trials) if method == "service" else ("random", "fifo", n_fifo)
+            sampler, scheduler, n = (("tpe", "asha", service_trials) if method == "service"
+                                     else ("random", "fifo", n_fifo * random_multiple))
             wall, trials = run_service_spec(sampler, scheduler, n, max_steps, seed, home)
+            if method == "random" and random_multiple > 1:
+                # Seeded random search samples the same configurations in the same order however many
+                # trials it is given: its first E epochs are exactly a run of E.
+                extended = summarise(trials, budget * random_multiple, "max", wall)
         runs[method] = summarise(trials, budget, "max", wall)
-    return finish_seed(runs, "max")
+    with_extended = {**runs, "random_extended": extended} if extended else runs
+    reeval_wall = None
+    if reeval_repeats:
+        reeval_wall, _ = C.timed(lambda: reevaluate_incumbents(
+            with_extended,
+            lambda configs: retrain(configs, repeats=reeval_repeats, max_steps=max_steps, job_seed=seed, workdir=workdir),
+        ))
+    extended.pop("_kept", None)
+    return {**finish_seed(runs, "max"), "reeval_wall_s": reeval_wall, **({"random_extended": extended} if extended else {})}
 
 
 def finish_seed(runs: dict[str, dict[str, Any]], mode: str) -> dict[str, Any]:
@@ -493,6 +597,83 @@ def aggregate(seeds: list[dict[str, Any]], budget: int, score_mode: str) -> dict
     return out
 
 
+def aggregate_reevaluated(seeds: list[dict[str, Any]], budget: int) -> dict[str, Any]:
+    """The MLP's noise-aware figures: as ``aggregate``, on the curves of the incumbents' mean over trainer seeds.
+
+    Target: random search's median re-evaluated curve at E (what its final pick scores without
+    luck); epochs to target: where a method's median re-evaluated curve first reaches it.
+    """
+    methods = list(seeds[0]["methods"])
+    medians = {m: median_curve([curve_at(s["methods"][m]["reeval_curve"], budget) for s in seeds], "max") for m in methods}
+    target = medians["random"][-1]
+    random_needs = first_reach(medians["random"], target, "max")
+    out: dict[str, Any] = {"target": target, "random_epochs_to_target": random_needs, "budget_epochs": budget}
+    for method in methods:
+        runs = [s["methods"][method] for s in seeds]
+        needs = first_reach(medians[method], target, "max")
+        per_seed = []
+        for s, run in zip(seeds, runs):
+            own = s["methods"]["random"]["reeval_score"]
+            random_own = first_reach(curve_at(s["methods"]["random"]["reeval_curve"], budget), own, "max")
+            per_seed.append(C.ratio(random_own, first_reach(curve_at(run["reeval_curve"], budget), own, "max")) or 0.0)
+        scores = [r["reeval_score"] for r in runs if r["reeval_score"] is not None]
+        out[method] = {
+            "median_score": C.median(scores) if scores else None,
+            "epochs_to_target": needs,
+            "ratio_vs_random": C.ratio(random_needs, needs) or 0.0,
+            "ratio_vs_budget": C.ratio(budget, needs) or 0.0,
+            "seeds_reaching_target": sum(first_reach(curve_at(r["reeval_curve"], budget), target, "max") is not None
+                                         for r in runs),
+            "per_seed_median_ratio": C.median(per_seed),
+            "seeds": len(runs),
+            "median_incumbents": C.median([len(r["incumbents"]) for r in runs]),
+            "median_curve": as_steps(medians[method]),
+        }
+    return out
+
+
+def aggregate_matching(seeds: list[dict[str, Any]], budget: int, extended_budget: int, key: str) -> dict[str, Any]:
+    """The other way round: how many epochs random search needs to match what the service reached in E.
+
+    Target: the service's median curve at E (``key``: ``curve`` or ``reeval_curve``); random
+    search's median curve over its extended budget. Not reached there: the ratio is at least
+    ``extended_budget / service epochs`` (``ratio_at_least``).
+    """
+    service = median_curve([curve_at(s["methods"]["service"][key], budget) for s in seeds], "max")
+    random = median_curve([curve_at(s["random_extended"][key], extended_budget) for s in seeds], "max")
+    target = service[-1]
+    service_needs = first_reach(service, target, "max")
+    random_needs = first_reach(random, target, "max")
+    return {
+        "target": target,
+        "service_epochs": service_needs,
+        "random_epochs": random_needs,
+        "random_budget_epochs": extended_budget,
+        "ratio": C.ratio(random_needs, service_needs),
+        "ratio_at_least": C.ratio(extended_budget, service_needs) if random_needs is None else None,
+        "random_final": random[-1],
+        "random_median_curve": as_steps(random),
+    }
+
+
+def matching_met(matching: dict[str, Any]) -> bool:
+    """Random search needs at least RATIO_TARGET times the service's epochs to match it (or never does within its budget)."""
+    ratio = matching["ratio"] if matching["ratio"] is not None else matching["ratio_at_least"]
+    return ratio is not None and ratio >= RATIO_TARGET
+
+
+def panels(tasks: dict[str, Any]) -> list[tuple[str, dict[str, Any], dict[str, Any], str, dict[str, Any] | None]]:
+    """What to draw: (title, task, summary, curve key, matching) per task, plus the MLP's re-evaluated curves."""
+    out = []
+    for name, task in tasks.items():
+        matching = task["summary"].get("matching", {})
+        out.append((name, task, task["summary"], "curve", matching.get("one_training")))
+        if "reevaluated" in task["summary"]:
+            out.append((f"{name}, incumbents re-evaluated", task, task["summary"]["reevaluated"], "reeval_curve",
+                        matching.get("reevaluated")))
+    return out
+
+
 def plot(tasks: dict[str, Any], path: Path) -> Path | None:
     """Best-so-far against epochs per method (per seed thin, median bold), one panel per task, as a PNG."""
     try:
@@ -502,18 +683,27 @@ def plot(tasks: dict[str, Any], path: Path) -> Path | None:
         import matplotlib.pyplot as plt
     except ImportError:
         return None
-    fig, axes = plt.subplots(1, len(tasks), figsize=(5.2 * len(tasks), 4.2), squeeze=False)
-    for ax, (name, task) in zip(axes[0], tasks.items()):
-        s, budget, mode = task["summary"], task["budget_epochs"], task["score_mode"]
+    drawn = panels(tasks)
+    fig, axes = plt.subplots(1, len(drawn), figsize=(5.2 * len(drawn), 4.2), squeeze=False)
+    for ax, (name, task, s, key, matching) in zip(axes[0], drawn):
+        budget, mode = task["budget_epochs"], task["score_mode"]
         xs = list(range(1, budget + 1))
         methods = list(task["seeds"][0]["methods"])
         for method in methods:
             for seed in task["seeds"]:
-                ax.step(xs, [math.nan if v is None else v for v in curve_at(seed["methods"][method]["curve"], budget)],
+                ax.step(xs, [math.nan if v is None else v for v in curve_at(seed["methods"][method][key], budget)],
                         where="post", color=COLOURS[method], alpha=0.18, linewidth=0.8)
             median = curve_at(s[method]["median_curve"], budget)
             ax.step(xs, [math.nan if v is None else v for v in median], where="post", color=COLOURS[method], linewidth=2.2,
                     label=f"{LABELS[method]} (reaches target at {s[method]['epochs_to_target'] or '-'})")
+        if matching:
+            extended = matching["random_budget_epochs"]
+            ax.step(range(1, extended + 1), [math.nan if v is None else v for v in curve_at(matching["random_median_curve"], extended)],
+                    where="post", color=COLOURS["random"], linewidth=1.4, linestyle="--",
+                    label=f"{LABELS['random']} given {extended} epochs (reaches the service's best at "
+                    f"{matching['random_epochs'] or '-'})")
+            ax.axhline(matching["target"], color=COLOURS["service"], linestyle=":", linewidth=1, label="the service's best at E (median)")
+            ax.axvline(budget, color="black", linewidth=0.6)
         if s["target"] is not None:
             ax.axhline(s["target"], color="grey", linestyle="--", linewidth=1, label="target: random search's final best (median)")
         if s["random_epochs_to_target"]:
@@ -525,10 +715,12 @@ def plot(tasks: dict[str, Any], path: Path) -> Path | None:
         else:
             # Zoom on where the question is decided: around the target, not the first poor trials.
             values = [v for m in methods for v in curve_at(s[m]["median_curve"], budget) if v is not None]
+            values += [v for _, v in matching["random_median_curve"]] if matching else []
             if values and s["target"] is not None:
                 top = max(values) + 0.004
                 ax.set_ylim(max(0.0, s["target"] - max(0.03, 2 * (top - s["target"]))), min(1.0, top))
-            ax.set_ylabel(f"best {task.get('metric', 'score')} (higher is better)")
+            metric = task.get("metric", "score")
+            ax.set_ylabel(f"incumbent's {metric}, mean over seeds" if key == "reeval_curve" else f"best {metric} (higher is better)")
         ax.set_xlabel("epochs trained (all trials, in trial order)")
         ax.set_title(f"{name}: {len(task['seeds'])} seed(s), E = {budget}")
         ax.grid(alpha=0.3)
@@ -555,6 +747,12 @@ def main() -> int:
         p.add_argument("--tasks", default=",".join([*SYNTHETIC, MLP_TASK]), help="which tasks, comma-separated (default all)")
         p.add_argument("--variants", nargs="?", const=",".join(VARIANTS), default="",
                        help=f"also run other settings of the service's search on the MLP: some or all (no value) of {', '.join(VARIANTS)}")
+        p.add_argument("--reeval-seeds", type=int,
+                       help="train every MLP incumbent again with this many trainer seeds and score it by their mean "
+                       "(the noise-aware figures; default 5, smoke 2; 0: off)")
+        p.add_argument("--random-budget-multiple", type=int,
+                       help="MLP: random search also runs this many times E, to see how many epochs it needs to match "
+                       "the service's best at E (default 3, smoke 2; 1: off)")
         p.add_argument("--plot-only", type=Path, metavar="JSON", help="only draw the PNG again from an earlier run's JSON")
 
     args = C.parse_args("sample_efficiency", "Sample efficiency at equal epochs: TPE+ASHA vs random search vs Tune's default.", extra)
@@ -568,6 +766,8 @@ def main() -> int:
     mlp_seeds = args.mlp_seeds or (1 if args.smoke else 5)
     max_steps = 4 if args.smoke else args.max_steps
     mlp_steps = 2 if args.smoke else args.mlp_max_steps
+    reeval_repeats = args.reeval_seeds if args.reeval_seeds is not None else (2 if args.smoke else 5)
+    random_multiple = args.random_budget_multiple or (2 if args.smoke else 3)
     # The budget E in epochs: FIFO methods run E / max_steps trials. The service is asked for
     # more trials than E can pay for, then cut at E: measured, its trials cost 4 to 6 epochs
     # each (asynchronous ASHA promotes more than the 1/2 per rung of synchronous halving, and
@@ -613,11 +813,18 @@ def main() -> int:
         for seed in range(mlp_seeds if MLP_TASK in chosen else 0):
             with out.status(f"mlp {MLP_DATASET}: seed {seed + 1}/{mlp_seeds}"):
                 seeds.append({"seed": seed, **run_mlp(seed, mlp_steps, mlp_budget, mlp_service_trials, home, workdir / "tune",
-                                                      (*METHODS, *variants))})
+                                                      (*METHODS, *variants), reeval_repeats, random_multiple)})
         if seeds:
             tasks[MLP_TASK] = {"kind": "mlp", "mode": "max", "metric": "val_accuracy", "score": "best val_accuracy",
                                "score_mode": "max", "max_steps": mlp_steps, "budget_epochs": mlp_budget, "seeds": seeds,
                                "summary": aggregate(seeds, mlp_budget, "max")}
+            if reeval_repeats:
+                tasks[MLP_TASK]["summary"]["reevaluated"] = aggregate_reevaluated(seeds, mlp_budget)
+            if random_multiple > 1:
+                tasks[MLP_TASK]["summary"]["matching"] = {
+                    key: aggregate_matching(seeds, mlp_budget, mlp_budget * random_multiple, curve)
+                    for key, curve in (("one_training", "curve"), ("reevaluated", "reeval_curve")) if curve != "reeval_curve" or reeval_repeats
+                }
     total_s = time.perf_counter() - started
 
     targets: dict[str, Any] = {}
@@ -625,6 +832,10 @@ def main() -> int:
         s = task["summary"]
         if task["kind"] == "mlp":
             targets[f"{name}_ratio_at_least_3"] = s["service"]["ratio_vs_random"] >= RATIO_TARGET
+            if "reevaluated" in s:
+                targets[f"{name}_reevaluated_ratio_at_least_3"] = s["reevaluated"]["service"]["ratio_vs_random"] >= RATIO_TARGET
+            for key, matching in s.get("matching", {}).items():
+                targets[f"{name}_random_needs_3x_to_match_service_{key}"] = matching_met(matching)
         else:
             sr, rr = s["service"]["median_score"], s["random"]["median_score"]
             targets[f"{name}_lower_regret_than_random"] = sr is not None and rr is not None and sr < rr
@@ -660,6 +871,15 @@ def main() -> int:
             "ratio": "summary: epochs random search's median curve needs to reach its final value (the target) / epochs the "
             "method's median curve needs (0: never within E); ratio_vs_budget: E / epochs the method needs. Per seed: epochs "
             "random search needed to reach its own final best / epochs the method needed (not reached within E -> 0)",
+            "reevaluation": f"MLP, when reeval_seeds > 0: every incumbent (each trial that improved its search's best) "
+            f"trained again reeval_seeds times, trainer seeds from trial numbers {REEVAL_NUMBER_BASE} + k (the same k for every "
+            "configuration), not counted in any budget; reeval_curve: the best-so-far curve's steps valued at the incumbent's "
+            "mean; summary.reevaluated: the same figures as summary on those curves",
+            "reeval_seeds": reeval_repeats,
+            "random_budget_multiple": random_multiple,
+            "matching": "MLP, when random_budget_multiple > 1: random search runs random_budget_multiple x E epochs (its "
+            "first E are the run every other figure uses); summary.matching: epochs its median curve needs to reach the "
+            "service's median curve at E, over the epochs the service's needs (ratio; ratio_at_least when it never does)",
             "ray_init": "ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False), once",
         },
         "tasks": tasks,
@@ -689,6 +909,22 @@ def main() -> int:
                 num(m["median_complete_in_budget"]),
                 m["wall_s"],
             ])
+        r = s.get("reevaluated")
+        for method in task["seeds"][0]["methods"] if r else ():
+            m = r[method]
+            rows.append([
+                f"{name}, re-evaluated ({reeval_repeats} seeds)" if method == "service" else "",
+                LABELS[method],
+                m["median_score"],
+                r["target"] if method == "random" else "",
+                m["epochs_to_target"],
+                m["ratio_vs_random"],
+                m["ratio_vs_budget"],
+                C.verdict(m["ratio_vs_random"], RATIO_TARGET, at_most=False) if method == "service" else "",
+                f"{m['seeds_reaching_target']}/{m['seeds']}",
+                m["per_seed_median_ratio"],
+                "", "", "",
+            ])
     out.print(
         C.table(
             f"Sample efficiency at equal epochs ({n_seeds} seed(s) synthetic, max_steps {max_steps}; {mlp_seeds} MLP, "
@@ -701,9 +937,29 @@ def main() -> int:
             "method's median best-so-far curve needs to reach it. ratio = random search's epochs to target / the method's "
             "(0: never within E). E / to: the budget over the method's epochs. seeds reach: seeds whose own curve reaches it. "
             "per seed: median over seeds of (epochs random needed for its own best / epochs the method needed). trials, "
-            "complete: median kept within E. Synthetic curves f(x) + c/step rank trials exactly at every step (idealised).",
+            "complete: median kept within E. Synthetic curves f(x) + c/step rank trials exactly at every step (idealised). "
+            "re-evaluated: the same, each incumbent valued at its mean over fresh trainer seeds instead of its one training.",
         )
     )
+    for name, task in tasks.items():
+        matching = task["summary"].get("matching")
+        if not matching:
+            continue
+        out.print(
+            C.table(
+                f"{name}: epochs random search needs to match the service's best at E = {task['budget_epochs']}",
+                ["scored by", "service's best at E", "service epochs to it", "random search epochs to it", "ratio",
+                 f"random's best at {random_multiple} E", "ratio ≥ 3"],
+                [[{"one_training": "one training", "reevaluated": "re-evaluated"}[key], m["target"], m["service_epochs"],
+                  m["random_epochs"] if m["random_epochs"] is not None else f"never in {m['random_budget_epochs']}",
+                  m["ratio"] if m["ratio"] is not None else f"> {m['ratio_at_least']:.2f}", m["random_final"],
+                  C.verdict(m["ratio"] if m["ratio"] is not None else m["ratio_at_least"], RATIO_TARGET, at_most=False)]
+                 for key, m in matching.items()],
+                caption="the other way round from the table above: the service's median best-so-far curve at E is the "
+                "target; random search, given more epochs, needs this many to reach it (medians over seeds). re-evaluated: "
+                "each incumbent at its mean over fresh trainer seeds.",
+            )
+        )
     out.print(C.table("Targets", ["target", "met"], [[k, v] for k, v in targets.items()], caption=f"total {total_s:.0f} s"))
     if png:
         out.print(f"Plot: {png}")

@@ -4,7 +4,7 @@ The sample-efficiency benchmark compares searches by the best validation accurac
 scored. This measures the noise under that score: the service default (TPE + ASHA) and random
 search each search the task once (the same job spec as ``sample_efficiency.py``'s MLP task,
 one job seed); then each best configuration is trained again K times, identical but for the
-trainer's seed (each Tune trial gets its own), on the same train/validation split. If the two
+trainer's seed (one per repeat, see ``sample_efficiency.retrain``), on the same train/validation split. If the two
 bests' spreads overlap as much as the gaps between the methods' best scores, the top of the
 task is noise and a best-score comparison there says little about the searches.
 
@@ -25,24 +25,6 @@ import sample_efficiency as S  # noqa: E402
 
 # method -> (sampler, scheduler, trials in the search: the same budget of epochs as sample_efficiency's E = 256)
 SEARCHES = {"service": ("tpe", "asha", 64), "random": ("random", "fifo", 16)}
-
-
-def retrain(params: dict[str, Any], *, repeats: int, max_steps: int, job_seed: int, workdir: Path) -> list[float]:
-    """Final validation accuracy of ``params`` trained ``repeats`` times, one trainer seed each."""
-    from ray import tune
-
-    with C.env(TUNE_DISABLE_AUTO_CALLBACK_LOGGERS="1", RAY_AIR_NEW_OUTPUT="0"):  # as sample_efficiency's Tune runs
-        return _fit(tune, params, repeats=repeats, max_steps=max_steps, job_seed=job_seed, workdir=workdir)
-
-
-def _fit(tune: Any, params: dict[str, Any], *, repeats: int, max_steps: int, job_seed: int, workdir: Path) -> list[float]:
-    tuner = tune.Tuner(
-        S.make_mlp_trainable(max_steps, job_seed),
-        param_space=dict(params),
-        tune_config=tune.TuneConfig(num_samples=repeats, max_concurrent_trials=2, reuse_actors=True),
-        run_config=tune.RunConfig(storage_path=str(workdir), verbose=0),
-    )
-    return sorted(float(r.metrics["val_accuracy"]) for r in tuner.fit())
 
 
 def main() -> int:
@@ -73,8 +55,9 @@ def main() -> int:
             with out.status(f"{method}: searching"), S.service_env(home):
                 result = automl.run_spec(spec)
             with out.status(f"{method}: its best configuration, {repeats} trainer seeds"):
-                scores = retrain(result.best_params, repeats=repeats, max_steps=max_steps, job_seed=args.job_seed,
-                                 workdir=Path(tmp) / f"tune-{method}")
+                found = S.retrain([result.best_params], repeats=repeats, max_steps=max_steps, job_seed=args.job_seed,
+                                  workdir=Path(tmp) / f"tune-{method}")[0]
+                scores = sorted(v for v in found if v is not None)
             rows[method] = {
                 "search_best": result.best_value,
                 "params": dict(result.best_params),

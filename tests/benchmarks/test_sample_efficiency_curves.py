@@ -73,3 +73,58 @@ def test_first_reach_and_the_summary_ratio(se: ModuleType) -> None:
     assert summary["service"]["epochs_to_target"] == 4 and summary["service"]["ratio_vs_random"] == 3.0
     assert summary["service"]["ratio_vs_budget"] == 3.0 and summary["service"]["seeds_reaching_target"] == 2
     assert summary["random"]["ratio_vs_random"] == 1.0
+
+
+def test_reevaluation_values_each_incumbent_at_its_mean_over_common_seeds(se: ModuleType) -> None:
+    a, b, c = {"lr": 0.1}, {"lr": 0.01}, {"lr": 0.001}
+    service = se.summarise([{**trial("COMPLETE", 0.90, 4), "params": a}, {**trial("PRUNED", 0.99, 1), "params": c},
+                            {**trial("COMPLETE", 0.95, 4), "params": b}], budget=12, mode="max", wall_s=1.0)
+    random = se.summarise([{**trial("COMPLETE", 0.93, 4), "params": b}, {**trial("COMPLETE", 0.92, 4), "params": a}],
+                          budget=12, mode="max", wall_s=1.0)
+    assert service["incumbents"] == [a, b] and random["incumbents"] == [b]  # a pruned trial is never an incumbent
+    calls: list[list[dict[str, float]]] = []
+    true_scores = {0.1: [0.92, 0.94], 0.01: [0.90, None]}  # b: its one lucky run scored 0.95; a failed training is left out
+
+    def scores_of(configs: list[dict[str, float]]) -> list[list[float | None]]:
+        calls.append(configs)
+        return [true_scores[cfg["lr"]] for cfg in configs]
+
+    runs = {"service": service, "random": random}
+    se.reevaluate_incumbents(runs, scores_of)
+    assert calls == [[a, b]]  # each distinct incumbent trained once, for every method together
+    assert service["reeval_curve"] == [[4, pytest.approx(0.93)], [9, pytest.approx(0.90)]]  # the luckier pick is worse
+    assert service["reeval_score"] == pytest.approx(0.90) and random["reeval_score"] == pytest.approx(0.90)
+
+
+def test_reevaluated_summary_uses_the_reevaluated_curves(se: ModuleType) -> None:
+    def seed(random_curve: list[list[float]], service_curve: list[list[float]]) -> dict[str, object]:
+        return {"methods": {
+            "random": {"reeval_curve": random_curve, "reeval_score": random_curve[-1][1], "incumbents": [{}] * len(random_curve)},
+            "service": {"reeval_curve": service_curve, "reeval_score": service_curve[-1][1], "incumbents": [{}] * len(service_curve)},
+        }}
+
+    seeds = [seed([[3, 0.5], [12, 0.8]], [[2, 0.9], [4, 0.85]]), seed([[12, 0.8]], [[4, 0.8]]),
+             seed([[6, 0.7], [12, 0.9]], [[8, 0.6]])]
+    summary = se.aggregate_reevaluated(seeds, budget=12)
+    assert summary["target"] == 0.8 and summary["random_epochs_to_target"] == 12
+    assert summary["service"]["epochs_to_target"] == 4 and summary["service"]["ratio_vs_random"] == 3.0
+    assert summary["service"]["seeds_reaching_target"] == 2 and summary["random"]["ratio_vs_random"] == 1.0
+    assert summary["service"]["per_seed_median_ratio"] == 3.0  # per seed: 12/2, 12/4, never (0)
+
+
+def test_matching_asks_how_long_random_search_needs_for_the_services_best(se: ModuleType) -> None:
+    def seed(service_curve: list[list[float]], random_curve: list[list[float]]) -> dict[str, object]:
+        return {"methods": {"service": {"curve": service_curve}}, "random_extended": {"curve": random_curve}}
+
+    # the service's median best at E = 12 is 0.9, first reached at 8; random search's median reaches it at 30 of 36
+    seeds = [seed([[4, 0.8], [8, 0.9]], [[12, 0.8], [30, 0.9]]), seed([[6, 0.9]], [[20, 0.95]]),
+             seed([[12, 0.85]], [[36, 0.85]])]
+    matching = se.aggregate_matching(seeds, budget=12, extended_budget=36, key="curve")
+    assert matching["target"] == 0.9 and matching["service_epochs"] == 8 and matching["random_epochs"] == 30
+    assert matching["ratio"] == 3.75 and matching["ratio_at_least"] is None and se.matching_met(matching)
+    # never reached within the extended budget: a lower bound, 36 / 8
+    never = se.aggregate_matching([seed([[8, 0.9]], [[12, 0.8]])], budget=12, extended_budget=36, key="curve")
+    assert never["random_epochs"] is None and never["ratio"] is None and never["ratio_at_least"] == 4.5
+    assert se.matching_met(never)
+    short = se.aggregate_matching([seed([[8, 0.9]], [[20, 0.9]])], budget=12, extended_budget=36, key="curve")
+    assert short["ratio"] == 2.5 and not se.matching_met(short)

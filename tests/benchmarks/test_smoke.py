@@ -141,6 +141,28 @@ def test_sample_efficiency_smoke(tmp_path: Path) -> None:
             assert summary[method]["ratio_vs_random"] >= 0 and summary[method]["median_curve"], (name, method)
     assert data["tasks"]["branin"]["summary"]["service"]["median_score"] > -1e-9  # regret
     assert 0 < data["tasks"]["mlp_digits"]["summary"]["service"]["median_score"] <= 1  # accuracy
-    assert set(data["targets"]) >= {"branin_lower_regret_than_random", "mlp_digits_ratio_at_least_3"}
+    assert set(data["targets"]) >= {"branin_lower_regret_than_random", "mlp_digits_ratio_at_least_3",
+                                    "mlp_digits_reevaluated_ratio_at_least_3"}
+    # the MLP's incumbents, trained again over fresh trainer seeds: one mean per incumbent, in (0, 1]
+    mlp = data["tasks"]["mlp_digits"]
+    for seed in mlp["seeds"]:
+        for method, run in seed["methods"].items():
+            assert len(run["incumbent_scores"]) == len(run["incumbents"]) == len(run["curve"]) >= 1, (method, run)
+            assert all(len(s) == data["settings"]["reeval_seeds"] == 2 for s in run["incumbent_scores"]), (method, run)
+            assert [e for e, _ in run["reeval_curve"]] == [e for e, _ in run["curve"]], (method, run)
+            assert 0 < run["reeval_score"] <= 1, (method, run)
+    reevaluated = mlp["summary"]["reevaluated"]
+    assert 0 < reevaluated["target"] <= 1 and reevaluated["random"]["ratio_vs_random"] == 1.0
+    # random search given more epochs: its first E are the run above, then it goes on
+    multiple = data["settings"]["random_budget_multiple"]
+    for seed in mlp["seeds"]:
+        extended, random = seed["random_extended"], seed["methods"]["random"]
+        assert extended["epochs_spent"] == multiple * mlp["budget_epochs"], extended
+        assert extended["curve"][: len(random["curve"])] == random["curve"], (extended, random)
+    for key in ("one_training", "reevaluated"):
+        matching = mlp["summary"]["matching"][key]
+        assert matching["random_budget_epochs"] == multiple * mlp["budget_epochs"]
+        assert 0 < matching["target"] <= 1 and 0 < matching["service_epochs"] <= mlp["budget_epochs"], matching
+        assert (matching["ratio"] is None) == (matching["random_epochs"] is None) != (matching["ratio_at_least"] is None)
     png = Path(data["plot"])
     assert png == tmp_path / "x.png" and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
