@@ -739,7 +739,7 @@ def num(value: float | None) -> float | int | None:
 def main() -> int:
     def extra(p: Any) -> None:
         p.add_argument("--seeds", type=int, help="seeds per synthetic function (default 5; smoke 1)")
-        p.add_argument("--mlp-seeds", type=int, help="seeds of the MLP task (default 5; smoke 1)")
+        p.add_argument("--mlp-seeds", type=int, help="seeds of the MLP task (default 15; smoke 1)")
         p.add_argument("--max-steps", type=int, default=8, help="steps per trial of the synthetic functions (default 8)")
         p.add_argument("--mlp-max-steps", type=int, default=16, help="epochs per trial of the MLP (default 16)")
         p.add_argument("--mlp-budget-trials", type=int, default=16,
@@ -763,7 +763,7 @@ def main() -> int:
         print(f"Plot: {png}" if png else "no plot: matplotlib is not installed")
         return 0 if png else 1
     n_seeds = args.seeds or (1 if args.smoke else 5)
-    mlp_seeds = args.mlp_seeds or (1 if args.smoke else 5)
+    mlp_seeds = args.mlp_seeds or (1 if args.smoke else 15)
     max_steps = 4 if args.smoke else args.max_steps
     mlp_steps = 2 if args.smoke else args.mlp_max_steps
     reeval_repeats = args.reeval_seeds if args.reeval_seeds is not None else (2 if args.smoke else 5)
