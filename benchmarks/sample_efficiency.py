@@ -731,6 +731,29 @@ def plot(tasks: dict[str, Any], path: Path) -> Path | None:
     return path
 
 
+def summary_rows(title: str, task: dict[str, Any], s: dict[str, Any], *, verdict: bool) -> list[list[Any]]:
+    """One table row per method of a task's summary (or of its re-evaluated summary, which has no trial counts)."""
+    rows = []
+    for method in task["seeds"][0]["methods"]:
+        m = s[method]
+        rows.append([
+            title if method == "service" else "",
+            LABELS[method],
+            m["median_score"],
+            s["target"] if method == "random" else "",
+            m["epochs_to_target"],
+            m["ratio_vs_random"],
+            m["ratio_vs_budget"],
+            C.verdict(m["ratio_vs_random"], RATIO_TARGET, at_most=False) if method == "service" and verdict else "",
+            f"{m['seeds_reaching_target']}/{m['seeds']}",
+            m["per_seed_median_ratio"],
+            num(m.get("median_trials_in_budget")),
+            num(m.get("median_complete_in_budget")),
+            m.get("wall_s", ""),
+        ])
+    return rows
+
+
 def num(value: float | None) -> float | int | None:
     """A median of counts: shown as an integer when it is one."""
     return int(value) if value is not None and float(value).is_integer() else value
@@ -892,39 +915,9 @@ def main() -> int:
     rows = []
     for name, task in tasks.items():
         s = task["summary"]
-        for method in task["seeds"][0]["methods"]:
-            m = s[method]
-            rows.append([
-                f"{name} (E={task['budget_epochs']})" if method == "service" else "",
-                LABELS[method],
-                m["median_score"],
-                s["target"] if method == "random" else "",
-                m["epochs_to_target"],
-                m["ratio_vs_random"],
-                m["ratio_vs_budget"],
-                C.verdict(m["ratio_vs_random"], RATIO_TARGET, at_most=False) if method == "service" and task["kind"] == "mlp" else "",
-                f"{m['seeds_reaching_target']}/{m['seeds']}",
-                m["per_seed_median_ratio"],
-                num(m["median_trials_in_budget"]),
-                num(m["median_complete_in_budget"]),
-                m["wall_s"],
-            ])
-        r = s.get("reevaluated")
-        for method in task["seeds"][0]["methods"] if r else ():
-            m = r[method]
-            rows.append([
-                f"{name}, re-evaluated ({reeval_repeats} seeds)" if method == "service" else "",
-                LABELS[method],
-                m["median_score"],
-                r["target"] if method == "random" else "",
-                m["epochs_to_target"],
-                m["ratio_vs_random"],
-                m["ratio_vs_budget"],
-                C.verdict(m["ratio_vs_random"], RATIO_TARGET, at_most=False) if method == "service" else "",
-                f"{m['seeds_reaching_target']}/{m['seeds']}",
-                m["per_seed_median_ratio"],
-                "", "", "",
-            ])
+        rows += summary_rows(f"{name} (E={task['budget_epochs']})", task, s, verdict=task["kind"] == "mlp")
+        if "reevaluated" in s:
+            rows += summary_rows(f"{name}, re-evaluated ({reeval_repeats} seeds)", task, s["reevaluated"], verdict=True)
     out.print(
         C.table(
             f"Sample efficiency at equal epochs ({n_seeds} seed(s) synthetic, max_steps {max_steps}; {mlp_seeds} MLP, "
