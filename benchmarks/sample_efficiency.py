@@ -50,8 +50,12 @@ incumbent (each trial that improved its search's best) is trained again K times 
 seeds, the same K seeds for every configuration, outside every budget, and the best-so-far curve
 is valued at the incumbent's mean: what a user would get from the configuration the search picked
 at that point. The same figures are computed on those curves (``summary.reevaluated``).
+And the other way round (``--random-budget-multiple M``, default 3): random search runs M x E
+epochs, and the benchmark reports how many its median curve needs to reach the service's median
+best at E, over the epochs the service needed (``summary.matching``).
 
-    .venv/bin/python benchmarks/sample_efficiency.py [--smoke] [--seeds N] [--mlp-seeds N] [--reeval-seeds K] [--tasks A,B] [--out PATH]
+    .venv/bin/python benchmarks/sample_efficiency.py [--smoke] [--seeds N] [--mlp-seeds N] [--reeval-seeds K]
+        [--random-budget-multiple M] [--mlp-budget-trials N] [--tasks A,B] [--out PATH]
     .venv/bin/python benchmarks/sample_efficiency.py --tasks mlp_digits --variants [A,B]   # + other ASHA/TPE settings
     .venv/bin/python benchmarks/sample_efficiency.py --plot-only PATH.json           # redraw the PNG
 
@@ -902,7 +906,8 @@ def main() -> int:
             "random_budget_multiple": random_multiple,
             "matching": "MLP, when random_budget_multiple > 1: random search runs random_budget_multiple x E epochs (its "
             "first E are the run every other figure uses); summary.matching: epochs its median curve needs to reach the "
-            "service's median curve at E, over the epochs the service's needs (ratio; ratio_at_least when it never does)",
+            "service's median curve at E, over the epochs the service's needs (ratio; ratio_at_least when it never does); "
+            "random search's wall_s then covers its whole extended run",
             "ray_init": "ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False), once",
         },
         "tasks": tasks,
