@@ -413,19 +413,23 @@ def make_synthetic_trainable(fn: Callable[[dict[str, Any]], float], max_steps: i
 
 def make_mlp_trainable(max_steps: int, seed: int) -> Callable[[dict[str, Any]], None]:
     """The service's own trial code (same trainer, same train/validation split, a seed per trial)."""
+    import automl
+    from automl.spec import data_config
+    from workers.trainable import TrialPlan
+
+    spec = automl.JobSpec.model_validate(mlp_spec("random", "fifo", 1, max_steps, seed))
+    plan = TrialPlan(max_epochs=max_steps, seed=seed, cpus=1, gpus=0, metric="val_accuracy",
+                     metrics=("val_accuracy",), trainer="mlp", data=data_config(spec))
 
     def trainable(config: dict[str, Any]) -> None:
         from ray import tune
 
-        import automl
-        from automl.spec import data_config
-        from workers.trainable import TRIAL_NUMBER_KEY, TrialPlan, run_trial
+        from workers.trainable import TRIAL_NUMBER_KEY, run_trial
 
-        spec = automl.JobSpec.model_validate(mlp_spec("random", "fifo", 1, max_steps, seed))
-        plan = TrialPlan(max_epochs=max_steps, seed=seed, cpus=1, gpus=0, metric="val_accuracy",
-                         metrics=("val_accuracy",), trainer="mlp", data=data_config(spec))
         # The trial number picks the trainer's seed: given in the config (re-evaluations), or Tune's creation index.
-        number = config.get(TRIAL_NUMBER_KEY, int(tune.get_context().get_trial_id().rsplit("_", 1)[-1]))
+        number = config.get(TRIAL_NUMBER_KEY)
+        if number is None:
+            number = int(tune.get_context().get_trial_id().rsplit("_", 1)[-1])
         run_trial({**config, TRIAL_NUMBER_KEY: number}, plan)
 
     return trainable
@@ -567,37 +571,51 @@ def finish_seed(runs: dict[str, dict[str, Any]], mode: str) -> dict[str, Any]:
 # -- aggregation, plot and main ----------------------------------------------------------------
 
 
-def aggregate(seeds: list[dict[str, Any]], budget: int, score_mode: str) -> dict[str, Any]:
-    """Median curves over seeds, the epochs each needs to reach random search's final best, the ratios."""
+def curve_figures(seeds: list[dict[str, Any]], budget: int, mode: str, curve: str, score: str) -> dict[str, Any]:
+    """Median curves over seeds (each run's ``curve`` key), the epochs each method needs to reach random
+    search's final value on them, and the ratios: what ``aggregate`` and ``aggregate_reevaluated`` share."""
     methods = list(seeds[0]["methods"])
-    medians = {
-        method: median_curve([curve_at(s["methods"][method]["curve"], budget) for s in seeds], score_mode)
-        for method in methods
-    }
+    medians = {m: median_curve([curve_at(s["methods"][m][curve], budget) for s in seeds], mode) for m in methods}
     target = medians["random"][-1]
-    random_needs = first_reach(medians["random"], target, score_mode)
+    random_needs = first_reach(medians["random"], target, mode)
     out: dict[str, Any] = {"target": target, "random_epochs_to_target": random_needs, "budget_epochs": budget}
     for method in methods:
         runs = [s["methods"][method] for s in seeds]
-        needs = first_reach(medians[method], target, score_mode)
-        reached = [r["epochs_to_random_best"] for r in runs if r["epochs_to_random_best"] is not None]
-        scores = [r["score"] for r in runs if r["score"] is not None]
+        needs = first_reach(medians[method], target, mode)
+        # Per seed: epochs random search needed for its own final value / epochs the method needed (never: 0).
+        per_seed = []
+        for s, run in zip(seeds, runs):
+            own = s["methods"]["random"][score]
+            random_own = first_reach(curve_at(s["methods"]["random"][curve], budget), own, mode)
+            per_seed.append(C.ratio(random_own, first_reach(curve_at(run[curve], budget), own, mode)) or 0.0)
+        scores = [r[score] for r in runs if r[score] is not None]
         out[method] = {
             "median_score": C.median(scores) if scores else None,
             "epochs_to_target": needs,
             "ratio_vs_random": C.ratio(random_needs, needs) or 0.0,  # not reached within E: 0
             "ratio_vs_budget": C.ratio(budget, needs) or 0.0,
-            "seeds_reaching_target": sum(first_reach(curve_at(r["curve"], budget), target, score_mode) is not None for r in runs),
-            "per_seed_median_ratio": C.median([r["ratio_vs_random"] or 0.0 for r in runs]),
+            "seeds_reaching_target": sum(first_reach(curve_at(r[curve], budget), target, mode) is not None for r in runs),
+            "per_seed_median_ratio": C.median(per_seed),
+            "seeds": len(runs),
+            "median_curve": as_steps(medians[method]),
+        }
+    return out
+
+
+def aggregate(seeds: list[dict[str, Any]], budget: int, score_mode: str) -> dict[str, Any]:
+    """Median curves over seeds, the epochs each needs to reach random search's final best, the ratios."""
+    out = curve_figures(seeds, budget, score_mode, "curve", "score")
+    for method in seeds[0]["methods"]:
+        runs = [s["methods"][method] for s in seeds]
+        reached = [r["epochs_to_random_best"] for r in runs if r["epochs_to_random_best"] is not None]
+        out[method].update({
             "per_seed_reached_random_best": len(reached),
             "per_seed_median_epochs_to_random_best": C.median(reached) if reached else None,
-            "seeds": len(runs),
             "median_epochs_spent": C.median([r["epochs_spent"] for r in runs]),
             "median_trials_in_budget": C.median([r["trials_in_budget"] for r in runs]),
             "median_complete_in_budget": C.median([r["complete_in_budget"] for r in runs]),
-            "median_curve": as_steps(medians[method]),
             "wall_s": sum(r["wall_s"] for r in runs),
-        }
+        })
     return out
 
 
@@ -607,32 +625,9 @@ def aggregate_reevaluated(seeds: list[dict[str, Any]], budget: int) -> dict[str,
     Target: random search's median re-evaluated curve at E (what its final pick scores without
     luck); epochs to target: where a method's median re-evaluated curve first reaches it.
     """
-    methods = list(seeds[0]["methods"])
-    medians = {m: median_curve([curve_at(s["methods"][m]["reeval_curve"], budget) for s in seeds], "max") for m in methods}
-    target = medians["random"][-1]
-    random_needs = first_reach(medians["random"], target, "max")
-    out: dict[str, Any] = {"target": target, "random_epochs_to_target": random_needs, "budget_epochs": budget}
-    for method in methods:
-        runs = [s["methods"][method] for s in seeds]
-        needs = first_reach(medians[method], target, "max")
-        per_seed = []
-        for s, run in zip(seeds, runs):
-            own = s["methods"]["random"]["reeval_score"]
-            random_own = first_reach(curve_at(s["methods"]["random"]["reeval_curve"], budget), own, "max")
-            per_seed.append(C.ratio(random_own, first_reach(curve_at(run["reeval_curve"], budget), own, "max")) or 0.0)
-        scores = [r["reeval_score"] for r in runs if r["reeval_score"] is not None]
-        out[method] = {
-            "median_score": C.median(scores) if scores else None,
-            "epochs_to_target": needs,
-            "ratio_vs_random": C.ratio(random_needs, needs) or 0.0,
-            "ratio_vs_budget": C.ratio(budget, needs) or 0.0,
-            "seeds_reaching_target": sum(first_reach(curve_at(r["reeval_curve"], budget), target, "max") is not None
-                                         for r in runs),
-            "per_seed_median_ratio": C.median(per_seed),
-            "seeds": len(runs),
-            "median_incumbents": C.median([len(r["incumbents"]) for r in runs]),
-            "median_curve": as_steps(medians[method]),
-        }
+    out = curve_figures(seeds, budget, "max", "reeval_curve", "reeval_score")
+    for method in seeds[0]["methods"]:
+        out[method]["median_incumbents"] = C.median([len(s["methods"][method]["incumbents"]) for s in seeds])
     return out
 
 
@@ -848,9 +843,9 @@ def main() -> int:
             if reeval_repeats:
                 tasks[MLP_TASK]["summary"]["reevaluated"] = aggregate_reevaluated(seeds, mlp_budget)
             if random_multiple > 1:
+                curves = {"one_training": "curve", **({"reevaluated": "reeval_curve"} if reeval_repeats else {})}
                 tasks[MLP_TASK]["summary"]["matching"] = {
-                    key: aggregate_matching(seeds, mlp_budget, mlp_budget * random_multiple, curve)
-                    for key, curve in (("one_training", "curve"), ("reevaluated", "reeval_curve")) if curve != "reeval_curve" or reeval_repeats
+                    key: aggregate_matching(seeds, mlp_budget, mlp_budget * random_multiple, curve) for key, curve in curves.items()
                 }
     total_s = time.perf_counter() - started
 
