@@ -123,8 +123,12 @@ class WriteBehind:
         for future in left.values():
             future.set_exception(WriterGone("the writer process exited before it answered"))
 
-    def close(self, timeout: float = 120.0) -> None:
-        """Let the child finish what it was sent, then stop it."""
+    def close(self, timeout: float = 120.0, *, reap: bool = True) -> None:
+        """Let the child finish what it was sent, then stop it.
+
+        ``reap=False`` (at interpreter exit) leaves the exited child to the OS: Python 3.12
+        refuses to start the reaper thread once the interpreter is shutting down.
+        """
         with self._send_lock:
             if self._closed:
                 return
@@ -139,7 +143,8 @@ class WriteBehind:
         self._conn.close()
         if self._reader.is_alive():
             self._process.kill()
-        threading.Thread(target=self._process.wait, name="automl-writer-reaper", daemon=True).start()
+        if reap:
+            threading.Thread(target=self._process.wait, name="automl-writer-reaper", daemon=True).start()
 
 
     def alive(self) -> bool:
@@ -195,7 +200,7 @@ def shared() -> WriteBehind:
 def _close_shared() -> None:
     with _SHARED_LOCK:
         if _SHARED is not None:
-            _SHARED.close()
+            _SHARED.close(reap=False)
 
 
 # -- the child ---------------------------------------------------------------------------------

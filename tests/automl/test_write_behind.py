@@ -4,6 +4,8 @@ when the driver goes away. Real child process, real SQLite Optuna storage and ML
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -16,6 +18,7 @@ from automl.tracking import MlflowTracker, RunUpdate
 from automl.working_study import StudyDiverged, WorkingStudy
 from automl.write_behind import JobWriter, RemoteTrialRuns, WriteBehind, shared
 
+REPO = Path(__file__).resolve().parents[2]
 SPACE = {"learning_rate": FloatDistribution(1e-4, 1e-1, log=True)}
 
 
@@ -135,3 +138,34 @@ def test_a_closed_writer_refuses_new_writes_and_close_does_not_wait_for_its_exit
     assert not writer.alive()
     with pytest.raises(Exception, match="closed"):
         writer.call("ping")
+
+
+def test_the_shared_writer_closes_at_exit_without_starting_a_thread(tmp_path: Path) -> None:
+    """Python 3.12 refuses new threads once the interpreter is shutting down, which is when the
+    shared writer is closed: simulated here by refusing them in an exit hook that runs first."""
+    script = tmp_path / "exit.py"
+    script.write_text(
+        "import atexit, threading\n"
+        "from automl.write_behind import shared\n"
+        "writer = shared()\n"
+        "writer.call('ping')\n"
+        "def refuse(self):\n"
+        "    raise RuntimeError(\"can't create new thread at interpreter shutdown\")\n"
+        "atexit.register(lambda: setattr(threading.Thread, 'start', refuse))  # runs before shared()'s hook\n"
+        "print(writer._process.pid)\n"
+    )
+    done = subprocess.run([sys.executable, str(script)], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and "Exception ignored" not in done.stderr and "RuntimeError" not in done.stderr, done.stderr
+    child = int(done.stdout.split()[-1])
+    deadline = time.monotonic() + 30
+    while _alive(child) and time.monotonic() < deadline:  # it was told to stop: it exits on its own
+        time.sleep(0.1)
+    assert not _alive(child), "the writer process outlived its parent"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
