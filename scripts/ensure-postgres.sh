@@ -8,9 +8,9 @@ set -euo pipefail
 find_initdb() {
   local candidate
   # Newest version first, like tests/postgres.py.
-  for candidate in $(ls -d /usr/lib/postgresql/*/bin/initdb 2>/dev/null | sort -V -r); do
+  while IFS= read -r candidate; do
     if [ -x "$candidate" ]; then echo "$candidate"; return 0; fi
-  done
+  done < <(printf '%s\n' /usr/lib/postgresql/*/bin/initdb | sort -V -r)
   command -v initdb 2>/dev/null
 }
 

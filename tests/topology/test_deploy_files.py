@@ -31,7 +31,7 @@ REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 COMPOSE = REPO / "docker" / "compose.yaml"
 DOCKERFILE = REPO / "docker" / "Dockerfile"
-SCRIPTS = sorted([*REPO.glob("mlflow/*.sh"), *REPO.glob("workers/cluster/*.sh")])
+SCRIPTS = sorted([*REPO.glob("mlflow/*.sh"), *REPO.glob("workers/cluster/*.sh"), *REPO.glob("scripts/**/*.sh")])
 # The scripts the topology test starts each part with: compose must start the same parts the same way.
 TOPOLOGY_COMMANDS = {
     "mlflow": ["bash", "mlflow/start-server.sh"],
