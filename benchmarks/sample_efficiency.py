@@ -57,7 +57,7 @@ best at E, over the epochs the service needed (``summary.matching``).
     .venv/bin/python benchmarks/sample_efficiency.py [--smoke] [--seeds N] [--mlp-seeds N] [--reeval-seeds K]
         [--random-budget-multiple M] [--mlp-budget-trials N] [--tasks A,B] [--out PATH]
     .venv/bin/python benchmarks/sample_efficiency.py --tasks mlp_digits --variants [A,B]   # + other ASHA/TPE settings
-    .venv/bin/python benchmarks/sample_efficiency.py --plot-only PATH.json           # redraw the PNG
+    .venv/bin/python benchmarks/sample_efficiency.py --report-only PATH.json         # tables and PNG again from a JSON
 
 Latest figures and what they show: benchmarks/README.md, section "Sample efficiency".
 """
@@ -97,12 +97,17 @@ VARIANTS: dict[str, tuple[str, str, dict[str, Any], str, dict[str, Any]]] = {
     "tpe5_rf3": ("(1g) TPE 5 startup+ASHA rf 3", "tpe", {"n_startup_trials": 5}, "asha", {"reduction_factor": 3}),
     "grace2": ("(1h) TPE+ASHA grace 2", "tpe", {}, "asha", {"grace_period": 2}),
     "grace4": ("(1i) TPE+ASHA grace 4", "tpe", {}, "asha", {"grace_period": 4}),
+    "median": ("(1j) TPE+median stopping", "tpe", {}, "median", {}),
 }
-VARIANT_COLOURS = ("tab:purple", "tab:red", "tab:brown", "tab:pink", "tab:olive", "tab:cyan", "tab:gray", "gold")
+VARIANT_COLOURS = ("tab:purple", "tab:red", "tab:brown", "tab:pink", "tab:olive", "tab:cyan", "tab:gray", "gold", "lime")
 for _i, (_name, _variant) in enumerate(VARIANTS.items()):
     LABELS[_name] = _variant[0]
     COLOURS[_name] = VARIANT_COLOURS[_i % len(VARIANT_COLOURS)]
 RATIO_TARGET = 3.0
+# The MLP's budget sweep: the ratio at these budgets (in full trainings) below E, read off the same runs.
+BUDGET_SWEEP_TRIALS = (4, 8, 16, 24, 32, 48, 64, 80)
+BY_BUDGET_NOTE = ("MLP: summary.by_budget (and summary.reevaluated.by_budget): the ratio at budgets B < E, from the same "
+                  "runs' curves cut at B (a run's first B epochs are a run with budget B)")
 REEVAL_NUMBER_BASE = 1_000_000  # trial numbers (so trainer seeds) of re-evaluation trainings
 
 # The MLP task: a bundled dataset and a split where the hyperparameters matter (see the docstring).
@@ -571,11 +576,16 @@ def finish_seed(runs: dict[str, dict[str, Any]], mode: str) -> dict[str, Any]:
 # -- aggregation, plot and main ----------------------------------------------------------------
 
 
+def median_curves(seeds: list[dict[str, Any]], budget: int, mode: str, curve: str) -> dict[str, list[float | None]]:
+    """Each method's median over seeds of its ``curve`` (best so far), at every epoch count 1..budget."""
+    return {m: median_curve([curve_at(s["methods"][m][curve], budget) for s in seeds], mode) for m in seeds[0]["methods"]}
+
+
 def curve_figures(seeds: list[dict[str, Any]], budget: int, mode: str, curve: str, score: str) -> dict[str, Any]:
     """Median curves over seeds (each run's ``curve`` key), the epochs each method needs to reach random
     search's final value on them, and the ratios: what ``aggregate`` and ``aggregate_reevaluated`` share."""
     methods = list(seeds[0]["methods"])
-    medians = {m: median_curve([curve_at(s["methods"][m][curve], budget) for s in seeds], mode) for m in methods}
+    medians = median_curves(seeds, budget, mode, curve)
     target = medians["random"][-1]
     random_needs = first_reach(medians["random"], target, mode)
     out: dict[str, Any] = {"target": target, "random_epochs_to_target": random_needs, "budget_epochs": budget}
@@ -600,6 +610,29 @@ def curve_figures(seeds: list[dict[str, Any]], budget: int, mode: str, curve: st
             "median_curve": as_steps(medians[method]),
         }
     return out
+
+
+def sweep_budgets(budget: int, max_steps: int) -> list[int]:
+    """The budgets of the budget sweep: BUDGET_SWEEP_TRIALS full trainings that fit in ``budget``, and ``budget``."""
+    return sorted({*(n * max_steps for n in BUDGET_SWEEP_TRIALS if n * max_steps < budget), budget})
+
+
+def budget_sweep(seeds: list[dict[str, Any]], budgets: list[int], mode: str, curve: str) -> list[dict[str, Any]]:
+    """The issue's ratio at smaller budgets B, from the same runs: a run's first B epochs are a run with budget B
+    (random search draws the same configurations in the same order; TPE and ASHA do not know the budget; a
+    trial counts once its last epoch fits, as ``within_budget`` keeps them). Per B: random search's median best
+    at B (the target), the epochs each method's median curve needs to reach it, and the ratio."""
+    rows = []
+    for b in budgets:
+        medians = median_curves(seeds, b, mode, curve)
+        target = medians["random"][-1]
+        random_needs = first_reach(medians["random"], target, mode)
+        row: dict[str, Any] = {"budget_epochs": b, "target": target, "random_epochs_to_target": random_needs}
+        for method, median in medians.items():
+            needs = first_reach(median, target, mode)
+            row[method] = {"best": median[-1], "epochs_to_target": needs, "ratio_vs_random": C.ratio(random_needs, needs) or 0.0}
+        rows.append(row)
+    return rows
 
 
 def aggregate(seeds: list[dict[str, Any]], budget: int, score_mode: str) -> dict[str, Any]:
@@ -721,7 +754,7 @@ def plot(tasks: dict[str, Any], path: Path) -> Path | None:
             metric = task.get("metric", "score")
             ax.set_ylabel(f"incumbent's {metric}, mean over seeds" if key == "reeval_curve" else f"best {metric} (higher is better)")
         ax.set_xlabel("epochs trained (all trials, in trial order)")
-        ax.set_title(f"{name}: {len(task['seeds'])} seed(s), E = {budget}")
+        ax.set_title(f"{name}\n{len(task['seeds'])} seed(s), E = {budget} epochs", fontsize=10)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, loc="lower right" if mode == "max" else "upper right")
     fig.tight_layout()
@@ -758,6 +791,93 @@ def num(value: float | None) -> float | int | None:
     return int(value) if value is not None and float(value).is_integer() else value
 
 
+def add_budget_sweep(task: dict[str, Any]) -> bool:
+    """Put the budget sweep (``budget_sweep``) into an MLP task's summary, and its re-evaluated twin's, where missing.
+
+    Returns whether anything was added (a JSON from before the sweep existed gets it from its own curves)."""
+    added = False
+    budgets = sweep_budgets(task["budget_epochs"], task["max_steps"])
+    for summary, curve in ((task["summary"], "curve"), (task["summary"].get("reevaluated"), "reeval_curve")):
+        if summary is not None and "by_budget" not in summary:
+            summary["by_budget"] = budget_sweep(task["seeds"], budgets, "max", curve)
+            added = True
+    return added
+
+
+def print_report(out: Any, payload: dict[str, Any], png: Path | None) -> None:
+    """The tables of a run (or of an earlier run's JSON): the summary, the budget sweep, the other way round, the targets."""
+    tasks, settings = payload["tasks"], payload["settings"]
+    n_seeds, mlp_seeds = settings["seeds_synthetic"], settings["seeds_mlp"]
+    max_steps, mlp_steps = settings["max_steps_synthetic"], settings["max_steps_mlp"]
+    reeval_repeats, random_multiple = settings["reeval_seeds"], settings["random_budget_multiple"]
+    targets, total_s = payload["targets"], payload["total_wall_s"]
+    rows = []
+    for name, task in tasks.items():
+        s = task["summary"]
+        rows += summary_rows(f"{name} (E={task['budget_epochs']})", task, s, verdict=task["kind"] == "mlp")
+        if "reevaluated" in s:
+            rows += summary_rows(f"{name}, re-evaluated ({reeval_repeats} seeds)", task, s["reevaluated"], verdict=True)
+    out.print(
+        C.table(
+            f"Sample efficiency at equal epochs ({n_seeds} seed(s) synthetic, max_steps {max_steps}; {mlp_seeds} MLP, "
+            f"{mlp_steps} epochs; 2 CPUs)",
+            ["task", "method", "score", "target", "to target", "ratio", "E / to", "target ≥ 3", "seeds reach",
+             "per seed", "trials", "complete", "wall s"],
+            rows,
+            caption="score: median over seeds of the best COMPLETE final value within E (regret on the synthetic functions, "
+            "val_accuracy on the MLP). target: random search's final best (its median curve at E). to target: epochs the "
+            "method's median best-so-far curve needs to reach it. ratio = random search's epochs to target / the method's "
+            "(0: never within E). E / to: the budget over the method's epochs. seeds reach: seeds whose own curve reaches it. "
+            "per seed: median over seeds of (epochs random needed for its own best / epochs the method needed). trials, "
+            "complete: median kept within E. Synthetic curves f(x) + c/step rank trials exactly at every step (idealised). "
+            "re-evaluated: the same, each incumbent valued at its mean over fresh trainer seeds instead of its one training.",
+        )
+    )
+    for name, task in tasks.items():
+        s = task["summary"]
+        if "by_budget" not in s:
+            continue
+        again = s.get("reevaluated", {}).get("by_budget", [None] * len(s["by_budget"]))
+        out.print(
+            C.table(
+                f"{name}: the ratio at smaller budgets, read off the same runs (E = {task['budget_epochs']})",
+                ["budget (epochs)", "full trainings", "target", "random to it", "service to it", "ratio", "ratio ≥ 3",
+                 "re-evaluated target", "random to it", "service to it", "ratio"],
+                [[row["budget_epochs"], row["budget_epochs"] // task["max_steps"], row["target"],
+                  row["random_epochs_to_target"], row["service"]["epochs_to_target"], row["service"]["ratio_vs_random"],
+                  C.verdict(row["service"]["ratio_vs_random"], RATIO_TARGET, at_most=False),
+                  *([r["target"], r["random_epochs_to_target"], r["service"]["epochs_to_target"], r["service"]["ratio_vs_random"]]
+                    if r else ["-"] * 4)]
+                 for row, r in zip(s["by_budget"], again)],
+                caption="a run's first B epochs are a run with budget B: random search draws the same configurations in "
+                "the same order, TPE and ASHA do not know the budget. target: random search's median best at B; the "
+                "service's epochs to reach it on its median curve; ratio = random's / the service's (0: not within B).",
+            )
+        )
+    for name, task in tasks.items():
+        matching = task["summary"].get("matching")
+        if not matching:
+            continue
+        out.print(
+            C.table(
+                f"{name}: epochs random search needs to match the service's best at E = {task['budget_epochs']}",
+                ["scored by", "service's best at E", "service epochs to it", "random search epochs to it", "ratio",
+                 f"random's best at {random_multiple} E", "ratio ≥ 3"],
+                [[{"one_training": "one training", "reevaluated": "re-evaluated"}[key], m["target"], m["service_epochs"],
+                  m["random_epochs"] if m["random_epochs"] is not None else f"never in {m['random_budget_epochs']}",
+                  m["ratio"] if m["ratio"] is not None else f"> {m['ratio_at_least']:.2f}", m["random_final"],
+                  C.verdict(m["ratio"] if m["ratio"] is not None else m["ratio_at_least"], RATIO_TARGET, at_most=False)]
+                 for key, m in matching.items()],
+                caption="the other way round from the table above: the service's median best-so-far curve at E is the "
+                "target; random search, given more epochs, needs this many to reach it (medians over seeds). re-evaluated: "
+                "each incumbent at its mean over fresh trainer seeds.",
+            )
+        )
+    out.print(C.table("Targets", ["target", "met"], [[k, v] for k, v in targets.items()], caption=f"total {total_s:.0f} s"))
+    if png:
+        out.print(f"Plot: {png}")
+
+
 def main() -> int:
     def extra(p: Any) -> None:
         p.add_argument("--seeds", type=int, help="seeds per synthetic function (default 5; smoke 1)")
@@ -775,15 +895,20 @@ def main() -> int:
         p.add_argument("--random-budget-multiple", type=int,
                        help="MLP: random search also runs this many times E, to see how many epochs it needs to match "
                        "the service's best at E (default 3, smoke 2; 1: off)")
-        p.add_argument("--plot-only", type=Path, metavar="JSON", help="only draw the PNG again from an earlier run's JSON")
+        p.add_argument("--report-only", type=Path, metavar="JSON",
+                       help="run nothing: print the tables and draw the PNG again from an earlier run's JSON (adding the "
+                       "budget sweep, computed from its own curves, if it has none)")
 
     args = C.parse_args("sample_efficiency", "Sample efficiency at equal epochs: TPE+ASHA vs random search vs Tune's default.", extra)
-    if args.plot_only is not None:
+    if args.report_only is not None:
         import json
 
-        png = plot(json.loads(args.plot_only.read_text())["tasks"], args.plot_only.with_suffix(".png"))
-        print(f"Plot: {png}" if png else "no plot: matplotlib is not installed")
-        return 0 if png else 1
+        payload = json.loads(args.report_only.read_text())
+        if any([add_budget_sweep(task) for task in payload["tasks"].values() if task["kind"] == "mlp"]):
+            payload["settings"]["by_budget"] = BY_BUDGET_NOTE + " (added afterwards by --report-only)"
+            C.write_json(args.report_only, payload)
+        print_report(C.console(), payload, plot(payload["tasks"], args.report_only.with_suffix(".png")))
+        return 0
     n_seeds = args.seeds or (1 if args.smoke else 5)
     mlp_seeds = args.mlp_seeds or (1 if args.smoke else 15)
     max_steps = 4 if args.smoke else args.max_steps
@@ -842,6 +967,7 @@ def main() -> int:
                                "summary": aggregate(seeds, mlp_budget, "max")}
             if reeval_repeats:
                 tasks[MLP_TASK]["summary"]["reevaluated"] = aggregate_reevaluated(seeds, mlp_budget)
+            add_budget_sweep(tasks[MLP_TASK])
             if random_multiple > 1:
                 curves = {"one_training": "curve", **({"reevaluated": "reeval_curve"} if reeval_repeats else {})}
                 tasks[MLP_TASK]["summary"]["matching"] = {
@@ -903,6 +1029,7 @@ def main() -> int:
             "first E are the run every other figure uses); summary.matching: epochs its median curve needs to reach the "
             "service's median curve at E, over the epochs the service's needs (ratio; ratio_at_least when it never does); "
             "random search's wall_s then covers its whole extended run",
+            "by_budget": BY_BUDGET_NOTE,
             "ray_init": "ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False), once",
         },
         "tasks": tasks,
@@ -911,51 +1038,7 @@ def main() -> int:
         "total_wall_s": total_s,
     }
     C.write_json(args.out, payload)
-
-    rows = []
-    for name, task in tasks.items():
-        s = task["summary"]
-        rows += summary_rows(f"{name} (E={task['budget_epochs']})", task, s, verdict=task["kind"] == "mlp")
-        if "reevaluated" in s:
-            rows += summary_rows(f"{name}, re-evaluated ({reeval_repeats} seeds)", task, s["reevaluated"], verdict=True)
-    out.print(
-        C.table(
-            f"Sample efficiency at equal epochs ({n_seeds} seed(s) synthetic, max_steps {max_steps}; {mlp_seeds} MLP, "
-            f"{mlp_steps} epochs; 2 CPUs)",
-            ["task", "method", "score", "target", "to target", "ratio", "E / to", "target ≥ 3", "seeds reach",
-             "per seed", "trials", "complete", "wall s"],
-            rows,
-            caption="score: median over seeds of the best COMPLETE final value within E (regret on the synthetic functions, "
-            "val_accuracy on the MLP). target: random search's final best (its median curve at E). to target: epochs the "
-            "method's median best-so-far curve needs to reach it. ratio = random search's epochs to target / the method's "
-            "(0: never within E). E / to: the budget over the method's epochs. seeds reach: seeds whose own curve reaches it. "
-            "per seed: median over seeds of (epochs random needed for its own best / epochs the method needed). trials, "
-            "complete: median kept within E. Synthetic curves f(x) + c/step rank trials exactly at every step (idealised). "
-            "re-evaluated: the same, each incumbent valued at its mean over fresh trainer seeds instead of its one training.",
-        )
-    )
-    for name, task in tasks.items():
-        matching = task["summary"].get("matching")
-        if not matching:
-            continue
-        out.print(
-            C.table(
-                f"{name}: epochs random search needs to match the service's best at E = {task['budget_epochs']}",
-                ["scored by", "service's best at E", "service epochs to it", "random search epochs to it", "ratio",
-                 f"random's best at {random_multiple} E", "ratio ≥ 3"],
-                [[{"one_training": "one training", "reevaluated": "re-evaluated"}[key], m["target"], m["service_epochs"],
-                  m["random_epochs"] if m["random_epochs"] is not None else f"never in {m['random_budget_epochs']}",
-                  m["ratio"] if m["ratio"] is not None else f"> {m['ratio_at_least']:.2f}", m["random_final"],
-                  C.verdict(m["ratio"] if m["ratio"] is not None else m["ratio_at_least"], RATIO_TARGET, at_most=False)]
-                 for key, m in matching.items()],
-                caption="the other way round from the table above: the service's median best-so-far curve at E is the "
-                "target; random search, given more epochs, needs this many to reach it (medians over seeds). re-evaluated: "
-                "each incumbent at its mean over fresh trainer seeds.",
-            )
-        )
-    out.print(C.table("Targets", ["target", "met"], [[k, v] for k, v in targets.items()], caption=f"total {total_s:.0f} s"))
-    if png:
-        out.print(f"Plot: {png}")
+    print_report(out, payload, png)
     out.print(f"JSON: {args.out}")
     return 0
 

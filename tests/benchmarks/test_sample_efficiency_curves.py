@@ -128,3 +128,27 @@ def test_matching_asks_how_long_random_search_needs_for_the_services_best(se: Mo
     assert se.matching_met(never)
     short = se.aggregate_matching([seed([[8, 0.9]], [[20, 0.9]])], budget=12, extended_budget=36, key="curve")
     assert short["ratio"] == 2.5 and not se.matching_met(short)
+
+
+def test_budget_sweep_reads_smaller_budgets_off_the_same_curves(se: ModuleType) -> None:
+    def seed(random_curve: list[list[float]], service_curve: list[list[float]]) -> dict[str, object]:
+        return {"methods": {"random": {"curve": random_curve, "score": random_curve[-1][1]},
+                            "service": {"curve": service_curve, "score": service_curve[-1][1]}}}
+
+    # Random search: median 0.6 by epoch 8, 0.9 by epoch 24. The service: median 0.6 by 4, 0.9 by 6.
+    seeds = [seed([[4, 0.5], [8, 0.6], [24, 0.9]], [[4, 0.6], [6, 0.9]]),
+             seed([[8, 0.6], [20, 0.9]], [[2, 0.6], [6, 0.95]]),
+             seed([[8, 0.7], [24, 0.9]], [[4, 0.6], [10, 0.9]])]
+    assert se.sweep_budgets(24, 4) == [16, 24]  # 4 and 8 trainings of 4 epochs (below E), and E
+    rows = se.budget_sweep(seeds, [8, 24], "max", "curve")
+    small, whole = rows
+    # At B = 8 the target is random search's median best at 8 (0.6), reached by the service at 4.
+    assert small["budget_epochs"] == 8 and small["target"] == 0.6 and small["random_epochs_to_target"] == 8
+    assert small["service"]["epochs_to_target"] == 4 and small["service"]["ratio_vs_random"] == 2.0
+    assert small["service"]["best"] == 0.9  # what the service's median curve has by epoch 8
+    # At B = E it is the full run's figure, as aggregate reports it.
+    assert whole["target"] == 0.9 and whole["random_epochs_to_target"] == 24 and whole["service"]["ratio_vs_random"] == 4.0
+    full = se.curve_figures(seeds, 24, "max", "curve", "score")
+    assert full["service"]["ratio_vs_random"] == whole["service"]["ratio_vs_random"]
+    # A trial that ends after B does not count at B: at B = 5 random search's median is still 0.5 -> None.
+    assert se.budget_sweep(seeds, [5], "max", "curve")[0]["target"] is None

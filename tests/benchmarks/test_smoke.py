@@ -153,6 +153,11 @@ def test_sample_efficiency_smoke(tmp_path: Path) -> None:
             assert 0 < run["reeval_score"] <= 1, (method, run)
     reevaluated = mlp["summary"]["reevaluated"]
     assert 0 < reevaluated["target"] <= 1 and reevaluated["random"]["ratio_vs_random"] == 1.0
+    # the budget sweep ends at E with the summary's own figures
+    for summary in (mlp["summary"], reevaluated):
+        last = summary["by_budget"][-1]
+        assert last["budget_epochs"] == mlp["budget_epochs"] and last["target"] == summary["target"], last
+        assert last["service"]["ratio_vs_random"] == summary["service"]["ratio_vs_random"], last
     # random search given more epochs: its first E are the run above, then it goes on
     multiple = data["settings"]["random_budget_multiple"]
     for seed in mlp["seeds"]:
