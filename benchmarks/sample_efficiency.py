@@ -53,6 +53,9 @@ at that point. The same figures are computed on those curves (``summary.reevalua
 And the other way round (``--random-budget-multiple M``, default 3): random search runs M x E
 epochs, and the benchmark reports how many its median curve needs to reach the service's median
 best at E, over the epochs the service needed (``summary.matching``).
+The same figures at smaller budgets B come free (``summary.by_budget``): a run's first B epochs are
+a run with budget B, since random search draws the same configurations in the same order and TPE
+and ASHA do not know the budget; so one run at E = 1600 also shows how the ratio grows with B.
 
     .venv/bin/python benchmarks/sample_efficiency.py [--smoke] [--seeds N] [--mlp-seeds N] [--reeval-seeds K]
         [--random-budget-multiple M] [--mlp-budget-trials N] [--tasks A,B] [--out PATH]
