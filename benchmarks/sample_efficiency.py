@@ -904,8 +904,6 @@ def main() -> int:
 
     args = C.parse_args("sample_efficiency", "Sample efficiency at equal epochs: TPE+ASHA vs random search vs Tune's default.", extra)
     if args.report_only is not None:
-        import json
-
         payload = json.loads(args.report_only.read_text())
         if any([add_budget_sweep(task) for task in payload["tasks"].values() if task["kind"] == "mlp"]):
             payload["settings"]["by_budget"] = BY_BUDGET_NOTE + " (added afterwards by --report-only)"
