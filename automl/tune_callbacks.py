@@ -87,6 +87,32 @@ class TrialRecord:
         return self.run_ref
 
 
+def connection_broke(exc: BaseException) -> bool:
+    """Whether ``exc`` (or an exception it was raised from or during) is a failed or broken connection,
+    not an answer: MLflow's REST client wraps the transport's error in an ``MlflowException``."""
+    import http.client
+
+    import requests
+    import urllib3
+
+    transport = (
+        ConnectionError,  # refused, reset
+        http.client.IncompleteRead,  # the answer cut off
+        requests.exceptions.ConnectionError,
+        requests.exceptions.ChunkedEncodingError,
+        urllib3.exceptions.ProtocolError,
+        urllib3.exceptions.NewConnectionError,
+    )
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, transport):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False
+
+
 class TrackingWriter:
     """Makes the MLflow (and job store) writes of a search in one background thread, in order.
 
@@ -96,7 +122,8 @@ class TrackingWriter:
     merged into one, so when the driver is busy a trial costs MLflow a create, one
     ``log_batch`` and an end instead of a call per event.
 
-    When a tracking write fails and ``reachable()`` says the tracking server is down, the write
+    When a tracking write fails and ``reachable()`` says the tracking server is down, or its
+    connection broke (:func:`connection_broke`: the request may have been carried out), the write
     and every tracking write after it wait in a backlog, in order, while the search goes on;
     the server is asked again at most every ``retry_s`` seconds, and the backlog is replayed as
     soon as it answers. Job store writes (:meth:`submit_store`) never wait behind the backlog.
@@ -201,7 +228,9 @@ class TrackingWriter:
         try:
             write.resolve(call(*write.args, **write.kwargs))
         except Exception as exc:  # noqa: BLE001 - tracking must never take the search down
-            if keep and self._reachable is not None and not self._reachable():
+            # A broken connection is the server going away even while it still accepts one (a
+            # server being killed does, for a moment): held, and replayed, like a refused one.
+            if keep and self._reachable is not None and (connection_broke(exc) or not self._reachable()):
                 write.held = True
                 if self.down_since is None:
                     self.down_since = time.monotonic()

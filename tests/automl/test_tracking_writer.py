@@ -96,3 +96,50 @@ def test_writes_still_held_when_the_grace_ends_are_counted_as_untracked() -> Non
     writer.close()
     assert writer.untracked == 2
     assert errors == ["the MLflow tracking server did not come back: 2 tracking writes were not recorded"]
+
+
+def test_a_write_whose_connection_broke_is_held_and_replayed_even_while_the_server_still_accepts() -> None:
+    """A server being killed can still accept a TCP connection for a moment, after cutting off the
+    answer to a request it carried out: that write is held and sent again as its replay (find the
+    run the server made), not dropped, so the trial's later updates still find their run."""
+    import http.client
+
+    calls: list[str] = []
+    attempts = iter(["cut off", "ok"])
+
+    def create() -> str:
+        if next(attempts) == "cut off":
+            try:
+                raise http.client.IncompleteRead(b"", 936)
+            except http.client.IncompleteRead as cause:
+                raise RuntimeError("API request to .../runs/create failed with exception ...") from cause
+        calls.append("create")
+        return "run-1"
+
+    def find_or_create() -> str:
+        calls.append("find_or_create")
+        return "run-1"
+
+    errors: list[str] = []
+    writer = TrackingWriter(errors.append, reachable=lambda: True, retry_s=0.05)
+    created = writer.submit(create, replay=find_or_create)
+    writer.submit_update("a", RunUpdate(params={"x": 1}), lambda update: calls.append("update"))
+    writer.flush(wait_s=5)
+    writer.close()
+    assert created.result(timeout=5) == "run-1"
+    assert calls == ["find_or_create", "update"] and errors == []
+    assert writer.replayed == 2
+
+
+def test_an_error_the_server_answered_is_not_held() -> None:
+    errors: list[str] = []
+
+    def refused() -> None:
+        raise ValueError("RESOURCE_DOES_NOT_EXIST: run not found")
+
+    writer = TrackingWriter(errors.append, reachable=lambda: True, retry_s=0.05)
+    result = writer.submit(refused)
+    writer.flush(wait_s=1)
+    writer.close()
+    assert result.result(timeout=5) is None and writer.holding == 0 and writer.replayed == 0
+    assert errors == ["refused: ValueError: RESOURCE_DOES_NOT_EXIST: run not found"]
