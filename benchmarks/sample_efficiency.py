@@ -584,17 +584,28 @@ def median_curves(seeds: list[dict[str, Any]], budget: int, mode: str, curve: st
     return {m: median_curve([curve_at(s["methods"][m][curve], budget) for s in seeds], mode) for m in seeds[0]["methods"]}
 
 
+def reaching(medians: dict[str, list[float | None]], mode: str) -> dict[str, Any]:
+    """On median curves of equal length: random search's last value (the target), the epochs its curve needs
+    to first reach it, and per method the epochs its curve needs and the ratio (not reached: 0)."""
+    target = medians["random"][-1]
+    random_needs = first_reach(medians["random"], target, mode)
+    out: dict[str, Any] = {"target": target, "random_epochs_to_target": random_needs}
+    for method, median in medians.items():
+        needs = first_reach(median, target, mode)
+        out[method] = {"epochs_to_target": needs, "ratio_vs_random": C.ratio(random_needs, needs) or 0.0}
+    return out
+
+
 def curve_figures(seeds: list[dict[str, Any]], budget: int, mode: str, curve: str, score: str) -> dict[str, Any]:
     """Median curves over seeds (each run's ``curve`` key), the epochs each method needs to reach random
     search's final value on them, and the ratios: what ``aggregate`` and ``aggregate_reevaluated`` share."""
-    methods = list(seeds[0]["methods"])
     medians = median_curves(seeds, budget, mode, curve)
-    target = medians["random"][-1]
-    random_needs = first_reach(medians["random"], target, mode)
-    out: dict[str, Any] = {"target": target, "random_epochs_to_target": random_needs, "budget_epochs": budget}
-    for method in methods:
+    reach = reaching(medians, mode)
+    target = reach["target"]
+    out: dict[str, Any] = {"target": target, "random_epochs_to_target": reach["random_epochs_to_target"], "budget_epochs": budget}
+    for method in medians:
         runs = [s["methods"][method] for s in seeds]
-        needs = first_reach(medians[method], target, mode)
+        needs = reach[method]["epochs_to_target"]
         # Per seed: epochs random search needed for its own final value / epochs the method needed (never: 0).
         per_seed = []
         for s, run in zip(seeds, runs):
@@ -605,7 +616,7 @@ def curve_figures(seeds: list[dict[str, Any]], budget: int, mode: str, curve: st
         out[method] = {
             "median_score": C.median(scores) if scores else None,
             "epochs_to_target": needs,
-            "ratio_vs_random": C.ratio(random_needs, needs) or 0.0,  # not reached within E: 0
+            "ratio_vs_random": reach[method]["ratio_vs_random"],  # not reached within E: 0
             "ratio_vs_budget": C.ratio(budget, needs) or 0.0,
             "seeds_reaching_target": sum(first_reach(curve_at(r[curve], budget), target, mode) is not None for r in runs),
             "per_seed_median_ratio": C.median(per_seed),
@@ -625,16 +636,14 @@ def budget_sweep(seeds: list[dict[str, Any]], budgets: list[int], mode: str, cur
     (random search draws the same configurations in the same order; TPE and ASHA do not know the budget; a
     trial counts once its last epoch fits, as ``within_budget`` keeps them). Per B: random search's median best
     at B (the target), the epochs each method's median curve needs to reach it, and the ratio."""
+    # The median at an epoch count does not depend on the budget: the curves to the largest, cut at each B.
+    medians = median_curves(seeds, max(budgets), mode, curve)
     rows = []
     for b in budgets:
-        medians = median_curves(seeds, b, mode, curve)
-        target = medians["random"][-1]
-        random_needs = first_reach(medians["random"], target, mode)
-        row: dict[str, Any] = {"budget_epochs": b, "target": target, "random_epochs_to_target": random_needs}
+        reach = reaching({m: median[:b] for m, median in medians.items()}, mode)
         for method, median in medians.items():
-            needs = first_reach(median, target, mode)
-            row[method] = {"best": median[-1], "epochs_to_target": needs, "ratio_vs_random": C.ratio(random_needs, needs) or 0.0}
-        rows.append(row)
+            reach[method] = {"best": median[b - 1], **reach[method]}
+        rows.append({"budget_epochs": b, **reach})
     return rows
 
 
