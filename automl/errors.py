@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 
 class AutomlError(Exception):
     """Base of every error the service raises on purpose; the CLI prints it as one line."""
@@ -25,3 +27,13 @@ def _one_line(text: str) -> str:
 
 class TrackingError(AutomlError):
     """The MLflow tracking store could not be reached or written."""
+
+
+def exception_chain(exc: BaseException | None) -> Iterator[BaseException]:
+    """``exc``, then what it was raised from or during, and so on, each once: libraries wrap the
+    error that matters (a driver's, a transport's) in their own."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        yield exc
+        exc = exc.__cause__ or exc.__context__

@@ -21,6 +21,7 @@ from ray.tune import Callback, Stopper
 from ray.tune.result import AUTO_RESULT_KEYS
 
 from automl.control import JobControl
+from automl.errors import exception_chain
 from automl.faults import fault_point
 from automl.optuna_bridge import INTERRUPTED, StudySearch, TrialOutcome, trial_outcome
 from automl.results import TrialSummary
@@ -103,14 +104,7 @@ def connection_broke(exc: BaseException) -> bool:
         urllib3.exceptions.ProtocolError,
         urllib3.exceptions.NewConnectionError,
     )
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        if isinstance(current, transport):
-            return True
-        seen.add(id(current))
-        current = current.__cause__ or current.__context__
-    return False
+    return any(isinstance(e, transport) for e in exception_chain(exc))
 
 
 class TrackingWriter:

@@ -146,7 +146,6 @@ class WriteBehind:
         if reap:
             threading.Thread(target=self._process.wait, name="automl-writer-reaper", daemon=True).start()
 
-
     def alive(self) -> bool:
         """Whether the child still takes writes."""
         return not self._closed and self._process.poll() is None and self._reader.is_alive()

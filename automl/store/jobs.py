@@ -21,7 +21,7 @@ from sqlalchemy import Engine, create_engine, event, func, or_, select, text, up
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from automl.errors import AutomlError
+from automl.errors import AutomlError, exception_chain
 from automl.settings import redact_url
 from automl.store.schema import FINAL_STATES, HEAD_REVISION, Job, JobEvent
 from automl.store.snapshot import JobSnapshot
@@ -469,12 +469,10 @@ def is_transient(exc: BaseException | None) -> bool:
     Follows the exception's causes, as libraries wrap the driver's error (Optuna's
     ``StorageInternalError`` around SQLAlchemy's ``OperationalError``).
     """
-    while exc is not None:
-        if getattr(exc, "connection_invalidated", False) or any(m in str(exc).lower() for m in _TRANSIENT_MARKERS):
-            return True
-        exc = exc.__cause__ or exc.__context__
-    return False
-
+    return any(
+        getattr(e, "connection_invalidated", False) or any(m in str(e).lower() for m in _TRANSIENT_MARKERS)
+        for e in exception_chain(exc)
+    )
 
 
 def _short(exc: BaseException) -> str:
