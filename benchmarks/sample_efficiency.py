@@ -811,7 +811,7 @@ def add_budget_sweep(task: dict[str, Any]) -> bool:
     budgets = sweep_budgets(task["budget_epochs"], task["max_steps"])
     for summary, curve in ((task["summary"], "curve"), (task["summary"].get("reevaluated"), "reeval_curve")):
         if summary is not None and "by_budget" not in summary:
-            summary["by_budget"] = budget_sweep(task["seeds"], budgets, "max", curve)
+            summary["by_budget"] = budget_sweep(task["seeds"], budgets, task["score_mode"], curve)
             added = True
     return added
 
