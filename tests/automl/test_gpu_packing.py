@@ -30,23 +30,29 @@ SCRIPT = textwrap.dedent(
 
     import automl
 
-    log_dir, gpus_per_trial = sys.argv[1], float(sys.argv[2])
     ray.init(num_cpus=2, num_gpus=1, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
 
-    def trial(params, ctx):
-        start = time.time()
-        time.sleep(1.0)
-        with open(os.path.join(log_dir, uuid.uuid4().hex + ".json"), "w") as handle:
-            json.dump({"start": start, "end": time.time(), "gpu_ids": [str(g) for g in ray.get_gpu_ids()],
-                       "device": ctx.device}, handle)
-        return float(params["x"])
+    def logging_trial(log_dir):
+        def trial(params, ctx):
+            start = time.time()
+            time.sleep(1.0)
+            with open(os.path.join(log_dir, uuid.uuid4().hex + ".json"), "w") as handle:
+                json.dump({"start": start, "end": time.time(), "gpu_ids": [str(g) for g in ray.get_gpu_ids()],
+                           "device": ctx.device}, handle)
+            return float(params["x"])
+        return trial
 
-    result = automl.search(
-        trial, {"x": {"type": "float", "low": 0.0, "high": 1.0}}, n_trials=4, max_steps=1, metric="x",
-        scheduler="fifo", max_concurrent=4, cpus_per_trial=0.25, gpus_per_trial=gpus_per_trial,
-        name="gpu-packing-" + sys.argv[2],
-    )
-    print(json.dumps(result.state_counts))
+    root, counts = sys.argv[1], {}
+    for share in sys.argv[2:]:  # one Ray start for every share
+        log_dir = os.path.join(root, share)
+        os.makedirs(log_dir)
+        result = automl.search(
+            logging_trial(log_dir), {"x": {"type": "float", "low": 0.0, "high": 1.0}}, n_trials=4, max_steps=1,
+            metric="x", scheduler="fifo", max_concurrent=4, cpus_per_trial=0.25, gpus_per_trial=float(share),
+            name="gpu-packing-" + share,
+        )
+        counts[share] = result.state_counts
+    print(json.dumps(counts))
     """
 )
 
@@ -67,23 +73,30 @@ def test_peak_overlap_counts_intervals_that_meet() -> None:
     assert peak_overlap([]) == 0
 
 
-def run_packed(gpus_per_trial: float, tmp_path: Path) -> list[dict]:
-    log_dir = tmp_path / f"trials-{gpus_per_trial:g}"
-    log_dir.mkdir()
+SHARES = ("1.0", "0.5")
+
+
+@pytest.fixture(scope="module")
+def packed_trials(tmp_path_factory: pytest.TempPathFactory) -> dict[float, list[dict]]:
+    """Every share's 4 trials, as they logged themselves, from one subprocess and one Ray start."""
+    root = tmp_path_factory.mktemp("gpu-packing")
     env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "MLFLOW_TRACKING_URI", "AUTOML_STORAGE_URL", "AUTOML_DB_URL")}
-    env["AUTOML_HOME"] = str(tmp_path / "home")
+    env["AUTOML_HOME"] = str(root / "home")
     done = subprocess.run(
-        [sys.executable, "-c", SCRIPT, str(log_dir), str(gpus_per_trial)],
+        [sys.executable, "-c", SCRIPT, str(root / "trials"), *SHARES],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=240,
     )
     assert done.returncode == 0, done.stderr[-4000:]
-    assert json.loads(done.stdout.strip().splitlines()[-1]) == {"COMPLETE": 4}, done.stdout[-2000:]
-    return [json.loads(f.read_text()) for f in log_dir.glob("*.json")]
+    counts = json.loads(done.stdout.strip().splitlines()[-1])
+    assert counts == {share: {"COMPLETE": 4} for share in SHARES}, done.stdout[-2000:]
+    return {float(share): [json.loads(f.read_text()) for f in (root / "trials" / share).glob("*.json")] for share in SHARES}
 
 
 @pytest.mark.parametrize(("gpus_per_trial", "most_at_once"), [(1.0, 1), (0.5, 2)])
-def test_gpu_share_limits_how_many_trials_run_at_once(gpus_per_trial: float, most_at_once: int, tmp_path: Path) -> None:
-    trials = run_packed(gpus_per_trial, tmp_path)
+def test_gpu_share_limits_how_many_trials_run_at_once(
+    gpus_per_trial: float, most_at_once: int, packed_trials: dict[float, list[dict]]
+) -> None:
+    trials = packed_trials[gpus_per_trial]
     assert len(trials) == 4
     # Ray granted every trial the one GPU (id 0), which tells the trial it has one; CUDA is
     # not there, so the trial's device falls back to the CPU instead of failing.
