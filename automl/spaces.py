@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from automl.errors import SpecError
 
@@ -38,6 +38,24 @@ MAX_NODES = 100_000
 MAX_PATH_CHARS = 4096
 
 
+
+def refuse_boolean(value: Any) -> Any:
+    """A number field's value, unless it is a boolean: pydantic would take ``true`` as 1.
+
+    YAML reads ``yes``, ``no``, ``on``, ``off``, ``true`` and ``false`` as booleans, so
+    ``trials: yes`` would silently mean one trial.
+    """
+    if isinstance(value, bool):
+        raise ValueError(
+            f"expected a number, got the boolean {str(value).lower()} (YAML reads yes/no/on/off/true/false as booleans)"
+        )
+    return value
+
+
+# Counts and numbers in a spec or a space: as pydantic's int and float, but a boolean is refused.
+WholeNumber = Annotated[int, BeforeValidator(refuse_boolean)]
+RealNumber = Annotated[float, BeforeValidator(refuse_boolean)]
+
 class _Param(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -46,10 +64,10 @@ class FloatParam(_Param):
     """A real number in ``[low, high]``, on a log scale when ``log`` is set."""
 
     type: Literal["float"]
-    low: float
-    high: float
+    low: RealNumber
+    high: RealNumber
     log: bool = False
-    step: float | None = Field(default=None, gt=0)
+    step: RealNumber | None = Field(default=None, gt=0)
 
     @model_validator(mode="after")
     def _check_range(self) -> FloatParam:
@@ -68,10 +86,10 @@ class IntParam(_Param):
     """An integer in ``[low, high]``, on a log scale when ``log`` is set."""
 
     type: Literal["int"]
-    low: int
-    high: int
+    low: WholeNumber
+    high: WholeNumber
     log: bool = False
-    step: int = Field(default=1, gt=0)
+    step: WholeNumber = Field(default=1, gt=0)
 
     @model_validator(mode="after")
     def _check_range(self) -> IntParam:

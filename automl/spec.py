@@ -23,7 +23,17 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from automl.errors import SpecError
 from automl.samplers import SAMPLERS
 from automl.schedulers import SCHEDULERS
-from automl.spaces import MAX_INT, MAX_PATH_CHARS, SearchSpace, check_structure, format_validation_error, load_space, read_yaml
+from automl.spaces import (
+    MAX_INT,
+    MAX_PATH_CHARS,
+    RealNumber,
+    SearchSpace,
+    WholeNumber,
+    check_structure,
+    format_validation_error,
+    load_space,
+    read_yaml,
+)
 
 # Names become file names, MLflow experiment and model names and Optuna study names: no '/',
 # no '..', nothing that could leave the folder it is written in. Matched with fullmatch.
@@ -65,7 +75,7 @@ class TrainerSpec(_Section):
     dataset: str = Field(description="a bundled dataset name, or a path to .csv/.parquet/.npz")
     target: str | None = Field(default=None, description="the target column of a .csv/.parquet table")
     task: Literal["classification", "regression"] | None = None
-    val_fraction: float = Field(default=0.2, gt=0, lt=1)
+    val_fraction: RealNumber = Field(default=0.2, gt=0, lt=1)
 
     @field_validator("name")
     @classmethod
@@ -108,7 +118,7 @@ class SchedulerSpec(_Section):
     """Which Ray Tune scheduler stops poor trials early."""
 
     name: str = "asha"
-    grace_period: int = Field(default=1, ge=1, description="epochs every trial runs before it may be stopped")
+    grace_period: WholeNumber = Field(default=1, ge=1, description="epochs every trial runs before it may be stopped")
     options: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("name")
@@ -122,15 +132,15 @@ class SchedulerSpec(_Section):
 class BudgetSpec(_Section):
     """How much the job may spend, and when it may stop early."""
 
-    trials: int = Field(default=20, ge=1, le=100_000)
-    max_epochs: int = Field(default=10, ge=1, le=100_000, description="steps (epochs) per trial at most")
-    time_limit_s: float | None = Field(default=None, gt=0, description="wall-clock limit for the whole job")
-    trial_timeout_s: float | None = Field(
+    trials: WholeNumber = Field(default=20, ge=1, le=100_000)
+    max_epochs: WholeNumber = Field(default=10, ge=1, le=100_000, description="steps (epochs) per trial at most")
+    time_limit_s: RealNumber | None = Field(default=None, gt=0, description="wall-clock limit for the whole job")
+    trial_timeout_s: RealNumber | None = Field(
         default=None, gt=0, le=7 * 24 * 3600,
         description="wall-clock limit for one attempt of one trial: a trial still running then is stopped and fails",
     )
-    target: float | None = Field(default=None, description="stop the job once a trial reaches this value")
-    patience: int | None = Field(default=None, ge=1, description="stop after this many finished trials without a new best")
+    target: RealNumber | None = Field(default=None, description="stop the job once a trial reaches this value")
+    patience: WholeNumber | None = Field(default=None, ge=1, description="stop after this many finished trials without a new best")
 
 
 class WarmStartSpec(_Section):
@@ -139,7 +149,7 @@ class WarmStartSpec(_Section):
     configs: list[dict[str, Any]] = Field(default_factory=list)
     from_job: str | None = Field(default=None, description="an earlier job's id: its best trials are tried first")
     from_study: str | None = Field(default=None, description="an earlier Optuna study's name, in the same storage")
-    top: int = Field(default=5, ge=1, le=1000, description="how many of the earlier job's best trials")
+    top: WholeNumber = Field(default=5, ge=1, le=1000, description="how many of the earlier job's best trials")
 
     @field_validator("configs")
     @classmethod
@@ -159,9 +169,9 @@ class WarmStartSpec(_Section):
 class ResourcesSpec(_Section):
     """What each trial asks Ray for, and how many trials run at once."""
 
-    cpus_per_trial: float = Field(default=1.0, gt=0, le=4096)
-    gpus_per_trial: float = Field(default=0.0, ge=0, le=1024)
-    max_concurrent: int | None = Field(default=None, ge=1, le=100_000)
+    cpus_per_trial: RealNumber = Field(default=1.0, gt=0, le=4096)
+    gpus_per_trial: RealNumber = Field(default=0.0, ge=0, le=1024)
+    max_concurrent: WholeNumber | None = Field(default=None, ge=1, le=100_000)
 
     @field_validator("gpus_per_trial")
     @classmethod
@@ -205,8 +215,8 @@ class JobSpec(_Section):
     scheduler: SchedulerSpec = Field(default_factory=SchedulerSpec)
     budget: BudgetSpec = Field(default_factory=BudgetSpec)
     resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
-    seed: int = Field(default=0, ge=0, lt=2**31)
-    max_retries: int = Field(default=0, ge=0, le=100, description="times Tune retries a trial that raised")
+    seed: WholeNumber = Field(default=0, ge=0, lt=2**31)
+    max_retries: WholeNumber = Field(default=0, ge=0, le=100, description="times Tune retries a trial that raised")
     warm_start: WarmStartSpec = Field(default_factory=WarmStartSpec)
     tracking: TrackingSpec = Field(default_factory=TrackingSpec)
 

@@ -152,3 +152,9 @@ def test_no_completed_trial_marks_the_job_run_failed(automl_home: Path, ray_sess
     assert result.best_value is None and result.state_counts == {"FAIL": 2}
     parent = MlflowClient(tracking_uri=result.tracking_uri).get_run(result.parent_run_id)
     assert parent.info.status == "FAILED" and parent.data.tags["automl.state"] == "failed"
+
+
+def test_search_refuses_a_boolean_trial_count() -> None:
+    # n_trials=True used to mean one trial; a count must be a number. Refused before Ray or MLflow start.
+    with pytest.raises(SpecError, match="budget.trials: expected a number, got the boolean true"):
+        automl.search(lambda params: params["x"], {"x": {"type": "float", "low": 0, "high": 1}}, n_trials=True)

@@ -73,3 +73,31 @@ def test_every_problem_is_listed_at_once() -> None:
     with pytest.raises(SpecError) as info:
         parse_spec(_with(budget={"trials": 0, "max_epochs": 0}))
     assert len(info.value.problems) == 2
+
+
+def test_yaml_booleans_are_not_counts(tmp_path: Path) -> None:
+    # YAML reads yes/on/true as booleans and pydantic took them as 1: `trials: yes` meant one trial.
+    text = yaml.safe_dump(VALID).replace("trials: 3", "trials: yes").replace("max_epochs: 2", "max_epochs: on")
+    path = tmp_path / "job.yaml"
+    path.write_text(text + "resources: {max_concurrent: true, cpus_per_trial: false}\nseed: no\n")
+    with pytest.raises(SpecError) as info:
+        load_spec(path)
+    problems = "\n".join(info.value.problems)
+    for field in ("budget.trials", "budget.max_epochs", "resources.max_concurrent", "resources.cpus_per_trial", "seed"):
+        assert f"{field}: expected a number, got the boolean" in problems, problems
+    assert len(info.value.problems) == 5
+
+
+def test_space_bounds_refuse_booleans() -> None:
+    from automl.spaces import load_space
+
+    with pytest.raises(SpecError) as info:
+        load_space({"x": {"type": "int", "low": False, "high": 3}, "y": {"type": "float", "low": 0, "high": True}})
+    problems = "\n".join(info.value.problems)
+    assert "x.low: expected a number, got the boolean false" in problems, problems
+    assert "y.high: expected a number, got the boolean true" in problems, problems
+
+
+def test_whole_numbers_still_take_integers_and_integral_floats() -> None:
+    spec = parse_spec(_with(budget={"trials": 4, "max_epochs": 3.0, "patience": 2}, seed=5))
+    assert (spec.budget.trials, spec.budget.max_epochs, spec.budget.patience, spec.seed) == (4, 3, 2, 5)
