@@ -129,9 +129,10 @@ class StudySearch(OptunaSearch):
         # Tune pickles its searcher with the experiment (tuner.pkl, for Tuner.restore, which jobs
         # never use: they resume from the study). The stop check belongs to this process, and the
         # storage (reached from the study and its trials too) would carry its URL, password
-        # included, into the file: none of them goes in the pickle.
+        # included, into the file: none of them goes in the pickle. Nor does the sampler: it lives
+        # in the working study of this process, and some hold locks (optuna 5.1's NSGA samplers).
         state = {**self.__dict__, "_interruption": _never, "error_reason": _no_reason}
-        for name in ("_storage", "_ot_study", "_working"):
+        for name in ("_storage", "_ot_study", "_working", "_sampler"):
             if name in state:
                 state[name] = None
         if "_ot_trials" in state:
