@@ -57,6 +57,11 @@ def closure(requirements: list[str]) -> dict[str, str]:
     return pins
 
 
+def pin_lines(text: str) -> dict[str, str]:
+    """``{name: version}`` of a constraints file's ``name==version`` lines."""
+    return dict(line.split("==", 1) for line in text.splitlines() if line and not line.startswith("#"))
+
+
 def render(pins: dict[str, str]) -> str:
     return HEADER + "".join(f"{name}=={version}\n" for name, version in sorted(pins.items()))
 
@@ -69,7 +74,16 @@ def main() -> None:
     text = render(closure(project["dependencies"]))
     if args.check:
         if OUTPUT.read_text() != text:
-            sys.exit(f"{OUTPUT} is out of date: run .venv/bin/python docker/lock_constraints.py")
+            pinned, resolved = pin_lines(OUTPUT.read_text()), pin_lines(text)
+            changes = [
+                f"{name} {pinned.get(name, '(none)')} -> {resolved.get(name, '(none)')}"
+                for name in sorted(pinned.keys() | resolved.keys())
+                if pinned.get(name) != resolved.get(name)
+            ]
+            sys.exit(
+                f"{OUTPUT} differs from what this install resolved ({'; '.join(changes) or 'header'}): "
+                "run the tests on the new versions, then .venv/bin/python docker/lock_constraints.py"
+            )
         return
     OUTPUT.write_text(text)
     print(f"wrote {OUTPUT} ({text.count(chr(10)) - 2} pins)")

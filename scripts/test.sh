@@ -5,12 +5,20 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 python=${PYTHON:-python3}
+# The tests run on what a fresh install resolves today (the newest versions pyproject.toml allows),
+# not on whatever an older .venv holds: optuna 5.1 broke nsga2 while a kept venv still had 5.0.
+# A new venv (CI's clean clone) resolves fresh; a kept one is upgraded to the same resolve.
+upgrade=(--upgrade --upgrade-strategy eager)
 if [ ! -x .venv/bin/python ]; then
   "$python" -m venv .venv
   .venv/bin/python -m pip install -q --upgrade pip
+  upgrade=()
 fi
 # torch==2.13.0 is the CPU wheel on these machines; pip skips what is already installed.
-.venv/bin/python -m pip install -q -e '.[dev]'
+.venv/bin/python -m pip install -q "${upgrade[@]}" -e '.[dev]'
+# What was resolved, in one line, so a CI log says which versions were tested.
+.venv/bin/python -m pip list --format=freeze 2>/dev/null \
+  | grep -iE '^(optuna|ray|mlflow|torch|sqlalchemy|alembic|pydantic)==' | tr '\n' ' ' | sed 's/^/tested with: /; s/ $/\n/'
 
 # The PostgreSQL tests start their own server (tests/postgres.py); this installs the binaries if missing.
 bash scripts/ensure-postgres.sh

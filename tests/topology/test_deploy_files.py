@@ -192,6 +192,16 @@ def test_constraints_pin_every_dependency_within_pyproject() -> None:
         assert req.specifier.contains(pins[name], prereleases=True), f"{name}=={pins[name]} does not satisfy {text}"
 
 
+def test_constraints_are_what_this_install_resolved() -> None:
+    # The images install docker/constraints.txt; the tests run on what a fresh install resolves
+    # (scripts/test.sh). The two must be the same versions, or the images run untested code
+    # (optuna 5.1 broke nsga2 on fresh installs while the images pinned 5.0).
+    check = subprocess.run(
+        [sys.executable, str(REPO / "docker" / "lock_constraints.py"), "--check"], capture_output=True, text=True, timeout=60
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
+
+
 @pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: str(p.relative_to(REPO)))
 def test_shell_scripts_pass_shellcheck(script: Path) -> None:
     assert script.stat().st_mode & 0o111 or script.name == "ray-common.sh", f"{script} is not executable"
