@@ -9,7 +9,14 @@ class AutomlError(Exception):
     """Base of every error the service raises on purpose; the CLI prints it as one line."""
 
 
-class SpecError(AutomlError):
+class InputError(AutomlError):
+    """What the user gave (a spec, an argument) is invalid; raised before anything is written.
+
+    The CLI exits with code 2 for it, 1 for every other error.
+    """
+
+
+class SpecError(InputError):
     """A job spec or search space is invalid. Raised before anything is written."""
 
     def __init__(self, problems: list[str] | str, *, source: str | None = None) -> None:
