@@ -27,3 +27,25 @@ def check_url(url: str, *, what: str, hint: str) -> None:
     if parts.scheme not in {"http", "https"} or not parts.hostname:
         return
     check_tcp(parts.hostname, parts.port or (443 if parts.scheme == "https" else 80), what=what, hint=hint)
+
+
+def check_tracking_server(uri: str, *, set_by: str = "MLFLOW_TRACKING_URI (or --tracking-uri)") -> None:
+    """Refuse an ``http(s)://`` MLflow tracking URI whose server does not answer, in seconds.
+
+    The one check of the tracking server: ``automl run`` and ``automl submit`` make it before a job
+    is queued, and the tracker before it writes the job's first run.
+
+    Args:
+        uri: the tracking URI (a password in it is never shown).
+        set_by: where the URI came from, named in the message as the thing to fix.
+
+    Raises:
+        AutomlError: nothing answers at the URI's host and port.
+    """
+    from automl.settings import redact_url
+
+    check_url(
+        uri,
+        what=f"the MLflow tracking server at {redact_url(uri)}",
+        hint=f"Start it (see mlflow/), or fix {set_by}; unset it to track locally.",
+    )

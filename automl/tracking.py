@@ -144,13 +144,9 @@ class MlflowTracker:
         Raises:
             TrackingError: the tracking store cannot be reached or written.
         """
-        from automl.netcheck import check_url
+        from automl.netcheck import check_tracking_server
 
-        check_url(
-            self.tracking_uri,
-            what=f"the MLflow tracking server at {redact_url(self.tracking_uri)}",
-            hint="Start it (see mlflow/), fix MLFLOW_TRACKING_URI, or unset it to track locally.",
-        )
+        check_tracking_server(self.tracking_uri)
         try:
             self.experiment_id = self._ensure_experiment(experiment)
             run_tags = {**tags, "mlflow.runName": run_name}
