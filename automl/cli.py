@@ -58,7 +58,7 @@ StorageUrl = Annotated[
     typer.Option("--storage-url", envvar="AUTOML_STORAGE_URL", help="Optuna storage URL (default: SQLite in $AUTOML_HOME).", show_default=False),
 ]
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for scripts instead of tables.")]
-JobId = Annotated[str, typer.Argument(help="The job id (a unique prefix is enough).", show_default=False)]
+JobId = Annotated[str, typer.Argument(help="The job id (a unique prefix of 4 or more characters is enough).", show_default=False)]
 
 
 @app.callback()
@@ -87,13 +87,15 @@ def run(
     Ctrl-C cancels the job. Example: [bold]automl run examples/iris.yaml[/bold]
     """
     from automl.runner import Runner
-    from automl.service import check_job_file, enqueue
+    from automl.service import check_job_file, check_tracking, enqueue
 
     from automl.engine import check_resources, ensure_ray
 
     checked = _guard(lambda: check_job_file(job_file))
     settings = _settings(db_url, ray_address, tracking_uri, storage_url)
-    _guard(lambda: (ensure_ray(settings.ray_address), check_resources(checked.spec)))  # before anything is queued
+    # Before anything is queued: the tracking server first (a TCP check, seconds), then Ray.
+    _guard(lambda: check_tracking(checked.spec, settings))
+    _guard(lambda: (ensure_ray(settings.ray_address), check_resources(checked.spec)))
     store = _store(settings)
     job = _guard(lambda: enqueue(store, checked))
     if not json_output:
@@ -121,9 +123,11 @@ def submit(
     db_url: DbUrl = None,
 ) -> None:
     """Validate a job spec and put it in the queue; a runner ([bold]automl worker[/bold]) runs it."""
-    from automl.service import check_job_file, enqueue
+    from automl.service import check_job_file, check_tracking, enqueue
 
     checked = _guard(lambda: check_job_file(job_file))
+    # The spec's own tracking server only: runners track where their own settings say otherwise.
+    _guard(lambda: check_tracking(checked.spec))
     store = _store(_settings(db_url))
     job = _guard(lambda: enqueue(store, checked))
     if json_output and not wait:
@@ -177,6 +181,7 @@ def status(
     """
     from automl.service import job_snapshot
 
+    job_id = _job_id(job_id)
     settings = _settings(db_url, storage_url=storage_url)
     store = _store(settings)
 
@@ -206,6 +211,7 @@ def status(
 @app.command()
 def cancel(job_id: JobId, db_url: DbUrl = None) -> None:
     """Cancel a job: a queued job leaves the queue; a running job's trials stop within seconds."""
+    job_id = _job_id(job_id)
     store = _store(_settings(db_url))
     job = _guard(lambda: store.cancel(job_id))
     if job.state == "cancelled":
@@ -225,6 +231,7 @@ def best(
     """The best trial of a job: its value, its hyperparameters and the registered model URI."""
     from automl.service import best_of_job
 
+    job_id = _job_id(job_id)
     settings = _settings(db_url, tracking_uri=tracking_uri, storage_url=storage_url)
     store = _store(settings)
     job = _guard(lambda: store.get(job_id))
@@ -248,7 +255,10 @@ def best(
 @app.command()
 def worker(
     concurrency: Annotated[int, typer.Option("--concurrency", "-n", min=1, help="Jobs to run at once.")] = 1,
-    until_idle: Annotated[bool, typer.Option("--until-idle", help="Exit when the queue is empty.")] = False,
+    until_idle: Annotated[
+        bool,
+        typer.Option("--until-idle", help="Exit once no job is queued or running (it waits for other runners' jobs, and reclaims a dead runner's when its lease expires)."),
+    ] = False,
     lease: Annotated[float, typer.Option(min=1.0, help="Lease length in seconds (renewed every third of it).")] = 30.0,
     poll: Annotated[float, typer.Option(min=0.1, help="Seconds between looks at an empty queue.")] = 2.0,
     db_url: DbUrl = None,
@@ -260,7 +270,8 @@ def worker(
     from automl.runner import Runner
 
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    logging.getLogger("automl").setLevel(logging.INFO)
+    # --debug: a failed job's traceback too (the runner logs it at DEBUG; the reason is one line at ERROR).
+    logging.getLogger("automl").setLevel(logging.DEBUG if _state["debug"] else logging.INFO)
     settings = _settings(db_url, ray_address, tracking_uri, storage_url)
     store = _store(settings)
     runner = Runner(store, settings, concurrency=concurrency, lease_s=lease, poll_s=poll)
@@ -277,7 +288,8 @@ def validate(job_file: Annotated[Path, typer.Argument(help="The job spec (YAML).
 
     spec = _guard(lambda: load_spec(job_file))
     plan = _guard(lambda: plan_search(spec, base_dir=job_file.resolve().parent))
-    out.print(f"[green]ok[/green] {job_file}: job {spec.name!r}, {plan.mode} {plan.metric}, {spec.budget.trials} trials")
+    objectives = ", ".join(f"{mode} {metric}" for metric, mode in zip(plan.metrics, plan.modes))
+    out.print(f"[green]ok[/green] {job_file}: job {spec.name!r}, {objectives}, {spec.budget.trials} trials")
 
 
 @app.command()
@@ -305,17 +317,17 @@ def ui(
     tracking_uri: TrackingUri = None,
 ) -> None:
     """Open the MLflow UI on this service's runs (Ctrl-C stops it)."""
+    from automl.settings import redact_url
+
     settings = _settings(tracking_uri=tracking_uri)
     if settings.artifact_root is None:
-        out.print(f"The tracking server has its own UI: open {settings.tracking_uri}")
+        out.print(f"The tracking server has its own UI: open {redact_url(settings.tracking_uri)}")
         return
     command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", settings.tracking_uri, "--host", host, "--port", str(port),
                "--default-artifact-root", settings.artifact_root, "--workers", "1"]
     # One reader needs one worker, and MLflow's job runner (7 more processes) serves nothing here:
     # together they halve the time until the UI answers on a small machine.
     os.environ.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
-    from automl.settings import redact_url
-
     err.print(f"MLflow UI on http://{host}:{port} for {redact_url(settings.tracking_uri)} (Ctrl-C to stop)")
     sys.stdout.flush()
     os.execv(sys.executable, command)  # the UI takes over this process: signals reach it directly
@@ -332,7 +344,14 @@ def _settings(
 ) -> Settings:
     from automl.settings import resolve_settings
 
-    return resolve_settings(db_url=db_url, ray_address=ray_address, tracking_uri=tracking_uri, storage_url=storage_url)
+    return _guard(lambda: resolve_settings(db_url=db_url, ray_address=ray_address, tracking_uri=tracking_uri, storage_url=storage_url))
+
+
+def _job_id(text: str) -> str:
+    """The job id or prefix given, checked before any service is opened (exit 2 if it cannot be one)."""
+    from automl.store.jobs import check_job_id
+
+    return _guard(lambda: check_job_id(text))
 
 
 def _store(settings: Settings) -> JobStore:
@@ -440,13 +459,13 @@ def _invalid(message: str) -> Exception:
 
 def _fail(exc: BaseException) -> NoReturn:
     """Print one line (or the traceback with --debug) and exit with the code the error implies."""
-    from automl.errors import AutomlError, SpecError
+    from automl.errors import AutomlError, InputError
 
     if _state["debug"]:
         import traceback
 
         traceback.print_exception(exc)
-    code = EXIT_INVALID if isinstance(exc, SpecError) else EXIT_FAILED
+    code = EXIT_INVALID if isinstance(exc, InputError) else EXIT_FAILED
     message = str(exc) if isinstance(exc, AutomlError) else f"{type(exc).__name__}: {exc}"
     from rich.markup import escape
 

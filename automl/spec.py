@@ -15,7 +15,6 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlsplit
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -333,10 +332,9 @@ def load_spec(path: str | Path) -> JobSpec:
 
 
 def _has_password(uri: str) -> bool:
-    try:
-        return bool(urlsplit(uri).password)
-    except ValueError:
-        return False
+    from automl.settings import url_has_password  # the same reading of a URL as redact_url's
+
+    return url_has_password(uri)
 
 
 def check_spec(

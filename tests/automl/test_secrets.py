@@ -1,11 +1,12 @@
 """Secrets: a password in AUTOML_DB_URL, AUTOML_STORAGE_URL or MLFLOW_TRACKING_URI never appears in
 what the service writes or prints.
 
-One real job runs against a real PostgreSQL server through passworded URLs; then everything it
-produced is searched for the password: the CLI's output (tables and JSON), the log records, every
-file under AUTOML_HOME (MLflow artifacts such as ``job/spec.yaml`` included, and Tune's pickles),
-and every row of the three databases (job rows and events, the Optuna study, MLflow's params,
-tags and experiments). The server trusts loopback connections, so it accepts the password
+One real job runs against a real PostgreSQL server through passworded URLs, the password given
+either in the user part (``user:pw@host``) or in the query string (``?password=pw``); then
+everything it produced is searched for the password: the CLI's output (tables and JSON), the log
+records, every file under AUTOML_HOME (MLflow artifacts such as ``job/spec.yaml`` included, and
+Tune's pickles), and every row of the three databases (job rows and events, the Optuna study,
+MLflow's params, tags and experiments). The server trusts loopback connections, so it accepts the password
 without checking it: what is under test is where the URL goes, not the server's authentication.
 """
 
@@ -22,7 +23,7 @@ import yaml
 from typer.testing import CliRunner
 
 from automl.cli import EXIT_FAILED, EXIT_INVALID, app
-from automl.settings import redact_url
+from automl.settings import redact_url, url_has_password
 from automl.spec import parse_spec, spec_to_yaml
 
 pytestmark = pytest.mark.slow
@@ -40,9 +41,19 @@ def objective(params, ctx):
 '''
 
 
-@pytest.fixture
-def passworded_urls(postgres_server, automl_home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
-    """Three databases owned by a role with a password; the service pointed at them by URL."""
+def _with_password(host_port_db: str, form: str, password: str = PASSWORD) -> str:
+    """A PostgreSQL URL for ``USER`` with ``password`` in its user part or in its query string."""
+    if form == "userinfo":
+        return f"postgresql+psycopg2://{USER}:{password}@{host_port_db}"
+    return f"postgresql+psycopg2://{USER}@{host_port_db}?password={password}"
+
+
+@pytest.fixture(params=["userinfo", "query"])
+def passworded_urls(
+    request: pytest.FixtureRequest, postgres_server, automl_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[dict[str, str]]:
+    """Three databases owned by a role with a password; the service pointed at them by URL, the
+    password given in the URLs' user part or in their query string (libpq's ``password=``)."""
     from psycopg2 import sql
 
     names = {kind: f"secret_{kind}_{uuid.uuid4().hex[:8]}" for kind in ("jobs", "studies", "mlflow")}
@@ -57,12 +68,11 @@ def passworded_urls(postgres_server, automl_home: Path, monkeypatch: pytest.Monk
         for name in names.values():
             cur.execute(sql.SQL("ALTER DATABASE {} OWNER TO {}").format(sql.Identifier(name), sql.Identifier(USER)))
     conn.close()
-    base = f"postgresql+psycopg2://{USER}:{PASSWORD}@{postgres_server.host}:{postgres_server.port}"
-    urls = {kind: f"{base}/{name}" for kind, name in names.items()}
+    urls = {kind: _with_password(f"{postgres_server.host}:{postgres_server.port}/{name}", request.param) for kind, name in names.items()}
     monkeypatch.setenv("AUTOML_DB_URL", urls["jobs"])
     monkeypatch.setenv("AUTOML_STORAGE_URL", urls["studies"])
     monkeypatch.setenv("MLFLOW_TRACKING_URI", urls["mlflow"])
-    yield {**urls, **{f"{kind}_db": name for kind, name in names.items()}}
+    yield {**urls, **{f"{kind}_db": name for kind, name in names.items()}, "form": request.param}
     for name in names.values():
         try:
             postgres_server.drop_database(name)
@@ -129,22 +139,50 @@ def test_passwords_never_leave_the_urls(
             assert result.exit_code == code, f"automl {' '.join(args)}: {text}"
         return result.stdout
 
-    ran = json.loads(cli("run", str(job_file), "--json", "--no-progress"))
-    job_id = ran["job"]["id"]
-    assert ran["job"]["state"] == "succeeded", ran["job"]
+    form = passworded_urls["form"]
+    studies_shown = redact_url(passworded_urls["studies"])
+    assert "***" in studies_shown and PASSWORD not in studies_shown
+    # `automl run` prints where the study is, as a table (one form) or as JSON (the other).
+    if form == "userinfo":
+        ran = json.loads(cli("run", str(job_file), "--json", "--no-progress"))
+        result = ran["result"]
+        assert result["storage_url"] == studies_shown and result["tracking_uri"] == redact_url(passworded_urls["mlflow"])
+    else:
+        printed = cli("run", str(job_file), "--no-progress")
+        assert studies_shown in printed.replace("\n", ""), printed
+    [job] = json.loads(cli("list", "--json"))
+    job_id = job["id"]
+    assert job["state"] == "succeeded", job
     cli("worker", "--until-idle", "--poll", "0.2")  # names its job store
     for command in (("status", job_id), ("list",), ("best", job_id)):
         cli(*command)
         cli(*command, "--json")
     cli("validate", str(job_file))
     # Errors that name a service: each must show its URL with the password hidden.
-    down = f"postgresql+psycopg2://{USER}:{PASSWORD}@127.0.0.1:1/nowhere"
+    down = _with_password("127.0.0.1:1/nowhere", form)
     cli("list", "--db-url", down, code=EXIT_FAILED)
     cli("best", job_id, "--storage-url", down, code=None)
+    with monkeypatch.context() as env:  # the same, given the way the issue's user gave it
+        env.setenv("AUTOML_DB_URL", down)
+        outputs["AUTOML_DB_URL=down list"] = runner.invoke(app, ["list"]).output
+    # An unencoded '@' in a password: SQLAlchemy would end the password there and connect to the
+    # "host" `<rest of the password>@127.0.0.1`, which the driver's error would name.
+    split = _with_password("127.0.0.1:1/nowhere", "userinfo", password=f"pa@{PASSWORD}")
+    cli("list", "--db-url", split, code=EXIT_INVALID)
+    assert "%40" in outputs[f"list --db-url {split}"], "the error says how to write the '@'"
     # (An unreachable tracking server given with a password: tests/automl/test_cli_errors.py.)
     for command, text in outputs.items():
         assert PASSWORD not in text, f"`automl {command}` printed the password:\n{text}"
     assert "***" in outputs[f"list --db-url {down}"], "the error names the database, password hidden"
+    assert "***" in outputs["AUTOML_DB_URL=down list"] and "127.0.0.1:1/nowhere" in outputs["AUTOML_DB_URL=down list"]
+
+    # The parent run's tags, as anyone with the MLflow UI reads them: the storage is named, hidden.
+    from mlflow import MlflowClient
+
+    parent = MlflowClient(tracking_uri=passworded_urls["mlflow"]).get_run(job["mlflow_run_id"])
+    assert parent.data.tags["automl.optuna_storage"] == studies_shown
+    assert passworded_urls["studies_db"] in studies_shown, "the tag still says which database holds the study"
+    assert not [k for k, v in {**parent.data.tags, **parent.data.params}.items() if PASSWORD in v]
 
     logged = "\n".join(f"{r.name}: {r.getMessage()} {r.exc_text or ''}" for r in caplog.records)
     assert PASSWORD not in logged, "a log record holds the password"
@@ -165,18 +203,54 @@ def test_redact_url_hides_every_kind_of_password() -> None:
         "http://bob:s3cr3t@mlflow.internal:5000",
         "https://bob:s3cr3t@mlflow.internal",
         "postgresql://bob:s3%40cr3t@db/jobs",  # '@' escaped in the password
+        "postgresql://bob:s3@cr3t@db/jobs",  # '@' not escaped: SQLAlchemy's own parser splits at it
+        "https://bob:s3@cr3t@mlflow.internal:5000",
+        "postgresql://bob:s3/cr3t@db/jobs",  # '/' and ':' not escaped
+        "https://bob:s3:cr/3t@mlflow.internal",
+        "mysql://bob:s3cr3t@db:notaport/jobs",  # neither parser reads it
+        "postgresql://bob@db:5432/jobs?password=s3cr3t",  # libpq's keyword in the query string
+        "postgresql://bob@db/jobs?sslmode=require&password=s3cr3t&application_name=x",
+        "mysql+pymysql://bob@db/jobs?passwd=s3cr3t",
+        "postgresql://bob@db/jobs?PassWord=s3cr3t",
+        "postgresql://bob@db/jobs?sslpassword=s3cr3t",
+        "https://bob@mlflow.internal/api?token=s3cr3t",
+        "postgresql://bob:x@db/jobs?password=s3cr3t",
     ):
         redacted = redact_url(url)
-        assert "s3cr3t" not in redacted and "s3%40cr3t" not in redacted and "***" in redacted, redacted
+        assert "s3" not in redacted and "cr3t" not in redacted and "***" in redacted, redacted
         assert "bob" in redacted, "the user stays: it helps to say who connects"
-    assert redact_url("sqlite:////tmp/jobs.db") == "sqlite:////tmp/jobs.db"
+        assert url_has_password(url), url
+    # What is shown is the URL, the password as *** and nothing else changed.
+    assert redact_url("postgresql://bob:s3@cr3t@db:5432/jobs") == "postgresql://bob:***@db:5432/jobs"
+    assert (
+        redact_url("postgresql://bob@db/jobs?sslmode=require&password=s3cr3t&host=/run/pg")
+        == "postgresql://bob@db/jobs?sslmode=require&password=***&host=/run/pg"
+    )
+    assert redact_url("https://bob:s3/cr3t@mlflow.internal:5000/x") == "https://bob:***@mlflow.internal:5000/x"
+    for url in (  # no password: the URL as given
+        "sqlite:////tmp/jobs.db",
+        "sqlite:////tmp/a:b@c/jobs.db",  # a path may hold ':' and '@'
+        "postgresql://bob@db:5432/jobs?sslmode=require&application_name=a@b",
+        "https://mlflow.internal:5000/path",
+        "databricks://profile:prefix",
+        "/tmp/mlruns",
+        "postgresql://bob@db/jobs?password=",
+    ):
+        assert redact_url(url) == url and not url_has_password(url), url
 
 
-def test_a_job_file_may_not_carry_a_password(tmp_path: Path, automl_home: Path) -> None:
+def test_a_tracking_server_named_by_automl_ui_hides_its_password(automl_home: Path) -> None:
+    result = CliRunner().invoke(app, ["ui", "--tracking-uri", "https://bob:s3cr3t@mlflow.internal:5000"])
+    assert result.exit_code == 0, result.output
+    assert "https://bob:***@mlflow.internal:5000" in result.output and "s3cr3t" not in result.output
+
+
+@pytest.mark.parametrize("uri", ["postgresql://bob:s3cr3t@db/mlflow", "postgresql://bob@db/mlflow?password=s3cr3t"])
+def test_a_job_file_may_not_carry_a_password(tmp_path: Path, automl_home: Path, uri: str) -> None:
     job = tmp_path / "job.yaml"
     job.write_text(yaml.safe_dump({
         "name": "x", "trainer": {"name": "mlp", "dataset": "iris"}, "space": "mlp-small",
-        "tracking": {"tracking_uri": "postgresql://bob:s3cr3t@db/mlflow"},
+        "tracking": {"tracking_uri": uri},
     }))
     result = CliRunner().invoke(app, ["validate", str(job)])
     assert result.exit_code == EXIT_INVALID
@@ -190,3 +264,7 @@ def test_spec_as_written_hides_a_password_given_in_code() -> None:
                        "tracking": {"tracking_uri": "postgresql://bob:s3cr3t@db/mlflow"}})
     written = spec_to_yaml(spec)
     assert "s3cr3t" not in written and "postgresql://bob:***@db/mlflow" in written
+    spec = parse_spec({"name": "x", "trainer": {"name": "mlp", "dataset": "iris"}, "space": "mlp-small",
+                       "tracking": {"tracking_uri": "postgresql://bob@db/mlflow?password=s3cr3t"}})
+    written = spec_to_yaml(spec)
+    assert "s3cr3t" not in written and "postgresql://bob@db/mlflow?password=***" in written
