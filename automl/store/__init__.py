@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from automl.store.jobs import EventView, JobNotFound, JobStore, JobView, StoreUnavailable, open_store
+from automl.store.jobs import EventView, InvalidJobId, JobNotFound, JobStore, JobView, StoreUnavailable, check_job_id, open_store
 from automl.store.schema import FINAL_STATES, JOB_STATES
 
-__all__ = ["FINAL_STATES", "JOB_STATES", "EventView", "JobNotFound", "JobStore", "JobView", "StoreUnavailable", "open_store"]
+__all__ = [
+    "FINAL_STATES", "JOB_STATES", "EventView", "InvalidJobId", "JobNotFound", "JobStore", "JobView", "StoreUnavailable",
+    "check_job_id", "open_store",
+]

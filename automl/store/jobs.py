@@ -8,6 +8,7 @@ runners never hold the same job, on either database, without table locks.
 from __future__ import annotations
 
 import logging
+import re
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -21,7 +22,7 @@ from sqlalchemy import Engine, create_engine, event, func, or_, select, text, up
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from automl.errors import AutomlError, exception_chain
+from automl.errors import AutomlError, InputError, exception_chain
 from automl.settings import redact_url
 from automl.store.schema import FINAL_STATES, HEAD_REVISION, Job, JobEvent
 from automl.store.snapshot import JobSnapshot
@@ -42,6 +43,41 @@ class JobNotFound(AutomlError):
 
 class StoreUnavailable(AutomlError):
     """The job database cannot be reached."""
+
+
+class InvalidJobId(InputError):
+    """The text given as a job id (or id prefix) cannot name one job."""
+
+
+# A job id is 12 lowercase hex digits (``uuid4().hex[:12]``, made by :meth:`JobStore.submit`).
+JOB_ID_LENGTH = 12
+# The shortest prefix taken for an id: shorter ones (the empty one matches every id) name
+# several jobs too easily for a command that cancels.
+MIN_JOB_ID_PREFIX = 4
+_JOB_ID_TEXT = re.compile(f"[0-9a-f]{{1,{JOB_ID_LENGTH}}}")
+JOB_ID_FORM = f"a job id is {JOB_ID_LENGTH} hex digits (0-9, a-f), like 3cb2283bb2eb"
+
+
+def check_job_id(text: str) -> str:
+    """``text`` as a job id or id prefix (lower case), checked before any query uses it.
+
+    Raises:
+        InvalidJobId: ``text`` is not hex digits, is longer than an id, or is shorter than
+            :data:`MIN_JOB_ID_PREFIX` characters.
+    """
+    given = text.lower()
+    if len(given) < MIN_JOB_ID_PREFIX and _JOB_ID_TEXT.fullmatch(given or "0"):
+        raise InvalidJobId(
+            f"job id prefix {text!r} is too short: give at least {MIN_JOB_ID_PREFIX} characters of the id "
+            f"({JOB_ID_FORM}; see `automl list`)"
+        )
+    if not _JOB_ID_TEXT.fullmatch(given):
+        shown = repr(text) if len(text) <= 24 else f"{text[:16]!r}… ({len(text)} characters)"
+        raise InvalidJobId(
+            f"{shown} is not a job id: {JOB_ID_FORM}; give one, or a unique prefix of at least "
+            f"{MIN_JOB_ID_PREFIX} of its characters (see `automl list`)"
+        )
+    return given
 
 
 @dataclass(frozen=True)
@@ -163,8 +199,10 @@ class JobStore:
         """The job with this id, or the only one whose id starts with it.
 
         Raises:
+            InvalidJobId: ``job_id`` cannot name one job (see :func:`check_job_id`); nothing was queried.
             JobNotFound: none, or several, match.
         """
+        job_id = check_job_id(job_id)
 
         def work() -> JobView:
             with self._session() as session:

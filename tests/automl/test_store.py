@@ -14,7 +14,7 @@ from sqlalchemy import column, create_engine, insert, inspect, table
 from automl.errors import AutomlError
 from automl.results import TrialSummary
 from automl.service import pareto_front, top_trials
-from automl.store import JobNotFound, open_store
+from automl.store import InvalidJobId, JobNotFound, open_store
 from automl.store.jobs import MIGRATIONS, current_revision, upgrade
 from automl.store.schema import HEAD_REVISION
 from automl.store.snapshot import TOP_K, JobSnapshot, SnapshotBuilder
@@ -54,12 +54,12 @@ def test_a_job_written_before_the_snapshot_migration_survives_it(store_url: str)
     jobs_0001 = table("automl_jobs", *[column(name) for name in columns])
     with engine.begin() as connection:  # a row as the 0001 schema wrote it
         connection.execute(insert(jobs_0001).values(
-            id="old0001", name="old", spec_yaml="name: old\n", state="queued", created_at=now, updated_at=now,
-            study_name="old-old0001", trials_total=3,
+            id="01d000000001", name="old", spec_yaml="name: old\n", state="queued", created_at=now, updated_at=now,
+            study_name="old-01d000000001", trials_total=3,
         ))
     store = open_store(store_url)  # migrates to head
     assert current_revision(engine) == HEAD_REVISION
-    old = store.get("old0001")
+    old = store.get("01d000000001")
     assert old.snapshot is None, "no snapshot: status falls back to the study"
     assert old.trials_total == 3 and old.state == "queued"
     new = store.submit(name="new", spec_yaml="name: new\n", trials_total=2)
@@ -132,8 +132,12 @@ def test_submit_get_list_and_events(store_url: str) -> None:
     assert [j.id for j in store.list()] == [second.id, first.id]  # newest first
     assert [j.id for j in store.list(states=("running",))] == []
     assert [e.kind for e in store.events(first.id)] == ["submitted"]
-    with pytest.raises(JobNotFound, match="no job with id 'zzzz'"):
-        store.get("zzzz")
+    with pytest.raises(JobNotFound, match="no job with id 'ffffffffffff'"):
+        store.get("ffffffffffff")
+    # What cannot name one job is refused before any query: "" matched every id.
+    for text in ("", first.id[:3], "zzzz", "3c_2", first.id + "0", "f" * 100_000):
+        with pytest.raises(InvalidJobId, match="job id"):
+            store.get(text)
 
 
 def test_claim_takes_oldest_and_only_once(store_url: str) -> None:
