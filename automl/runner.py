@@ -192,8 +192,11 @@ class Runner:
         signal.signal(signal.SIGINT, signal.default_int_handler)
 
     def run(self, *, until_idle: bool = False, job_id: str | None = None, interrupt_cancels: bool = False) -> None:
-        """Claim and run jobs until stopped (or, with ``until_idle``, until the queue is empty).
+        """Claim and run jobs until stopped (or, with ``until_idle``, until no job is left to run).
 
+        With ``until_idle`` the runner returns once no job is queued or running anywhere: it
+        waits for the jobs other runners hold, since a runner may have died holding them (kill -9
+        leaves them ``running`` until their lease expires), and reclaims those whose lease runs out.
         SIGTERM stops the runner cleanly (its jobs go back to the queue); so does SIGINT, unless
         ``interrupt_cancels``, when it cancels them. With ``job_id``, run only that job
         (``automl run``): claim it, run it, return.
@@ -210,6 +213,7 @@ class Runner:
             signal.signal(signal.SIGTERM, self.stop)
             signal.signal(signal.SIGINT, self.cancel_all if interrupt_cancels else self.stop)
         self.heartbeat.start()
+        waited_for: list[str] = []
         try:
             while not self.stopping.is_set():
                 self._reap()
@@ -221,7 +225,10 @@ class Runner:
                 if job_id is not None and not self._threads:
                     break
                 if until_idle and not self._threads:
-                    break
+                    held = self.store.list(states=("queued", "running"), limit=8)
+                    if not held:
+                        break
+                    waited_for = self._say_waiting(held, waited_for)
                 self.stopping.wait(self.poll_s if not self._threads else min(self.poll_s, 0.5))
             for thread in list(self._threads.values()):
                 while thread.is_alive():
@@ -229,6 +236,20 @@ class Runner:
             self._reap()
         finally:
             self.heartbeat.stop()
+
+    def _say_waiting(self, held: list[JobView], before: list[str]) -> list[str]:
+        """Log, once per change, which jobs keep an idle ``--until-idle`` runner from exiting."""
+        ids = sorted(job.id for job in held)
+        running = [j for j in held if j.state == "running"]
+        if ids != before and running:  # a queued job is claimed on the next look: nothing to say
+            leases = ", ".join(
+                f"{j.id} (runner {j.runner_id}, lease until {j.lease_expires_at:%H:%M:%S} UTC)" for j in running if j.lease_expires_at
+            )
+            logger.info(
+                "not idle yet: %d job(s) running elsewhere%s; waiting for them to end, or for their leases to "
+                "expire to reclaim them", len(running), f": {leases}" if leases else "",
+            )
+        return ids
 
     def _start(self, job: JobView) -> None:
         logger.info("job %s (%s): claimed, attempt %d", job.id, job.name, job.attempts)
@@ -244,7 +265,7 @@ class Runner:
     def run_job(self, job: JobView) -> None:
         """Run one claimed job to a final state, or release it when the runner stops."""
         from automl.engine import plan_search, run_search
-        from automl.service import study_trials
+        from automl.service import job_settings, study_trials
         from automl.spec import parse_spec
         from automl.store.snapshot import SnapshotBuilder
 
@@ -259,7 +280,8 @@ class Runner:
             sink = self.progress_factory(job) if self.progress_factory else None
             result = run_search(
                 plan,
-                settings=self.settings,
+                # Tracked where the spec's own tracking.tracking_uri says, as automl.search does.
+                settings=job_settings(self.settings, spec),
                 study_name=job.study_name,
                 progress=sink,
                 control=control,
@@ -268,9 +290,14 @@ class Runner:
             self.results[job.id] = result
             self._conclude(job, control, result)
         except Exception as exc:  # noqa: BLE001 - whatever went wrong, the job must not stay running
-            logger.exception("job %s failed", job.id)
             self.results[job.id] = None
             message = str(exc) if isinstance(exc, AutomlError) else f"{type(exc).__name__}: {exc}"
+            # One line, the reason the job row keeps; the traceback only at DEBUG (automl --debug
+            # worker), and said so for an error nobody raised on purpose.
+            expected = isinstance(exc, AutomlError)
+            hint = "" if expected else " (run the worker with --debug for the traceback)"
+            logger.error("job %s failed: %s%s", job.id, " ".join(message.split()), hint)
+            logger.debug("job %s failed here:", job.id, exc_info=True)
             self._resnapshot(job)
             if control.stop_reason() == RELEASE and not flags.lost.is_set():
                 self.store.release(job.id, self.runner_id, message=f"runner stopping after an error: {message}")

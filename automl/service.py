@@ -61,21 +61,50 @@ def check_job_file(spec_path: str | Path) -> CheckedJob:
     return CheckedJob(spec.model_copy(update=resolved), path.resolve().parent)
 
 
+def job_settings(settings: Settings, spec: JobSpec) -> Settings:
+    """The settings a job runs with: ``settings``, tracked where the spec's own
+    ``tracking.tracking_uri`` says when it names a store (it overrides ``MLFLOW_TRACKING_URI``)."""
+    from automl.settings import resolve_settings
+
+    uri = spec.tracking.tracking_uri
+    if not uri or uri == settings.tracking_uri:
+        return settings
+    # Resolved again, not copied: a local store needs an artifact folder, a server keeps its own.
+    return resolve_settings(db_url=settings.db_url, tracking_uri=uri, storage_url=settings.storage_url, ray_address=settings.ray_address)
+
+
+def check_tracking(spec: JobSpec, settings: Settings | None = None) -> None:
+    """Refuse a job whose MLflow tracking server does not answer, before it is queued.
+
+    The spec's own ``tracking.tracking_uri`` is checked; without one, ``settings.tracking_uri``
+    (``automl run`` knows it; ``submit`` does not: runners track where their own settings say).
+
+    Raises:
+        AutomlError: the server does not answer, naming it and the setting to fix.
+    """
+    from automl.netcheck import check_tracking_server
+
+    if spec.tracking.tracking_uri:
+        check_tracking_server(spec.tracking.tracking_uri, set_by="tracking.tracking_uri in the job spec")
+    elif settings is not None:
+        check_tracking_server(settings.tracking_uri)
+
+
 def enqueue(store: JobStore, job: CheckedJob) -> JobView:
     """Put a checked job in the queue (an earlier job named for warm start becomes its study).
 
     Raises:
-        SpecError: ``warm_start.from_job`` names no job of this store.
+        SpecError: ``warm_start.from_job`` is not a job id, or names no job of this store.
     """
     from automl.errors import SpecError
     from automl.spec import spec_to_yaml
-    from automl.store import JobNotFound
+    from automl.store import InvalidJobId, JobNotFound
 
     spec = job.spec
     if spec.warm_start.from_job is not None:
         try:
             earlier = store.get(spec.warm_start.from_job)
-        except JobNotFound as exc:
+        except (InvalidJobId, JobNotFound) as exc:
             raise SpecError(f"warm_start.from_job: {exc}") from None
         spec = spec.model_copy(update={"warm_start": spec.warm_start.model_copy(update={"from_study": earlier.study_name})})
         job = CheckedJob(spec, job.base_dir)

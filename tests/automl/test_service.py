@@ -328,3 +328,32 @@ def test_status_reads_a_snapshot_that_agrees_with_the_study(tmp_path: Path, auto
     assert plain.returncode == 0, plain.stderr
     assert "10/10 finished" in plain.stdout and "Pareto front" in plain.stdout and "Top trials" in plain.stdout
     assert "HEAVY []" in plain.stdout
+
+
+def test_a_runner_tracks_a_job_where_its_spec_says(tmp_path: Path, automl_home: Path, ray_session: None) -> None:
+    """``tracking.tracking_uri`` in a spec overrides MLFLOW_TRACKING_URI (docs/tracking.md), for a
+    job run by a runner too: runners tracked every job in their own store, whatever the spec said."""
+    from automl.runner import Runner
+    from automl.service import check_job_file, enqueue, open_job_store
+    from automl.settings import resolve_settings
+
+    (tmp_path / "slow_objective.py").write_text(SLOW_OBJECTIVE)
+    own = f"sqlite:///{tmp_path / 'team-mlflow.db'}"
+    spec = {**slow_job(trials=1), "budget": {"trials": 1, "max_epochs": 1}, "tracking": {"tracking_uri": own, "register_model": False}}
+    path = tmp_path / "tracked.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    settings = resolve_settings()
+    store = open_job_store(settings)
+    job = enqueue(store, check_job_file(path))
+    runner = Runner(store, settings, runner_id="tracking-test")
+    runner.run_job(store.claim(runner.runner_id, lease_s=300, job_id=job.id))
+
+    final = store.get(job.id)
+    assert final.state == "succeeded", final.error
+    parent = MlflowClient(tracking_uri=own).get_run(final.mlflow_run_id)
+    assert parent.info.experiment_id == final.experiment_id
+    runs = MlflowClient(tracking_uri=own).search_runs(
+        [final.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{final.mlflow_run_id}'"
+    )
+    assert [r.data.tags["automl.trial_number"] for r in runs] == ["0"]
+    assert not (automl_home / "mlflow.db").exists(), "nothing tracked in the runner's own store"

@@ -173,14 +173,15 @@ class Workers:
         self.env = env
         self.processes: list[subprocess.Popen] = []
 
-    def start(self, *args: str, fault: str | None = None, env: dict[str, str] | None = None) -> subprocess.Popen:
+    def start(self, *args: str, fault: str | None = None, env: dict[str, str] | None = None, debug: bool = False) -> subprocess.Popen:
+        """Start ``automl [--debug] worker --poll 0.3 ARGS``, its output in :meth:`log`."""
         worker_env = {**self.env, **(env or {})}
         worker_env.pop("AUTOML_FAULT", None)
         if fault:
             worker_env["AUTOML_FAULT"] = fault
         log = open(self.log_path(len(self.processes)), "w")  # noqa: SIM115 - closed with the process
         process = subprocess.Popen(
-            [sys.executable, "-m", "automl.cli", "worker", "--poll", "0.3", *args],
+            [sys.executable, "-m", "automl.cli", *(["--debug"] if debug else []), "worker", "--poll", "0.3", *args],
             env=worker_env, cwd=self.root, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )
         self.processes.append(process)

@@ -1,7 +1,8 @@
 """The runner dies at the worst moments (a real ``os._exit`` at a named point, see
 ``automl/faults.py``), one after another on the same job, and is replaced; then SIGTERM with
 two jobs in flight. Each time the records must agree and no finished trial may be lost or
-recorded twice."""
+recorded twice. An ``--until-idle`` runner waits out a killed runner's lease and finishes its
+job; a job the cluster cannot run fails with one line in the runner's log."""
 
 from __future__ import annotations
 
@@ -13,7 +14,9 @@ import pytest
 
 from automl.faults import EXIT_CODE
 from automl.store.jobs import utcnow
-from faultkit import Workers, assert_records_agree, job_spec, objective_module, service_env, settings_for, submit, wait_for
+from faultkit import (
+    Workers, assert_records_agree, job_spec, kill_session, objective_module, service_env, settings_for, submit, wait_for,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -121,3 +124,63 @@ def test_sigterm_with_two_jobs_in_flight_releases_both_and_exits_zero(
 def _start_plain(workers: Workers) -> int:
     workers.start("--until-idle", "--concurrency", "2")
     return len(workers.processes) - 1
+
+
+GATED = """
+import os
+import time
+
+def objective(params, ctx):
+    while not os.path.exists(GATE):  # held until the test opens the gate: the job cannot end early
+        time.sleep(0.1)
+    ctx.report(loss=(params["x"] - 0.3) ** 2, step=1)
+"""
+
+
+def test_an_until_idle_runner_waits_out_a_killed_runners_lease_and_finishes_its_job(
+    automl_home: Path, tmp_path: Path, workers: Workers
+) -> None:
+    """Idle means no job queued or running anywhere: a runner killed with SIGKILL leaves its job
+    ``running`` until its lease expires, and an ``--until-idle`` runner must wait for that, then
+    reclaim the job, not exit 0 with the job stuck (it did, 14 s after the kill)."""
+    from automl.service import open_job_store
+
+    settings = settings_for(automl_home)
+    gate = tmp_path / "gate"
+    job_id = submit(settings, job_spec("orphan", objective_module(tmp_path, GATED, GATE=str(gate)), trials=1), tmp_path)
+    store = open_job_store(settings)
+    holder = workers.start("--lease", "3")
+    wait_for(lambda: store.get(job_id).state == "running", 120, "the first runner to claim the job")
+
+    idle = workers.start("--until-idle", "--lease", "3")
+    wait_for(lambda: idle.poll() is not None or "not idle yet" in workers.log(1), 120, "the --until-idle runner to look")
+    assert idle.poll() is None, f"the --until-idle runner exited ({idle.returncode}) while job {job_id} was running:\n{workers.log(1)}"
+    assert job_id in workers.log(1), "it says which job it waits for"
+    kill_session(holder)  # SIGKILL to the runner and everything it started
+    assert store.get(job_id).state == "running", "the dead runner's lease still holds the job"
+    gate.touch()
+
+    assert workers.wait(1, timeout=240) == 0, workers.log(1)
+    records = assert_records_agree(settings, job_id, trials=1)
+    assert records.job.state == "succeeded", records.job.error
+    assert records.event_kinds().count("reclaimed") == 1 and records.job.attempts == 2
+
+
+def test_a_job_the_cluster_cannot_run_fails_with_one_line_in_the_runner_log(
+    automl_home: Path, tmp_path: Path, workers: Workers
+) -> None:
+    """The reason is logged as the job row has it; the traceback only with ``automl --debug worker``."""
+    from automl.service import open_job_store
+
+    settings = settings_for(automl_home)
+    ref = objective_module(tmp_path, QUICK, SLEEP=0.1)
+    store = open_job_store(settings)
+    for index, debug in enumerate((False, True)):
+        job_id = submit(settings, job_spec(f"greedy{index}", ref, trials=1, resources={"gpus_per_trial": 1000}), tmp_path)
+        workers.start("--until-idle", debug=debug)
+        assert workers.wait(index) == 0, workers.log(index)
+        job = store.get(job_id)
+        assert job.state == "failed" and "resources.gpus_per_trial" in (job.error or ""), job.error
+        log = workers.log(index)
+        assert f"job {job_id} failed: {job.error}\n" in log, log
+        assert ("Traceback" in log) is debug, log
