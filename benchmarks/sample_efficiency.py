@@ -320,15 +320,16 @@ def summarise(trials: list[dict[str, Any]], budget: int, mode: str, wall_s: floa
 
 
 def run_service(objective: Callable[..., Any], space: Any, *, sampler: str, scheduler: str, n_trials: int, max_steps: int,
-                metric: str, mode: str, seed: int, home: Path) -> tuple[float, list[dict[str, Any]]]:
+                metric: str, mode: str, seed: int, home: Path,
+                sampler_options: dict[str, Any] | None = None) -> tuple[float, list[dict[str, Any]]]:
     import automl
 
     with service_env(home):
         wall, result = C.timed(
             lambda: automl.search(
                 objective, space, n_trials=n_trials, metric=metric, mode=mode, max_steps=max_steps,
-                sampler=sampler, scheduler=scheduler, max_concurrent=2, seed=seed, name="sample-efficiency",
-                register_model=False,
+                sampler=sampler, sampler_options=sampler_options, scheduler=scheduler, max_concurrent=2, seed=seed,
+                name="sample-efficiency", register_model=False,
             )
         )
         trials = study_trials(result, home)
@@ -574,6 +575,294 @@ def finish_seed(runs: dict[str, dict[str, Any]], mode: str) -> dict[str, Any]:
     for run in runs.values():
         del run["_kept"]
     return {"random_best": target, "random_epochs_to_own_best": random_needed, "methods": runs}
+
+
+# -- the start-up study (issue 14): TPE's and GP's random first trials at a job's trial budget ----
+
+
+STARTUP_DEFAULT = 10  # Optuna's n_startup_trials for TPE and GP
+# name -> (label, sampler, start-up). Every variant runs the service's default scheduler (ASHA), so only
+# the sampler differs. "default": Optuna's 10 random start-up draws (the variant does not know the budget,
+# so one run at the largest budget is cut at the smaller ones); "budget": startup_by_budget(trials) random
+# draws; "budget_qmc": as many points of a scrambled Sobol sequence (Optuna's QMCSampler), then the model.
+STARTUP_VARIANTS: dict[str, tuple[str, str, str]] = {
+    "random": ("random search", "random", "default"),
+    "tpe": ("TPE, 10 random start-up (Optuna's default)", "tpe", "default"),
+    "tpe_budget": ("TPE, start-up by budget", "tpe", "budget"),
+    "tpe_budget_qmc": ("TPE, start-up by budget, Sobol", "tpe", "budget_qmc"),
+    "gp": ("GP, 10 random start-up (Optuna's default)", "gp", "default"),
+    "gp_budget": ("GP, start-up by budget", "gp", "budget"),
+    "gp_budget_qmc": ("GP, start-up by budget, Sobol", "gp", "budget_qmc"),
+}
+STARTUP_SYNTHETIC_VARIANTS = ("random", "tpe", "tpe_budget", "tpe_budget_qmc", "gp", "gp_budget")
+STARTUP_MLP_VARIANTS = ("random", "tpe", "tpe_budget", "gp", "gp_budget")
+
+
+def startup_by_budget(trials: int) -> int:
+    """The candidate rule: a quarter of the budget, at least 2 and at most Optuna's 10."""
+    return max(2, min(STARTUP_DEFAULT, trials // 4))
+
+
+def startup_baseline(variant: str) -> str | None:
+    """What a variant is compared with, seed by seed: the same sampler with Optuna's default start-up."""
+    return variant.split("_")[0] if "_" in variant else None
+
+
+def register_qmc_start() -> None:
+    """Make ``tpe+qmc`` and ``gp+qmc`` known to the sampler registry, in this process only: the sampler's
+    own proposals after ``n_startup_trials`` points of Optuna's QMCSampler (scrambled Sobol, the job seed).
+
+    The start-up lasts while the trials the sampler itself counts are fewer than ``n_startup_trials``:
+    COMPLETE and PRUNED ones for TPE, COMPLETE ones only for GP (as Optuna's samplers count them)."""
+    from optuna.samplers import BaseSampler, QMCSampler
+    from optuna.trial import TrialState
+
+    from automl.samplers import SAMPLERS, SamplerRequest
+
+    class QmcStart(BaseSampler):
+        def __init__(self, main: Any, n_startup: int, states: tuple[Any, ...], seed: int) -> None:
+            self.main, self.n_startup, self.states = main, n_startup, states
+            self.qmc = QMCSampler(seed=seed, scramble=True, warn_independent_sampling=False)
+
+        def _which(self, study: Any) -> Any:
+            return self.qmc if len(study.get_trials(deepcopy=False, states=self.states)) < self.n_startup else self.main
+
+        def infer_relative_search_space(self, study: Any, trial: Any) -> Any:
+            return self._which(study).infer_relative_search_space(study, trial)
+
+        def sample_relative(self, study: Any, trial: Any, search_space: Any) -> Any:
+            return self._which(study).sample_relative(study, trial, search_space)
+
+        def sample_independent(self, study: Any, trial: Any, name: str, distribution: Any) -> Any:
+            return self._which(study).sample_independent(study, trial, name, distribution)
+
+        def before_trial(self, study: Any, trial: Any) -> None:
+            self.main.before_trial(study, trial)
+
+        def after_trial(self, study: Any, trial: Any, state: Any, values: Any) -> None:
+            self.main.after_trial(study, trial, state, values)
+
+    def factory(base: str, states: tuple[Any, ...]) -> Callable[[SamplerRequest], Any]:
+        def build(req: SamplerRequest) -> Any:
+            return QmcStart(SAMPLERS[base](req), int(req.options["n_startup_trials"]), states, req.seed)
+        return build
+
+    SAMPLERS["tpe+qmc"] = factory("tpe", (TrialState.COMPLETE, TrialState.PRUNED))
+    SAMPLERS["gp+qmc"] = factory("gp", (TrialState.COMPLETE,))
+
+
+def startup_sampler(variant: str, trials: int) -> tuple[str, dict[str, Any]]:
+    """The registry name and options a variant runs with at a budget of ``trials`` (the count always explicit)."""
+    _, sampler, startup = STARTUP_VARIANTS[variant]
+    if sampler == "random":
+        return "random", {}
+    n = STARTUP_DEFAULT if startup == "default" else startup_by_budget(trials)
+    return (f"{sampler}+qmc" if startup == "budget_qmc" else sampler), {"n_startup_trials": n}
+
+
+def startup_runs(variant: str, budgets: list[int], run: Callable[[str, dict[str, Any], int], list[dict[str, Any]]]
+                 ) -> dict[int, list[dict[str, Any]]]:
+    """A variant's trials at every budget: one run cut at each budget when it does not depend on it."""
+    if STARTUP_VARIANTS[variant][2] == "default":
+        sampler, options = startup_sampler(variant, max(budgets))
+        trials = run(sampler, options, max(budgets))
+        return {b: trials[:b] for b in budgets}
+    return {b: run(*startup_sampler(variant, b), b) for b in budgets}
+
+
+def startup_seed_synthetic(name: str, seed: int, budgets: list[int], variants: tuple[str, ...], max_steps: int,
+                           home: Path) -> dict[str, Any]:
+    """One seed of a synthetic function: each variant's regret after each budget of trials."""
+    task = SYNTHETIC[name]
+    final_opt = task["optimum"] + CURVE_C / max_steps
+
+    def run(sampler: str, options: dict[str, Any], n: int) -> list[dict[str, Any]]:
+        return run_service(OBJECTIVES[name], task["space"], sampler=sampler, scheduler="asha", n_trials=n,
+                           max_steps=max_steps, metric="loss", mode="min", seed=seed, home=home, sampler_options=options)[1]
+
+    out: dict[str, Any] = {}
+    for variant in variants:
+        for b, trials in startup_runs(variant, budgets, run).items():
+            r = summarise(trials, 10**9, "min", 0.0, shift=final_opt)
+            out.setdefault(str(b), {})[variant] = {"score": r["score"], "complete": r["complete_in_budget"],
+                                                  "trials": len(trials)}
+    return out
+
+
+def startup_seed_mlp(seed: int, budgets: list[int], variants: tuple[str, ...], max_steps: int, home: Path,
+                     workdir: Path, reeval_repeats: int) -> dict[str, Any]:
+    """One seed of the MLP: each variant's best val_accuracy after each budget of trials, and (``reeval_repeats``)
+    its final pick's mean over that many fresh trainer seeds."""
+
+    def run(sampler: str, options: dict[str, Any], n: int) -> list[dict[str, Any]]:
+        return run_service_spec(sampler, "asha", n, max_steps, seed, home, options)[1]
+
+    out: dict[str, Any] = {}
+    picks: dict[str, dict[str, Any]] = {}
+    for variant in variants:
+        for b, trials in startup_runs(variant, budgets, run).items():
+            r = summarise(trials, 10**9, "max", 0.0)
+            out.setdefault(str(b), {})[variant] = {"score": r["score"], "complete": r["complete_in_budget"],
+                                                  "trials": len(trials)}
+            if r["incumbents"]:
+                picks[f"{b}/{variant}"] = r["incumbents"][-1]
+    if reeval_repeats and picks:
+        keys = list(picks)
+        scores = retrain([picks[k] for k in keys], repeats=reeval_repeats, max_steps=max_steps, job_seed=seed, workdir=workdir)
+        for key, values in zip(keys, scores):
+            b, variant = key.split("/")
+            good = [v for v in values if v is not None]
+            out[b][variant]["reeval_score"] = statistics.fmean(good) if good else None
+    return out
+
+
+def sign_test_p(wins: int, losses: int) -> float | None:
+    """Two-sided sign test: the chance of a split at least this uneven if neither side were better (ties left out)."""
+    n = wins + losses
+    if n == 0:
+        return None
+    k = min(wins, losses)
+    return min(1.0, 2 * sum(math.comb(n, i) for i in range(k + 1)) / 2**n)
+
+
+def startup_summary(seeds: list[dict[str, Any]], mode: str, score: str = "score") -> dict[str, Any]:
+    """Per budget and variant: the median score and quartiles over seeds, and seed by seed against its baseline
+    (wins, losses, the sign test, and the median ratio of regrets (min) or difference of accuracies (max))."""
+    out: dict[str, Any] = {}
+    for b in seeds[0]["runs"]:
+        rows: dict[str, Any] = {}
+        for variant in seeds[0]["runs"][b]:
+            values = [s["runs"][b][variant].get(score) for s in seeds]
+            good = sorted(v for v in values if v is not None)
+            row: dict[str, Any] = {"median": C.median(good) if good else None, "seeds": len(good),
+                                   "q1": statistics.quantiles(good, n=4)[0] if len(good) > 1 else None,
+                                   "q3": statistics.quantiles(good, n=4)[2] if len(good) > 1 else None,
+                                   "median_complete": C.median([s["runs"][b][variant]["complete"] for s in seeds])}
+            base = startup_baseline(variant)
+            if base in seeds[0]["runs"][b]:
+                pairs = [(v, s["runs"][b][base].get(score)) for v, s in zip(values, seeds)]
+                pairs = [(v, w) for v, w in pairs if v is not None and w is not None]
+                wins = sum(better(v, w, mode) and v != w for v, w in pairs)
+                losses = sum(better(w, v, mode) and v != w for v, w in pairs)
+                row.update({"baseline": base, "wins": wins, "losses": losses, "ties": len(pairs) - wins - losses,
+                            "sign_test_p": sign_test_p(wins, losses)})
+                if mode == "min":
+                    ratios = [v / w for v, w in pairs if w > 0]
+                    row["median_ratio_to_baseline"] = C.median(ratios) if ratios else None
+                else:
+                    row["median_difference_to_baseline"] = C.median([v - w for v, w in pairs]) if pairs else None
+            rows[variant] = row
+        out[b] = rows
+    return out
+
+
+def print_startup_report(out: Any, payload: dict[str, Any]) -> None:
+    """One table per task: every budget and variant, the medians and the paired comparison with the baseline."""
+    for name, task in payload["tasks"].items():
+        views = [("score", task["summary"])] + ([("reeval_score", task["summary_reevaluated"])]
+                                                if "summary_reevaluated" in task else [])
+        for key, summary in views:
+            rows = []
+            for b, variants in summary.items():
+                for variant, r in variants.items():
+                    paired = r.get("median_ratio_to_baseline", r.get("median_difference_to_baseline"))
+                    rows.append([b if variant == next(iter(variants)) else "", STARTUP_VARIANTS[variant][0],
+                                 task["startup_trials"][b].get(variant), r["median"], r["q1"], r["q3"], r["median_complete"],
+                                 r.get("baseline", ""), f"{r['wins']}/{r['losses']}/{r['ties']}" if "wins" in r else "",
+                                 r.get("sign_test_p"), paired])
+            out.print(C.table(
+                f"{name}: {task['score']}{' (re-evaluated)' if key == 'reeval_score' else ''} after B trials, "
+                f"{len(task['seeds'])} seeds",
+                ["B", "variant", "start-up", "median", "q1", "q3", "complete", "vs", "better/worse/tie", "sign p",
+                 "median ratio" if task["score_mode"] == "min" else "median diff"],
+                rows,
+                caption="every variant with the service's default scheduler (ASHA) and 2 trials at once; start-up: "
+                "n_startup_trials given to the sampler; better/worse/tie: seeds where the variant beat / lost to its "
+                "baseline (the same sampler with 10 start-up trials); sign p: two-sided sign test; median ratio: of "
+                "regrets, variant / baseline (< 1 better); median diff: of accuracies, variant - baseline (> 0 better)",
+            ))
+
+
+def run_startup_study(args: Any, out: Any) -> int:
+    """``--startup-budgets``: each variant's score after B trials, side by side, per task and seed."""
+    budgets = sorted({int(b) for b in args.startup_budgets.split(",") if b.strip()})
+    chosen = [t.strip() for t in args.tasks.split(",") if t.strip()]
+    synth_variants = tuple(v.strip() for v in (args.startup_variants or ",".join(STARTUP_SYNTHETIC_VARIANTS)).split(",") if v.strip())
+    mlp_variants = tuple(v.strip() for v in (args.startup_mlp_variants or ",".join(STARTUP_MLP_VARIANTS)).split(",") if v.strip())
+    unknown = sorted({*synth_variants, *mlp_variants} - set(STARTUP_VARIANTS))
+    if unknown:
+        raise SystemExit(f"--startup-variants: unknown {', '.join(unknown)}; known: {', '.join(STARTUP_VARIANTS)}")
+    n_seeds = args.seeds or (1 if args.smoke else 20)
+    mlp_seeds = args.mlp_seeds or (1 if args.smoke else 10)
+    max_steps = 4 if args.smoke else args.max_steps
+    mlp_steps = 2 if args.smoke else args.mlp_max_steps
+    reeval_repeats = args.reeval_seeds if args.reeval_seeds is not None else (0 if args.smoke else 3)
+    C.quiet_logging()
+    info = C.machine()
+    tasks: dict[str, Any] = {}
+    started = time.perf_counter()
+    # Not over the epoch comparison's JSON, the --out default.
+    path = args.out if args.out != C.RESULTS_DIR / "sample_efficiency.json" else C.RESULTS_DIR / "sample_efficiency_startup.json"
+
+    def payload(partial: dict[str, Any]) -> dict[str, Any]:
+        for task in partial.values():
+            task["startup_trials"] = {str(b): {v: startup_sampler(v, b)[1].get("n_startup_trials")
+                                               for v in task["seeds"][0]["runs"][str(b)]} for b in budgets}
+        return {
+            "benchmark": "sample_efficiency_startup",
+            "smoke": args.smoke,
+            "machine": info,
+            "settings": {
+                "budgets_trials": budgets, "seeds_synthetic": n_seeds, "seeds_mlp": mlp_seeds, "max_steps_synthetic": max_steps,
+                "max_steps_mlp": mlp_steps, "reeval_seeds": reeval_repeats,
+                "variants": {v: STARTUP_VARIANTS[v][0] for v in STARTUP_VARIANTS},
+                "rule": "startup_by_budget(trials) = max(2, min(10, trials // 4))",
+                "runs": "automl.search (synthetic) / automl.run_spec (MLP), scheduler asha (rf 2, grace 1), max_concurrent 2, "
+                "the task seed as job seed; a variant with Optuna's default start-up runs once at the largest budget and is "
+                "cut at the smaller ones (its first B trials in trial-number order); the others run once per budget",
+                "score": "synthetic: regret of the best COMPLETE trial among the B trials (best f(x) - f*); MLP: best COMPLETE "
+                "val_accuracy, and its configuration's mean over reeval_seeds fresh trainer seeds (reeval_score)",
+            },
+            "tasks": partial,
+            "total_wall_s": time.perf_counter() - started,
+        }
+
+    def summarised(kind: str, seeds: list[dict[str, Any]], steps: int) -> dict[str, Any]:
+        mode = "min" if kind == "synthetic" else "max"
+        task = {"kind": kind, "score": "regret" if kind == "synthetic" else "best val_accuracy", "score_mode": mode,
+                "max_steps": steps, "seeds": seeds, "summary": startup_summary(seeds, mode)}
+        if kind == "mlp" and reeval_repeats:
+            task["summary_reevaluated"] = startup_summary(seeds, mode, "reeval_score")
+        return task
+
+    with tempfile.TemporaryDirectory(prefix="automl-bench-startup-") as tmp:
+        home = Path(tmp) / "automl-home"
+        C.init_ray()
+        import automl  # noqa: F401
+        import automl.plots
+
+        # The job's plots are drawn after its search, outside what is measured: about 5 s a call, 500 calls.
+        automl.plots.log_search_plots = lambda *args, **kwargs: []
+        register_qmc_start()
+        for name in [n for n in SYNTHETIC if n in chosen]:
+            seeds: list[dict[str, Any]] = []
+            for seed in range(n_seeds):
+                with out.status(f"start-up, {name}: seed {seed + 1}/{n_seeds}"):
+                    seeds.append({"seed": seed, "runs": startup_seed_synthetic(name, seed, budgets, synth_variants, max_steps, home)})
+                tasks[name] = summarised("synthetic", seeds, max_steps)
+                C.write_json(path, payload(tasks))  # after every seed: a long run that stops keeps what it measured
+        seeds = []
+        for seed in range(mlp_seeds if MLP_TASK in chosen else 0):
+            with out.status(f"start-up, mlp {MLP_DATASET}: seed {seed + 1}/{mlp_seeds}"):
+                seeds.append({"seed": seed, "runs": startup_seed_mlp(seed, budgets, mlp_variants, mlp_steps, home,
+                                                                     Path(tmp) / "tune", reeval_repeats)})
+            tasks[MLP_TASK] = summarised("mlp", seeds, mlp_steps)
+            C.write_json(path, payload(tasks))
+    result = payload(tasks)
+    C.write_json(path, result)
+    print_startup_report(out, result)
+    out.print(f"JSON: {path}  ({result['total_wall_s']:.0f} s)")
+    return 0
 
 
 # -- aggregation, plot and main ----------------------------------------------------------------
@@ -907,6 +1196,14 @@ def main() -> int:
         p.add_argument("--random-budget-multiple", type=int,
                        help="MLP: random search also runs this many times E, to see how many epochs it needs to match "
                        "the service's best at E (default 3, smoke 2; 1: off)")
+        p.add_argument("--startup-budgets", metavar="B,B",
+                       help="run the start-up study instead: TPE's and GP's start-up trials at these budgets of trials "
+                       "(e.g. 8,16,32), every variant side by side (seeds: --seeds, default 20; --mlp-seeds, default 10; "
+                       "--reeval-seeds, default 3)")
+        p.add_argument("--startup-variants", help=f"start-up study, synthetic tasks: which of {', '.join(STARTUP_VARIANTS)} "
+                       f"(default {','.join(STARTUP_SYNTHETIC_VARIANTS)})")
+        p.add_argument("--startup-mlp-variants",
+                       help=f"start-up study, MLP: which variants (default {','.join(STARTUP_MLP_VARIANTS)})")
         p.add_argument("--report-only", type=Path, metavar="JSON",
                        help="run nothing: print the tables and draw the PNG again from an earlier run's JSON (adding the "
                        "budget sweep, computed from its own curves, if it has none)")
@@ -914,11 +1211,16 @@ def main() -> int:
     args = C.parse_args("sample_efficiency", "Sample efficiency at equal epochs: TPE+ASHA vs random search vs Tune's default.", extra)
     if args.report_only is not None:
         payload = json.loads(args.report_only.read_text())
+        if payload["benchmark"] == "sample_efficiency_startup":
+            print_startup_report(C.console(), payload)
+            return 0
         if any([add_budget_sweep(task) for task in payload["tasks"].values() if task["kind"] == "mlp"]):
             payload["settings"]["by_budget"] = BY_BUDGET_NOTE + " (added afterwards by --report-only)"
             C.write_json(args.report_only, payload)
         print_report(C.console(), payload, plot(payload["tasks"], args.report_only.with_suffix(".png")))
         return 0
+    if args.startup_budgets:
+        return run_startup_study(args, C.console())
     n_seeds = args.seeds or (1 if args.smoke else 5)
     mlp_seeds = args.mlp_seeds or (1 if args.smoke else 15)
     max_steps = 4 if args.smoke else args.max_steps
