@@ -28,6 +28,9 @@ IMAGE_KEYS = ("images", "labels")
 # A numeric target with at most this many distinct integer values is taken for class labels.
 MAX_INFERRED_CLASSES = 20
 
+# The trainers compute in float32: a larger magnitude becomes infinity there, like an ``inf`` in the file.
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
 # Loads kept per process: Ray runs many trials of a job in one worker process.
 _CACHE_SIZE = 8
 
@@ -95,14 +98,15 @@ class ImageData:
 
 
 def check_tabular(data: DataConfig) -> str:
-    """Check that ``data`` names a usable table without loading it; return its task.
+    """Check that ``data`` names a usable table; return its task.
 
-    Reads a file's header (or Parquet schema), and the target column alone when the task has
-    to be inferred.
+    Reads a file's header (or Parquet schema) first, then the whole table once (remembered per
+    file version): a value the trainers cannot train on must be refused before any trial runs,
+    since a trial would otherwise turn it into NaN losses and a meaningless result.
 
     Raises:
-        DataError: unknown name, missing file, unsupported suffix, missing target column or
-            a task that does not fit the data.
+        DataError: unknown name, missing file, unsupported suffix, missing target column, no
+            feature column, infinite values, or a task that does not fit the data.
     """
     _check_split(data)
     requested = _requested_task(data)
@@ -111,17 +115,19 @@ def check_tabular(data: DataConfig) -> str:
     path = _table_path(data)
     columns = _table_columns(path)
     target = _check_target(data, columns)
-    if requested is not None:
-        return requested
-    return infer_task(_read_table(path, columns=[target])[target].dropna())
+    _check_feature_columns(path, columns, target)
+    inferred = _checked_table(path, target, _file_stamp(path))
+    return requested or inferred
 
 
 def check_images(data: DataConfig) -> str:
     """Check that ``data`` names a usable image set without loading the arrays; return its task.
 
+    Reads the ``images`` array once (remembered per file version) to refuse infinite pixels.
+
     Raises:
         DataError: unknown name, missing file, unsupported suffix, missing ``images``/``labels``
-            key, or a task other than classification.
+            key, infinite pixel values, or a task other than classification.
     """
     _check_split(data)
     _image_task(data)
@@ -129,8 +135,7 @@ def check_images(data: DataConfig) -> str:
         _check_image_name(data.dataset)
         return CLASSIFICATION
     path = _image_path(data)
-    with _open_npz(path) as archive:
-        _check_image_keys(path, archive.files)
+    _checked_images(path, _file_stamp(path))
     return CLASSIFICATION
 
 
@@ -228,15 +233,15 @@ def _read_tabular_file(
 ) -> tuple[np.ndarray, np.ndarray, str, tuple[str, ...], tuple[str, ...]]:
     path = _table_path(data)
     frame = _read_table(path)
-    target = _check_target(data, [str(column) for column in frame.columns])
     frame.columns = [str(column) for column in frame.columns]
+    target = _check_target(data, list(frame.columns))
+    _check_feature_columns(path, list(frame.columns), target)
+    _check_finite_table(path, frame)
     frame = frame.dropna()
     if frame.empty:
         raise DataError(f"{path}: no row is left after dropping rows with missing values; fill or drop them first")
 
     features_frame = pd.get_dummies(frame.drop(columns=[target]), dtype=np.float32)
-    if features_frame.shape[1] == 0:
-        raise DataError(f"{path}: no feature column besides the target column {target!r}")
     try:
         features = features_frame.to_numpy(dtype=np.float32)
     except (TypeError, ValueError) as error:
@@ -271,6 +276,7 @@ def _load_images_cached(data: DataConfig, stamp: tuple[int, int] | None) -> Imag
         with _open_npz(path) as archive:
             _check_image_keys(path, archive.files)
             raw_images, raw_labels = archive["images"], archive["labels"]
+        _check_finite_images(path, raw_images)  # before float32, which turns 1e39 into inf
         images = _channels_first(path, raw_images)
         raw_labels = np.asarray(raw_labels).reshape(-1)
         if raw_labels.shape[0] != images.shape[0]:
@@ -392,6 +398,81 @@ def _check_target(data: DataConfig, columns: list[str]) -> str:
             f"table {data.dataset!r} has no target column {data.target!r}; available columns: {', '.join(columns)}"
         )
     return data.target
+
+
+def _check_feature_columns(path: str, columns: list[str], target: str) -> None:
+    if all(column == target for column in columns):
+        raise DataError(
+            f"{path}: no feature column besides the target column {target!r}; "
+            "add the columns to predict it from, or pick another target"
+        )
+
+
+@functools.lru_cache(maxsize=_CACHE_SIZE)
+def _checked_table(path: str, target: str, stamp: tuple[int, int] | None) -> str:
+    """Read the whole table once per file version, refuse infinite values; return the inferred task.
+
+    Only the task is remembered, not the table: the driver keeps no data in memory.
+    """
+    frame = _read_table(path)
+    frame.columns = [str(column) for column in frame.columns]
+    _check_finite_table(path, frame)
+    return infer_task(frame[target].dropna())
+
+
+def _check_finite_table(path: str, frame: pd.DataFrame) -> None:
+    """Refuse infinite numbers (and those float32 cannot hold) in any numeric column, target included.
+
+    Missing values are left to the loader, which drops their rows; an infinite one would be
+    kept and turn every loss into NaN.
+    """
+    numeric = frame.select_dtypes(include=["number", "bool"])
+    if numeric.shape[1] == 0:
+        return
+    bad = _beyond_float32(numeric.to_numpy(dtype=np.float64, na_value=np.nan))
+    if not bad.any():
+        return
+    per_column = bad.sum(axis=0)
+    counts = ", ".join(f"column {column!r}: {int(n)}" for column, n in zip(numeric.columns, per_column) if n)
+    rows = np.flatnonzero(bad.any(axis=1))
+    raise DataError(
+        f"{path}: {_count(len(rows), 'row')} hold{'s' if len(rows) == 1 else ''} infinite values or numbers beyond "
+        f"float32's ±3.4e38 ({counts}; first at data row {int(rows[0]) + 1}); "
+        "replace them with finite numbers or drop those rows"
+    )
+
+
+@functools.lru_cache(maxsize=_CACHE_SIZE)
+def _checked_images(path: str, stamp: tuple[int, int] | None) -> None:
+    with _open_npz(path) as archive:
+        _check_image_keys(path, archive.files)
+        images = archive["images"]
+    if images.dtype.kind in "fc":
+        _check_finite_images(path, images)
+
+
+def _check_finite_images(path: str, images: np.ndarray) -> None:
+    """Refuse NaN, infinite or beyond-float32 pixels: images have no missing-value rule, every pixel is used."""
+    if images.dtype.kind not in "fc" or images.ndim == 0 or images.size == 0:
+        return  # integers and booleans are always finite; a wrong shape is _channels_first's to name
+    values = np.asarray(images, dtype=np.float64).reshape(len(images), -1)
+    bad = _beyond_float32(values) | np.isnan(values)
+    if bad.any():
+        rows = np.flatnonzero(bad.any(axis=1))
+        raise DataError(
+            f"{path}: {_count(len(rows), 'image')} in 'images' hold{'s' if len(rows) == 1 else ''} NaN, infinite "
+            f"or beyond-float32 pixels (first: image {int(rows[0])}); replace those pixels or drop those images"
+        )
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def _beyond_float32(values: np.ndarray) -> np.ndarray:
+    """Where ``values`` are infinite or too large for the float32 the trainers compute in (NaN is not)."""
+    with np.errstate(invalid="ignore"):
+        return np.abs(values) > _FLOAT32_MAX
 
 
 def _open_npz(path: str) -> Any:

@@ -38,6 +38,8 @@ CUSTOM: dict[str, Any] = {
     "metric": "loss",
 }
 GOOD_OBJECTIVE = "def objective(params):\n    return params['x']\n"
+# Good rows, then inf, -inf and 1e400 (read as inf): kept, they made every loss NaN and the job "succeed".
+INFINITE_CSV = "a,b,label\n" + "".join(f"{i / 40},{i % 7},{i % 2}\n" for i in range(40)) + "inf,1,0\n-inf,2,1\n1e400,3,0\n"
 DROP = object()
 
 
@@ -120,6 +122,10 @@ WRONG_SPECS: list[tuple[str, Any, str, str]] = [
     ("dataset file missing", iris(trainer__dataset="nowhere/data.csv"), "trainer.dataset", "does not exist"),
     ("dataset path with a NUL", iris(trainer__dataset="data\x00.csv"), "trainer.dataset", "control character"),
     ("dataset under a home that does not exist", iris(trainer__dataset="~nobody_at_all/data.csv"), "trainer.dataset", "cannot use"),
+    ("infinite values in the table", iris(trainer={"name": "mlp", "dataset": "infinite.csv", "target": "label"}),
+     "trainer.dataset", "infinite.csv: 3 rows hold infinite values or numbers beyond float32's ±3.4e38 (column 'a': 3"),
+    ("a table of the target column alone", iris(trainer={"name": "mlp", "dataset": "labels_only.csv", "target": "label"}),
+     "trainer.dataset", "labels_only.csv: no feature column besides the target column 'label'"),
     ("metric the trainer does not report", iris(metric="val_f1"), "metric", "trainer 'mlp' reports"),
     ("metric name MLflow cannot take", custom(metric="loss!"), "metric", "not a usable metric name"),
     ("wrong mode", iris(mode="maximize"), "mode", "Input should be 'min' or 'max'"),
@@ -143,6 +149,8 @@ WRONG_SPECS: list[tuple[str, Any, str, str]] = [
 def spec_dir(tmp_path: Path) -> Path:
     (tmp_path / "good_objective.py").write_text(GOOD_OBJECTIVE)
     (tmp_path / "exiting_objective.py").write_text("import sys\nsys.exit(3)\n")
+    (tmp_path / "infinite.csv").write_text(INFINITE_CSV)
+    (tmp_path / "labels_only.csv").write_text("label\n" + "0\n1\n" * 10)
     return tmp_path
 
 
@@ -187,6 +195,16 @@ def test_missing_target_column_names_the_column_and_the_columns_there(spec_dir: 
     assert result.exit_code == EXIT_INVALID
     (line,) = result.stderr.splitlines()
     assert "trainer.dataset: " in line and "'species'" in line and "label" in line
+    assert not automl_home.exists()
+
+
+@pytest.mark.parametrize("command", [["validate"], ["run", "--no-progress"]])
+def test_infinite_values_are_refused_by_validate_and_run_too(command: list[str], spec_dir: Path, automl_home: Path) -> None:
+    job = _write(spec_dir, iris(trainer={"name": "mlp", "dataset": "infinite.csv", "target": "label"}))
+    result = CliRunner().invoke(app, [command[0], str(job), *command[1:]])
+    assert result.exit_code == EXIT_INVALID, result.output
+    (line,) = result.stderr.splitlines()
+    assert "infinite.csv: 3 rows hold infinite values" in line and "replace them with finite numbers or drop those rows" in line
     assert not automl_home.exists()
 
 

@@ -193,6 +193,59 @@ def test_rewritten_file_is_loaded_again(tmp_path) -> None:
     assert load_tabular(config).n_features == 2
 
 
+def _good_rows(n: int = 40) -> list[str]:
+    return [f"{i / n},{i % 7},{i % 2}" for i in range(n)]
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_infinite_values_are_refused_naming_file_columns_and_rows(tmp_path, suffix: str) -> None:
+    # inf, -inf, and 1e400 (which a CSV reader makes inf) among good rows; 1e39 is finite in
+    # float64 but infinite in the float32 the trainers use. Before, they were kept and every loss was NaN.
+    lines = ["a,b,label", *_good_rows(), "inf,1,0", "-inf,2,1", "1e400,3,0", "0.5,1e39,1"]
+    path = tmp_path / f"table{suffix}"
+    if suffix == ".csv":
+        path.write_text("\n".join(lines) + "\n")
+    else:
+        csv = tmp_path / "source.csv"
+        csv.write_text("\n".join(lines) + "\n")
+        pd.read_csv(csv).to_parquet(path)
+    config = DataConfig(str(path), target="label")
+
+    for call in (check_tabular, load_tabular):
+        with pytest.raises(DataError) as info:
+            call(config)
+        message = str(info.value)
+        assert message.startswith(f"{path}: 4 rows hold infinite values"), message
+        assert "column 'a': 3, column 'b': 1" in message and "first at data row 41" in message
+        assert "replace them with finite numbers or drop those rows" in message
+        assert "\n" not in message
+
+
+def test_an_infinite_regression_target_is_refused_and_missing_values_still_drop_rows(tmp_path) -> None:
+    path = tmp_path / "table.csv"
+    path.write_text("x,y\n" + "".join(f"{i},{i * 0.37}\n" for i in range(30)) + "3,inf\n")
+    with pytest.raises(DataError, match="1 row holds infinite values .*column 'y': 1"):
+        check_tabular(DataConfig(str(path), target="y"))
+
+    path.write_text("x,y\n" + "".join(f"{i},{i * 0.37}\n" for i in range(30)) + "3,\n,4\n")
+    assert check_tabular(DataConfig(str(path), target="y")) == "regression"
+    data = load_tabular(DataConfig(str(path), target="y"))
+    assert len(data.y_train) + len(data.y_val) == 30
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_a_table_holding_only_the_target_column_is_refused(tmp_path, suffix: str) -> None:
+    # It used to pass the check, then every trial failed with pandas' "No objects to concatenate".
+    path = tmp_path / f"labels{suffix}"
+    frame = pd.DataFrame({"label": [0, 1] * 10})
+    frame.to_csv(path, index=False) if suffix == ".csv" else frame.to_parquet(path)
+    config = DataConfig(str(path), target="label")
+
+    for call in (check_tabular, load_tabular):
+        with pytest.raises(DataError, match="no feature column besides the target column 'label'; add the columns"):
+            call(config)
+
+
 # --- images ---------------------------------------------------------------------------------
 
 
@@ -279,3 +332,17 @@ def test_npz_split_is_stratified_and_repeatable(tmp_path) -> None:
 
     np.testing.assert_array_equal(first.x_val, second.x_val)
     assert np.bincount(first.y_val).tolist() == [4, 4]
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, 1e39])
+def test_npz_with_nan_or_infinite_pixels_is_refused(tmp_path, bad: float) -> None:
+    images, labels = _labelled_images((4, 4), None)
+    images = images.astype(np.float64)
+    images[3, 1, 2] = bad
+    path = tmp_path / "images.npz"
+    np.savez(path, images=images, labels=labels)
+    config = DataConfig(str(path))
+
+    for call in (check_images, load_images):
+        with pytest.raises(DataError, match="1 image in 'images' holds NaN, infinite or beyond-float32 pixels .first: image 3."):
+            call(config)
