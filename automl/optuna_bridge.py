@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from ray.tune.search.optuna import OptunaSearch
 
 from automl.working_study import WorkingStudy
-from workers.context import FINAL_KEY
+from workers.context import FAIL_REASON_KEY, FINAL_KEY, as_number
 from workers.trainable import TRIAL_NUMBER_KEY
 
 if TYPE_CHECKING:
@@ -51,21 +51,24 @@ def trial_outcome(
 ) -> TrialOutcome:
     """Decide a finished trial's state from its last result.
 
-    FAIL: it raised, or a metric is missing, NaN or infinite. COMPLETE: its last report was
-    the final one (the last epoch, or the objective returned). PRUNED: the scheduler stopped it.
+    FAIL: it raised, it ended itself as failed (``TrialContext.fail``: training diverged, the
+    objective returned a non-number), or a metric is missing, not a number (a string or a
+    bool is not one, though ``float()`` takes it), NaN or infinite. COMPLETE: its last report
+    was the final one (the last epoch, or the objective returned). PRUNED: the scheduler stopped it.
     """
     if error:
         return TrialOutcome("FAIL", None, error_message or "the trial raised an exception")
     result = result or {}
+    if result.get(FAIL_REASON_KEY):
+        return TrialOutcome("FAIL", None, str(result[FAIL_REASON_KEY]))
     values: list[float] = []
     for name in [metric] if isinstance(metric, str) else list(metric):
         raw = result.get(name)
         if raw is None:
             return TrialOutcome("FAIL", None, f"the trial reported no {name!r}")
-        try:
-            value = float(raw)
-        except (TypeError, ValueError):
-            return TrialOutcome("FAIL", None, f"{name!r} is not a number: {raw!r}")
+        value = as_number(raw)
+        if value is None:
+            return TrialOutcome("FAIL", None, f"{name!r} is not a number: {raw!r}"[:500])
         if not math.isfinite(value):
             return TrialOutcome("FAIL", None, f"{name!r} is {value}")
         values.append(value)

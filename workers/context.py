@@ -9,6 +9,7 @@ so a trial paused or exploited by population based training resumes where a chec
 from __future__ import annotations
 
 import math
+import numbers
 import os
 import tempfile
 from collections.abc import Mapping
@@ -29,6 +30,28 @@ STATE_FILE = "trial_state.pt"
 # Added to the first report after a trial resumed from a checkpoint: {"trial": N, "step": S},
 # the trial number and step that wrote the checkpoint, read from the checkpoint itself.
 RESUMED_KEY = "automl_resumed_from"
+# In a final report, why the trial failed (see :meth:`TrialContext.fail`): the driver records the
+# trial as FAIL with this reason whatever its metrics say.
+FAIL_REASON_KEY = "automl_fail_reason"
+
+
+def as_number(value: Any) -> float | None:
+    """``value`` as a float when it is a real number, else ``None``.
+
+    Python ints and floats, and NumPy or torch scalars (one-element arrays and tensors) are
+    numbers. Strings, booleans and ``None`` are not, though ``float()`` takes most of them: an
+    objective returning ``"0.5"`` or ``True`` has a bug, and its trial must fail, not count.
+    """
+    if isinstance(value, (str, bytes, bool)) or value is None:
+        return None
+    if not isinstance(value, numbers.Real) and hasattr(value, "item"):
+        try:
+            value = value.item()  # a NumPy or torch scalar, or a one-element array or tensor
+        except (TypeError, ValueError, RuntimeError):
+            return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        return None
+    return float(value)
 
 
 @dataclass(frozen=True)
@@ -135,6 +158,7 @@ class TrialContext:
         self._pending_model: tuple[Any, dict[str, Any]] | None = None
         self._pending_state: dict[str, Any] | None = None
         self._announce_resume = restored is not None
+        self._failed = False
 
     @property
     def step(self) -> int:
@@ -193,13 +217,7 @@ class TrialContext:
         Raises:
             ValueError: if a metric is not a number, or ``step`` is lower than the last one.
         """
-        values = {**(metrics or {}), **more}
-        clean: dict[str, float] = {}
-        for key, value in values.items():
-            try:
-                clean[key] = float(value)
-            except (TypeError, ValueError):
-                raise ValueError(f"metric {key!r} must be a number, got {value!r}") from None
+        clean = _numbers({**(metrics or {}), **more})
         new_step = self._step + 1 if step is None else int(step)
         if new_step < self._step:
             raise ValueError(f"step must not go backwards: got {new_step} after {self._step}")
@@ -211,18 +229,38 @@ class TrialContext:
 
         ``value`` is the objective's return value: a number reported under ``metric``, or a
         mapping of metric names to numbers.
+
+        Raises:
+            ValueError: if a value is not a number (see :func:`as_number`).
         """
         if self._final_sent:
             return
         metrics = dict(self._last_metrics)
         if isinstance(value, Mapping):
-            metrics.update({key: float(v) for key, v in value.items()})
+            metrics.update(_numbers(value))
         elif value is not None and metric is not None:
-            metrics[metric] = float(value)
+            metrics.update(_numbers({metric: value}))
         self._send(metrics, max(self._step, 1), True)
 
-    def _send(self, metrics: dict[str, float], step: int, final: bool) -> None:
+    def fail(self, reason: str) -> None:
+        """End the trial as FAIL with ``reason``, without raising, so it is not retried; then return.
+
+        For a failure that trying again cannot mend (training diverged, the objective returned
+        a non-number): the final report carries the reason, and the trial is recorded FAIL with
+        it in the Optuna study, its MLflow run and the result. Later reports are ignored.
+        """
+        if self._final_sent:
+            return
+        self._pending_model = self._pending_state = None  # a failed trial leaves no model behind
+        self._send({}, max(self._step, 1), True, fail_reason=reason)
+
+    def _send(self, metrics: dict[str, float], step: int, final: bool, *, fail_reason: str | None = None) -> None:
+        if self._failed:
+            return  # the trial already ended as FAIL: nothing after that counts
         payload: dict[str, Any] = {**metrics, STEP_KEY: step, FINAL_KEY: final}
+        if fail_reason is not None:
+            payload[FAIL_REASON_KEY] = fail_reason
+            self._failed = True
         if self._announce_resume and self._restored is not None:
             payload[RESUMED_KEY] = {"trial": self._restored.trial_number, "step": self._restored.step}
             self._announce_resume = False
@@ -240,6 +278,16 @@ class TrialContext:
             if state is not None:
                 _write_state(folder, SavedState(step, self.trial_number, metrics, state))
             self._reporter.report(payload, checkpoint_dir=folder)
+
+
+def _numbers(values: Mapping[str, Any]) -> dict[str, float]:
+    clean: dict[str, float] = {}
+    for key, value in values.items():
+        number = as_number(value)
+        if number is None:
+            raise ValueError(f"metric {key!r} must be a number, got {value!r}")
+        clean[key] = number
+    return clean
 
 
 def _write_model(folder: str, model: Any, info: dict[str, Any]) -> None:

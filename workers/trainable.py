@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from workers.context import SavedState, TrialContext, read_state
+from workers.context import SavedState, TrialContext, as_number, read_state
 from workers.trainers.base import DataConfig
 
 # The searcher adds this key to each trial's config: the Optuna trial number.
@@ -67,13 +67,24 @@ def restored_state() -> SavedState | None:
 
 
 class RayReporter:
-    """Sends reports to Ray Tune; a checkpoint folder travels as a ``tune.Checkpoint``."""
+    """Sends reports to Ray Tune; a checkpoint folder travels as a ``tune.Checkpoint``.
+
+    ``stopped`` turns true when Tune ended the trial from inside ``tune.report`` (the scheduler
+    stopped it, or the job ended): Tune does that with ``SystemExit(0)``, which must reach it as is.
+    """
+
+    def __init__(self) -> None:
+        self.stopped = False
 
     def report(self, metrics: dict[str, Any], checkpoint_dir: str | None = None) -> None:
         from ray import tune
 
         checkpoint = tune.Checkpoint.from_directory(checkpoint_dir) if checkpoint_dir else None
-        tune.report(metrics, checkpoint=checkpoint)
+        try:
+            tune.report(metrics, checkpoint=checkpoint)
+        except SystemExit:
+            self.stopped = True
+            raise
 
 
 def trial_seed(job_seed: int, trial_number: int) -> int:
@@ -88,9 +99,10 @@ def run_trial(config: dict[str, Any], plan: TrialPlan) -> None:
     config = dict(config)
     number = int(config.pop(TRIAL_NUMBER_KEY, 0))
     limit_threads(plan.cpus)
+    reporter = RayReporter()
     ctx = TrialContext(
         config,
-        reporter=RayReporter(),
+        reporter=reporter,
         trial_number=number,
         seed=trial_seed(plan.seed, number),
         max_epochs=plan.max_epochs,
@@ -98,7 +110,18 @@ def run_trial(config: dict[str, Any], plan: TrialPlan) -> None:
         checkpoint_interval=plan.checkpoint_interval,
         restored=restored_state(),
     )
-    run_with_context(ctx, plan)
+    try:
+        run_with_context(ctx, plan)
+    except BaseException as exc:
+        # Tune's thread takes StopIteration and SystemExit(0) for "stop quietly", and Ray a
+        # KeyboardInterrupt for a cancelled task: raised by the trial's own code, the trial would
+        # end PRUNED without a word, or be recorded as if someone had cancelled the job. Only
+        # Tune's own stop (SystemExit from inside tune.report) goes through as it is.
+        if reporter.stopped or (isinstance(exc, Exception) and not isinstance(exc, StopIteration)):
+            raise
+        # An ordinary error whose message is the exception's own name and message: the trial's fail reason.
+        text = str(exc)
+        raise RuntimeError(f"{type(exc).__name__}: {text}" if text else type(exc).__name__) from exc
 
 
 def run_with_context(ctx: TrialContext, plan: TrialPlan) -> None:
@@ -113,11 +136,20 @@ def run_with_context(ctx: TrialContext, plan: TrialPlan) -> None:
     objective = resolve_objective(plan.objective, plan.import_paths)
     value = objective(dict(ctx.params), ctx) if _takes_context(objective) else objective(dict(ctx.params))
     if isinstance(value, (list, tuple)):  # one value per metric of a multi-objective job
-        ctx.finish(dict(zip(plan.metrics or (plan.metric,), value)))
+        values = dict(zip(plan.metrics or (plan.metric,), value))
     elif isinstance(value, dict):
-        ctx.finish(value)
+        values = value
+    elif value is None:  # it reported with ctx.report: its last report stands
+        ctx.finish()
+        return
     else:
-        ctx.finish(value, metric=plan.metric)
+        values = {plan.metric: value}
+    for name, raw in values.items():
+        if as_number(raw) is None:
+            # Not retried (it did not raise): the same parameters give the same value again.
+            ctx.fail(f"{name!r} is not a number: {raw!r}"[:500])
+            return
+    ctx.finish(values)
 
 
 def resolve_objective(objective: Callable[..., Any] | str | None, import_paths: tuple[str, ...] = ()) -> Callable[..., Any]:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
+import torch
 
 from automl.optuna_bridge import trial_outcome
-from workers.context import FINAL_KEY
+from workers.context import FAIL_REASON_KEY, FINAL_KEY
 
 
 @pytest.mark.parametrize(
@@ -21,6 +23,16 @@ from workers.context import FINAL_KEY
         ({"other": 1.0, FINAL_KEY: True}, False, "FAIL", None),
         (None, False, "FAIL", None),
         ({"loss": "high", FINAL_KEY: True}, False, "FAIL", None),
+        # float() takes these, but a string or a bool is not a metric (issue 14, item 14)
+        ({"loss": "0.5", FINAL_KEY: True}, False, "FAIL", None),
+        ({"loss": True, FINAL_KEY: True}, False, "FAIL", None),
+        ({"loss": np.bool_(False), FINAL_KEY: True}, False, "FAIL", None),
+        # NumPy and torch scalars are numbers
+        ({"loss": np.float32(0.5), FINAL_KEY: True}, False, "COMPLETE", 0.5),
+        ({"loss": np.int64(2), FINAL_KEY: True}, False, "COMPLETE", 2.0),
+        ({"loss": torch.tensor(0.5), FINAL_KEY: True}, False, "COMPLETE", 0.5),
+        # the trial ended itself as failed: its reason wins over a finite metric
+        ({"loss": 0.5, FINAL_KEY: True, FAIL_REASON_KEY: "training loss became nan at epoch 2"}, False, "FAIL", None),
     ],
 )
 def test_trial_outcome(result: dict | None, error: bool, state: str, value: float | None) -> None:

@@ -7,6 +7,7 @@ what a user sees afterwards (the study, the MLflow runs, the job's events) is wh
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
 import pytest
@@ -105,3 +106,92 @@ def test_a_hung_trial_is_stopped_by_the_trial_time_limit_and_the_job_goes_on(
     assert records.trial(1).user_attrs["fail_reason"] == reason
     assert records.runs[1].data.tags["automl.fail_reason"] == reason
     assert f"trial 1 failed: {reason}" in [e.message for e in records.events]
+
+
+# What an objective may do wrong besides raising an ordinary error, by trial number. Trial 5
+# returns a NumPy scalar: a number, so it counts.
+MISBEHAVES = """
+import numpy as np
+
+def objective(params, ctx):
+    n = ctx.trial_number
+    if n == 0:
+        return "0.5"              # float() would take it; a string is not a metric
+    if n == 1:
+        return True               # nor is a bool
+    if n == 2:
+        raise KeyboardInterrupt("the objective gave up")
+    if n == 3:
+        raise SystemExit(0)       # Tune's own way of stopping a trial quietly
+    if n == 4:
+        raise StopIteration("out of batches")
+    return np.float32(0.25)
+"""
+
+
+def test_non_numbers_and_stop_like_exceptions_fail_the_trial_with_their_own_reason(
+    automl_home: Path, ray_session: None, tmp_path: Path
+) -> None:
+    ref = objective_module(tmp_path, MISBEHAVES)
+    settings = settings_for(automl_home)
+    job_id = submit(settings, job_spec("misbehaves", ref, trials=6), tmp_path)
+    run_queue(settings)
+
+    records = assert_records_agree(settings, job_id, trials=6)
+    assert records.job.state == "succeeded", records.job.error
+    states = {t.number: t.state.name for t in records.trials}
+    assert states == {0: "FAIL", 1: "FAIL", 2: "FAIL", 3: "FAIL", 4: "FAIL", 5: "COMPLETE"}, states
+    expected = {
+        0: "'loss' is not a number: '0.5'",
+        1: "'loss' is not a number: True",
+        2: "KeyboardInterrupt: the objective gave up",
+        3: "SystemExit: 0",
+        4: "StopIteration: out of batches",
+    }
+    messages = [e.message for e in records.events]
+    for number, reason in expected.items():
+        assert reason in records.trial(number).user_attrs["fail_reason"], (number, records.trial(number).user_attrs)
+        assert reason in records.runs[number].data.tags["automl.fail_reason"], number
+        assert any(m.startswith(f"trial {number} failed: ") and reason in m for m in messages), (number, messages)
+    assert "cancel" not in records.trial(2).user_attrs["fail_reason"].lower()
+    assert records.trial(5).value == pytest.approx(0.25)
+
+
+def test_a_built_in_trainer_whose_loss_goes_nan_fails_that_trial_and_the_job_goes_on(
+    automl_home: Path, ray_session: None, tmp_path: Path
+) -> None:
+    # SGD at a learning rate of 1000 turns iris's training loss into NaN in the first epoch; the
+    # model then guesses one class, whose accuracy (1/3) used to be recorded as a COMPLETE result.
+    lr = {"type": "float", "low": 1e-3, "high": 1e3, "log": True}
+    spec = {
+        "name": "diverges",
+        "trainer": {"name": "mlp", "dataset": "iris"},
+        "space": {"learning_rate": lr, "optimizer": {"type": "categorical", "choices": ["sgd"]}},
+        "sampler": {"name": "random"},
+        "scheduler": {"name": "fifo"},
+        "budget": {"trials": 2, "max_epochs": 2},
+        "resources": {"cpus_per_trial": 1, "max_concurrent": 1},
+        "warm_start": {"configs": [{"learning_rate": 1e3, "optimizer": "sgd"}, {"learning_rate": 0.05, "optimizer": "sgd"}]},
+        "seed": 5,
+    }
+    settings = settings_for(automl_home)
+    job_id = submit(settings, spec, tmp_path)
+    run_queue(settings)
+
+    from automl.service import study_trials
+
+    records = assert_records_agree(settings, job_id, trials=2)
+    assert records.job.state == "succeeded", records.job.error
+    assert [t.state.name for t in records.trials] == ["FAIL", "COMPLETE"]
+    reason = records.trial(0).user_attrs["fail_reason"]
+    assert re.match(r"training loss became (nan|inf|-inf) at epoch 1; lower the learning rate", reason), reason
+    assert records.runs[0].data.tags["automl.fail_reason"] == reason
+    assert f"trial 0 failed: {reason}" in [e.message for e in records.events]
+    summary = {t.number: t for t in study_trials(settings, records.job.study_name)}
+    assert summary[0].state == "FAIL" and summary[0].fail_reason == reason
+    assert summary[0].value is None
+    # Not retried, nothing reported past the divergence, and the best is the trial that trained.
+    assert "automl.retries" not in records.runs[0].data.tags
+    assert "val_accuracy" not in records.runs[0].data.metrics
+    parent = MlflowClient(tracking_uri=settings.tracking_uri).get_run(records.job.mlflow_run_id)
+    assert parent.data.tags["automl.best_trial"] == "1"

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
-from workers.context import FINAL_KEY, STEP_KEY, ListReporter, TrialContext
+from workers.context import FAIL_REASON_KEY, FINAL_KEY, STEP_KEY, ListReporter, TrialContext
 from workers.datasets import load_tabular
 from workers.trainers import DataConfig, MLPTrainer, mlp
 from workers.trainers._loop import make_loader, make_optimizer, predict, train_epoch
@@ -120,6 +121,18 @@ def test_classification_reports_every_epoch_and_saves_a_useful_model() -> None:
 def _learning(reports: list[dict]) -> list[dict]:
     """The reports without ``inference_ms``, a wall-clock measurement that no seed fixes."""
     return [{k: v for k, v in r.items() if k != "inference_ms"} for r in reports]
+
+
+def test_training_loss_going_nan_ends_the_trial_failed_with_the_epoch_and_a_remedy() -> None:
+    # SGD at learning rate 1000 diverges in the first epoch; the NaN model then guesses one
+    # class, and its 1/3 accuracy used to be reported for every epoch as if it were a result.
+    reporter = _fit("iris", {"learning_rate": 1e3, "optimizer": "sgd"}, epochs=3)
+
+    (final,) = reporter.reports
+    reason = final[FAIL_REASON_KEY]
+    assert re.fullmatch(r"training loss became (nan|inf|-inf) at epoch 1; lower the learning rate .*", reason), reason
+    assert final[FINAL_KEY] is True and "val_accuracy" not in final
+    assert reporter.models == []
 
 
 def test_same_seed_same_reports() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 import time
 from collections.abc import Callable, Mapping
@@ -204,6 +205,9 @@ def run_epochs(
     and ``inference_ms`` (milliseconds per validation example), the usual second objectives
     of a multi-objective search. The model is attached (in eval mode) to the last report.
 
+    A training loss that becomes NaN or infinite ends the trial as FAIL (:meth:`TrialContext.fail`)
+    with the epoch and what to change; nothing later is reported.
+
     Every ``ctx.checkpoint_interval`` epochs the report also carries the training state
     (:func:`training_state`). A trial started from such a checkpoint (``ctx.load_state()``)
     loads it and goes on from the epoch after it, so its epoch counter continues.
@@ -217,6 +221,15 @@ def run_epochs(
     n_val = max(1, int(model_info.get("n_val", 1)))
     for epoch in range(first_epoch, ctx.max_epochs + 1):
         train_loss = train()
+        if not math.isfinite(train_loss):
+            # The weights are NaN now and every later epoch too: the validation metrics (an
+            # accuracy of a constant guess) would look like a result. Fail the trial, not retried
+            # (the same seed diverges again), and say what to change.
+            ctx.fail(
+                f"training loss became {train_loss} at epoch {epoch}; lower the learning rate "
+                "(or the top of its range in the space), or look for extreme values in the data"
+            )
+            return
         started = time.perf_counter()
         metrics = evaluate()
         inference_ms = (time.perf_counter() - started) * 1000.0 / n_val
