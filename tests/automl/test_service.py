@@ -174,8 +174,8 @@ def test_killed_runner_job_is_reclaimed_and_resumed_exactly(service: Service) ->
     held = service.store.get(job_id)
     assert held.state == "running" and held.trials_finished < 6
     interrupted = {t.number: t.params for t in service.study(job_id).get_trials() if t.state.name == "RUNNING" and t.params}
-    # Only once the dead runner's lease has run out may another runner take the job (a runner
-    # started earlier with --until-idle finds nothing to claim and exits).
+    # Only once the dead runner's lease has run out may another runner take the job (one started
+    # earlier with --until-idle waits for the lease: tests/faults/test_fault_runner.py).
     wait_for(lambda: service.store.get(job_id).lease_expires_at < utcnow(), 30, "the dead runner's lease to expire")
 
     second = service.worker("--lease", "3", "--until-idle")
