@@ -333,7 +333,8 @@ class PopulationSearch(BasicVariantGenerator):
         self.numbers: dict[str, int] = {}
         self.configs: dict[str, dict[str, Any]] = {}
         self.exploits: dict[str, list[dict[str, Any]]] = {}
-        self._awaiting_resume: set[str] = set()
+        # Per trial, the exploits (indices into ``exploits``) whose restart has not reported yet.
+        self._awaiting_resume: dict[str, list[int]] = {}
         self._completed: set[str] = set()
         self._last_results: dict[str, dict[str, Any]] = {}
 
@@ -370,20 +371,37 @@ class PopulationSearch(BasicVariantGenerator):
         params = self._params_of(config)
         self.configs[trial_id] = params
         entry = {"at_step": at_step, "donor_trial": donor, "donor_step": donor_step, "params": params, "resumed_from": None}
-        self.exploits.setdefault(trial_id, []).append(entry)
-        self._awaiting_resume.add(trial_id)
+        history = self.exploits.setdefault(trial_id, [])
+        history.append(entry)
+        self._awaiting_resume.setdefault(trial_id, []).append(len(history) - 1)
         self._write_exploits(trial_id)
 
     def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
         self.searcher.on_trial_result(trial_id, result)
         self._last_results[trial_id] = result
-        if trial_id in self._awaiting_resume:
-            resumed = _resumed_from(result)
-            if resumed is not None:
-                # The trial's own word, read from the checkpoint it loaded: which trial wrote it, at which step.
-                self.exploits[trial_id][-1]["resumed_from"] = resumed
-                self._awaiting_resume.discard(trial_id)
-                self._write_exploits(trial_id)
+        self._note_resume(trial_id, result)
+
+    def _note_resume(self, trial_id: str, result: Mapping[str, Any]) -> None:
+        """Record which checkpoint the trial loaded after an exploit, from its first report since.
+
+        Tune hands a report to the scheduler before the search algorithm, so the report that
+        answers one exploit (the first after the clone restarted, at a later step) may itself
+        make PBT clone the trial again, and that newer exploit is already recorded here. A report
+        answers the latest exploit made before its step, never one made at it.
+        """
+        waiting = self._awaiting_resume.get(trial_id)
+        if not waiting:
+            return
+        step = int(result.get(TIME_ATTR) or 0)
+        history = self.exploits[trial_id]
+        answered = [index for index in waiting if history[index]["at_step"] < step]
+        if not answered:
+            return  # the report the exploit was decided on, or an older one
+        # The trial's own word, read from the checkpoint it loaded: which trial wrote it, at which
+        # step. None stays if the trial started without training state (a checkpoint holding none).
+        history[answered[-1]]["resumed_from"] = _resumed_from(result)
+        self._awaiting_resume[trial_id] = [index for index in waiting if index not in answered]
+        self._write_exploits(trial_id)
 
     def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
         if trial_id in self.numbers and trial_id in self.searcher.unfinished():
@@ -394,6 +412,10 @@ class PopulationSearch(BasicVariantGenerator):
             # A trial PBT had paused, stopped by the job's end (time limit, target, cancel): Tune
             # passes no result; its last one says it reported and was stopped early (PRUNED).
             result = self._last_results.get(trial_id)
+        elif result is not None:
+            # A report that ends the trial (a stopper's) reaches no on_trial_result, yet it may be
+            # the first since an exploit: noted while the trial's attributes can still change.
+            self._note_resume(trial_id, result)
         self.searcher.on_trial_complete(trial_id, result=result, error=error)
         self._completed.add(trial_id)
         super().on_trial_complete(trial_id, result=result, error=error)
