@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from automl.errors import AutomlError, SpecError
+from automl.errors import AutomlError, SpecError, exception_chain
 from automl.results import SearchResult, TrialSummary
 from automl.settings import Settings, prepare, redact_url, resolve_settings
 from automl.spaces import SearchSpace
@@ -654,8 +654,10 @@ def _optuna_storage(url: str) -> optuna.storages.BaseStorage:
                 storage = optuna.storages.RDBStorage(url, **kwargs)
                 break
             except Exception as exc:  # noqa: BLE001
-                # Two processes creating the schema of a new database at once: the loser retries.
-                if "already exists" in str(exc) and attempt < 2:
+                # Two processes creating the schema of a new database at once: the loser's CREATE
+                # TABLE finds the table made ("already exists") or its stamp of the schema version
+                # finds the winner's (an IntegrityError); on the retry the schema is there.
+                if _lost_schema_race(exc) and attempt < 2:
                     time.sleep(0.5)
                     continue
                 raise AutomlError(f"cannot open the Optuna storage {redact_url(url)}: {exc}") from exc
@@ -663,6 +665,13 @@ def _optuna_storage(url: str) -> optuna.storages.BaseStorage:
             _tune_sqlite(storage)
         _STORAGES[url] = storage
         return storage
+
+
+def _lost_schema_race(exc: BaseException) -> bool:
+    """Whether opening a storage failed because another process was creating its schema too."""
+    from sqlalchemy.exc import IntegrityError
+
+    return any(isinstance(e, IntegrityError) or "already exists" in str(e) for e in exception_chain(exc))
 
 
 def _tune_sqlite(storage: optuna.storages.RDBStorage) -> None:

@@ -30,6 +30,7 @@ logger = logging.getLogger(__name__)
 RUN_STATUS = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED"}
 TAG_PREFIX = "automl."
 _FLUENT_LOCK = threading.Lock()
+FLUENT_URI_ENV = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")  # what MLflow's fluent setters export
 
 
 @dataclass(frozen=True)
@@ -204,14 +205,32 @@ class MlflowTracker:
         self.client.update_run(run_id, status="RUNNING")
 
     def _ensure_experiment(self, name: str) -> str:
+        """The id of experiment ``name``: made if missing, restored if deleted.
+
+        Jobs of one name started together (two runners, or one runner's two threads) all find no
+        experiment and all create it: the losers' creates fail with RESOURCE_ALREADY_EXISTS, and
+        each then takes the one the winner made, as MLflow's own ``register_model`` does.
+        """
+        from mlflow.exceptions import MlflowException
+
         existing = self.client.get_experiment_by_name(name)
-        if existing is not None:
-            if existing.lifecycle_stage == "deleted":
+        if existing is None:
+            location = f"{self.artifact_root}/{name}" if self.artifact_root else None
+            try:
+                # The experiment's description in the MLflow UI: how to read what the jobs leave there.
+                return self.client.create_experiment(name, artifact_location=location, tags={NOTE: experiment_note(name)})
+            except MlflowException as exc:
+                existing = self.client.get_experiment_by_name(name) if exc.error_code == "RESOURCE_ALREADY_EXISTS" else None
+                if existing is None:
+                    raise
+        if existing.lifecycle_stage == "deleted":
+            try:
                 self.client.restore_experiment(existing.experiment_id)
-            return existing.experiment_id
-        location = f"{self.artifact_root}/{name}" if self.artifact_root else None
-        # The experiment's description in the MLflow UI: how to read what the jobs leave there.
-        return self.client.create_experiment(name, artifact_location=location, tags={NOTE: experiment_note(name)})
+            except MlflowException:
+                # Restored by a job started at the same time: then it is active, and that is all we need.
+                if self.client.get_experiment(existing.experiment_id).lifecycle_stage != "active":
+                    raise
+        return existing.experiment_id
 
     def start_trial(self, number: int, params: Mapping[str, Any], tags: Mapping[str, str]) -> str:
         """Open the child run of trial ``number`` with its hyperparameters as params."""
@@ -346,6 +365,10 @@ class MlflowTracker:
         import torch
 
         previous_tracking, previous_registry = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
+        # set_tracking_uri/set_registry_uri also export the URI to the environment; putting back a
+        # default URI (./mlflow.db) that way would leave MLFLOW_TRACKING_URI set, and the process's
+        # next search (automl.search again, in a notebook) would track there instead of $AUTOML_HOME.
+        previous_env = {name: os.environ.get(name) for name in FLUENT_URI_ENV}
         mlflow.set_tracking_uri(self.tracking_uri)
         mlflow.set_registry_uri(self.tracking_uri)
         try:
@@ -366,6 +389,11 @@ class MlflowTracker:
         finally:
             mlflow.set_tracking_uri(previous_tracking)
             mlflow.set_registry_uri(previous_registry)
+            for name, value in previous_env.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
         version = None if info.registered_model_version is None else str(info.registered_model_version)
         uri = f"models:/{registered_name}/{version}" if registered_name and version else info.model_uri
         return RegisteredModel(uri, self.tracking_uri, registered_name, version, run_id)
