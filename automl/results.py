@@ -98,14 +98,9 @@ class SearchResult:
         """
         if self.model_uri is None:
             raise LookupError("no model was logged for this search: no trial completed or the objective saved none")
-        import mlflow
         import mlflow.pytorch
 
-        previous = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
-        mlflow.set_tracking_uri(self.tracking_uri)
-        mlflow.set_registry_uri(self.tracking_uri)
-        try:
+        from automl.tracking import fluent_uris
+
+        with fluent_uris(self.tracking_uri):
             return mlflow.pytorch.load_model(self.model_uri)
-        finally:
-            mlflow.set_tracking_uri(previous[0])
-            mlflow.set_registry_uri(previous[1])

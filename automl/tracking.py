@@ -364,36 +364,20 @@ class MlflowTracker:
         import mlflow.pytorch
         import torch
 
-        previous_tracking, previous_registry = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
-        # set_tracking_uri/set_registry_uri also export the URI to the environment; putting back a
-        # default URI (./mlflow.db) that way would leave MLFLOW_TRACKING_URI set, and the process's
-        # next search (automl.search again, in a notebook) would track there instead of $AUTOML_HOME.
-        previous_env = {name: os.environ.get(name) for name in FLUENT_URI_ENV}
-        mlflow.set_tracking_uri(self.tracking_uri)
-        mlflow.set_registry_uri(self.tracking_uri)
-        try:
-            # MLflow prints registration notices straight to stderr; the CLI owns the terminal.
-            with mlflow.start_run(run_id=run_id), contextlib.redirect_stderr(io.StringIO()):
-                info = mlflow.pytorch.log_model(
-                    model,
-                    name="model",
-                    registered_model_name=registered_name,
-                    input_example=input_example,
-                    metadata=dict(metadata) if metadata else None,
-                    # Built-in models are plain torch.nn modules: pickled whole they load
-                    # anywhere torch does. Naming the requirement skips MLflow's slow inference.
-                    serialization_format="pickle",
-                    pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],
-                    await_registration_for=0,
-                )
-        finally:
-            mlflow.set_tracking_uri(previous_tracking)
-            mlflow.set_registry_uri(previous_registry)
-            for name, value in previous_env.items():
-                if value is None:
-                    os.environ.pop(name, None)
-                else:
-                    os.environ[name] = value
+        # MLflow prints registration notices straight to stderr; the CLI owns the terminal.
+        with fluent_uris(self.tracking_uri), mlflow.start_run(run_id=run_id), contextlib.redirect_stderr(io.StringIO()):
+            info = mlflow.pytorch.log_model(
+                model,
+                name="model",
+                registered_model_name=registered_name,
+                input_example=input_example,
+                metadata=dict(metadata) if metadata else None,
+                # Built-in models are plain torch.nn modules: pickled whole they load
+                # anywhere torch does. Naming the requirement skips MLflow's slow inference.
+                serialization_format="pickle",
+                pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],
+                await_registration_for=0,
+            )
         version = None if info.registered_model_version is None else str(info.registered_model_version)
         uri = f"models:/{registered_name}/{version}" if registered_name and version else info.model_uri
         return RegisteredModel(uri, self.tracking_uri, registered_name, version, run_id)
@@ -460,6 +444,33 @@ def _description_of(note: str) -> str:
 
 def _short(value: Any) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+@contextlib.contextmanager
+def fluent_uris(uri: str) -> Iterator[None]:
+    """MLflow's fluent tracking and registry URIs set to ``uri`` for a block, then put back as they were.
+
+    ``mlflow.set_tracking_uri``/``set_registry_uri`` also export the URI to the environment, so
+    putting a default URI back (``./mlflow.db``) that way would leave ``MLFLOW_TRACKING_URI`` set,
+    and the process's next search (``automl.search`` again, in a notebook) would track there
+    instead of in ``$AUTOML_HOME``: the environment is put back as it was too.
+    """
+    import mlflow
+
+    previous_tracking, previous_registry = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
+    previous_env = {name: os.environ.get(name) for name in FLUENT_URI_ENV}
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(previous_tracking)
+        mlflow.set_registry_uri(previous_registry)
+        for name, value in previous_env.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def _use_wal(database: str) -> None:

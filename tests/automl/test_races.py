@@ -163,10 +163,35 @@ def test_same_named_models_registered_together_get_one_version_each(racers, trac
     results = race(racers, register_same_named_models, uri, root)
     versions = sorted(int(version) for version, _, _ in results)
     assert versions == list(range(1, PROCESSES + 1)), versions
-    for _, before, after in results:  # the fluent URIs set for the call are put back, environment too
-        assert after == before
     registered = MlflowClient(tracking_uri=uri, registry_uri=uri).search_model_versions("name = 'race-model'")
     assert sorted(int(v.version) for v in registered) == versions
+    for _, before, after in results:  # the fluent URIs set for the call are put back, environment too
+        assert after == before
+
+
+def test_loading_the_best_model_leaves_the_environment_as_it_was(
+    tracking_store: tuple[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+
+    import torch
+
+    from automl.results import SearchResult
+    from automl.tracking import MlflowTracker
+
+    for name in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
+        monkeypatch.delenv(name, raising=False)
+    uri, root = tracking_store
+    tracker = MlflowTracker(uri, artifact_root=root)
+    tracker.start_job(experiment="load", run_name="job", params={}, tags={}, artifacts={})
+    logged = tracker.log_model(tracker.create_trial_run(0, {}), torch.nn.Linear(2, 1), registered_name=None)
+    result = SearchResult(
+        job_name="load", study_name="load-1", storage_url="", metric="loss", mode="min", best_params=None,
+        best_value=None, best_trial_number=None, trials=(), experiment_id=tracker.experiment_id,
+        parent_run_id=tracker.parent_run_id, tracking_uri=uri, model_uri=logged.model_uri,
+    )
+    assert isinstance(result.load_best_model(), torch.nn.Linear)
+    assert "MLFLOW_TRACKING_URI" not in os.environ and "MLFLOW_REGISTRY_URI" not in os.environ
 
 
 def test_a_fresh_study_database_opened_together_gets_its_schema_once(racers, tmp_path: Path) -> None:
