@@ -89,7 +89,7 @@ def _check_database_url(url: str, what: str) -> None:
     Raises:
         InputError: naming ``what`` (password hidden) and how to write the URL.
     """
-    scheme, sep, rest = url.partition("://")
+    _, sep, rest = url.partition("://")
     userinfo = rest.partition("?")[0].rpartition("@")[0]
     user, colon, password = userinfo.partition(":")
     if sep and colon and "@" in password and "/" not in user:

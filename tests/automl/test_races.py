@@ -52,7 +52,7 @@ def race(context: multiprocessing.context.BaseContext, target: Callable[..., Any
     processes = [context.Process(target=_racer, args=(target, barrier, results, i, args)) for i in range(PROCESSES)]
     for process in processes:
         process.start()
-    got = dict((index, (status, value)) for index, status, value in (results.get(timeout=120) for _ in processes))
+    got = {index: (status, value) for index, status, value in (results.get(timeout=120) for _ in processes)}
     for process in processes:
         process.join(timeout=30)
     errors = [f"process {i}:\n{value}" for i, (status, value) in sorted(got.items()) if status == "error"]
