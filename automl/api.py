@@ -12,7 +12,7 @@ from automl.spec import JobSpec, load_spec, parse_spec
 
 if TYPE_CHECKING:
     from automl.results import SearchResult
-    from automl.tune_callbacks import ProgressSink
+    from automl.engine.callbacks import ProgressSink
 
 Objective = Callable[..., Any]
 

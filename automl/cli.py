@@ -89,7 +89,7 @@ def run(
     from automl.runner import Runner
     from automl.service import check_job_file, check_tracking, enqueue
 
-    from automl.engine import check_resources, ensure_ray
+    from automl.engine.cluster import check_resources, ensure_ray
 
     checked = _guard(lambda: check_job_file(job_file))
     settings = _settings(db_url, ray_address, tracking_uri, storage_url)
@@ -283,7 +283,7 @@ def worker(
 @app.command()
 def validate(job_file: Annotated[Path, typer.Argument(help="The job spec (YAML).", show_default=False)]) -> None:
     """Check a job spec without running it: fields, search space, data and objective."""
-    from automl.engine import plan_search
+    from automl.engine.plan import plan_search
     from automl.spec import load_spec
 
     spec = _guard(lambda: load_spec(job_file))

@@ -44,3 +44,21 @@ def exception_chain(exc: BaseException | None) -> Iterator[BaseException]:
         seen.add(id(exc))
         yield exc
         exc = exc.__cause__ or exc.__context__
+
+
+_TRANSIENT_MARKERS = (
+    "locked", "busy", "could not connect", "connection refused", "server closed",
+    "terminating connection", "connection reset", "the database system is",
+)
+
+
+def is_transient(exc: BaseException | None) -> bool:
+    """A database error worth retrying: a lock, or the server restarting or unreachable.
+
+    Follows the exception's causes, as libraries wrap the driver's error (Optuna's
+    ``StorageInternalError`` around SQLAlchemy's ``OperationalError``).
+    """
+    return any(
+        getattr(e, "connection_invalidated", False) or any(m in str(e).lower() for m in _TRANSIENT_MARKERS)
+        for e in exception_chain(exc)
+    )

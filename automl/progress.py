@@ -7,7 +7,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 
 class RichProgress:
-    """A :class:`~automl.tune_callbacks.ProgressSink` drawn with rich on stderr."""
+    """A :class:`~automl.engine.callbacks.ProgressSink` drawn with rich on stderr."""
 
     def __init__(self, console: Console | None = None, *, label: str = "trials") -> None:
         self.console = console or Console(stderr=True)

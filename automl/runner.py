@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from automl.settings import Settings
     from automl.store import JobStore, JobView
     from automl.store.snapshot import SnapshotBuilder
-    from automl.tune_callbacks import ProgressSink
+    from automl.engine.callbacks import ProgressSink
 
 logger = logging.getLogger(__name__)
 
@@ -201,7 +201,7 @@ class Runner:
         ``interrupt_cancels``, when it cancels them. With ``job_id``, run only that job
         (``automl run``): claim it, run it, return.
         """
-        from automl.engine import ensure_ray
+        from automl.engine.cluster import ensure_ray
         from automl.settings import prepare
 
         # The state directory first: with the job store elsewhere (PostgreSQL) nothing else has

@@ -46,7 +46,7 @@ def check_job_file(spec_path: str | Path) -> CheckedJob:
     Raises:
         SpecError: naming the field that is wrong.
     """
-    from automl.engine import plan_search
+    from automl.engine.plan import plan_search
     from automl.spec import load_spec
 
     path = Path(spec_path)
@@ -120,10 +120,10 @@ def study_trials(settings: Settings, study_name: str) -> list[TrialSummary]:
     """Every trial of a job's Optuna study (empty if the study does not exist yet)."""
     import optuna
 
-    from automl.engine import _optuna_storage
+    from automl.engine.studies import open_storage
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    storage = _optuna_storage(settings.storage_url)
+    storage = open_storage(settings.storage_url)
     try:
         study_id = storage.get_study_id_from_name(study_name)
     except KeyError:
@@ -145,9 +145,9 @@ def study_directions(settings: Settings, study_name: str) -> list[str]:
     """``max``/``min`` per objective of the job's study (``["min"]`` before it exists)."""
     import optuna
 
-    from automl.engine import _optuna_storage
+    from automl.engine.studies import open_storage
 
-    storage = _optuna_storage(settings.storage_url)
+    storage = open_storage(settings.storage_url)
     try:
         directions = storage.get_study_directions(storage.get_study_id_from_name(study_name))
     except KeyError:

@@ -20,8 +20,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from automl.errors import SpecError
-from automl.samplers import SAMPLERS
-from automl.schedulers import SCHEDULERS
+from automl.engine.samplers import SAMPLERS
+from automl.engine.schedulers import SCHEDULERS
 from automl.spaces import (
     MAX_INT,
     MAX_PATH_CHARS,
@@ -380,7 +380,7 @@ def _check_sampler_options(spec: JobSpec, space: Any) -> None:
 
     import optuna
 
-    from automl.samplers import SamplerRequest, create_sampler
+    from automl.engine.samplers import SamplerRequest, create_sampler
 
     n_objectives = len(spec.metric_names) or 1
     request = SamplerRequest(seed=spec.seed, options=spec.sampler.options, space=space, n_objectives=n_objectives)
@@ -430,7 +430,7 @@ def _check_scheduler(spec: JobSpec) -> None:
     """
     if not spec.scheduler.options:
         return
-    from automl.schedulers import create_scheduler
+    from automl.engine.schedulers import create_scheduler
 
     try:
         create_scheduler(

@@ -9,7 +9,7 @@ parameters, three intermediate values, a ``ray_trial_id`` user attribute; 80 % C
 
 - the sampler: one ``study.ask`` (the sampler's ``sample_relative`` and ``sample_independent``
   for every parameter, what ``OptunaSearch.suggest`` does) and one ``study.tell``, median of a
-  few, for TPE exactly as ``automl.samplers.create_sampler("tpe", ...)`` builds it for a job
+  few, for TPE exactly as ``automl.engine.samplers.create_sampler("tpe", ...)`` builds it for a job
   running 2 trials at once (multivariate, constant liar) and for random search; each on a
   study object kept across sizes, as a job keeps its own (warm Optuna cache);
 - the job row's snapshot, as the runner keeps it: every trial the study gained is added to a
@@ -194,7 +194,7 @@ def main() -> int:
     import optuna
 
     from automl import service
-    from automl.samplers import SamplerRequest, create_sampler
+    from automl.engine.samplers import SamplerRequest, create_sampler
     from automl.spec import parse_spec, spec_to_yaml
     from automl.store.snapshot import SnapshotBuilder
 
@@ -207,7 +207,7 @@ def main() -> int:
         AUTOML_HOME=str(Path(tmp) / "home"), AUTOML_DB_URL=None, AUTOML_STORAGE_URL=None,
         MLFLOW_TRACKING_URI=None, RAY_ADDRESS=None,
     ):
-        from automl.engine import _optuna_storage
+        from automl.engine.studies import open_storage
         from automl.service import open_job_store
         from automl.settings import prepare, resolve_settings
 
@@ -224,7 +224,7 @@ def main() -> int:
         for i in range(12):
             store.add_event(job.id, "trial_failed", f"trial {i} failed: RuntimeError: boom", runner_id="bench-runner")
         # The study under the job's study name, in the service's storage (what the runner would create).
-        storage = _optuna_storage(settings.storage_url)
+        storage = open_storage(settings.storage_url)
         builder = optuna.create_study(study_name=job.study_name, storage=storage, direction="minimize")
         samplers = {
             "tpe": create_sampler("tpe", SamplerRequest(seed=0, concurrency=2)),

@@ -617,7 +617,7 @@ def register_qmc_start() -> None:
     from optuna.samplers import BaseSampler, QMCSampler
     from optuna.trial import TrialState
 
-    from automl.samplers import SAMPLERS, SamplerRequest
+    from automl.engine.samplers import SAMPLERS, SamplerRequest
 
     class QmcStart(BaseSampler):
         def __init__(self, main: Any, n_startup: int, states: tuple[Any, ...], seed: int) -> None:

@@ -22,7 +22,7 @@ from sqlalchemy import Engine, create_engine, event, func, or_, select, text, up
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from automl.errors import AutomlError, InputError, exception_chain
+from automl.errors import AutomlError, InputError, is_transient
 from automl.settings import redact_url
 from automl.store.schema import FINAL_STATES, HEAD_REVISION, Job, JobEvent
 from automl.store.snapshot import JobSnapshot
@@ -493,24 +493,6 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
-
-
-_TRANSIENT_MARKERS = (
-    "locked", "busy", "could not connect", "connection refused", "server closed",
-    "terminating connection", "connection reset", "the database system is",
-)
-
-
-def is_transient(exc: BaseException | None) -> bool:
-    """A database error worth retrying: a lock, or the server restarting or unreachable.
-
-    Follows the exception's causes, as libraries wrap the driver's error (Optuna's
-    ``StorageInternalError`` around SQLAlchemy's ``OperationalError``).
-    """
-    return any(
-        getattr(e, "connection_invalidated", False) or any(m in str(e).lower() for m in _TRANSIENT_MARKERS)
-        for e in exception_chain(exc)
-    )
 
 
 def _short(exc: BaseException) -> str:

@@ -115,7 +115,7 @@ failed = []
 for name in ["ray", "ray.tune", "ray.tune.search.optuna", "optuna", "optuna.visualization", "cmaes", "mlflow",
              "mlflow.pytorch", "mlflow.store.tracking.sqlalchemy_store", "sqlalchemy", "alembic", "pydantic",
              "plotly", "matplotlib", "sklearn", "pandas", "pyarrow", "yaml", "rich", "typer",
-             "automl.engine", "automl.tracking", "automl.plots", "automl.optuna_bridge", "automl.tune_callbacks",
+             "automl.engine.run", "automl.engine.plan", "automl.engine.summary", "automl.tracking", "automl.plots", "automl.engine.study_search", "automl.engine.callbacks",
              "automl.service", "automl.cli", "torch", "workers.trainable", "workers.trainers.mlp"]:
     try:
         importlib.import_module(name)

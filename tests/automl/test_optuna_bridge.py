@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from automl.optuna_bridge import trial_outcome
+from automl.engine.study_search import trial_outcome
 from workers.context import FAIL_REASON_KEY, FINAL_KEY
 
 
@@ -49,7 +49,7 @@ def test_missing_metric_reason_names_the_metric() -> None:
 def test_resumed_trial_keeps_its_params_and_fills_missing_ones() -> None:
     import optuna
 
-    from automl.optuna_bridge import StudySearch
+    from automl.engine.study_search import StudySearch
 
     storage = optuna.storages.InMemoryStorage()
     space = {"x": optuna.distributions.FloatDistribution(0, 1), "n": optuna.distributions.IntDistribution(1, 4)}

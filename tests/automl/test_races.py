@@ -111,7 +111,7 @@ def create_same_named_studies(barrier: Any, index: int, storage_url: str) -> lis
     """Each round, a job's study ``race-<round>`` that every racer's working study creates at once."""
     import optuna
 
-    from automl.working_study import WorkingStudy
+    from automl.engine.working_study import WorkingStudy
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = optuna.storages.RDBStorage(storage_url, engine_kwargs={"connect_args": {"timeout": 30}})

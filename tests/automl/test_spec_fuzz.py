@@ -28,7 +28,7 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from automl.cli import EXIT_INVALID, app
-from automl.engine import plan_search
+from automl.engine.plan import plan_search
 from automl.errors import SpecError
 from automl.spaces import SearchSpace, load_space
 from automl.spec import JobSpec, load_spec, parse_spec, spec_to_yaml

@@ -7,7 +7,7 @@ from __future__ import annotations
 import threading
 
 from automl.tracking import RunUpdate
-from automl.tune_callbacks import TrackingWriter
+from automl.engine.callbacks import TrackingWriter
 
 
 def blocked_writer() -> tuple[TrackingWriter, threading.Event, list[tuple[str, object]]]:

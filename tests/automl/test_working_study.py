@@ -10,7 +10,7 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution
 from optuna.trial import TrialState
 from sqlalchemy import event
 
-from automl.working_study import StudyDiverged, WorkingStudy
+from automl.engine.working_study import StudyDiverged, WorkingStudy
 
 SPACE = {
     "learning_rate": FloatDistribution(1e-4, 1e-1, log=True),

@@ -15,8 +15,8 @@ from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState
 
 from automl.tracking import MlflowTracker, RunUpdate
-from automl.working_study import StudyDiverged, WorkingStudy
-from automl.write_behind import JobWriter, RemoteTrialRuns, WriteBehind, shared
+from automl.engine.working_study import StudyDiverged, WorkingStudy
+from automl.engine.write_behind import JobWriter, RemoteTrialRuns, WriteBehind, shared
 
 REPO = Path(__file__).resolve().parents[2]
 SPACE = {"learning_rate": FloatDistribution(1e-4, 1e-1, log=True)}
@@ -146,7 +146,7 @@ def test_the_shared_writer_closes_at_exit_without_starting_a_thread(tmp_path: Pa
     script = tmp_path / "exit.py"
     script.write_text(
         "import atexit, threading\n"
-        "from automl.write_behind import shared\n"
+        "from automl.engine.write_behind import shared\n"
         "writer = shared()\n"
         "writer.call('ping')\n"
         "def refuse(self):\n"

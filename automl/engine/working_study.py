@@ -14,7 +14,7 @@ Only the process that holds the job's lease writes its study, so trial numbers a
 the two copies; :class:`StudyDiverged` is raised if they ever do not.
 
 In a search the trial writes go through the job's writer process
-(:mod:`automl.write_behind`) instead: sent in order, not waited for one by one, drained before
+(:mod:`automl.engine.write_behind`) instead: sent in order, not waited for one by one, drained before
 the job reports its result.
 """
 
@@ -24,10 +24,9 @@ import copy
 import logging
 import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from automl.errors import AutomlError
-from automl.store.jobs import is_transient
+from automl.errors import AutomlError, is_transient
 
 if TYPE_CHECKING:
     from concurrent.futures import Future
@@ -35,15 +34,20 @@ if TYPE_CHECKING:
     import optuna
     from optuna.trial import FrozenTrial
 
-    from automl.write_behind import WriteBehind
-
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 RETRY_S = 30.0  # how long a durable write waits for a database that restarts or is locked
 
 
-def _durably(call: Callable[..., T], *args: Any) -> T:
+class TrialWrites(Protocol):
+    """Where a study's trial writes go instead of its storage (the job's writer process,
+    :class:`automl.engine.write_behind.JobWriter`): sent in order, each answered by a future."""
+
+    def send(self, op: str, *args: Any) -> Future[Any]: ...
+
+
+def durably(call: Callable[..., T], *args: Any) -> T:
     """Run one durable write, retrying transient database errors with backoff for up to RETRY_S."""
     deadline, pause = time.monotonic() + RETRY_S, 0.2
     while True:
@@ -67,8 +71,8 @@ def create_durable_trial(storage: optuna.storages.BaseStorage, study_id: int, st
     Raises:
         StudyDiverged: the study gave the trial another number than the working copy did.
     """
-    durable_id = _durably(storage.create_new_trial, study_id, template)
-    durable_number = _durably(storage.get_trial_number_from_id, durable_id)
+    durable_id = durably(storage.create_new_trial, study_id, template)
+    durable_number = durably(storage.get_trial_number_from_id, durable_id)
     if durable_number != template.number:
         raise StudyDiverged(
             f"study {study_name!r} was written by another process: trial {template.number} "
@@ -113,12 +117,12 @@ class WorkingStudy:
         self._memory_ids: dict[int, int] = {}  # trial number -> working-copy trial id
         self._waiting: set[int] = set()  # numbers enqueued in the durable study, not yet started
         self._persisted_params: dict[int, set[str]] = {}
-        self._remote: WriteBehind | None = None
+        self._remote: TrialWrites | None = None
         self._in_flight: list[Future[Any]] = []
         for trial in durable_storage.get_all_trials(self._durable_study_id, deepcopy=False):
             self._copy_in(trial)
 
-    def write_behind(self, remote: WriteBehind) -> None:
+    def write_behind(self, remote: TrialWrites) -> None:
         """Make the trial writes from now on through ``remote`` (its study already opened there),
         without waiting for each: :meth:`drain` waits for them and raises what failed."""
         self._remote = remote
@@ -156,7 +160,7 @@ class WorkingStudy:
         if self._remote is not None:
             self._send("study_write", method, number, *args)
             return
-        _durably(getattr(self.durable_storage, method), self._durable_ids[number], *args)
+        durably(getattr(self.durable_storage, method), self._durable_ids[number], *args)
 
     def _copy_in(self, trial: FrozenTrial) -> None:
         memory_id = self.memory._storage.create_new_trial(self._memory_study_id, template_trial=trial)

@@ -67,7 +67,7 @@ class WriteBehind:
         package_root = str(Path(__file__).resolve().parent.parent)
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH")) if p)}
         self._process = subprocess.Popen(
-            [sys.executable, "-m", "automl.write_behind", str(there.fileno())],
+            [sys.executable, "-m", "automl.engine.write_behind", str(there.fileno())],
             pass_fds=(there.fileno(),),
             stdin=subprocess.DEVNULL,
             stdout=2,  # stdout belongs to the CLI (`automl run --json`)
@@ -220,25 +220,25 @@ class _JobWrites:
         self.tracker: Any = None
 
     def open_study(self, storage_url: str, study_name: str) -> None:
-        from automl.engine import _optuna_storage
+        from automl.engine.studies import open_storage
 
-        self.storage = _optuna_storage(storage_url)
+        self.storage = open_storage(storage_url)
         self.study_id = self.storage.get_study_id_from_name(study_name)
         self.study_name = study_name
 
     def study_create(self, template: Any) -> None:
-        from automl.working_study import create_durable_trial
+        from automl.engine.working_study import create_durable_trial
 
         self.trial_ids[template.number] = create_durable_trial(self.storage, self.study_id, self.study_name, template)
 
     def study_write(self, method: str, number: int, *args: Any) -> None:
-        from automl.working_study import _durably
+        from automl.engine.working_study import durably
 
         durable_id = self.trial_ids.get(number)
         if durable_id is None:
-            durable_id = _durably(self.storage.get_trial_id_from_study_id_trial_number, self.study_id, number)
+            durable_id = durably(self.storage.get_trial_id_from_study_id_trial_number, self.study_id, number)
             self.trial_ids[number] = durable_id
-        _durably(getattr(self.storage, method), durable_id, *args)
+        durably(getattr(self.storage, method), durable_id, *args)
 
     def open_tracking(self, tracking_uri: str, artifact_root: str | None, experiment_id: str, parent_run_id: str) -> None:
         from automl.tracking import MlflowTracker
@@ -275,7 +275,7 @@ def _serve(conn: Connection) -> None:
     # Import what the writes need now, while the driver is still starting Ray and the job's runs
     # (MLflow's client alone is over a second of CPU).
     try:
-        import automl.engine  # noqa: F401 - the study storage
+        import automl.engine.studies  # noqa: F401 - the study storage
         import mlflow.tracking  # noqa: F401
     except ImportError:
         pass

@@ -1,7 +1,7 @@
 """Population based training: Tune's PBT scheduler, its population drawn from the job's Optuna study.
 
 Tune refuses PBT beside a search algorithm of the ``Searcher`` kind (PBT chooses the
-hyperparameters itself once trials run), and our :class:`~automl.optuna_bridge.StudySearch`
+hyperparameters itself once trials run), and our :class:`~automl.engine.study_search.StudySearch`
 is one. So for a PBT job the population's first configurations are still asked of the job's
 Optuna study (its seeded sampler; warm-start configurations first), but through
 :class:`PopulationSearch`, a ``BasicVariantGenerator`` that Tune accepts and that hands every
@@ -34,8 +34,8 @@ if TYPE_CHECKING:
     from optuna.distributions import BaseDistribution
     from ray.tune.experiment import Trial
 
-    from automl.optuna_bridge import StudySearch
-    from automl.tune_callbacks import JobCallback
+    from automl.engine.study_search import StudySearch
+    from automl.engine.callbacks import JobCallback
 
 EXPLOITS_ATTR = "pbt_exploits"
 FINAL_PARAMS_ATTR = "pbt_final_params"
@@ -93,7 +93,7 @@ def pbt_settings(
         mutable: the parameters the trainer can change mid-training; ``None``: any (a custom objective).
         space_known: ``False`` where the caller has not resolved the space (the spec's
             structural check): ``space`` and ``mutate`` are then checked later, by
-            :func:`automl.schedulers.check_scheduler`.
+            :func:`check_pbt`.
 
     Raises:
         SpecError: naming the option (or the space) that is wrong and what to do.
@@ -472,3 +472,59 @@ def checkpoints_to_keep(settings: PBTSettings) -> int:
     """How many checkpoints each trial keeps: a donor's checkpoint must outlive the wait of the
     trial cloning it, across at least two perturbation intervals of the donor's own training."""
     return 2 * (settings.perturbation_interval // settings.checkpoint_interval) + 2
+
+
+def build_pbt(
+    options: Mapping[str, Any],
+    *,
+    metric: str,
+    mode: str,
+    max_epochs: int,
+    grace_period: int,
+    space: Mapping[str, BaseDistribution] | None,
+    mutable: frozenset[str] | None,
+) -> JobPBT:
+    """The PBT scheduler of a job (the registry's factory).
+
+    Without a space (the spec's structural check) only the options are checked; the run builds
+    the real one with the space (:func:`check_pbt` refuses a define-by-run space).
+    """
+    settings = pbt_settings(
+        options, max_epochs=max_epochs, grace_period=grace_period, space=space, mutable=mutable, space_known=space is not None
+    )
+    return JobPBT(settings, metric=metric, mode=mode, max_epochs=max_epochs, space=space or {})
+
+
+def check_pbt(
+    options: Mapping[str, Any],
+    *,
+    max_epochs: int,
+    grace_period: int,
+    space: Mapping[str, BaseDistribution] | None,
+    mutable: frozenset[str] | None,
+    trials: int,
+    max_concurrent: int | None,
+) -> int:
+    """The registry's check of a PBT job: the checkpoint interval its trials must keep.
+
+    Raises:
+        SpecError: naming the field that is wrong and what to do.
+    """
+    if max_concurrent is not None and max_concurrent < trials:
+        raise SpecError(
+            f"resources.max_concurrent: pbt trains its whole population (budget.trials = {trials}) side by "
+            "side as resources allow, pausing and resuming members from checkpoints; leave max_concurrent unset"
+        )
+    settings = pbt_settings(options, max_epochs=max_epochs, grace_period=grace_period, space=space, mutable=mutable)
+    return settings.checkpoint_interval
+
+
+def population_search(
+    scheduler: JobPBT, searcher: StudySearch, study_name: str, callback: JobCallback
+) -> tuple[PopulationSearch, int]:
+    """The registry's setup of a PBT job: the population search that replaces the ``StudySearch``
+    (drawing from the same study and handing it every trial event), and how many checkpoints
+    each trial keeps so that it can be cloned from."""
+    population = PopulationSearch(searcher, study_name=study_name, params=tuple(scheduler.space), callback=callback)
+    scheduler.recorder = population
+    return population, checkpoints_to_keep(scheduler.settings)

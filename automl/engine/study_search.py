@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from ray.tune.search.optuna import OptunaSearch
 
-from automl.working_study import WorkingStudy
+from automl.engine.working_study import WorkingStudy
 from workers.context import FAIL_REASON_KEY, FINAL_KEY, as_number
 from workers.trainable import TRIAL_NUMBER_KEY
 
@@ -102,7 +102,7 @@ class StudySearch(OptunaSearch):
     """``OptunaSearch`` that numbers trials, links them to Ray trial ids, and records true states.
 
     The sampler works on an in-memory copy of the job's study that writes every change
-    through to the durable one (:class:`~automl.working_study.WorkingStudy`): three or four
+    through to the durable one (:class:`~automl.engine.working_study.WorkingStudy`): three or four
     small transactions per trial on the driver's loop instead of about sixteen.
 
     Args:
@@ -158,7 +158,7 @@ class StudySearch(OptunaSearch):
         self._ot_study = self._working.memory
 
     def write_behind(self, remote: Any) -> None:
-        """Make the study's trial writes through a :class:`~automl.write_behind.WriteBehind` from now on."""
+        """Make the study's trial writes through a :class:`~automl.engine.write_behind.WriteBehind` from now on."""
         assert self._working is not None
         self._working.write_behind(remote)
 
@@ -276,7 +276,6 @@ class StudySearch(OptunaSearch):
     def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
         if trial_id in self._completed_trials or trial_id not in self._ot_trials:
             return
-        import optuna
 
         outcome = trial_outcome(result, self.metric, error=error, error_message=self.error_reason(trial_id) if error else None)
         stopping = self._interruption()

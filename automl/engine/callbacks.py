@@ -23,7 +23,7 @@ from ray.tune.result import AUTO_RESULT_KEYS
 from automl.control import JobControl
 from automl.errors import exception_chain
 from automl.faults import fault_point
-from automl.optuna_bridge import INTERRUPTED, StudySearch, TrialOutcome, trial_outcome
+from automl.engine.study_search import INTERRUPTED, StudySearch, TrialOutcome, trial_outcome
 from automl.results import TrialSummary
 from automl.tracking import MlflowTracker, RunUpdate, read_text, trace_tail
 from workers.context import FINAL_KEY, STEP_KEY
@@ -328,7 +328,7 @@ class JobCallback(Callback):
     ) -> None:
         self.searcher = searcher
         # Who makes the trial-run writes: the tracker itself, or the job's writer process
-        # (automl.write_behind.RemoteTrialRuns, the same four methods).
+        # (automl.engine.write_behind.RemoteTrialRuns, the same four methods).
         self.trial_runs = trial_runs if trial_runs is not None else tracker
         # How long a finished search waits for a down MLflow server before giving its held writes up.
         self.tracking_grace_s = tracking_grace_s if tracking_grace_s is not None else float(os.environ.get(GRACE_ENV, "30"))
@@ -536,7 +536,7 @@ class JobCallback(Callback):
             return True
         return value > self.best_value if self.mode == "max" else value < self.best_value
 
-    def _safely(self, call: Any, *args: Any, **kwargs: Any) -> Any:
+    def safely(self, call: Any, *args: Any, **kwargs: Any) -> Any:
         """Tracking must never take the search down: a failed write is kept and reported at the end."""
         try:
             return call(*args, **kwargs)

@@ -1,0 +1,194 @@
+"""A job spec checked against the world once, resolved into a :class:`SearchPlan`.
+
+What must stay true: everything a search needs from outside (the space, the data, the objective,
+the metrics, the sampler's and the scheduler's options) is checked here, before anything is
+written; what runs the plan (:mod:`automl.engine.run`) does not check it again, except the
+cluster's resources, which can change between submit and run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from automl.errors import SpecError
+from automl.spaces import SearchSpace
+from automl.spec import JobSpec, check_spec, data_config, import_objective, resolve_metrics
+
+if TYPE_CHECKING:
+    from automl.engine.schedulers import SchedulerRequest
+    from workers.trainable import TrialPlan
+
+SpaceArg = SearchSpace | Mapping[str, Any] | Callable[..., Any]
+
+
+@dataclass(frozen=True)
+class SearchPlan:
+    """A spec with everything resolved: the space Optuna samples, the metric, what each trial runs.
+
+    Attributes:
+        spec: the validated job spec.
+        space: a :class:`SearchSpace`, or an Optuna define-by-run function ``f(trial) -> dict | None``.
+        metrics, modes: what the study optimises (several metrics: a Pareto front).
+        trial_plan: what every trial receives besides its hyperparameters.
+    """
+
+    spec: JobSpec
+    space: SearchSpace | Callable[..., Any]
+    metrics: tuple[str, ...]
+    modes: tuple[str, ...]
+    trial_plan: TrialPlan
+
+    @property
+    def metric(self) -> str:
+        """The primary metric: the scheduler stops trials on it; it picks the best of a Pareto front."""
+        return self.metrics[0]
+
+    @property
+    def mode(self) -> str:
+        """The primary metric's direction."""
+        return self.modes[0]
+
+    @property
+    def multi_objective(self) -> bool:
+        return len(self.metrics) > 1
+
+    def optuna_space(self) -> dict[str, Any] | Callable[..., Any]:
+        """The space as ``OptunaSearch`` takes it."""
+        return self.space.to_optuna() if isinstance(self.space, SearchSpace) else self.space
+
+    def scheduler_request(self) -> SchedulerRequest:
+        """What the scheduler registry builds this job's scheduler from."""
+        return scheduler_request(self.spec, self.space, self.metric, self.mode)
+
+
+def scheduler_request(spec: JobSpec, space: Any, metric: str, mode: str) -> SchedulerRequest:
+    """The scheduler's request for ``spec``: its options, the space's distributions (``None`` for
+    a define-by-run space) and the parameters its trainer can change mid-training."""
+    from automl.engine.schedulers import SchedulerRequest
+
+    mutable = None  # a custom objective reads its parameters itself: any of them may change
+    if spec.trainer is not None:
+        from workers.trainers import get_trainer
+
+        mutable = frozenset(get_trainer(spec.trainer.name).mutable_hyperparameters)
+    return SchedulerRequest(
+        metric=metric,
+        mode=mode,
+        max_epochs=spec.budget.max_epochs,
+        grace_period=min(spec.scheduler.grace_period, spec.budget.max_epochs),
+        options=dict(spec.scheduler.options),
+        space=space.to_optuna() if isinstance(space, SearchSpace) else None,
+        mutable=mutable,
+    )
+
+
+def plan_search(
+    spec: JobSpec,
+    *,
+    base_dir: Path | None = None,
+    objective: Callable[..., Any] | None = None,
+    space: Callable[..., Any] | None = None,
+) -> SearchPlan:
+    """Resolve ``spec`` into a :class:`SearchPlan`, checking it against the outside world.
+
+    Args:
+        spec: the job spec.
+        base_dir: the folder relative paths in the spec are read from (the spec file's folder).
+        objective: the custom objective itself, when given in code rather than as ``module:function``.
+        space: an Optuna define-by-run function, when given in code.
+
+    Raises:
+        SpecError: naming what is wrong, before anything is written.
+    """
+    from automl.engine.schedulers import JobLimits, check_scheduler
+    from workers.trainable import TrialPlan
+
+    resolved_space = check_spec(spec, base_dir=base_dir, space=space, import_objective_ref=False)
+    if objective is None and spec.objective is not None:
+        # Import it here and ship the function itself, by value when it is the user's own file:
+        # the nodes of a cluster do not have the driver's folders.
+        objective = import_objective(spec.objective, base_dir=base_dir)
+    metrics, modes = resolve_metrics(spec, base_dir=base_dir)
+    _check_sampler(spec, resolved_space, len(metrics))
+    _check_warm_start(spec, resolved_space)
+    # Scheduler options that cannot work are refused here; PBT says how often trials must checkpoint.
+    checkpoint_interval = check_scheduler(
+        spec.scheduler.name,
+        scheduler_request(spec, resolved_space, metrics[0], modes[0]),
+        JobLimits(trials=spec.budget.trials, max_concurrent=spec.resources.max_concurrent),
+    )
+    import_paths = tuple(str(p.resolve()) for p in (base_dir, Path.cwd()) if p is not None)
+    trial_plan = TrialPlan(
+        max_epochs=spec.budget.max_epochs,
+        seed=spec.seed,
+        cpus=spec.resources.cpus_per_trial,
+        gpus=spec.resources.gpus_per_trial,
+        metric=metrics[0],
+        metrics=metrics,
+        trainer=spec.trainer.name if spec.trainer else None,
+        data=data_config(spec, base_dir=base_dir) if spec.trainer else None,
+        objective=objective if objective is not None else spec.objective,
+        import_paths=import_paths,
+        checkpoint_interval=checkpoint_interval,
+    )
+    if objective is not None:
+        _pickle_by_value_if_local(objective)
+    return SearchPlan(spec, resolved_space, metrics, modes, trial_plan)
+
+
+def _check_sampler(spec: JobSpec, space: Any, n_objectives: int) -> None:
+    """Build the sampler once, so a wrong option or a grid it cannot enumerate is refused up front."""
+    from automl.engine.samplers import SamplerRequest, create_sampler, grid_size
+
+    request = SamplerRequest(
+        seed=spec.seed,
+        options=spec.sampler.options,
+        space=space if isinstance(space, SearchSpace) else None,
+        n_objectives=n_objectives,
+    )
+    try:
+        create_sampler(spec.sampler.name, request)
+    except ValueError as exc:
+        raise SpecError(f"sampler: {exc}") from None
+    if spec.sampler.name == "grid" and isinstance(space, SearchSpace) and grid_size(space) < spec.budget.trials:
+        raise SpecError(
+            f"budget.trials: the grid has {grid_size(space)} points, fewer than the {spec.budget.trials} trials asked for"
+        )
+
+
+def _check_warm_start(spec: JobSpec, space: Any) -> None:
+    """Each warm-start configuration must name the space's parameters with values inside it."""
+    if not spec.warm_start.configs or not isinstance(space, SearchSpace):
+        return
+    distributions = space.to_optuna()
+    for index, config in enumerate(spec.warm_start.configs):
+        field = f"warm_start.configs[{index}]"
+        missing = sorted(set(distributions) - set(config))
+        unknown = sorted(set(config) - set(distributions))
+        if missing or unknown:
+            raise SpecError(f"{field}: needs exactly the space's parameters (missing: {missing or 'none'}, unknown: {unknown or 'none'})")
+        for name, value in config.items():
+            dist = distributions[name]
+            try:
+                inside = dist._contains(dist.to_internal_repr(value))
+            except (ValueError, TypeError):
+                inside = False
+            if not inside:
+                raise SpecError(f"{field}.{name}: {value!r} is outside the space ({dist})")
+
+
+def _pickle_by_value_if_local(objective: Callable[..., Any]) -> None:
+    """Ship a user's objective by value when its module is a script or test file a Ray worker cannot import."""
+    module = sys.modules.get(getattr(objective, "__module__", "") or "")
+    path = getattr(module, "__file__", None) or ""
+    if module is None or module.__name__ == "__main__" or "site-packages" in path:
+        return
+    import ray.cloudpickle
+
+    with contextlib.suppress(ValueError):
+        ray.cloudpickle.register_pickle_by_value(module)

@@ -1,0 +1,303 @@
+"""A :class:`~automl.engine.plan.SearchPlan` run: an Optuna study driven through Ray Tune, tracked in MLflow.
+
+The CLI, the runner and the Python API all end here, so a search is the same search whichever
+way it was asked for: same storage, same tracking, same scheduler. What must stay true: a
+resumed job keeps its finished trials and retries its interrupted ones with the same
+parameters; every trial Tune leaves unfinished gets a final state in the study and in MLflow.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from automl.results import SearchResult
+from automl.engine.cluster import check_resources, default_concurrency, ensure_ray, quiet_libraries
+from automl.engine.plan import SearchPlan
+from automl.engine.studies import open_storage, prior_trials, warm_start_configs
+from automl.engine.summary import job_params, job_tags, space_artifact, summarize
+from automl.settings import Settings, prepare, resolve_settings
+from automl.spaces import SearchSpace
+from automl.spec import spec_to_yaml
+
+if TYPE_CHECKING:
+    from automl.control import JobControl
+    from automl.engine.callbacks import JobCallback, ProgressSink
+
+def run_search(
+    plan: SearchPlan,
+    *,
+    settings: Settings | None = None,
+    study_name: str | None = None,
+    progress: ProgressSink | None = None,
+    control: JobControl | None = None,
+    parent_run_id: str | None = None,
+) -> SearchResult:
+    """Run the search described by ``plan`` to the end and return its result.
+
+    When the study ``study_name`` already exists (a job resumed after its runner died or
+    stopped), its finished trials stay, its trials left RUNNING are retried with the same
+    parameters and trial numbers, and only the missing trials run, so the job ends with exactly
+    ``budget.trials`` finished trials. ``parent_run_id`` reopens the job's MLflow run.
+
+    Raises:
+        AutomlError: the state directory, the tracking store or Ray cannot be used.
+    """
+    spec = plan.spec
+    settings = settings or resolve_settings(tracking_uri=spec.tracking.tracking_uri)
+    prepare(settings)
+    study_name = study_name or f"{spec.name}-{uuid.uuid4().hex[:8]}"
+    with quiet_libraries():
+        return _run(plan, settings, study_name, progress, control, parent_run_id)
+
+
+def _run(
+    plan: SearchPlan,
+    settings: Settings,
+    study_name: str,
+    progress: ProgressSink | None,
+    control: JobControl | None,
+    parent_run_id: str | None,
+) -> SearchResult:
+    """One search: Optuna study, MLflow runs and Ray Tune; its per-trial writes made by the process's writer."""
+    from automl.engine import write_behind
+    from automl.engine.study_search import StudySearch
+    from automl.plots import log_search_plots
+    from automl.engine.samplers import SamplerRequest, create_sampler
+    from automl.tracking import MlflowTracker
+    from automl.engine.callbacks import JobCallback
+    from automl.engine.write_behind import RemoteTrialRuns
+
+    spec = plan.spec
+    # Started now if this is the process's first search: it imports MLflow and Optuna while
+    # Ray and the stores open.
+    writer = write_behind.shared() if write_behind.enabled() else None
+    ensure_ray(settings.ray_address)
+    check_resources(spec)
+    storage = open_storage(settings.storage_url)
+    prior = prior_trials(storage, study_name)
+    finished = [t for t in prior if t.state.is_finished()]
+    stale = [t for t in prior if t.state.name == "RUNNING"]
+    tracker = MlflowTracker(settings.tracking_uri, artifact_root=settings.artifact_root)
+    if parent_run_id is not None:
+        tracker.resume_job(parent_run_id)
+    else:
+        tracker.start_job(
+            experiment=spec.experiment_name,
+            run_name=study_name,
+            params=job_params(plan),
+            tags=job_tags(plan, settings, study_name),
+            artifacts={"job/spec.yaml": spec_to_yaml(spec), **space_artifact(plan)},
+            description=spec.description,
+        )
+    if control is not None:
+        control.on_tracking(tracker.experiment_id, tracker.parent_run_id)
+    status = "FAILED"
+    callback: JobCallback | None = None
+    # This job's state in the writer (None: its writes are made here).
+    remote = writer.job(f"{study_name}-{uuid.uuid4().hex[:8]}") if writer is not None else None
+    try:
+        existing_runs = _reconcile_tracking(tracker, finished, plan.metric) if prior else {}
+        if prior and control is not None:
+            control.on_event(
+                "resumed",
+                f"resuming: {len(finished)} trials already finished, {len(stale)} interrupted trials to retry, "
+                f"{max(spec.budget.trials - len(finished), 0)} to run",
+            )
+        concurrency = spec.resources.max_concurrent or default_concurrency(spec)
+        stopping = control.stop_reason if control is not None else None
+        searcher = StudySearch(
+            space=plan.optuna_space(),
+            metric=list(plan.metrics) if plan.multi_objective else plan.metric,
+            mode=list(plan.modes) if plan.multi_objective else plan.mode,
+            # A resumed job reseeds its sampler, or it would propose the points it already tried.
+            sampler=create_sampler(
+                spec.sampler.name,
+                SamplerRequest(
+                    seed=spec.seed + len(prior),
+                    options=spec.sampler.options,
+                    concurrency=concurrency,
+                    space=plan.space if isinstance(plan.space, SearchSpace) else None,
+                    n_objectives=len(plan.metrics),
+                ),
+            ),
+            study_name=study_name,
+            storage=storage,
+            resume=stale,
+            interruption=stopping,
+        )
+        searcher.durable_study.set_user_attr("job_name", spec.name)
+        searcher.durable_study.set_user_attr("mlflow_parent_run_id", tracker.parent_run_id)
+        if not prior:
+            warm = warm_start_configs(spec, storage, plan)
+            for config in warm:
+                searcher.enqueue(config)
+            if warm and control is not None:
+                control.on_event("warm_start", f"{len(warm)} configurations queued to run first")
+        trial_runs = None
+        if remote is not None:
+            remote.send("open_study", settings.storage_url, study_name)
+            searcher.write_behind(remote)
+            remote.send("open_tracking", settings.tracking_uri, settings.artifact_root, tracker.experiment_id, tracker.parent_run_id)
+            trial_runs = RemoteTrialRuns(remote)
+        complete = [t.values[0] for t in finished if t.state.name == "COMPLETE" and t.values]
+        callback = JobCallback(
+            searcher,
+            plan.metric,
+            plan.mode,
+            tracker=tracker,
+            progress=progress,
+            control=control,
+            existing_runs=existing_runs,
+            finished=len(finished),
+            best_value=(max if plan.mode == "max" else min)(complete) if complete else None,
+            target=spec.budget.target,
+            patience=spec.budget.patience,
+            trial_runs=trial_runs,
+        )
+        remaining = spec.budget.trials - len(finished)
+        if progress is not None:
+            progress.start(spec.budget.trials)
+            for t in finished:
+                progress.trial_done(t.state.name, callback.best_value)
+        try:
+            if remaining > 0:
+                _tuner(plan, study_name, settings, searcher, callback, remaining, concurrency, control).fit()
+        finally:
+            if progress is not None:
+                progress.stop()
+        _settle(searcher, callback, control)
+        searcher.drain()  # every trial durable in the study before anything reads it back
+        callback.flush()
+        log_search_plots(tracker, searcher.durable_study, plan.metrics, control)  # plots/ on the parent run; never raises
+        early = callback.early_stop_reason()
+        if early is not None and control is not None:
+            control.on_event("stopped_early", f"stopped early: {early}")
+        reason = control.stop_reason() if control is not None else None
+        if reason is not None:
+            status = "KILLED" if reason == "cancel" else "RUNNING"
+            return summarize(plan, settings, study_name, searcher.study, callback, tracker, log_model=False)
+        result = summarize(plan, settings, study_name, searcher.study, callback, tracker, log_model=True)
+        status = "FINISHED"
+        return result
+    except KeyboardInterrupt:
+        status = "KILLED"
+        raise
+    finally:
+        if callback is not None:
+            callback.shutdown()
+        if remote is not None:
+            remote.close()  # every write of the job made before the job is reported done
+        if status == "KILLED":
+            with contextlib.suppress(Exception):
+                tracker.finish_job("KILLED", metrics={}, params={}, tags={"automl.state": "cancelled"})
+        elif status == "FAILED":
+            with contextlib.suppress(Exception):
+                tracker.finish_job("FAILED", metrics={}, params={}, tags={"automl.state": "failed"})
+
+
+def _tuner(
+    plan: SearchPlan,
+    study_name: str,
+    settings: Settings,
+    searcher: Any,
+    callback: JobCallback,
+    num_samples: int,
+    concurrency: int,
+    control: JobControl | None,
+) -> Any:
+    """The Tune run: our searcher and scheduler, actors reused, Tune's own output and loggers off."""
+    from ray import tune
+
+    from ray.tune.registry import register_trainable
+
+    from automl.engine.schedulers import build_scheduler, scheduler_kind
+    from automl.engine.callbacks import JobStopper, TrialTimeout
+    from workers.trainable import run_trial
+
+    spec = plan.spec
+    trainable = tune.with_resources(
+        tune.with_parameters(run_trial, plan=plan.trial_plan),
+        {"cpu": spec.resources.cpus_per_trial, "gpu": spec.resources.gpus_per_trial},
+    )
+    # Tune keeps trainables in a process-wide registry, by name and without a lock. Jobs that a
+    # runner runs side by side each register under their own name (or one job's trials would
+    # run the other's plan), one at a time, and hand Tune the name.
+    name = f"automl_{study_name}_{uuid.uuid4().hex[:6]}"
+    with _REGISTRY_LOCK:
+        register_trainable(name, trainable)
+    scheduler = build_scheduler(spec.scheduler.name, plan.scheduler_request())
+    # Each kind's setup hook: most run beside the searcher; PBT brings a population search around it.
+    setup = scheduler_kind(spec.scheduler.name).setup(scheduler, searcher, study_name, callback, concurrency)
+    return tune.Tuner(
+        name,
+        tune_config=tune.TuneConfig(
+            search_alg=setup.search_alg,
+            scheduler=setup.scheduler,
+            num_samples=num_samples,
+            max_concurrent_trials=setup.max_concurrent_trials,
+            reuse_actors=True,
+            time_budget_s=spec.budget.time_limit_s,
+            trial_dirname_creator=_trial_dirname,
+        ),
+        run_config=tune.RunConfig(
+            name=f"{study_name}-{uuid.uuid4().hex[:6]}",
+            storage_path=str(settings.ray_results),
+            callbacks=[callback, TrialTimeout(callback, spec.budget.trial_timeout_s)] if spec.budget.trial_timeout_s else [callback],
+            stop=JobStopper(callback, control),
+            verbose=0,
+            failure_config=tune.FailureConfig(max_failures=spec.max_retries),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=setup.checkpoints_to_keep),
+        ),
+    )
+
+
+def _reconcile_tracking(tracker: Any, finished: list[Any], metric: str) -> dict[int, str]:
+    """Bring MLflow up to the study after a runner died: close runs of trials the study says
+    finished, create the ones it never opened. Returns the run id of every trial seen so far."""
+    runs = tracker.child_runs()
+    for trial in finished:
+        run = runs.get(trial.number)
+        state = trial.state.name
+        if run is not None and run.info.status != "RUNNING" and run.data.tags.get("automl.state") == state:
+            continue
+        if run is None:
+            run_id = tracker.start_trial(trial.number, trial.params, {})
+            for step, value in sorted(trial.intermediate_values.items()):
+                tracker.log_metrics(run_id, {metric: value}, step)
+        else:
+            run_id = run.info.run_id
+        tracker.end_trial(run_id, state, reason=trial.user_attrs.get("fail_reason"), error_text=None)
+        runs[trial.number] = tracker.client.get_run(run_id)
+    return {number: run.info.run_id for number, run in runs.items()}
+
+
+def _settle(searcher: Any, callback: JobCallback, control: JobControl | None) -> None:
+    """Give every trial Tune left unfinished (a stop, a time limit) its final state."""
+    from automl.engine.study_search import INTERRUPTED, TrialOutcome
+
+    reason = control.stop_reason() if control is not None else None
+    for trial_id in searcher.unfinished():
+        record = callback.records.get(trial_id)
+        if reason == "release":
+            continue  # stays RUNNING: the next runner retries it
+        if reason == "cancel":
+            outcome = TrialOutcome("FAIL", None, "the job was cancelled")
+        elif searcher.reported(trial_id):
+            outcome = TrialOutcome("PRUNED", None, None)
+        else:
+            outcome = TrialOutcome("FAIL", None, "the job stopped (time limit, target or patience) before it reported")
+        searcher.settle(trial_id, outcome)
+        if record is None:  # proposed but never started: it still gets its MLflow run
+            record = callback.open_record(trial_id, searcher.trial_number(trial_id) or 0, searcher.trial_params(trial_id))
+        if record.outcome is None or record.outcome.state == INTERRUPTED:
+            callback.close(record, outcome)
+
+
+_REGISTRY_LOCK = threading.Lock()
+
+
+def _trial_dirname(trial: Any) -> str:
+    return f"trial-{trial.config.get('_trial_number', 0):04d}-{trial.trial_id}"

@@ -1,0 +1,115 @@
+"""The Optuna side of a job: one RDB storage per URL per process, and what a study already holds.
+
+What must stay true: a process opens one storage per URL (the jobs a runner runs side by side
+share it); two processes creating the schema of a fresh database at once both end up with it.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import TYPE_CHECKING, Any
+
+from automl.errors import AutomlError, SpecError, exception_chain
+from automl.settings import redact_url
+from automl.spaces import SearchSpace
+
+if TYPE_CHECKING:
+    import optuna
+
+    from automl.engine.plan import SearchPlan
+    from automl.spec import JobSpec
+
+def warm_start_configs(spec: JobSpec, storage: Any, plan: SearchPlan) -> list[dict[str, Any]]:
+    """The configurations to evaluate first: the spec's own, then an earlier study's best trials."""
+    configs = [dict(c) for c in spec.warm_start.configs]
+    source = spec.warm_start.from_study
+    if source is None:
+        return configs
+    import optuna
+
+    try:
+        earlier = optuna.load_study(study_name=source, storage=storage)
+    except KeyError:
+        raise SpecError(f"warm_start.from_study: no study {source!r} in the Optuna storage") from None
+    done = [t for t in earlier.get_trials(deepcopy=False) if t.state.name == "COMPLETE" and t.values]
+    maximize = earlier.directions[0] == optuna.study.StudyDirection.MAXIMIZE
+    done.sort(key=lambda t: t.values[0], reverse=maximize)
+    names = set(plan.space.params) if isinstance(plan.space, SearchSpace) else None
+    for trial in done[: spec.warm_start.top]:
+        params = dict(trial.params)
+        if names is None or set(params) == names:
+            configs.append(params)
+    return configs
+
+
+def prior_trials(storage: Any, study_name: str) -> list[Any]:
+    """The trials of ``study_name`` if the study exists (a resumed job), else none."""
+    try:
+        study_id = storage.get_study_id_from_name(study_name)
+    except KeyError:
+        return []
+    return storage.get_all_trials(study_id, deepcopy=False)
+
+
+_STORAGES: dict[str, Any] = {}
+_STORAGES_LOCK = threading.Lock()
+
+
+def open_storage(url: str) -> optuna.storages.BaseStorage:
+    """One Optuna RDB storage per URL per process, shared by the jobs a runner runs side by side."""
+    import optuna
+
+    with _STORAGES_LOCK:
+        if url in _STORAGES:
+            return _STORAGES[url]
+        kwargs: dict[str, Any] = {}
+        if url.startswith("sqlite"):
+            # Wait for a lock instead of failing at once when another process writes.
+            kwargs["engine_kwargs"] = {"connect_args": {"timeout": 30}}
+        else:
+            # A server restart leaves the pool's connections dead: test each before use.
+            kwargs["engine_kwargs"] = {"pool_pre_ping": True}
+        for attempt in range(3):
+            try:
+                storage = optuna.storages.RDBStorage(url, **kwargs)
+                break
+            except Exception as exc:  # noqa: BLE001
+                # Two processes creating the schema of a new database at once: the loser's CREATE
+                # TABLE finds the table made ("already exists") or its stamp of the schema version
+                # finds the winner's (an IntegrityError); on the retry the schema is there.
+                if _lost_schema_race(exc) and attempt < 2:
+                    time.sleep(0.5)
+                    continue
+                raise AutomlError(f"cannot open the Optuna storage {redact_url(url)}: {exc}") from exc
+        if url.startswith("sqlite"):
+            _tune_sqlite(storage)
+        _STORAGES[url] = storage
+        return storage
+
+
+def _lost_schema_race(exc: BaseException) -> bool:
+    """Whether opening a storage failed because another process was creating its schema too."""
+    from sqlalchemy.exc import IntegrityError
+
+    return any(isinstance(e, IntegrityError) or "already exists" in str(e) for e in exception_chain(exc))
+
+
+def _tune_sqlite(storage: optuna.storages.RDBStorage) -> None:
+    """WAL with ``synchronous=NORMAL`` on the study database's connections.
+
+    Optuna opens SQLite in rollback-journal mode, which syncs the disk several times per
+    commit, and a trial is several commits. In WAL mode with NORMAL sync a commit is durable
+    against a crash of the process (kill -9 included), though the last commits may be lost
+    if the whole machine loses power; readers (``automl status``) no longer block the writer.
+    """
+    from sqlalchemy import event
+
+    def pragmas(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    event.listen(storage.engine, "connect", pragmas)
+    storage.engine.dispose()  # connections opened while creating the schema get the pragmas too
