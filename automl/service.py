@@ -155,11 +155,6 @@ def study_directions(settings: Settings, study_name: str) -> list[str]:
     return ["max" if d == optuna.study.StudyDirection.MAXIMIZE else "min" for d in directions]
 
 
-def study_direction(settings: Settings, study_name: str) -> str:
-    """``max`` or ``min``: which way the job's study optimises its primary metric."""
-    return study_directions(settings, study_name)[0]
-
-
 def snapshot_from_study(settings: Settings, study_name: str) -> JobSnapshot:
     """A job's snapshot computed from its Optuna study: every trial is read (slow at thousands).
 

@@ -470,12 +470,6 @@ def resolve_metrics(spec: JobSpec, *, base_dir: Path | None = None) -> tuple[tup
     return names, modes  # type: ignore[return-value]
 
 
-def resolve_metric(spec: JobSpec, *, base_dir: Path | None = None) -> tuple[str, Mode]:
-    """The primary metric and its direction (see :func:`resolve_metrics`)."""
-    names, modes = resolve_metrics(spec, base_dir=base_dir)
-    return names[0], modes[0]
-
-
 def data_config(spec: JobSpec, *, base_dir: Path | None = None) -> Any:
     """The trainer's :class:`~workers.trainers.base.DataConfig` for this spec (paths made absolute)."""
     from workers.trainers.base import DataConfig
