@@ -11,8 +11,8 @@ from automl.spaces import SearchSpace
 from automl.spec import JobSpec, load_spec, parse_spec
 
 if TYPE_CHECKING:
-    from automl.results import SearchResult
     from automl.engine.callbacks import ProgressSink
+    from automl.results import SearchResult
 
 Objective = Callable[..., Any]
 
@@ -172,7 +172,7 @@ def _objective_ref(objective: Objective) -> str:
     if not callable(objective):
         raise SpecError(f"objective: expected a function, got {type(objective).__name__}")
     module = getattr(objective, "__module__", None) or "__main__"
-    qualname = getattr(objective, "__qualname__", None) or getattr(objective, "__name__", "objective")
+    qualname = str(getattr(objective, "__qualname__", None) or getattr(objective, "__name__", None) or "objective")
     safe = ".".join(part for part in qualname.split(".") if part.isidentifier()) or "objective"
     return f"{module}:{safe}"
 

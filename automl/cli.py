@@ -14,8 +14,8 @@ import logging
 import os
 import sys
 import time
-from pathlib import Path
 from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TextIO
 
 import typer
@@ -86,16 +86,20 @@ def run(
 
     Ctrl-C cancels the job. Example: [bold]automl run examples/iris.yaml[/bold]
     """
+    from automl.engine.cluster import check_resources, ensure_ray
     from automl.runner import Runner
     from automl.service import check_job_file, check_tracking, enqueue
-
-    from automl.engine.cluster import check_resources, ensure_ray
 
     checked = _guard(lambda: check_job_file(job_file))
     settings = _settings(db_url, ray_address, tracking_uri, storage_url)
     # Before anything is queued: the tracking server first (a TCP check, seconds), then Ray.
     _guard(lambda: check_tracking(checked.spec, settings))
-    _guard(lambda: (ensure_ray(settings.ray_address), check_resources(checked.spec)))
+
+    def check_cluster() -> None:
+        ensure_ray(settings.ray_address)
+        check_resources(checked.spec)
+
+    _guard(check_cluster)
     store = _store(settings)
     job = _guard(lambda: enqueue(store, checked))
     if not json_output:
@@ -288,7 +292,7 @@ def validate(job_file: Annotated[Path, typer.Argument(help="The job spec (YAML).
 
     spec = _guard(lambda: load_spec(job_file))
     plan = _guard(lambda: plan_search(spec, base_dir=job_file.resolve().parent))
-    objectives = ", ".join(f"{mode} {metric}" for metric, mode in zip(plan.metrics, plan.modes))
+    objectives = ", ".join(f"{mode} {metric}" for metric, mode in zip(plan.metrics, plan.modes, strict=True))
     out.print(f"[green]ok[/green] {job_file}: job {spec.name!r}, {objectives}, {spec.budget.trials} trials")
 
 
@@ -384,9 +388,10 @@ def _follow(store: JobStore, job: JobView, *, quiet: bool) -> JobView:
     if bar is not None:
         bar.start(job.trials_total)
     seen = 0
+    job_id = job.id
     try:
         while True:
-            job = _guard(lambda: store.get(job.id))
+            job = _guard(lambda: store.get(job_id))
             if bar is not None:
                 while seen < job.trials_finished:
                     bar.trial_done("finished", job.best_value)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 
 class RichProgress:
@@ -13,7 +13,7 @@ class RichProgress:
         self.console = console or Console(stderr=True)
         self.label = label
         self._progress: Progress | None = None
-        self._task: int | None = None
+        self._task: TaskID | None = None
         self._states: dict[str, int] = {}
 
     def start(self, total: int) -> None:

@@ -23,6 +23,17 @@ class TrialSummary:
     values: tuple[float, ...] | None = None
 
 
+def primary_value(trial: TrialSummary) -> float:
+    """A trial's value on the primary metric, to rank trials that have one (COMPLETE trials do).
+
+    Raises:
+        ValueError: if the trial has no value.
+    """
+    if trial.value is None:
+        raise ValueError(f"trial {trial.number} has no value to rank by")
+    return trial.value
+
+
 @dataclass(frozen=True)
 class SearchResult:
     """The outcome of one search job.
@@ -77,7 +88,7 @@ class SearchResult:
     def top(self, n: int = 5) -> list[TrialSummary]:
         """The ``n`` best COMPLETE trials, best first."""
         done = [t for t in self.trials if t.state == "COMPLETE" and t.value is not None]
-        return sorted(done, key=lambda t: t.value, reverse=self.mode == "max")[:n]  # type: ignore[arg-type,return-value]
+        return sorted(done, key=primary_value, reverse=self.mode == "max")[:n]
 
     def trials_frame(self) -> pd.DataFrame:
         """Every trial as a table: number, state, value, one column per hyperparameter, run id."""

@@ -26,11 +26,11 @@ from automl.errors import AutomlError
 from automl.faults import fault_point
 
 if TYPE_CHECKING:
+    from automl.engine.callbacks import ProgressSink
     from automl.results import SearchResult, TrialSummary
     from automl.settings import Settings
     from automl.store import JobStore, JobView
     from automl.store.snapshot import SnapshotBuilder
-    from automl.engine.callbacks import ProgressSink
 
 logger = logging.getLogger(__name__)
 
@@ -289,7 +289,7 @@ class Runner:
             )
             self.results[job.id] = result
             self._conclude(job, control, result)
-        except Exception as exc:  # noqa: BLE001 - whatever went wrong, the job must not stay running
+        except Exception as exc:  # whatever went wrong, the job must not stay running
             self.results[job.id] = None
             message = str(exc) if isinstance(exc, AutomlError) else f"{type(exc).__name__}: {exc}"
             # One line, the reason the job row keeps; the traceback only at DEBUG (automl --debug
@@ -317,7 +317,7 @@ class Runner:
             else:
                 snapshot = snapshot_from_study(self.settings, job.study_name)
             self.store.record_snapshot(job.id, self.runner_id, snapshot)
-        except Exception:  # noqa: BLE001 - the job's final state matters more than its snapshot
+        except Exception:  # the job's final state matters more than its snapshot
             logger.warning("job %s: could not update its snapshot", job.id, exc_info=True)
 
     def _conclude(self, job: JobView, control: StoreControl, result: SearchResult) -> None:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from automl.results import TrialSummary
+from automl.results import TrialSummary, primary_value
 
 if TYPE_CHECKING:
     from automl.settings import Settings
@@ -54,6 +54,7 @@ def check_job_file(spec_path: str | Path) -> CheckedJob:
     plan = plan_search(spec, base_dir=path.resolve().parent)
     # The queued spec names its metric(s) and direction(s), defaults resolved, so readers need no
     # trainer; every objective of a multi-objective job stays.
+    resolved: dict[str, Any]
     if plan.multi_objective:
         resolved = {"metric": list(plan.metrics), "mode": list(plan.modes)}
     else:
@@ -177,9 +178,9 @@ def pareto_front(trials: list[TrialSummary], modes: list[str]) -> list[TrialSumm
     signs = [1.0 if m == "min" else -1.0 for m in modes]
 
     def dominates(a: TrialSummary, b: TrialSummary) -> bool:
-        pa = [s * v for s, v in zip(signs, a.values or ())]
-        pb = [s * v for s, v in zip(signs, b.values or ())]
-        return all(x <= y for x, y in zip(pa, pb)) and any(x < y for x, y in zip(pa, pb))
+        pa = [s * v for s, v in zip(signs, a.values or (), strict=False)]
+        pb = [s * v for s, v in zip(signs, b.values or (), strict=False)]
+        return all(x <= y for x, y in zip(pa, pb, strict=True)) and any(x < y for x, y in zip(pa, pb, strict=True))
 
     return [t for t in done if not any(dominates(o, t) for o in done if o is not t)]
 
@@ -187,7 +188,7 @@ def pareto_front(trials: list[TrialSummary], modes: list[str]) -> list[TrialSumm
 def top_trials(trials: list[TrialSummary], mode: str, n: int = 5) -> list[TrialSummary]:
     """The ``n`` best COMPLETE trials, best first."""
     done = [t for t in trials if t.state == "COMPLETE" and t.value is not None]
-    return sorted(done, key=lambda t: t.value, reverse=mode == "max")[:n]  # type: ignore[arg-type,return-value]
+    return sorted(done, key=primary_value, reverse=mode == "max")[:n]
 
 
 def best_of_job(settings: Settings, job: JobView) -> dict[str, Any]:
@@ -214,7 +215,7 @@ def best_of_job(settings: Settings, job: JobView) -> dict[str, Any]:
         "metric": metrics[0],
         "mode": modes[0],
         "metrics": list(metrics),
-        "pareto_front": [{"trial": t.number, "values": dict(zip(metrics, t.values or ())), "params": t.params} for t in front],
+        "pareto_front": [{"trial": t.number, "values": dict(zip(metrics, t.values or (), strict=False)), "params": t.params} for t in front],
         "best_value": None if best is None else best.value,
         "best_params": None if best is None else best.params,
         "best_trial": None if best is None else best.number,

@@ -17,7 +17,7 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -133,7 +133,7 @@ class CategoricalParam(_Param):
         return CategoricalDistribution(self.choices)
 
 
-ParamSpec = Annotated[Union[FloatParam, IntParam, CategoricalParam], Field(discriminator="type")]
+ParamSpec = Annotated[FloatParam | IntParam | CategoricalParam, Field(discriminator="type")]
 
 
 class SearchSpace(BaseModel):
@@ -281,7 +281,7 @@ def read_yaml(text: str, *, field: str) -> Any:
     """
     prefix = f"{field}: " if field else ""
     try:
-        return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+        return yaml.load(text, Loader=_StrictLoader)  # a SafeLoader subclass
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
@@ -337,11 +337,10 @@ def format_validation_error(exc: ValidationError, *, prefix: str = "") -> list[s
     for err in exc.errors(include_url=False):
         loc = [_loc_text(part) for part in err["loc"] if not _is_union_tag(part)]
         path = ".".join([prefix, *loc] if prefix else loc) or "(top level)"
-        if any(_is_type_tag(str(part)) for part in err["loc"]):
-            # One value checked against each member of a union (a name or a list of names):
-            # the first member's message reads best; the others repeat it.
-            if path in seen_paths:
-                continue
+        # One value checked against each member of a union (a name or a list of names):
+        # the first member's message reads best; the others repeat it.
+        if any(_is_type_tag(str(part)) for part in err["loc"]) and path in seen_paths:
+            continue
         seen_paths.add(path)
         message = err["msg"]
         if err["type"] == "extra_forbidden":

@@ -19,9 +19,9 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from automl.errors import SpecError
 from automl.engine.samplers import SAMPLERS
 from automl.engine.schedulers import SCHEDULERS
+from automl.errors import SpecError
 from automl.spaces import (
     MAX_INT,
     MAX_PATH_CHARS,
@@ -455,7 +455,7 @@ def resolve_metrics(spec: JobSpec, *, base_dir: Path | None = None) -> tuple[tup
     modes_given = spec.mode if isinstance(spec.mode, list) else [spec.mode] if spec.mode else []
     if spec.trainer is None:
         names = spec.metric_names
-        return names, tuple(modes_given[i] if i < len(modes_given) else "min" for i in range(len(names)))  # type: ignore[misc]
+        return names, tuple(modes_given[i] if i < len(modes_given) else "min" for i in range(len(names)))
     from workers.datasets import DataError
     from workers.trainers import TRAINERS
 
@@ -467,7 +467,7 @@ def resolve_metrics(spec: JobSpec, *, base_dir: Path | None = None) -> tuple[tup
     names = spec.metric_names or (trainer.default_metric(task),)
     directions = trainer.metrics(task)
     modes = tuple(modes_given[i] if i < len(modes_given) else directions.get(name, "min") for i, name in enumerate(names))
-    return names, modes  # type: ignore[return-value]
+    return names, modes
 
 
 def data_config(spec: JobSpec, *, base_dir: Path | None = None) -> Any:

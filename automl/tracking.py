@@ -158,7 +158,7 @@ class MlflowTracker:
             self.update_run(self.parent_run_id, RunUpdate(params=dict(params)))
             for name, text in artifacts.items():
                 self.client.log_text(self.parent_run_id, text, name)
-        except Exception as exc:  # noqa: BLE001 - MLflow raises many kinds; all mean the same here
+        except Exception as exc:  # MLflow raises many kinds; all mean the same here
             if self.parent_run_id is not None:  # no run left RUNNING for a job that never started
                 with contextlib.suppress(Exception):
                     self.client.set_tag(self.parent_run_id, f"{TAG_PREFIX}state", "failed")
@@ -178,7 +178,7 @@ class MlflowTracker:
             self.experiment_id = run.info.experiment_id
             self.parent_run_id = parent_run_id
             self.client.update_run(parent_run_id, status="RUNNING")
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             raise TrackingError(f"cannot reopen MLflow run {parent_run_id} in {redact_url(self.tracking_uri)}: {exc}") from exc
         return parent_run_id
 
@@ -309,8 +309,11 @@ class MlflowTracker:
         Trial counts come from ``metrics`` when given, else from the child runs' state tags (a
         cancelled job). ``None`` when the run cannot be read: the summary is never a reason to fail.
         """
+        parent_run_id = self.parent_run_id
+        if parent_run_id is None:
+            return None
         try:
-            run = self.client.get_run(self.parent_run_id)
+            run = self.client.get_run(parent_run_id)
             counts = {k.removeprefix("trials_").upper(): int(v) for k, v in metrics.items() if k.startswith("trials_")}
             if not counts:
                 for child in self.child_runs().values():
@@ -324,7 +327,7 @@ class MlflowTracker:
                 best_params={k.removeprefix("best."): v for k, v in params.items() if k.startswith("best.")},
                 tags=tags,
                 experiment_id=run.info.experiment_id,
-                plots=bool(self.client.list_artifacts(self.parent_run_id, "plots")),
+                plots=bool(self.client.list_artifacts(parent_run_id, "plots")),
             )
         except Exception as exc:  # noqa: BLE001
             logger.warning("MLflow tracking: the summary of run %s was left out: %s", self.parent_run_id, exc)

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from rich import box
-from rich.console import Console, Group
+from rich.console import Console, Group, JustifyMethod
+from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
-from rich.markup import escape
 
 from automl.settings import redact_url
 
@@ -108,8 +108,11 @@ def result_json(result: SearchResult) -> dict[str, Any]:
 def jobs_table(jobs: list[JobView]) -> Table:
     """Jobs, newest first: id, name, state, progress, best, age, runner."""
     table = Table(header_style="bold", box=box.SIMPLE_HEAD)
-    for name, justify in (("id", "left"), ("name", "left"), ("state", "left"), ("trials", "right"), ("best", "right"), ("submitted", "left"), ("runner", "left")):
-        table.add_column(name, justify=justify, no_wrap=name != "runner")  # type: ignore[arg-type]
+    columns: tuple[tuple[str, JustifyMethod], ...] = (
+        ("id", "left"), ("name", "left"), ("state", "left"), ("trials", "right"), ("best", "right"), ("submitted", "left"), ("runner", "left"),
+    )
+    for name, justify in columns:
+        table.add_column(name, justify=justify, no_wrap=name != "runner")
     for job in jobs:
         table.add_row(
             job.id,
@@ -132,7 +135,7 @@ def job_json(job: JobView) -> dict[str, Any]:
 
 def front_rows(front: tuple[TrialSummary, ...] | list[TrialSummary], metrics: list[str]) -> list[dict[str, Any]]:
     """Pareto-front trials as the rows :func:`pareto_table` and the JSON outputs take."""
-    return [{"trial": t.number, "values": dict(zip(metrics, t.values or ())), "params": t.params} for t in front]
+    return [{"trial": t.number, "values": dict(zip(metrics, t.values or (), strict=False)), "params": t.params} for t in front]
 
 
 def status_json(job: JobView, events: list[EventView], snapshot: JobSnapshot, metrics: list[str], top: int = 5) -> dict[str, Any]:
@@ -177,9 +180,8 @@ def when(moment: datetime | None) -> str:
     """A stored UTC time, as local ``YYYY-mm-dd HH:MM:SS``."""
     if moment is None:
         return "-"
-    from datetime import timezone
 
-    return moment.replace(tzinfo=timezone.utc).astimezone().strftime("%Y-%m-%d %H:%M:%S")
+    return moment.replace(tzinfo=UTC).astimezone().strftime("%Y-%m-%d %H:%M:%S")
 
 
 def fmt(value: Any) -> str:

@@ -56,7 +56,7 @@ def machine() -> dict[str, Any]:
 
         cuda = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
     return {
-        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "date": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "hostname": platform.node(),
         "platform": platform.platform(),
         "python": platform.python_version(),
@@ -196,7 +196,6 @@ def init_ray() -> None:
 
 def console() -> Any:
     from rich.console import Console
-
     from rich.console import Console as _Console
 
     columns = int(os.environ.get("COLUMNS", "0") or 0)
@@ -265,7 +264,7 @@ class TransactionCounter:
             entry["write_transactions"] += 1
             self._dirty.discard(key)
 
-    def __enter__(self) -> "TransactionCounter":
+    def __enter__(self) -> TransactionCounter:
         from sqlalchemy import event
         from sqlalchemy.engine import Engine
 

@@ -27,6 +27,7 @@ parameters, three intermediate values, a ``ray_trial_id`` user attribute; 80 % C
 
 from __future__ import annotations
 
+import functools
 import io
 import math
 import os
@@ -40,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _common as C  # noqa: E402
+import _common as C
 
 FULL_SIZES = [100, 500, 1000, 2000, 5000]
 SMOKE_SIZES = [50, 200]
@@ -168,12 +169,12 @@ def fit(sizes: list[int], seconds: list[float]) -> dict[str, float | None]:
         return {"intercept_ms": None, "ms_per_1000_trials": None, "exponent": None}
     mx, my = sum(sizes) / n, sum(seconds) / n
     sxx = sum((x - mx) ** 2 for x in sizes)
-    b = sum((x - mx) * (y - my) for x, y in zip(sizes, seconds)) / sxx
+    b = sum((x - mx) * (y - my) for x, y in zip(sizes, seconds, strict=True)) / sxx
     a = my - b * mx
     lx = [math.log(x) for x in sizes]
     ly = [math.log(max(y, 1e-9)) for y in seconds]
     mlx, mly = sum(lx) / n, sum(ly) / n
-    k = sum((x - mlx) * (y - mly) for x, y in zip(lx, ly)) / sum((x - mlx) ** 2 for x in lx)
+    k = sum((x - mlx) * (y - mly) for x, y in zip(lx, ly, strict=True)) / sum((x - mlx) ** 2 for x in lx)
     return {"intercept_ms": 1000 * a, "ms_per_1000_trials": 1000 * b * 1000, "exponent": k}
 
 
@@ -245,13 +246,13 @@ def main() -> int:
                 have = len(builder.get_trials(deepcopy=False))
                 if size > have:
                     batch = make_trials(have, size - have, dists, rng)
-                    t, _ = C.timed(lambda: builder.add_trials(batch))
+                    t, _ = C.timed(functools.partial(builder.add_trials, batch))
                     build_s += t
                     added += len(batch)
             row: dict[str, Any] = {"size": len(builder.get_trials(deepcopy=False))}
             with out.status(f"{size} trials: samplers"):
                 for name, study in studies.items():
-                    first_ask, first_tell = sampler_step(study, dists, rng)  # the first after growth: cache refresh
+                    first_ask, _first_tell = sampler_step(study, dists, rng)  # the first after growth: cache refresh
                     samples = [sampler_step(study, dists, rng) for _ in range(reps)]
                     row[f"{name}_first_ask_ms"] = 1000 * first_ask
                     row[f"{name}_ask_ms"] = 1000 * C.median([a for a, _ in samples])
@@ -271,8 +272,9 @@ def main() -> int:
                 row["snapshot_update_us"] = 1e6 * C.median(per_trial)
                 current = snapshot.snapshot()
                 best = current.top[0].value if current.top else None
-                writes = [C.timed(lambda: store.record_progress(job.id, "bench-runner", finished=current.finished,
-                                                                best_value=best, snapshot=current))[0] for _ in range(reps)]
+                record = functools.partial(store.record_progress, job.id, "bench-runner", finished=current.finished,
+                                           best_value=best, snapshot=current)
+                writes = [C.timed(record)[0] for _ in range(reps)]
                 row["record_progress_ms"] = 1000 * C.median(writes)
                 row["snapshot_json_bytes"] = len(current.to_json())
             with out.status(f"{size} trials: automl status"):

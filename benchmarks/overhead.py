@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _common as C  # noqa: E402
+import _common as C
 
 SPACE_LOW, SPACE_HIGH = -1.0, 1.0
 TARGETS = {"service_over_bare_tune": ("≤", 1.5), "handwired_over_service": ("≥", 5.0)}
@@ -247,7 +247,6 @@ def timed_hooks_service(n: int, call: Callable[[], dict[str, Any]]) -> dict[str,
     """``call`` (the service path) with perf_counter wrappers on its driver hooks: ms per trial."""
     import functools
     import importlib
-
     import threading
 
     # per label: [calls, total seconds, first start, last end (perf_counter clock), calls off the main thread]
@@ -507,8 +506,8 @@ def main() -> int:
             paths[name] = run
         # The same ratio within each repeat (runs minutes apart see different loads on a shared machine).
         per_repeat = {
-            "service_over_bare_tune": [C.ratio(s["wall_s"] / n, b["wall_s"] / n) for s, b in zip(runs["service"], runs["bare_tune"])],
-            "handwired_over_service": [C.ratio(h["wall_s"] / n_hw, s["wall_s"] / n) for h, s in zip(runs["handwired"], runs["service"])],
+            "service_over_bare_tune": [C.ratio(s["wall_s"] / n, b["wall_s"] / n) for s, b in zip(runs["service"], runs["bare_tune"], strict=True)],
+            "handwired_over_service": [C.ratio(h["wall_s"] / n_hw, s["wall_s"] / n) for h, s in zip(runs["handwired"], runs["service"], strict=True)],
         }
 
         profile = smoke_profile or None

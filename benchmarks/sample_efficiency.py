@@ -79,7 +79,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _common as C  # noqa: E402
+import _common as C
 
 CURVE_C = 1.0  # the learning-curve term c / step
 METHODS = ("service", "random", "tune")
@@ -272,7 +272,7 @@ def median_curve(curves: list[list[float | None]], mode: str) -> list[float | No
 
     worst = math.inf if mode == "min" else -math.inf
     out: list[float | None] = []
-    for values in zip(*curves):
+    for values in zip(*curves, strict=False):
         m = statistics.median_low([worst if v is None else v for v in values])
         out.append(None if math.isinf(m) else m)
     return out
@@ -495,12 +495,12 @@ def reevaluate_incumbents(runs: dict[str, dict[str, Any]],
         for params in run["incumbents"]:
             distinct.setdefault(config_key(params), params)
     keys = list(distinct)
-    scores = dict(zip(keys, scores_of([distinct[k] for k in keys]))) if keys else {}
+    scores = dict(zip(keys, scores_of([distinct[k] for k in keys]), strict=True)) if keys else {}
     for run in runs.values():
         run["incumbent_scores"] = [scores[config_key(p)] for p in run["incumbents"]]
         means = [statistics.fmean(v for v in s if v is not None) if any(v is not None for v in s) else None
                  for s in run["incumbent_scores"]]
-        run["reeval_curve"] = [[step[0], m] for step, m in zip(run["curve"], means) if m is not None]
+        run["reeval_curve"] = [[step[0], m] for step, m in zip(run["curve"], means, strict=False) if m is not None]
         run["reeval_score"] = run["reeval_curve"][-1][1] if run["reeval_curve"] else None
 
 
@@ -709,7 +709,7 @@ def startup_seed_mlp(seed: int, budgets: list[int], variants: tuple[str, ...], m
     if reeval_repeats and picks:
         keys = list(picks)
         scores = retrain([picks[k] for k in keys], repeats=reeval_repeats, max_steps=max_steps, job_seed=seed, workdir=workdir)
-        for key, values in zip(keys, scores):
+        for key, values in zip(keys, scores, strict=True):
             b, variant = key.split("/")
             good = [v for v in values if v is not None]
             out[b][variant]["reeval_score"] = statistics.fmean(good) if good else None
@@ -740,7 +740,7 @@ def startup_summary(seeds: list[dict[str, Any]], mode: str, score: str = "score"
                                    "median_complete": C.median([s["runs"][b][variant]["complete"] for s in seeds])}
             base = startup_baseline(variant)
             if base in seeds[0]["runs"][b]:
-                pairs = [(v, s["runs"][b][base].get(score)) for v, s in zip(values, seeds)]
+                pairs = [(v, s["runs"][b][base].get(score)) for v, s in zip(values, seeds, strict=True)]
                 pairs = [(v, w) for v, w in pairs if v is not None and w is not None]
                 wins = sum(better(v, w, mode) and v != w for v, w in pairs)
                 losses = sum(better(w, v, mode) and v != w for v, w in pairs)
@@ -838,7 +838,7 @@ def run_startup_study(args: Any, out: Any) -> int:
     with tempfile.TemporaryDirectory(prefix="automl-bench-startup-") as tmp:
         home = Path(tmp) / "automl-home"
         C.init_ray()
-        import automl  # noqa: F401
+        import automl
         import automl.plots
 
         # The job's plots are drawn after its search, outside what is measured: about 5 s a call, 500 calls.
@@ -897,7 +897,7 @@ def curve_figures(seeds: list[dict[str, Any]], budget: int, mode: str, curve: st
         needs = reach[method]["epochs_to_target"]
         # Per seed: epochs random search needed for its own final value / epochs the method needed (never: 0).
         per_seed = []
-        for s, run in zip(seeds, runs):
+        for s, run in zip(seeds, runs, strict=True):
             own = s["methods"]["random"][score]
             random_own = first_reach(curve_at(s["methods"]["random"][curve], budget), own, mode)
             per_seed.append(C.ratio(random_own, first_reach(curve_at(run[curve], budget), own, mode)) or 0.0)
@@ -1018,7 +1018,7 @@ def plot(tasks: dict[str, Any], path: Path) -> Path | None:
         return None
     drawn = panels(tasks)
     fig, axes = plt.subplots(1, len(drawn), figsize=(5.2 * len(drawn), 4.2), squeeze=False)
-    for ax, (name, task, s, key, matching) in zip(axes[0], drawn):
+    for ax, (name, task, s, key, matching) in zip(axes[0], drawn, strict=True):
         budget, mode = task["budget_epochs"], task["score_mode"]
         xs = list(range(1, budget + 1))
         methods = list(task["seeds"][0]["methods"])
@@ -1149,7 +1149,7 @@ def print_report(out: Any, payload: dict[str, Any], png: Path | None) -> None:
                   C.verdict(row["service"]["ratio_vs_random"], RATIO_TARGET, at_most=False),
                   *([r["target"], r["random_epochs_to_target"], r["service"]["epochs_to_target"], r["service"]["ratio_vs_random"]]
                     if r else ["-"] * 4)]
-                 for row, r in zip(s["by_budget"], again)],
+                 for row, r in zip(s["by_budget"], again, strict=False)],
                 caption="a run's first B epochs are a run with budget B: random search draws the same configurations in "
                 "the same order, TPE and ASHA do not know the budget. target: random search's median best at B; the "
                 "service's epochs to reach it on its median curve; ratio = random's / the service's (0: not within B).",
@@ -1214,7 +1214,8 @@ def main() -> int:
         if payload["benchmark"] == "sample_efficiency_startup":
             print_startup_report(C.console(), payload)
             return 0
-        if any([add_budget_sweep(task) for task in payload["tasks"].values() if task["kind"] == "mlp"]):
+        swept = [add_budget_sweep(task) for task in payload["tasks"].values() if task["kind"] == "mlp"]  # every task, not the first
+        if any(swept):
             payload["settings"]["by_budget"] = BY_BUDGET_NOTE + " (added afterwards by --report-only)"
             C.write_json(args.report_only, payload)
         print_report(C.console(), payload, plot(payload["tasks"], args.report_only.with_suffix(".png")))

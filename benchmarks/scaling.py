@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _common as C  # noqa: E402
+import _common as C
 
 MATRIX = 256
 
@@ -109,7 +109,7 @@ def read_logs(log_dir: Path) -> dict[str, Any]:
         return {"trials_logged": 0}
     starts = [float(r[1]) for r in rows]
     ends = [float(r[2]) for r in rows]
-    durations = [e - s for s, e in zip(starts, ends)]
+    durations = [e - s for s, e in zip(starts, ends, strict=True)]
     return {
         "trials_logged": len(rows),
         "span_s": max(ends) - min(starts),

@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _common as C  # noqa: E402
-import sample_efficiency as S  # noqa: E402
+import _common as C
+import sample_efficiency as S
 
 # method -> (sampler, scheduler, trials in the search: the same budget of epochs as sample_efficiency's E = 256)
 SEARCHES = {"service": ("tpe", "asha", 64), "random": ("random", "fifo", 16)}
@@ -42,8 +42,9 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="automl-bench-seed-noise-") as tmp:
         home = Path(tmp) / "automl-home"
         C.init_ray()
-        import automl
         from ray import cloudpickle
+
+        import automl
 
         # The trial code lives in sample_efficiency.py, which Ray's workers cannot import by name.
         cloudpickle.register_pickle_by_value(S)

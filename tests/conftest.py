@@ -3,6 +3,7 @@ throwaway PostgreSQL server for the whole run with a fresh database per test."""
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import re
@@ -89,10 +90,9 @@ def postgres_url(postgres_server, request: pytest.FixtureRequest) -> Iterator[st
     name = f"t{next(_database_numbers)}_{test_name}"[:63]
     url = postgres_server.new_database(name)
     yield url
-    try:
-        postgres_server.drop_database(name)  # WITH (FORCE): the test's open connections don't block it
-    except Exception:  # noqa: BLE001 - tidiness only; the whole server goes at the end of the run
-        pass
+    # Tidiness only (the whole server goes at the end of the run); WITH (FORCE): the test's open connections don't block it.
+    with contextlib.suppress(Exception):
+        postgres_server.drop_database(name)
 
 
 STORE_BACKENDS = ("sqlite", "postgresql")

@@ -38,6 +38,7 @@ Details that matter:
 from __future__ import annotations
 
 import atexit
+import contextlib
 import json
 import os
 import secrets
@@ -296,10 +297,8 @@ class RayCluster:
             for proc in procs:
                 _kill_session(proc.pid, signal.SIGKILL)
             for proc in procs:
-                try:
+                with contextlib.suppress(subprocess.TimeoutExpired):
                     proc.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    pass
             # Wait for the processes to go, and briefly for init to reap them (no zombies left).
             deadline = time.monotonic() + 10
             while time.monotonic() < deadline and any(_session_pids(p.pid) for p in procs):
@@ -334,15 +333,11 @@ def _session_pids(sid: int, *, zombies: bool = False) -> list[int]:
 
 def _kill_session(sid: int, sig: signal.Signals) -> None:
     """Send ``sig`` to the process group ``sid`` and to any process of session ``sid`` outside it."""
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(sid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
     for pid in _session_pids(sid):
-        try:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(pid, sig)
-        except (ProcessLookupError, PermissionError):
-            pass
 
 
 def start_cluster(*, timeout: float = START_TIMEOUT_S, attempts: int = 2) -> RayCluster:

@@ -433,7 +433,7 @@ def _check_finite_table(path: str, frame: pd.DataFrame) -> None:
     if not bad.any():
         return
     per_column = bad.sum(axis=0)
-    counts = ", ".join(f"column {column!r}: {int(n)}" for column, n in zip(numeric.columns, per_column) if n)
+    counts = ", ".join(f"column {column!r}: {int(n)}" for column, n in zip(numeric.columns, per_column, strict=True) if n)
     rows = np.flatnonzero(bad.any(axis=1))
     raise DataError(
         f"{path}: {_count(len(rows), 'row')} hold{'s' if len(rows) == 1 else ''} infinite values or numbers beyond "

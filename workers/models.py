@@ -99,7 +99,8 @@ def standardize_pixels(mean: Sequence[float] | np.ndarray, std: Sequence[float] 
     """A frozen 1x1 ``Conv2d`` computing ``(x - mean) / std`` per channel."""
     mean_t, std_t = _stats(mean, std)
     channels = len(mean_t)
-    layer = nn.Conv2d(channels, channels, kernel_size=1)
+    layer = nn.Conv2d(channels, channels, kernel_size=1, bias=True)
+    assert layer.bias is not None  # bias=True
     with torch.no_grad():
         layer.weight.copy_(torch.diag(1.0 / std_t).reshape(channels, channels, 1, 1))
         layer.bias.copy_(-mean_t / std_t)

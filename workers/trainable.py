@@ -136,7 +136,7 @@ def run_with_context(ctx: TrialContext, plan: TrialPlan) -> None:
     objective = resolve_objective(plan.objective, plan.import_paths)
     value = objective(dict(ctx.params), ctx) if _takes_context(objective) else objective(dict(ctx.params))
     if isinstance(value, (list, tuple)):  # one value per metric of a multi-objective job
-        values = dict(zip(plan.metrics or (plan.metric,), value))
+        values = dict(zip(plan.metrics or (plan.metric,), value, strict=False))
     elif isinstance(value, dict):
         values = value
     elif value is None:  # it reported with ctx.report: its last report stands

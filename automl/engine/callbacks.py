@@ -21,9 +21,9 @@ from ray.tune import Callback, Stopper
 from ray.tune.result import AUTO_RESULT_KEYS
 
 from automl.control import JobControl
+from automl.engine.study_search import INTERRUPTED, StudySearch, TrialOutcome, trial_outcome
 from automl.errors import exception_chain
 from automl.faults import fault_point
-from automl.engine.study_search import INTERRUPTED, StudySearch, TrialOutcome, trial_outcome
 from automl.results import TrialSummary
 from automl.tracking import MlflowTracker, RunUpdate, read_text, trace_tail
 from workers.context import FINAL_KEY, STEP_KEY
@@ -379,15 +379,15 @@ class JobCallback(Callback):
             number = self.searcher.trial_number(trial.trial_id) or 0
         record = TrialRecord(int(number), trial.trial_id, params)
         self.records[trial.trial_id] = record
-        if self.tracker is None:
+        runs = self.trial_runs
+        if self.tracker is None or runs is None:
             return
         if record.number in self.existing_runs:  # a trial retried after its runner stopped
             record.run_ref = self.existing_runs[record.number]
-            self.writer.submit(self.trial_runs.reopen_trial, record.run_ref, {"automl.ray_trial_id": trial.trial_id})
+            self.writer.submit(runs.reopen_trial, record.run_ref, {"automl.ray_trial_id": trial.trial_id})
         else:
             record.run_ref = self.writer.submit(
-                self.trial_runs.create_trial_run, record.number, {"automl.ray_trial_id": trial.trial_id},
-                replay=self.trial_runs.find_or_create_trial_run,
+                runs.create_trial_run, record.number, {"automl.ray_trial_id": trial.trial_id}, replay=runs.find_or_create_trial_run
             )
             self.update_run(record, RunUpdate(params=params))
 
@@ -395,10 +395,10 @@ class JobCallback(Callback):
         """A record (and MLflow run) for a trial that Tune never started, so it is tracked too."""
         record = TrialRecord(number, trial_id, dict(params))
         self.records[trial_id] = record
-        if self.tracker is not None:
+        runs = self.trial_runs
+        if self.tracker is not None and runs is not None:
             record.run_ref = self.writer.submit(
-                self.trial_runs.create_trial_run, number, {"automl.ray_trial_id": trial_id},
-                replay=self.trial_runs.find_or_create_trial_run,
+                runs.create_trial_run, number, {"automl.ray_trial_id": trial_id}, replay=runs.find_or_create_trial_run
             )
             self.update_run(record, RunUpdate(params=record.params))
         return record
@@ -478,7 +478,7 @@ class JobCallback(Callback):
     def update_run(self, record: TrialRecord, update: RunUpdate) -> None:
         """Queue an update of the trial's run; the run exists by then (the writer keeps order)."""
         runs = self.trial_runs
-        if self.tracker is None or record.run_ref is None:
+        if self.tracker is None or runs is None or record.run_ref is None:
             return
 
         def update_run(merged: RunUpdate) -> None:

@@ -34,8 +34,8 @@ if TYPE_CHECKING:
     from optuna.distributions import BaseDistribution
     from ray.tune.experiment import Trial
 
-    from automl.engine.study_search import StudySearch
     from automl.engine.callbacks import JobCallback
+    from automl.engine.study_search import StudySearch
 
 EXPLOITS_ATTR = "pbt_exploits"
 FINAL_PARAMS_ATTR = "pbt_final_params"
@@ -230,7 +230,7 @@ def clip(value: Any, dist: BaseDistribution) -> Any:
             number = min(dist.low + round((number - dist.low) / dist.step) * dist.step, dist.high)
         return number
     if isinstance(dist, IntDistribution):
-        number = min(max(int(round(float(value))), dist.low), dist.high)
+        number = min(max(round(float(value)), dist.low), dist.high)
         if dist.step != 1:
             number = min(dist.low + round((number - dist.low) / dist.step) * dist.step, dist.high)
         return int(number)
@@ -296,13 +296,13 @@ class JobPBT(PopulationBasedTraining):
     def _exploit(self, tune_controller: Any, trial: Trial, trial_to_clone: Trial) -> None:
         own_step = self._trial_state[trial].last_train_time
         super()._exploit(tune_controller, trial, trial_to_clone)
-        donor_result = self._trial_state[trial_to_clone].last_result or {}
+        donor_step = (self._trial_state[trial_to_clone].last_result or {}).get(TIME_ATTR)
         if self.recorder is not None:
             self.recorder.exploited(
                 trial.trial_id,
                 donor=int(trial_to_clone.config.get(TRIAL_NUMBER_KEY, -1)),
                 at_step=int(own_step),
-                donor_step=int(donor_result.get(TIME_ATTR) or 0),
+                donor_step=int(donor_step) if isinstance(donor_step, (int, float)) else 0,
                 config=dict(trial.config),
             )
 
@@ -420,9 +420,11 @@ class PopulationSearch(BasicVariantGenerator):
         self._completed.add(trial_id)
         super().on_trial_complete(trial_id, result=result, error=error)
 
-    def save_to_dir(self, dirpath: str, session_str: str) -> None:
-        # The study holds the population's record; Tune's snapshot of it would copy the storage.
-        return None
+    def save_to_dir(self, dirpath: str, session_str: str = "default", **kwargs: Any) -> None:
+        """Save nothing: the study holds the population's record; Tune's snapshot of it would copy the storage.
+
+        The signature fits both of Ray's: SearchAlgorithm's ``(dirpath, **kwargs)`` and BasicVariantGenerator's.
+        """
 
     def has_checkpoint(self, dirpath: str) -> bool:
         return False

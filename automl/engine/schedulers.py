@@ -142,8 +142,9 @@ def _pbt_check(req: SchedulerRequest, limits: JobLimits) -> int:
 
 
 def _pbt_setup(scheduler: TrialScheduler, searcher: Any, study_name: str, callback: JobCallback, concurrency: int) -> TuneSetup:
-    from automl.engine.pbt import population_search
+    from automl.engine.pbt import JobPBT, population_search
 
+    assert isinstance(scheduler, JobPBT)  # the registry builds PBT's entry with JobPBT
     population, keep = population_search(scheduler, searcher, study_name, callback)
     # No concurrency cap: PBT must see the whole population; Ray's resources decide how many run.
     return TuneSetup(population, scheduler, None, keep)

@@ -74,7 +74,7 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
             try:
                 storage = optuna.storages.RDBStorage(url, **kwargs)
                 break
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 # Two processes creating the schema of a new database at once: the loser's CREATE
                 # TABLE finds the table made ("already exists") or its stamp of the schema version
                 # finds the winner's (an IntegrityError); on the retry the schema is there.

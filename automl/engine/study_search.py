@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ray.tune.search.optuna import OptunaSearch
@@ -149,13 +149,14 @@ class StudySearch(OptunaSearch):
         if self._points_to_evaluate:
             raise ValueError("StudySearch takes warm-start points through enqueue(), not points_to_evaluate")
         modes = mode if isinstance(mode, list) else [mode]
+        assert self._storage is not None, "StudySearch is given the job's storage"
         self._working = WorkingStudy(
             self._storage,
             self._study_name,
             ["minimize" if m == "min" else "maximize" for m in modes],
             self._sampler or TPESampler(seed=self._seed),
         )
-        self._ot_study = self._working.memory
+        self._ot_study = self._working.memory  # type: ignore[assignment]  # OptunaSearch.__init__ sets None: mypy types it None
 
     def write_behind(self, remote: Any) -> None:
         """Make the study's trial writes through a :class:`~automl.engine.write_behind.WriteBehind` from now on."""
@@ -175,7 +176,8 @@ class StudySearch(OptunaSearch):
     @property
     def study(self) -> optuna.Study:
         """The Optuna study this searcher asks and tells (the in-memory working copy)."""
-        return self._ot_study
+        assert self._working is not None
+        return self._working.memory
 
     @property
     def durable_study(self) -> optuna.Study:
@@ -206,6 +208,7 @@ class StudySearch(OptunaSearch):
         raise NotImplementedError("resume a job from its Optuna study, not from a Tune searcher snapshot")
 
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
+        config: dict[str, Any] | None
         if self._resume and trial_id not in self._ot_trials:
             config = self._suggest_resumed(trial_id, self._resume.pop(0))
         else:
@@ -227,6 +230,7 @@ class StudySearch(OptunaSearch):
             return self._suggest_from_define_by_run_func(self._space, ot_trial)
         # Suggesting a parameter the trial already has returns its value; one the runner died
         # before choosing is sampled now.
+        assert isinstance(self._space, dict)  # Tune's space, converted to Optuna distributions by OptunaSearch
         return {name: suggest(ot_trial, name, dist) for name, dist in self._space.items()}
 
     def unfinished(self) -> list[str]:

@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from automl.results import SearchResult, TrialSummary
+from automl.results import SearchResult, TrialSummary, primary_value
 from automl.settings import Settings, redact_url
 from automl.spaces import SearchSpace
 
@@ -59,19 +59,19 @@ def summarize(
     else:
         pareto = ()
     # The best trial: the best on the primary metric (of the Pareto front, with several metrics).
-    pool = list(pareto) or complete
-    best = (max if plan.mode == "max" else min)(pool, key=lambda t: t.value) if pool else None  # type: ignore[arg-type,return-value]
+    pool = [t for t in list(pareto) or complete if t.value is not None]
+    best = (max if plan.mode == "max" else min)(pool, key=primary_value) if pool else None
     model = None
     if log_model and best is not None and best.number in by_number:
         model = _log_best_model(spec, tracker, by_number[best.number], callback)
     counts: dict[str, int] = {}
     for t in trials:
         counts[t.state] = counts.get(t.state, 0) + 1
-    summary_metrics = {f"trials_{state.lower()}": n for state, n in counts.items()}
+    summary_metrics: dict[str, float] = {f"trials_{state.lower()}": n for state, n in counts.items()}
     summary_params: dict[str, Any] = {}
     summary_tags = {"automl.state": "succeeded" if best is not None else "failed", "automl.trials": str(len(trials))}
     if best is not None:
-        summary_metrics[f"best_{plan.metric}"] = float(best.value)  # type: ignore[arg-type]
+        summary_metrics[f"best_{plan.metric}"] = primary_value(best)
         summary_params = {f"best.{k}": v for k, v in best.params.items()}
         summary_tags.update({"automl.best_trial": str(best.number), "automl.best_run_id": best.run_id or ""})
     if model is not None:
@@ -84,7 +84,7 @@ def summarize(
     if log_model:
         callback.safely(tracker.log_figure_json, "job/trials.json", [t.__dict__ for t in trials])
         if pareto:
-            front = [{"trial": t.number, "run_id": t.run_id, "params": t.params, **dict(zip(plan.metrics, t.values or ()))} for t in pareto]
+            front = [{"trial": t.number, "run_id": t.run_id, "params": t.params, **dict(zip(plan.metrics, t.values or (), strict=False))} for t in pareto]
             callback.safely(tracker.log_figure_json, "job/pareto_front.json", front)
         callback.safely(
             tracker.finish_job,

@@ -24,7 +24,7 @@ import copy
 import logging
 import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
 from automl.errors import AutomlError, is_transient
 
@@ -95,7 +95,7 @@ class WorkingStudy:
         self,
         durable_storage: optuna.storages.BaseStorage,
         study_name: str,
-        directions: Sequence[str],
+        directions: Sequence[Literal["minimize", "maximize"]],
         sampler: optuna.samplers.BaseSampler,
     ) -> None:
         import optuna

@@ -24,6 +24,7 @@ Off with ``AUTOML_WRITE_BEHIND=0``: the same writes are then made in the driver 
 from __future__ import annotations
 
 import atexit
+import contextlib
 import itertools
 import logging
 import os
@@ -133,10 +134,8 @@ class WriteBehind:
             if self._closed:
                 return
             self._closed = True
-            try:
+            with contextlib.suppress(OSError, ValueError):
                 self._conn.send(None)
-            except (OSError, ValueError):
-                pass
         # The child answers what it was sent, closes its end and exits; its interpreter's
         # teardown is no reason to keep the job waiting, so it is reaped in the background.
         self._reader.join(timeout)
@@ -172,10 +171,8 @@ class JobWriter:
 
     def close(self) -> None:
         """Wait until the child has made every write of this job, then let it forget the job."""
-        try:
+        with contextlib.suppress(WriterGone):
             self.remote.send("close_job", self.key).result()
-        except WriterGone:
-            pass
 
 
 _SHARED: WriteBehind | None = None
@@ -229,6 +226,7 @@ class _JobWrites:
     def study_create(self, template: Any) -> None:
         from automl.engine.working_study import create_durable_trial
 
+        assert self.study_id is not None, "open_study comes first"
         self.trial_ids[template.number] = create_durable_trial(self.storage, self.study_id, self.study_name, template)
 
     def study_write(self, method: str, number: int, *args: Any) -> None:
@@ -275,8 +273,9 @@ def _serve(conn: Connection) -> None:
     # Import what the writes need now, while the driver is still starting Ray and the job's runs
     # (MLflow's client alone is over a second of CPU).
     try:
-        import automl.engine.studies  # noqa: F401 - the study storage
         import mlflow.tracking  # noqa: F401
+
+        import automl.engine.studies  # noqa: F401 - the study storage
     except ImportError:
         pass
     writer = _Writer()
@@ -293,10 +292,8 @@ def _serve(conn: Connection) -> None:
             reply = (request, True, writer.run(op, args))
         except BaseException as exc:  # noqa: BLE001 - every error goes back to the caller
             reply = (request, False, _sendable(exc))
-        try:
+        with contextlib.suppress(OSError, ValueError):  # the driver is gone; keep making the writes it sent
             conn.send(reply)
-        except (OSError, ValueError):
-            pass  # the driver is gone; keep making the writes it sent
 
 
 def _sendable(exc: BaseException) -> BaseException:

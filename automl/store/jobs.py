@@ -7,6 +7,7 @@ runners never hold the same job, on either database, without table locks.
 
 from __future__ import annotations
 
+import builtins
 import logging
 import re
 import time
@@ -14,11 +15,11 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import Engine, create_engine, event, func, or_, select, text, update
+from sqlalchemy import CursorResult, Engine, Executable, create_engine, event, func, or_, select, text, update
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -123,9 +124,17 @@ class EventView:
     runner_id: str | None
 
 
+def _changed(session: Session, statement: Executable) -> int:
+    """How many rows an UPDATE changed (the compare-and-set checks of claim, lease and state moves)."""
+    result = session.execute(statement)
+    # Session.execute is typed to return a Result; for an UPDATE without RETURNING it is a CursorResult.
+    assert isinstance(result, CursorResult)
+    return result.rowcount
+
+
 def utcnow() -> datetime:
     """Naive UTC: stored the same way on SQLite and PostgreSQL. Runners' clocks are assumed in sync (NTP)."""
-    return datetime.now(timezone.utc).replace(tzinfo=None)
+    return datetime.now(UTC).replace(tzinfo=None)
 
 
 def _view(job: Job) -> JobView:
@@ -229,7 +238,7 @@ class JobStore:
 
         return self._retrying(work)
 
-    def events(self, job_id: str, *, limit: int = 20) -> list[EventView]:
+    def events(self, job_id: str, *, limit: int = 20) -> builtins.list[EventView]:  # list: the method above
         """The job's latest events, oldest first."""
 
         def work() -> list[EventView]:
@@ -281,7 +290,8 @@ class JobStore:
 
     def _try_claim(self, candidate: Any, runner_id: str, now: datetime, lease_s: float, claimable: Any) -> JobView | None:
         with self._session() as session:
-            won = session.execute(
+            won = _changed(
+                session,
                 update(Job)
                 .where(Job.id == candidate.id, Job.version == candidate.version, claimable)
                 .values(
@@ -293,7 +303,7 @@ class JobStore:
                     updated_at=now,
                     version=Job.version + 1,
                 )
-            ).rowcount
+            )
             if won != 1:
                 return None
             if candidate.state == "running":
@@ -310,11 +320,12 @@ class JobStore:
             now = utcnow()
             with self._session() as session:
                 return (
-                    session.execute(
+                    _changed(
+                        session,
                         update(Job)
                         .where(Job.id == job_id, Job.runner_id == runner_id, Job.state == "running")
                         .values(lease_expires_at=now + timedelta(seconds=lease_s), updated_at=now)
-                    ).rowcount
+                    )
                     == 1
                 )
 
@@ -369,11 +380,12 @@ class JobStore:
         def work() -> bool:
             now = utcnow()
             with self._session() as session:
-                moved = session.execute(
+                moved = _changed(
+                    session,
                     update(Job)
                     .where(Job.id == job_id, Job.runner_id == runner_id, Job.state == "running")
                     .values(updated_at=now, version=Job.version + 1, **values)
-                ).rowcount
+                )
                 if moved == 1:
                     session.add(JobEvent(job_id=job_id, at=now, kind=kind, message=message[:4000], runner_id=runner_id))
                 return moved == 1
@@ -393,19 +405,21 @@ class JobStore:
             now = utcnow()
             with self._session() as session:
                 if job.state == "queued":
-                    moved = session.execute(
+                    moved = _changed(
+                        session,
                         update(Job)
                         .where(Job.id == job.id, Job.state == "queued")
                         .values(state="cancelled", finished_at=now, updated_at=now, version=Job.version + 1)
-                    ).rowcount
+                    )
                     if moved == 1:
                         session.add(JobEvent(job_id=job.id, at=now, kind="cancelled", message="cancelled while queued"))
                         return _view(session.get_one(Job, job.id))
-                moved = session.execute(
+                moved = _changed(
+                    session,
                     update(Job)
                     .where(Job.id == job.id, Job.state.in_(("queued", "running")))
                     .values(cancel_requested=True, updated_at=now)
-                ).rowcount
+                )
                 current = session.get_one(Job, job.id)
                 if moved != 1:
                     raise AutomlError(f"job {job.id} already {current.state}; nothing to cancel")
@@ -442,7 +456,7 @@ def open_store(url: str, *, migrate: bool = True) -> JobStore:
             store._retrying(lambda: None if _at_head(engine) else upgrade(engine), window_s=OPEN_RETRY_WINDOW_S)
         except StoreUnavailable:
             raise
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             raise StoreUnavailable(f"cannot prepare the job database {store.url}: {_short(exc)}") from exc
     return store
 

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from automl.results import TrialSummary
+from automl.results import TrialSummary, primary_value
 
 TOP_K = 10  # status shows 5; a little headroom for `best` and the JSON
 FINISHED_STATES = ("COMPLETE", "PRUNED", "FAIL")
@@ -115,7 +115,7 @@ class SnapshotBuilder:
             values=tuple(trial.values) if trial.values else (trial.value,),
         )
         self._top.append(entry)
-        self._top.sort(key=lambda t: (self._signs[0] * t.value, t.number))  # type: ignore[operator]
+        self._top.sort(key=lambda t: (self._signs[0] * primary_value(t), t.number))
         del self._top[TOP_K:]
         if len(self.directions) > 1:
             self._place_on_front(entry)
@@ -128,9 +128,9 @@ class SnapshotBuilder:
         self._pareto.sort(key=lambda t: t.number)
 
     def _dominates(self, a: TrialSummary, b: TrialSummary) -> bool:
-        pa = [s * v for s, v in zip(self._signs, a.values or ())]
-        pb = [s * v for s, v in zip(self._signs, b.values or ())]
-        return all(x <= y for x, y in zip(pa, pb)) and any(x < y for x, y in zip(pa, pb))
+        pa = [s * v for s, v in zip(self._signs, a.values or (), strict=False)]
+        pb = [s * v for s, v in zip(self._signs, b.values or (), strict=False)]
+        return all(x <= y for x, y in zip(pa, pb, strict=True)) and any(x < y for x, y in zip(pa, pb, strict=True))
 
     def snapshot(self) -> JobSnapshot:
         """The snapshot as of now (immutable)."""

@@ -121,14 +121,14 @@ def test_asha_stops_poor_trials_and_the_study_says_pruned(automl_home: Path, ray
 
 
 def test_bad_arguments_name_the_field(automl_home: Path) -> None:
-    with pytest.raises(SpecError, match="budget.trials"):
+    with pytest.raises(SpecError, match=r"budget\.trials"):
         automl.search(bowl, {"x": {"type": "float", "low": 0, "high": 1}}, n_trials=0)
-    with pytest.raises(SpecError, match="sampler.name: unknown sampler 'bayes'"):
+    with pytest.raises(SpecError, match=r"sampler\.name: unknown sampler 'bayes'"):
         automl.search(bowl, {"x": {"type": "float", "low": 0, "high": 1}}, sampler="bayes")
     with pytest.raises(SpecError, match=r"space.params.x: low \(1.0\) must be less than high"):
         automl.search(bowl, {"x": {"type": "float", "low": 1, "high": 0}})
     # The per-trial time limit and the scheduler's options reach the job spec and its checks.
-    with pytest.raises(SpecError, match="budget.trial_timeout_s"):
+    with pytest.raises(SpecError, match=r"budget\.trial_timeout_s"):
         automl.search(bowl, {"x": {"type": "float", "low": 0, "high": 1}}, trial_timeout_s=-1)
     with pytest.raises(SpecError, match="perturbation_interval"):
         automl.search(bowl, {"x": {"type": "float", "low": 0, "high": 1}}, scheduler="pbt", scheduler_options={"perturbation_interval": 0})
@@ -139,7 +139,7 @@ def test_more_gpus_than_the_cluster_has_is_refused_before_writing(automl_home: P
     import ray
 
     gpus = ray.cluster_resources().get("GPU", 0.0)
-    with pytest.raises(SpecError, match="resources.gpus_per_trial: each trial asks for"):
+    with pytest.raises(SpecError, match=r"resources\.gpus_per_trial: each trial asks for"):
         automl.search(bowl, {"x": {"type": "float", "low": 0, "high": 1}}, gpus_per_trial=gpus + 1)
     assert not (automl_home / "mlflow.db").exists() and not (automl_home / "studies.db").exists()
 
@@ -156,5 +156,5 @@ def test_no_completed_trial_marks_the_job_run_failed(automl_home: Path, ray_sess
 
 def test_search_refuses_a_boolean_trial_count() -> None:
     # n_trials=True used to mean one trial; a count must be a number. Refused before Ray or MLflow start.
-    with pytest.raises(SpecError, match="budget.trials: expected a number, got the boolean true"):
+    with pytest.raises(SpecError, match=r"budget\.trials: expected a number, got the boolean true"):
         automl.search(lambda params: params["x"], {"x": {"type": "float", "low": 0, "high": 1}}, n_trials=True)

@@ -69,7 +69,7 @@ def test_cli_run_searches_tracks_and_registers(tmp_path: Path, automl_home: Path
     by_number = {int(r.data.tags["automl.trial_number"]): r for r in children}
     for t in trials:
         run = by_number[t.number]
-        assert HYPERPARAMETERS <= set(run.data.params)
+        assert set(run.data.params) >= HYPERPARAMETERS
         assert float(run.data.params["learning_rate"]) == pytest.approx(t.params["learning_rate"])
         history = client.get_metric_history(run.info.run_id, "val_accuracy")
         assert [m.step for m in sorted(history, key=lambda m: m.step)] == sorted(t.intermediate_values)

@@ -19,9 +19,9 @@ import pytest
 from mlflow import MlflowClient
 
 import automl
+from automl.engine.pbt import EXPLOITS_ATTR, FINAL_PARAMS_ATTR, clip, mutations, pbt_settings
 from automl.engine.plan import plan_search
 from automl.errors import SpecError
-from automl.engine.pbt import EXPLOITS_ATTR, FINAL_PARAMS_ATTR, clip, mutations, pbt_settings
 from automl.spaces import load_space
 from workers.context import ListReporter, TrialContext, read_state
 from workers.trainable import run_with_context, trial_seed
@@ -211,8 +211,8 @@ def test_mutations_follow_the_space_and_perturbed_values_are_clipped_into_it() -
 
 def test_population_search_records_exploits_resumes_and_stopped_trials() -> None:
     """The record-keeping alone, on a real StudySearch and Optuna storage, without running Tune."""
-    from automl.engine.study_search import StudySearch
     from automl.engine.pbt import PopulationSearch
+    from automl.engine.study_search import StudySearch
     from workers.context import FINAL_KEY, RESUMED_KEY
 
     storage = optuna.storages.InMemoryStorage()
@@ -244,8 +244,8 @@ def test_a_resume_is_recorded_against_the_exploit_it_answers_in_tunes_order() ->
     """Tune gives a report to PBT before the search algorithm: the first report of a restarted
     clone may make PBT clone it again, and that newer exploit is recorded before the report's word
     on the checkpoint it loaded arrives. The word answers the exploit before it, not the newer one."""
-    from automl.engine.study_search import StudySearch
     from automl.engine.pbt import PopulationSearch
+    from automl.engine.study_search import StudySearch
     from workers.context import RESUMED_KEY
 
     storage = optuna.storages.InMemoryStorage()

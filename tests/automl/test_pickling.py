@@ -18,9 +18,9 @@ import ray.cloudpickle
 from ray.tune import TuneConfig
 from ray.tune.search import ConcurrencyLimiter
 
-from automl.engine.study_search import StudySearch
 from automl.engine.samplers import SAMPLERS, SINGLE_OBJECTIVE_ONLY, SamplerRequest, create_sampler
 from automl.engine.schedulers import SCHEDULERS, create_scheduler
+from automl.engine.study_search import StudySearch
 from automl.spaces import load_space
 
 # A space every sampler can take: the grid sampler needs a step on its float.

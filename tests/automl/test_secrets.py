@@ -12,6 +12,7 @@ without checking it: what is under test is where the URL goes, not the server's 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import uuid
@@ -74,10 +75,8 @@ def passworded_urls(
     monkeypatch.setenv("MLFLOW_TRACKING_URI", urls["mlflow"])
     yield {**urls, **{f"{kind}_db": name for kind, name in names.items()}, "form": request.param}
     for name in names.values():
-        try:
+        with contextlib.suppress(Exception):  # tidiness only
             postgres_server.drop_database(name)
-        except Exception:  # noqa: BLE001 - tidiness only
-            pass
 
 
 def _database_text(postgres_server, database: str) -> str:
@@ -91,7 +90,7 @@ def _database_text(postgres_server, database: str) -> str:
             tables = [row[0] for row in cur.fetchall()]
             chunks = []
             for table in tables:
-                cur.execute(f'SELECT row_to_json(t)::text FROM "{table}" t')  # noqa: S608 - names from the catalog
+                cur.execute(f'SELECT row_to_json(t)::text FROM "{table}" t')  # names from the catalog
                 chunks.extend(row[0] for row in cur.fetchall())
         return "\n".join(chunks)
     finally:

@@ -71,7 +71,7 @@ class Service:
         return result.stdout.strip()
 
     @property
-    def store(self):  # noqa: ANN201
+    def store(self):
         return open_store(f"sqlite:///{self.home / 'jobs.db'}")
 
     def study(self, job_id: str) -> optuna.Study:
@@ -275,7 +275,7 @@ def test_status_reads_a_snapshot_that_agrees_with_the_study(tmp_path: Path, auto
 
         progress: list[tuple[int, JobSnapshot | None]]
 
-        def record_progress(self, job_id, runner_id, *, finished, best_value, snapshot=None):  # noqa: ANN001, ANN202
+        def record_progress(self, job_id, runner_id, *, finished, best_value, snapshot=None):
             self.progress.append((finished, snapshot))
             super().record_progress(job_id, runner_id, finished=finished, best_value=best_value, snapshot=snapshot)
 

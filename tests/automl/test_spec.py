@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 import yaml
+from pydantic import ValidationError
 from typer.testing import CliRunner
 
 from automl.cli import EXIT_INVALID, app
@@ -55,7 +56,7 @@ def test_valid_spec_fills_defaults() -> None:
     assert spec.sampler.name == "tpe" and spec.scheduler.name == "asha"
     assert spec.resources.cpus_per_trial == 1 and spec.resources.gpus_per_trial == 0
     assert spec.experiment_name == "iris-test" and spec.registered_model_name == "iris-test"
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError, match="frozen"):
         spec.budget.trials = 5  # frozen: nothing downstream changes a spec
 
 

@@ -49,7 +49,7 @@ def test_head_revision_constant_is_the_newest_migration() -> None:
 def test_a_job_written_before_the_snapshot_migration_survives_it(store_url: str) -> None:
     engine = create_engine(store_url)
     upgrade(engine, "0001")
-    now = datetime(2026, 1, 1)
+    now = datetime(2026, 1, 1)  # noqa: DTZ001 - the store keeps naive UTC times
     columns = ("id", "name", "spec_yaml", "state", "created_at", "updated_at", "study_name", "trials_total")
     jobs_0001 = table("automl_jobs", *[column(name) for name in columns])
     with engine.begin() as connection:  # a row as the 0001 schema wrote it
@@ -212,7 +212,7 @@ def _submit_many(url: str, prefix: str, count: int) -> list[str]:
     return [store.submit(name=f"{prefix}-{i}", spec_yaml="x: 1\n", trials_total=1).id for i in range(count)]
 
 
-def _claim_all(url: str, runner: str, barrier, results) -> None:  # noqa: ANN001 - multiprocessing objects
+def _claim_all(url: str, runner: str, barrier, results) -> None:  # barrier, results: multiprocessing objects
     store = open_store(url)
     store.list(limit=1)  # connected and warm before the race starts
     barrier.wait()  # every runner starts claiming at the same moment

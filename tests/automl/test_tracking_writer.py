@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import threading
 
-from automl.tracking import RunUpdate
 from automl.engine.callbacks import TrackingWriter
+from automl.tracking import RunUpdate
 
 
 def blocked_writer() -> tuple[TrackingWriter, threading.Event, list[tuple[str, object]]]:

@@ -47,7 +47,7 @@ def test_every_change_reaches_the_durable_study_with_the_same_numbers(tmp_path: 
 
     durable, memory = _durable(storage), work.memory.get_trials(deepcopy=False)
     assert [t.number for t in durable] == [t.number for t in memory] == list(range(6))
-    for d, m in zip(durable, memory):
+    for d, m in zip(durable, memory, strict=True):
         assert (d.state, d.values, d.params, d.intermediate_values) == (m.state, m.values, m.params, m.intermediate_values)
         assert d.user_attrs["ray_trial_id"] == f"t{d.number}"
     assert durable[4].state == TrialState.PRUNED and durable[4].value == pytest.approx(0.4)  # its last report

@@ -14,9 +14,9 @@ import pytest
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState
 
-from automl.tracking import MlflowTracker, RunUpdate
 from automl.engine.working_study import StudyDiverged, WorkingStudy
 from automl.engine.write_behind import JobWriter, RemoteTrialRuns, WriteBehind, shared
+from automl.tracking import MlflowTracker, RunUpdate
 
 REPO = Path(__file__).resolve().parents[2]
 SPACE = {"learning_rate": FloatDistribution(1e-4, 1e-1, log=True)}
@@ -49,7 +49,7 @@ def test_study_writes_made_by_the_writer_process_match_the_working_copy(tmp_path
     durable = optuna.load_study(study_name="job", storage=url).get_trials(deepcopy=False)
     memory = work.memory.get_trials(deepcopy=False)
     assert [t.number for t in durable] == list(range(4))
-    for d, m in zip(durable, memory):
+    for d, m in zip(durable, memory, strict=True):
         assert (d.state, d.values, d.params, d.intermediate_values) == (m.state, m.values, m.params, m.intermediate_values)
         assert d.user_attrs["ray_trial_id"] == f"t{d.number}"
     assert remote.remote.call("ping") != os.getpid()

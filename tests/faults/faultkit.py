@@ -26,7 +26,6 @@ from mlflow import MlflowClient
 
 from automl.settings import Settings, resolve_settings
 
-
 # A trial that takes a few seconds and reports every step: long enough to inject a fault mid-job.
 STEADY = """
 import time
@@ -78,9 +77,7 @@ def job_spec(name: str, objective: str, *, trials: int, **fields: Any) -> dict[s
 
 def submit(settings: Settings, spec: dict[str, Any], base_dir: Path) -> str:
     """Check and enqueue ``spec`` as ``automl submit`` does; return the job id."""
-    from automl.service import enqueue, open_job_store
-
-    from automl.service import check_job_file
+    from automl.service import check_job_file, enqueue, open_job_store
 
     path = base_dir / f"{spec['name']}-{uuid.uuid4().hex[:6]}.yaml"
     path.write_text(yaml.safe_dump(spec))

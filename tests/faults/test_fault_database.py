@@ -12,7 +12,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-
 from faultkit import STEADY, assert_records_agree, job_spec, objective_module, run_queue, settings_for, submit, wait_for
 
 pytestmark = pytest.mark.slow

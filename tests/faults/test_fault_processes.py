@@ -16,10 +16,10 @@ from pathlib import Path
 import optuna
 import pytest
 import yaml
+from faultkit import job_spec, objective_module, service_env, wait_for
 from mlflow import MlflowClient
 
 import automl
-from faultkit import job_spec, objective_module, service_env, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -28,7 +28,7 @@ def test_sigkilled_trial_process_is_retried_from_its_checkpoint(automl_home: Pat
     pids, resumed = tmp_path / "pids", tmp_path / "resumed.txt"
     pids.mkdir()
 
-    def objective(params: dict, ctx) -> None:  # noqa: ANN001 - runs in a Ray worker
+    def objective(params: dict, ctx) -> None:  # runs in a Ray worker
         import torch
         from ray import tune
 

@@ -11,12 +11,20 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from faultkit import (
+    Workers,
+    assert_records_agree,
+    job_spec,
+    kill_session,
+    objective_module,
+    service_env,
+    settings_for,
+    submit,
+    wait_for,
+)
 
 from automl.faults import EXIT_CODE
 from automl.store.jobs import utcnow
-from faultkit import (
-    Workers, assert_records_agree, job_spec, kill_session, objective_module, service_env, settings_for, submit, wait_for,
-)
 
 pytestmark = pytest.mark.slow
 
@@ -41,7 +49,7 @@ def workers(automl_home: Path, tmp_path: Path, ray_session: None) -> Iterator[Wo
     pool.stop_all()
 
 
-def wait_lease_expired(store, job_id: str) -> None:  # noqa: ANN001
+def wait_lease_expired(store, job_id: str) -> None:
     def expired() -> bool:
         job = store.get(job_id)
         return job.state != "running" or (job.lease_expires_at is not None and job.lease_expires_at < utcnow())

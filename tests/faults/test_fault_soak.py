@@ -24,7 +24,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from faultkit import Workers, assert_records_agree, job_spec, objective_module, service_env, settings_for, wait_for
 
 pytestmark = pytest.mark.soak
@@ -103,7 +102,7 @@ def test_soak_many_jobs_two_runners_several_submitters(automl_home: Path, tmp_pa
             for i in range(SUBMITTERS)
         ]
         outputs = [p.communicate(timeout=seconds + 300) for p in submitters]
-        for process, (out, err) in zip(submitters, outputs):
+        for process, (_out, err) in zip(submitters, outputs, strict=True):
             assert process.returncode == 0, err
         sent = [json.loads(out.strip().splitlines()[-1]) for out, _ in outputs]
         submitted = [j for s in sent for j in s["submitted"]]
@@ -111,7 +110,7 @@ def test_soak_many_jobs_two_runners_several_submitters(automl_home: Path, tmp_pa
         store = open_job_store(settings)
         wait_for(lambda: all(store.get(j).is_final for j in submitted), max(900, 8 * seconds), "every job to reach a final state", poll=2)
         drained = time.monotonic()
-        for index, process in enumerate(workers.processes):
+        for process in workers.processes:
             process.send_signal(signal.SIGTERM)
         for index in range(RUNNERS):
             assert workers.wait(index, timeout=120) == 0, workers.log(index)

@@ -15,9 +15,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from mlflow import MlflowClient
-
 from faultkit import job_spec, objective_module, run_queue, service_env, settings_for, submit
+from mlflow import MlflowClient
 
 pytestmark = pytest.mark.slow
 

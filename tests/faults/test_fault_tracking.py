@@ -14,7 +14,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from faultkit import STEADY, assert_records_agree, job_spec, objective_module, run_queue, settings_for, submit, wait_for
 
 pytestmark = pytest.mark.slow
@@ -77,7 +76,7 @@ def mlflow_server(shared_mlflow_server: MlflowServer, automl_home: Path, monkeyp
     return shared_mlflow_server
 
 
-def run_with_outage(settings, job_id: str, server: MlflowServer, *, restart_after_trials: int | None) -> None:  # noqa: ANN001
+def run_with_outage(settings, job_id: str, server: MlflowServer, *, restart_after_trials: int | None) -> None:
     """Run the queue here while another thread kills the server after the first finished trial
     and, if asked, starts it again once ``restart_after_trials`` trials have finished."""
     from automl.service import open_job_store

@@ -11,9 +11,8 @@ import re
 from pathlib import Path
 
 import pytest
-from mlflow import MlflowClient
-
 from faultkit import assert_records_agree, job_spec, objective_module, run_queue, settings_for, submit
+from mlflow import MlflowClient
 
 pytestmark = pytest.mark.slow
 

@@ -98,7 +98,7 @@ def test_compose_runs_the_topology_scripts_with_what_they_need(compose: dict) ->
         assert service["command"][: len(command)] == command, name
         assert (REPO / command[1]).is_file(), command[1]
         # The scripts are in the image where the command expects them (WORKDIR /app).
-        assert re.search(rf"^COPY .*{re.escape(command[1].rsplit('/', 1)[0])}/", DOCKERFILE.read_text(), re.M), command[1]
+        assert re.search(rf"^COPY .*{re.escape(command[1].rsplit('/', 1)[0])}/", DOCKERFILE.read_text(), re.MULTILINE), command[1]
     env = {name: service.get("environment", {}) for name, service in services.items()}
     assert env["mlflow"]["MLFLOW_BACKEND_STORE_URI"].startswith("postgresql://")
     assert env["mlflow"]["MLFLOW_BACKEND_STORE_URI"].endswith("@postgres:5432/mlflow"), "MLflow has its own database"
@@ -153,15 +153,15 @@ def test_dockerfile_passes_hadolint_and_builds_as_documented() -> None:
     lint = subprocess.run([tool("hadolint"), "--no-color", str(DOCKERFILE)], capture_output=True, text=True, timeout=60)
     assert lint.returncode == 0, lint.stdout + lint.stderr
     text = DOCKERFILE.read_text()
-    stages = re.findall(r"^FROM (\S+) AS (\w+)", text, re.M)
+    stages = re.findall(r"^FROM (\S+) AS (\w+)", text, re.MULTILINE)
     assert [name for _, name in stages] == ["build", "runtime"], "multi-stage: build, then a small runtime"
-    assert re.search(r"^ARG PYTHON_IMAGE=python:3\.\d+\.\d+-slim", text, re.M), "the base image is pinned to a patch release"
-    (user,) = re.findall(r"^USER (\S+)", text, re.M)
+    assert re.search(r"^ARG PYTHON_IMAGE=python:3\.\d+\.\d+-slim", text, re.MULTILINE), "the base image is pinned to a patch release"
+    (user,) = re.findall(r"^USER (\S+)", text, re.MULTILINE)
     assert user.split(":")[0] not in {"0", "root"}, "the image runs as a non-root user"
     # torch comes first from PyTorch's index (CPU or CUDA build), then the project under the constraints.
     torch_at = text.index('pip install "torch==${TORCH_VERSION}" --index-url "${TORCH_INDEX_URL}"')
     assert torch_at < text.index("pip install --constraint docker/constraints.txt .")
-    pinned = re.search(r"^ARG TORCH_VERSION=(\S+)", text, re.M).group(1)
+    pinned = re.search(r"^ARG TORCH_VERSION=(\S+)", text, re.MULTILINE).group(1)
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     assert f"torch=={pinned}" in project["dependencies"], "the image's torch is the version pyproject.toml pins"
 
@@ -171,7 +171,7 @@ def test_dockerfile_copies_files_that_exist_and_the_context_leaves_out_local_sta
                if line.strip() and not line.startswith("#")]
     assert {"**/.venv", ".git", "docker/.env"} <= set(ignored)
     top_ignored = {p for p in ignored if "/" not in p and "*" not in p}
-    for line in re.findall(r"^COPY (?!--from)(.+)$", DOCKERFILE.read_text(), re.M):
+    for line in re.findall(r"^COPY (?!--from)(.+)$", DOCKERFILE.read_text(), re.MULTILINE):
         *sources, _ = line.split()
         for source in sources:
             assert list(REPO.glob(source)), f"COPY {source}: not in the repository"

@@ -9,6 +9,7 @@ The scripts are the ones ``docker/compose.yaml`` runs in its containers, with th
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -132,10 +133,8 @@ def stop_session(process: subprocess.Popen) -> None:
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline and raycluster._session_pids(process.pid):
         time.sleep(0.1)
-    try:
+    with contextlib.suppress(subprocess.TimeoutExpired):
         process.wait(timeout=5)
-    except subprocess.TimeoutExpired:
-        pass
 
 
 @dataclass
@@ -257,10 +256,8 @@ def topology(tmp_path_factory: pytest.TempPathFactory, postgres_server) -> Itera
         mlflow_server.stop()
         cluster.stop()
         for name in names:
-            try:
+            with contextlib.suppress(Exception):  # tidiness only; the server goes at the end of the run
                 postgres_server.drop_database(name)
-            except Exception:  # noqa: BLE001 - tidiness only; the server goes at the end of the run
-                pass
 
 
 def test_job_submitted_through_the_cli_succeeds_on_the_cluster(topology: Topology) -> None:

@@ -122,7 +122,7 @@ def _modules_needed_to_load(model: nn.Module) -> set[str]:
     seen: set[str] = set()
 
     class Recorder(pickle.Unpickler):
-        def find_class(self, module: str, name: str):  # noqa: ANN201
+        def find_class(self, module: str, name: str):
             seen.add(module)
             return super().find_class(module, name)
 

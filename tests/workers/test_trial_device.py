@@ -31,7 +31,7 @@ def test_limit_threads() -> None:
 
 
 def test_registry() -> None:
-    assert TRAINERS == {"mlp": MLPTrainer, "cnn": CNNTrainer}
+    assert {"mlp": MLPTrainer, "cnn": CNNTrainer} == TRAINERS
     assert get_trainer("cnn") is CNNTrainer
     with pytest.raises(ValueError, match="mlp") as info:
         get_trainer("xgboost")

@@ -44,7 +44,7 @@ def __getattr__(name: str) -> Any:
     # PEP 562: ``TRAINERS`` and the classes are built on first access, not at import.
     if name == "TRAINERS":
         return {key: get_trainer(key) for key in _REGISTRY}
-    for key, (module, attribute) in _REGISTRY.items():
+    for key, (_module, attribute) in _REGISTRY.items():
         if name == attribute:
             return get_trainer(key)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -180,7 +180,7 @@ def restore_training(state: Mapping[str, Any], model: nn.Module, optimizer: torc
     if state.get("optimizer_class") == type(optimizer).__name__:
         learning_rates = [group["lr"] for group in optimizer.param_groups]
         optimizer.load_state_dict(state["optimizer"])
-        for group, lr in zip(optimizer.param_groups, learning_rates):
+        for group, lr in zip(optimizer.param_groups, learning_rates, strict=True):
             group["lr"] = lr
     if state.get("torch_rng") is not None:
         torch.set_rng_state(state["torch_rng"])
@@ -238,7 +238,7 @@ def run_epochs(
         if epoch == ctx.max_epochs:
             model.eval()
             ctx.save_model(model, **{k: v for k, v in model_info.items() if k != "n_val"})
-        ctx.report(step=epoch, train_loss=train_loss, n_params=n_params, inference_ms=inference_ms, **metrics)
+        ctx.report({"train_loss": train_loss, "n_params": n_params, "inference_ms": inference_ms, **metrics}, step=epoch)
     if state is not None and first_epoch > ctx.max_epochs:
         # Resumed with nothing left to train: the final report still carries the model.
         model.eval()

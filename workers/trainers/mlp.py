@@ -16,6 +16,7 @@ from workers.models import build_mlp, column_stats
 from workers.trainers._loop import (
     COST_METRICS,
     TRAINING_DEFAULTS,
+    LossFn,
     classification_metrics,
     make_loader,
     make_optimizer,
@@ -95,6 +96,8 @@ class MLPTrainer(Trainer):
         seed_everything(ctx.seed)
         model = self.build_model(params, table).to(ctx.device)
 
+        network: nn.Module
+        loss_fn: LossFn
         if table.task == CLASSIFICATION:
             network, y_train, loss_fn = model, table.y_train, nn.functional.cross_entropy
 
