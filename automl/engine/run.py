@@ -13,11 +13,11 @@ import threading
 import uuid
 from typing import TYPE_CHECKING, Any
 
-from automl.results import SearchResult
 from automl.engine.cluster import check_resources, default_concurrency, ensure_ray, quiet_libraries
 from automl.engine.plan import SearchPlan
 from automl.engine.studies import open_storage, prior_trials, warm_start_configs
 from automl.engine.summary import job_params, job_tags, space_artifact, summarize
+from automl.results import SearchResult
 from automl.settings import Settings, prepare, resolve_settings
 from automl.spaces import SearchSpace
 from automl.spec import spec_to_yaml
@@ -63,12 +63,12 @@ def _run(
 ) -> SearchResult:
     """One search: Optuna study, MLflow runs and Ray Tune; its per-trial writes made by the process's writer."""
     from automl.engine import write_behind
-    from automl.engine.study_search import StudySearch
-    from automl.plots import log_search_plots
-    from automl.engine.samplers import SamplerRequest, create_sampler
-    from automl.tracking import MlflowTracker
     from automl.engine.callbacks import JobCallback
+    from automl.engine.samplers import SamplerRequest, create_sampler
+    from automl.engine.study_search import StudySearch
     from automl.engine.write_behind import RemoteTrialRuns
+    from automl.plots import log_search_plots
+    from automl.tracking import MlflowTracker
 
     spec = plan.spec
     # Started now if this is the process's first search: it imports MLflow and Optuna while
@@ -210,11 +210,10 @@ def _tuner(
 ) -> Any:
     """The Tune run: our searcher and scheduler, actors reused, Tune's own output and loggers off."""
     from ray import tune
-
     from ray.tune.registry import register_trainable
 
-    from automl.engine.schedulers import build_scheduler, scheduler_kind
     from automl.engine.callbacks import JobStopper, TrialTimeout
+    from automl.engine.schedulers import build_scheduler, scheduler_kind
     from workers.trainable import run_trial
 
     spec = plan.spec

@@ -114,7 +114,7 @@ def grid_points(space: SearchSpace) -> dict[str, list[Any]]:
                 raise ValueError(
                     f"the grid sampler cannot enumerate space.params.{name}: give it a step, or make it categorical"
                 )
-            count = int(round((param.high - param.low) / param.step)) + 1
+            count = round((param.high - param.low) / param.step) + 1
             points[name] = [round(param.low + i * param.step, 12) for i in range(count) if param.low + i * param.step <= param.high + 1e-12]
         else:
             points[name] = list(range(param.low, param.high + 1, param.step))
