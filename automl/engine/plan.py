@@ -150,6 +150,7 @@ def _check_sampler(spec: JobSpec, space: Any, n_objectives: int) -> None:
         options=spec.sampler.options,
         space=space if isinstance(space, SearchSpace) else None,
         n_objectives=n_objectives,
+        budget=spec.budget.trials,
     )
     try:
         create_sampler(spec.sampler.name, request)

@@ -64,7 +64,7 @@ def _run(
     """One search: Optuna study, MLflow runs and Ray Tune; its per-trial writes made by the process's writer."""
     from automl.engine import write_behind
     from automl.engine.callbacks import JobCallback
-    from automl.engine.samplers import SamplerRequest, create_sampler
+    from automl.engine.samplers import SamplerRequest, create_sampler, startup_note
     from automl.engine.study_search import StudySearch
     from automl.engine.write_behind import RemoteTrialRuns
     from automl.plots import log_search_plots
@@ -108,21 +108,20 @@ def _run(
             )
         concurrency = spec.resources.max_concurrent or default_concurrency(spec)
         stopping = control.stop_reason if control is not None else None
+        sampler_request = SamplerRequest(
+            # A resumed job reseeds its sampler, or it would propose the points it already tried.
+            seed=spec.seed + len(prior),
+            options=spec.sampler.options,
+            concurrency=concurrency,
+            space=plan.space if isinstance(plan.space, SearchSpace) else None,
+            n_objectives=len(plan.metrics),
+            budget=spec.budget.trials,
+        )
         searcher = StudySearch(
             space=plan.optuna_space(),
             metric=list(plan.metrics) if plan.multi_objective else plan.metric,
             mode=list(plan.modes) if plan.multi_objective else plan.mode,
-            # A resumed job reseeds its sampler, or it would propose the points it already tried.
-            sampler=create_sampler(
-                spec.sampler.name,
-                SamplerRequest(
-                    seed=spec.seed + len(prior),
-                    options=spec.sampler.options,
-                    concurrency=concurrency,
-                    space=plan.space if isinstance(plan.space, SearchSpace) else None,
-                    n_objectives=len(plan.metrics),
-                ),
-            ),
+            sampler=create_sampler(spec.sampler.name, sampler_request),
             study_name=study_name,
             storage=storage,
             resume=stale,
@@ -136,6 +135,10 @@ def _run(
                 searcher.enqueue(config)
             if warm and control is not None:
                 control.on_event("warm_start", f"{len(warm)} configurations queued to run first")
+            # TPE and GP draw their first trials at random: say how many, so a short job's results are read right.
+            startup = startup_note(spec.sampler.name, sampler_request)
+            if startup is not None and control is not None:
+                control.on_event("sampler", startup)
         trial_runs = None
         if remote is not None:
             remote.send("open_study", settings.storage_url, study_name)
