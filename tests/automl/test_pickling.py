@@ -74,3 +74,17 @@ def test_every_scheduler_pickles_as_tune_pickles_it(name: str) -> None:
     )
     copy = ray.cloudpickle.loads(ray.cloudpickle.dumps(TuneConfig(scheduler=scheduler)))
     assert type(copy.scheduler) is type(scheduler)
+
+
+def test_pbt_s_population_search_pickles_as_tune_pickles_it(tmp_path: Path) -> None:
+    # A pbt job's search algorithm is the population search around the StudySearch (the registry's
+    # setup hook): that is what goes into tuner.pkl for it.
+    from automl.engine.schedulers import SchedulerRequest, build_scheduler, scheduler_kind
+
+    searcher = _searcher("tpe", 1, tmp_path)
+    request = SchedulerRequest(metric="loss", mode="min", max_epochs=4, space=SPACE.to_optuna())
+    scheduler = build_scheduler("pbt", request)
+    setup = scheduler_kind("pbt").setup(scheduler, searcher, "pickle-pbt", None, 2)  # type: ignore[arg-type]
+    assert setup.search_alg is not searcher and setup.max_concurrent_trials is None
+    copy = ray.cloudpickle.loads(ray.cloudpickle.dumps(TuneConfig(search_alg=setup.search_alg, scheduler=setup.scheduler)))
+    assert copy.search_alg.searcher._storage is None and copy.search_alg.searcher._sampler is None
