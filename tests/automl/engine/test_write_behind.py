@@ -18,7 +18,7 @@ from automl.engine.working_study import StudyDiverged, WorkingStudy
 from automl.engine.write_behind import JobWriter, RemoteTrialRuns, WriteBehind, shared
 from automl.tracking import MlflowTracker, RunUpdate
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 SPACE = {"learning_rate": FloatDistribution(1e-4, 1e-1, log=True)}
 
 
