@@ -17,7 +17,7 @@ BASE = {
 }
 
 
-def spec(**changes: object):
+def spec(**changes: object) -> JobSpec:
     return parse_spec({**BASE, **changes})
 
 
