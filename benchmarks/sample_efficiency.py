@@ -844,21 +844,25 @@ def run_startup_study(args: Any, out: Any) -> int:
         # The job's plots are drawn after its search, outside what is measured: about 5 s a call, 500 calls.
         automl.plots.log_search_plots = lambda *args, **kwargs: []
         register_qmc_start()
+        # --startup-resume: the seeds an earlier run of the same command wrote to the JSON stay; the rest run.
+        earlier = json.loads(path.read_text())["tasks"] if args.startup_resume and path.exists() else {}
         for name in [n for n in SYNTHETIC if n in chosen]:
-            seeds: list[dict[str, Any]] = []
-            for seed in range(n_seeds):
+            seeds: list[dict[str, Any]] = earlier.get(name, {}).get("seeds", [])[:n_seeds]
+            for seed in range(len(seeds), n_seeds):
                 with out.status(f"start-up, {name}: seed {seed + 1}/{n_seeds}"):
                     seeds.append({"seed": seed, "runs": startup_seed_synthetic(name, seed, budgets, synth_variants, max_steps, home)})
                 tasks[name] = summarised("synthetic", seeds, max_steps)
                 C.write_json(path, payload(tasks))  # after every seed: a long run that stops keeps what it measured
-        seeds = []
-        for seed in range(mlp_seeds if MLP_TASK in chosen else 0):
+        seeds = earlier.get(MLP_TASK, {}).get("seeds", [])[:mlp_seeds]
+        for seed in range(len(seeds), mlp_seeds if MLP_TASK in chosen else 0):
             with out.status(f"start-up, mlp {MLP_DATASET}: seed {seed + 1}/{mlp_seeds}"):
                 seeds.append({"seed": seed, "runs": startup_seed_mlp(seed, budgets, mlp_variants, mlp_steps, home,
                                                                      Path(tmp) / "tune", reeval_repeats)})
             tasks[MLP_TASK] = summarised("mlp", seeds, mlp_steps)
             C.write_json(path, payload(tasks))
     result = payload(tasks)
+    if earlier:
+        result["settings"]["resumed"] = "--startup-resume: seeds from an earlier run of the same command kept; total_wall_s is this run's"
     C.write_json(path, result)
     print_startup_report(out, result)
     out.print(f"JSON: {path}  ({result['total_wall_s']:.0f} s)")
@@ -1200,6 +1204,8 @@ def main() -> int:
                        help="run the start-up study instead: TPE's and GP's start-up trials at these budgets of trials "
                        "(e.g. 8,16,32), every variant side by side (seeds: --seeds, default 20; --mlp-seeds, default 10; "
                        "--reeval-seeds, default 3)")
+        p.add_argument("--startup-resume", action="store_true",
+                       help="start-up study: keep the seeds already in the --out JSON (a run that was stopped) and run the rest")
         p.add_argument("--startup-variants", help=f"start-up study, synthetic tasks: which of {', '.join(STARTUP_VARIANTS)} "
                        f"(default {','.join(STARTUP_SYNTHETIC_VARIANTS)})")
         p.add_argument("--startup-mlp-variants",
@@ -1269,8 +1275,8 @@ def main() -> int:
             tasks[name] = {"kind": "synthetic", "mode": "min", "metric": "loss", "score": "regret", "score_mode": "min",
                            "optimum": SYNTHETIC[name]["optimum"], "max_steps": max_steps, "budget_epochs": synth_budget,
                            "seeds": seeds, "summary": aggregate(seeds, synth_budget, "min")}
-        seeds = []
-        for seed in range(mlp_seeds if MLP_TASK in chosen else 0):
+        seeds = earlier.get(MLP_TASK, {}).get("seeds", [])[:mlp_seeds]
+        for seed in range(len(seeds), mlp_seeds if MLP_TASK in chosen else 0):
             with out.status(f"mlp {MLP_DATASET}: seed {seed + 1}/{mlp_seeds}"):
                 seeds.append({"seed": seed, **run_mlp(seed, mlp_steps, mlp_budget, mlp_service_trials, home, workdir / "tune",
                                                       (*METHODS, *variants), reeval_repeats, random_multiple)})
