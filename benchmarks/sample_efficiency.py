@@ -1275,8 +1275,8 @@ def main() -> int:
             tasks[name] = {"kind": "synthetic", "mode": "min", "metric": "loss", "score": "regret", "score_mode": "min",
                            "optimum": SYNTHETIC[name]["optimum"], "max_steps": max_steps, "budget_epochs": synth_budget,
                            "seeds": seeds, "summary": aggregate(seeds, synth_budget, "min")}
-        seeds = earlier.get(MLP_TASK, {}).get("seeds", [])[:mlp_seeds]
-        for seed in range(len(seeds), mlp_seeds if MLP_TASK in chosen else 0):
+        seeds = []
+        for seed in range(mlp_seeds if MLP_TASK in chosen else 0):
             with out.status(f"mlp {MLP_DATASET}: seed {seed + 1}/{mlp_seeds}"):
                 seeds.append({"seed": seed, **run_mlp(seed, mlp_steps, mlp_budget, mlp_service_trials, home, workdir / "tune",
                                                       (*METHODS, *variants), reeval_repeats, random_multiple)})
