@@ -156,7 +156,7 @@ class StudySearch(OptunaSearch):
             ["minimize" if m == "min" else "maximize" for m in modes],
             self._sampler or TPESampler(seed=self._seed),
         )
-        self._ot_study = self._working.memory  # type: ignore[assignment]  # OptunaSearch.__init__ sets None: mypy types it None
+        self._ot_study = self._working.memory
 
     def write_behind(self, remote: Any) -> None:
         """Make the study's trial writes through a :class:`~automl.engine.write_behind.WriteBehind` from now on."""
