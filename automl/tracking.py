@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from automl.errors import TrackingError
 from automl.settings import redact_url
+from automl.sqlite import set_wal_on_file
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -98,7 +99,7 @@ class MlflowTracker:
         self.artifact_root = artifact_root
         with _sqlite_init_lock(tracking_uri) as database:  # the client opens (and may migrate) the store
             if database:
-                _use_wal(database)
+                set_wal_on_file(database)  # a commit syncs once; the MLflow UI reading it no longer blocks the runner
             self.client: MlflowClient = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
             if tracking_uri.startswith("sqlite:"):
                 with contextlib.suppress(Exception):  # the first real write reports a broken store, naming it
@@ -474,24 +475,6 @@ def fluent_uris(uri: str) -> Iterator[None]:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
-
-
-def _use_wal(database: str) -> None:
-    """Put a local SQLite tracking store in WAL mode (it stays so: the mode is kept in the file).
-
-    In its default rollback-journal mode every MLflow call is a commit that syncs the disk
-    several times; in WAL mode a commit appends to the log and syncs it once, which cuts a
-    trial's tracking writes by a fifth to a third (benchmarks/overhead.py), and the MLflow UI
-    reading the store no longer blocks the runner writing to it. Durable against a crash of the
-    process, as before. A store that cannot be switched (read-only, locked) is left as it is.
-    """
-    import sqlite3
-
-    try:
-        with contextlib.closing(sqlite3.connect(database, timeout=30)) as connection:
-            connection.execute("PRAGMA journal_mode=WAL").fetchall()
-    except sqlite3.Error as exc:
-        logger.debug("MLflow store %s left in its journal mode: %s", database, exc)
 
 
 @contextlib.contextmanager

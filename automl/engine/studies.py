@@ -6,13 +6,15 @@ share it); two processes creating the schema of a fresh database at once both en
 
 from __future__ import annotations
 
+import logging
 import threading
-import time
 from typing import TYPE_CHECKING, Any
 
 from automl.errors import AutomlError, SpecError, exception_chain
+from automl.retry import retrying
 from automl.settings import redact_url
 from automl.spaces import SearchSpace
+from automl.sqlite import set_up_connections
 
 if TYPE_CHECKING:
     import optuna
@@ -54,6 +56,7 @@ def prior_trials(storage: Any, study_name: str) -> list[Any]:
 
 _STORAGES: dict[str, Any] = {}
 _STORAGES_LOCK = threading.Lock()
+logger = logging.getLogger(__name__)
 
 
 def open_storage(url: str) -> optuna.storages.BaseStorage:
@@ -70,20 +73,20 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
         else:
             # A server restart leaves the pool's connections dead: test each before use.
             kwargs["engine_kwargs"] = {"pool_pre_ping": True}
-        for attempt in range(3):
-            try:
-                storage = optuna.storages.RDBStorage(url, **kwargs)
-                break
-            except Exception as exc:
-                # Two processes creating the schema of a new database at once: the loser's CREATE
-                # TABLE finds the table made ("already exists") or its stamp of the schema version
-                # finds the winner's (an IntegrityError); on the retry the schema is there.
-                if _lost_schema_race(exc) and attempt < 2:
-                    time.sleep(0.5)
-                    continue
-                raise AutomlError(f"cannot open the Optuna storage {redact_url(url)}: {exc}") from exc
+        try:
+            # Two processes creating the schema of a new database at once: the loser's CREATE
+            # TABLE finds the table made ("already exists") or its stamp of the schema version
+            # finds the winner's (an IntegrityError); on the retry the schema is there.
+            storage = retrying(lambda: optuna.storages.RDBStorage(url, **kwargs), retryable=_lost_schema_race,
+                               window_s=10.0, first_pause_s=0.5, max_pause_s=0.5, max_attempts=3,
+                               what="a new study database's schema", logger=logger, level=logging.INFO)
+        except Exception as exc:
+            raise AutomlError(f"cannot open the Optuna storage {redact_url(url)}: {exc}") from exc
         if url.startswith("sqlite"):
-            _tune_sqlite(storage)
+            # Optuna opens SQLite in rollback-journal mode, which syncs the disk several times per
+            # commit, and a trial is several commits; readers no longer block the writer either.
+            set_up_connections(storage.engine, synchronous="NORMAL")
+            storage.engine.dispose()  # connections opened while creating the schema get the pragmas too
         _STORAGES[url] = storage
         return storage
 
@@ -95,21 +98,3 @@ def _lost_schema_race(exc: BaseException) -> bool:
     return any(isinstance(e, IntegrityError) or "already exists" in str(e) for e in exception_chain(exc))
 
 
-def _tune_sqlite(storage: optuna.storages.RDBStorage) -> None:
-    """WAL with ``synchronous=NORMAL`` on the study database's connections.
-
-    Optuna opens SQLite in rollback-journal mode, which syncs the disk several times per
-    commit, and a trial is several commits. In WAL mode with NORMAL sync a commit is durable
-    against a crash of the process (kill -9 included), though the last commits may be lost
-    if the whole machine loses power; readers (``automl status``) no longer block the writer.
-    """
-    from sqlalchemy import event
-
-    def pragmas(dbapi_connection: Any, _record: Any) -> None:
-        cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.close()
-
-    event.listen(storage.engine, "connect", pragmas)
-    storage.engine.dispose()  # connections opened while creating the schema get the pragmas too

@@ -22,11 +22,11 @@ from __future__ import annotations
 
 import copy
 import logging
-import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
 from automl.errors import AutomlError, is_transient
+from automl.retry import retrying
 
 if TYPE_CHECKING:
     from concurrent.futures import Future
@@ -49,16 +49,8 @@ class TrialWrites(Protocol):
 
 def durably(call: Callable[..., T], *args: Any) -> T:
     """Run one durable write, retrying transient database errors with backoff for up to RETRY_S."""
-    deadline, pause = time.monotonic() + RETRY_S, 0.2
-    while True:
-        try:
-            return call(*args)
-        except Exception as exc:
-            if not is_transient(exc) or time.monotonic() + pause > deadline:
-                raise
-            logger.warning("the study's database did not answer (%s); retrying in %.1f s", type(exc).__name__, pause)
-            time.sleep(pause)
-            pause = min(pause * 2, 5.0)
+    return retrying(lambda: call(*args), retryable=is_transient, window_s=RETRY_S, first_pause_s=0.2, max_pause_s=5.0,
+                    what="the study's database", logger=logger)
 
 
 class StudyDiverged(AutomlError):

@@ -10,7 +10,6 @@ from __future__ import annotations
 import builtins
 import logging
 import re
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -19,12 +18,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import CursorResult, Engine, Executable, create_engine, event, func, or_, select, text, update
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy import CursorResult, Engine, Executable, create_engine, func, or_, select, text, update
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from automl.errors import AutomlError, InputError, is_transient
+from automl.retry import retrying
 from automl.settings import redact_url
+from automl.sqlite import set_up_connections
 from automl.store.schema import FINAL_STATES, HEAD_REVISION, Job, JobEvent
 from automl.store.snapshot import JobSnapshot
 
@@ -160,17 +161,12 @@ class JobStore:
     def _retrying(self, work: Callable[[], T], *, window_s: float = RETRY_WINDOW_S) -> T:
         """Run ``work``, retrying with backoff (0.1 s doubling to 2 s) while the database is briefly
         locked or restarting, for up to ``window_s`` seconds; then raise :class:`StoreUnavailable`."""
-        delay = 0.1
-        deadline = time.monotonic() + window_s
-        while True:
-            try:
-                return work()
-            except (OperationalError, DBAPIError) as exc:
-                if not is_transient(exc) or time.monotonic() + delay > deadline:
-                    raise StoreUnavailable(f"the job database {self.url} is unavailable: {_short(exc)}") from exc
-                logger.info("job store busy or restarting (%s); retrying in %.1fs", _short(exc), delay)
-                time.sleep(delay)
-                delay = min(delay * 2, 2.0)
+        try:
+            return retrying(work, retryable=lambda exc: isinstance(exc, DBAPIError) and is_transient(exc),
+                            window_s=window_s, first_pause_s=0.1, max_pause_s=2.0, what="the job store",
+                            logger=logger, level=logging.INFO)
+        except DBAPIError as exc:
+            raise StoreUnavailable(f"the job database {self.url} is unavailable: {_short(exc)}") from exc
 
     # -- submitting and reading -----------------------------------------------------------
 
@@ -449,7 +445,9 @@ def open_store(url: str, *, migrate: bool = True) -> JobStore:
         kwargs["connect_args"] = {"timeout": 30}
     engine = create_engine(url, **kwargs)
     if engine.dialect.name == "sqlite":
-        event.listen(engine, "connect", _sqlite_pragmas)
+        # WAL lets readers (status, list) work while a runner writes; the busy timeout makes
+        # concurrent writers wait their turn instead of failing.
+        set_up_connections(engine, busy_timeout_ms=30000, foreign_keys=True)
     store = JobStore(engine)
     if migrate:
         try:
@@ -497,16 +495,6 @@ def current_revision(engine: Engine) -> str | None:
 
     with engine.connect() as connection:
         return MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE}).get_current_revision()
-
-
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    # WAL lets readers (status, list) work while a runner writes; the busy timeout makes
-    # concurrent writers wait their turn instead of failing.
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA busy_timeout=30000")
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.close()
 
 
 def _short(exc: BaseException) -> str:
