@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +33,26 @@ def primary_value(trial: TrialSummary) -> float:
     if trial.value is None:
         raise ValueError(f"trial {trial.number} has no value to rank by")
     return trial.value
+
+
+def top_trials(trials: Iterable[TrialSummary], mode: str, n: int = 5) -> list[TrialSummary]:
+    """The ``n`` best COMPLETE trials on the primary metric, best first (``mode``: ``min`` or ``max``)."""
+    done = [t for t in trials if t.state == "COMPLETE" and t.value is not None]
+    return sorted(done, key=primary_value, reverse=mode == "max")[:n]
+
+
+def dominates(a: TrialSummary, b: TrialSummary, modes: Sequence[str]) -> bool:
+    """Whether ``a`` is at least as good as ``b`` on every objective and better on one."""
+    signs = [1.0 if m == "min" else -1.0 for m in modes]
+    pa = [s * v for s, v in zip(signs, a.values or (), strict=False)]
+    pb = [s * v for s, v in zip(signs, b.values or (), strict=False)]
+    return all(x <= y for x, y in zip(pa, pb, strict=True)) and any(x < y for x, y in zip(pa, pb, strict=True))
+
+
+def pareto_front(trials: Iterable[TrialSummary], modes: Sequence[str]) -> list[TrialSummary]:
+    """The COMPLETE trials that no other trial beats on every objective, in the order given."""
+    done = [t for t in trials if t.state == "COMPLETE" and t.values]
+    return [t for t in done if not any(dominates(o, t, modes) for o in done if o is not t)]
 
 
 @dataclass(frozen=True)
@@ -87,8 +108,7 @@ class SearchResult:
 
     def top(self, n: int = 5) -> list[TrialSummary]:
         """The ``n`` best COMPLETE trials, best first."""
-        done = [t for t in self.trials if t.state == "COMPLETE" and t.value is not None]
-        return sorted(done, key=primary_value, reverse=self.mode == "max")[:n]
+        return top_trials(self.trials, self.mode, n)
 
     def trials_frame(self) -> pd.DataFrame:
         """Every trial as a table: number, state, value, one column per hyperparameter, run id."""

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from automl.results import TrialSummary, primary_value
+from automl.results import TrialSummary, top_trials
 
 if TYPE_CHECKING:
     from automl.settings import Settings
@@ -170,25 +170,6 @@ def snapshot_from_study(settings: Settings, study_name: str) -> JobSnapshot:
 def job_snapshot(settings: Settings, job: JobView) -> JobSnapshot:
     """The job row's snapshot; for a job written before it had one, the study's."""
     return job.snapshot if job.snapshot is not None else snapshot_from_study(settings, job.study_name)
-
-
-def pareto_front(trials: list[TrialSummary], modes: list[str]) -> list[TrialSummary]:
-    """The COMPLETE trials that no other trial beats on every objective."""
-    done = [t for t in trials if t.state == "COMPLETE" and t.values]
-    signs = [1.0 if m == "min" else -1.0 for m in modes]
-
-    def dominates(a: TrialSummary, b: TrialSummary) -> bool:
-        pa = [s * v for s, v in zip(signs, a.values or (), strict=False)]
-        pb = [s * v for s, v in zip(signs, b.values or (), strict=False)]
-        return all(x <= y for x, y in zip(pa, pb, strict=True)) and any(x < y for x, y in zip(pa, pb, strict=True))
-
-    return [t for t in done if not any(dominates(o, t) for o in done if o is not t)]
-
-
-def top_trials(trials: list[TrialSummary], mode: str, n: int = 5) -> list[TrialSummary]:
-    """The ``n`` best COMPLETE trials, best first."""
-    done = [t for t in trials if t.state == "COMPLETE" and t.value is not None]
-    return sorted(done, key=primary_value, reverse=mode == "max")[:n]
 
 
 def best_of_job(settings: Settings, job: JobView) -> dict[str, Any]:

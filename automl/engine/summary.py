@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from automl.results import SearchResult, TrialSummary, primary_value
+from automl.results import SearchResult, TrialSummary, primary_value, top_trials
 from automl.settings import Settings, redact_url
 from automl.spaces import SearchSpace
 
@@ -59,8 +59,7 @@ def summarize(
     else:
         pareto = ()
     # The best trial: the best on the primary metric (of the Pareto front, with several metrics).
-    pool = [t for t in list(pareto) or complete if t.value is not None]
-    best = (max if plan.mode == "max" else min)(pool, key=primary_value) if pool else None
+    best = next(iter(top_trials(list(pareto) or complete, plan.mode, 1)), None)
     model = None
     if log_model and best is not None and best.number in by_number:
         model = _log_best_model(spec, tracker, by_number[best.number], callback)

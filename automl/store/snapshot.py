@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from automl.results import TrialSummary, primary_value
+from automl.results import TrialSummary, dominates, primary_value
 
 TOP_K = 10  # status shows 5; a little headroom for `best` and the JSON
 FINISHED_STATES = ("COMPLETE", "PRUNED", "FAIL")
@@ -121,16 +121,11 @@ class SnapshotBuilder:
             self._place_on_front(entry)
 
     def _place_on_front(self, entry: TrialSummary) -> None:
-        if any(self._dominates(other, entry) for other in self._pareto):
+        if any(dominates(other, entry, self.directions) for other in self._pareto):
             return
-        self._pareto = [other for other in self._pareto if not self._dominates(entry, other)]
+        self._pareto = [other for other in self._pareto if not dominates(entry, other, self.directions)]
         self._pareto.append(entry)
         self._pareto.sort(key=lambda t: t.number)
-
-    def _dominates(self, a: TrialSummary, b: TrialSummary) -> bool:
-        pa = [s * v for s, v in zip(self._signs, a.values or (), strict=False)]
-        pb = [s * v for s, v in zip(self._signs, b.values or (), strict=False)]
-        return all(x <= y for x, y in zip(pa, pb, strict=True)) and any(x < y for x, y in zip(pa, pb, strict=True))
 
     def snapshot(self) -> JobSnapshot:
         """The snapshot as of now (immutable)."""

@@ -12,8 +12,7 @@ import pytest
 from sqlalchemy import column, create_engine, insert, inspect, table
 
 from automl.errors import AutomlError
-from automl.results import TrialSummary
-from automl.service import pareto_front, top_trials
+from automl.results import TrialSummary, pareto_front, top_trials
 from automl.store import InvalidJobId, JobNotFound, open_store
 from automl.store.jobs import MIGRATIONS, current_revision, upgrade
 from automl.store.schema import HEAD_REVISION
