@@ -98,9 +98,15 @@ def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
 
 
 @pytest.fixture
-def service(tmp_path: Path) -> Iterator[Service]:
+def service(tmp_path: Path, ray_session: None) -> Iterator[Service]:
+    """The CLI on a fresh state directory; its runners drive this test session's Ray (RAY_ADDRESS),
+    as runners drive a cluster: seconds saved per runner, and a runner that dies takes only its
+    own trials' workers with it (tests/faults/test_fault_runner.py does the same)."""
+    import ray
+
     (tmp_path / "slow_objective.py").write_text(SLOW_OBJECTIVE)
     svc = Service(tmp_path)
+    svc.env["RAY_ADDRESS"] = ray.get_runtime_context().gcs_address
     yield svc
     svc.stop_all()
 
@@ -169,7 +175,7 @@ def test_killed_runner_job_is_reclaimed_and_resumed_exactly(service: Service) ->
     job_id = service.submit(service.job_file("slow", slow_job(trials=6)))
     first = service.worker("--lease", "3")
     wait_for(lambda: service.store.get(job_id).trials_finished >= 2, 120, "two finished trials")
-    os.killpg(first.pid, signal.SIGKILL)  # the runner and everything it started die at once
+    os.killpg(first.pid, signal.SIGKILL)  # the runner and everything it started die at once; Ray ends its trials
     first.wait(timeout=30)
     held = service.store.get(job_id)
     assert held.state == "running" and held.trials_finished < 6
@@ -263,9 +269,9 @@ def test_status_reads_a_snapshot_that_agrees_with_the_study(tmp_path: Path, auto
     from typer.testing import CliRunner
 
     from automl.cli import app
-    from automl.results import TrialSummary
+    from automl.results import TrialSummary, pareto_front, top_trials
     from automl.runner import Runner
-    from automl.service import best_of_job, check_job_file, enqueue, open_job_store, pareto_front, study_trials, top_trials
+    from automl.service import best_of_job, check_job_file, enqueue, open_job_store, study_trials
     from automl.settings import resolve_settings
     from automl.store import JobStore
     from automl.store.snapshot import JobSnapshot
