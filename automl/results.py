@@ -72,6 +72,9 @@ class SearchResult:
         tracking_errors: MLflow writes that failed during the search (the search went on).
         metrics, modes: every objective (the first is ``metric``) and its direction.
         pareto_front: with several metrics, the trials no other trial beats on all of them.
+        phases: seconds the search spent in each phase, in order (``writer``, ``ray``, ``stores``,
+            ``tracking``, ``set-up``, ``trials``, ``settle``, ``plots``, ``summary``); also the job's
+            ``phases`` event.
     """
 
     job_name: str
@@ -92,6 +95,7 @@ class SearchResult:
     metrics: tuple[str, ...] = ()
     modes: tuple[str, ...] = ()
     pareto_front: tuple[TrialSummary, ...] = ()
+    phases: dict[str, float] = field(default_factory=dict)
 
     @property
     def state_counts(self) -> dict[str, int]:

@@ -9,11 +9,15 @@ parameters; every trial Tune leaves unfinished gets a final state in the study a
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import logging
 import threading
 import uuid
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from automl.engine.cluster import check_resources, default_concurrency, ensure_ray, quiet_libraries
+from automl.engine.phases import PhaseClock
 from automl.engine.plan import SearchPlan
 from automl.engine.studies import open_storage, prior_trials, warm_start_configs
 from automl.engine.summary import job_params, job_tags, space_artifact, summarize
@@ -25,6 +29,8 @@ from automl.spec import spec_to_yaml
 if TYPE_CHECKING:
     from automl.control import JobControl
     from automl.engine.callbacks import JobCallback, ProgressSink
+
+logger = logging.getLogger(__name__)
 
 def run_search(
     plan: SearchPlan,
@@ -71,13 +77,17 @@ def _run(
     from automl.tracking import MlflowTracker
 
     spec = plan.spec
+    phases = PhaseClock()
     # Started now if this is the process's first search: it imports MLflow and Optuna while
     # Ray and the stores open.
     writer = write_behind.shared() if write_behind.enabled() else None
+    phases.mark("writer")
     ensure_ray(settings.ray_address)
     check_resources(spec)
+    phases.mark("ray")
     storage = open_storage(settings.storage_url)
     prior = prior_trials(storage, study_name)
+    phases.mark("stores")
     finished = [t for t in prior if t.state.is_finished()]
     stale = [t for t in prior if t.state.name == "RUNNING"]
     tracker = MlflowTracker(settings.tracking_uri, artifact_root=settings.artifact_root)
@@ -94,6 +104,7 @@ def _run(
         )
     if control is not None:
         control.on_tracking(tracker.experiment_id, tracker.parent_run_id)
+    phases.mark("tracking")
     status = "FAILED"
     callback: JobCallback | None = None
     # This job's state in the writer (None: its writes are made here).
@@ -165,24 +176,31 @@ def _run(
             progress.start(spec.budget.trials)
             for t in finished:
                 progress.trial_done(t.state.name, callback.best_value)
+        phases.mark("set-up")
+        tune_started = datetime.now()  # noqa: DTZ005 - Optuna stamps its trials with naive local times
         try:
             if remaining > 0:
                 _tuner(plan, study_name, settings, searcher, callback, remaining, concurrency, control).fit()
         finally:
             if progress is not None:
                 progress.stop()
+        phases.mark("trials", _first_trial_note(searcher.study, tune_started))
         _settle(searcher, callback, control)
         searcher.drain()  # every trial durable in the study before anything reads it back
         callback.flush()
+        phases.mark("settle")
         log_search_plots(tracker, searcher.durable_study, plan.metrics, control)  # plots/ on the parent run; never raises
+        phases.mark("plots")
         early = callback.early_stop_reason()
         if early is not None and control is not None:
             control.on_event("stopped_early", f"stopped early: {early}")
         reason = control.stop_reason() if control is not None else None
         if reason is not None:
             status = "KILLED" if reason == "cancel" else "RUNNING"
-            return summarize(plan, settings, study_name, searcher.study, callback, tracker, log_model=False)
-        result = summarize(plan, settings, study_name, searcher.study, callback, tracker, log_model=True)
+            return _with_phases(summarize(plan, settings, study_name, searcher.study, callback, tracker, log_model=False),
+                                phases, control)
+        result = _with_phases(summarize(plan, settings, study_name, searcher.study, callback, tracker, log_model=True),
+                              phases, control)
         status = "FINISHED"
         return result
     except KeyboardInterrupt:
@@ -296,6 +314,21 @@ def _settle(searcher: Any, callback: JobCallback, control: JobControl | None) ->
             record = callback.open_record(trial_id, searcher.trial_number(trial_id) or 0, searcher.trial_params(trial_id))
         if record.outcome is None or record.outcome.state == INTERRUPTED:
             callback.close(record, outcome)
+
+
+def _first_trial_note(study: Any, tune_started: datetime) -> str | None:
+    """How long after Tune started the run's first trial began (its actor's start-up, mostly)."""
+    starts = [t.datetime_start for t in study.get_trials(deepcopy=False) if t.datetime_start and t.datetime_start >= tune_started]
+    return f"the first began after {(min(starts) - tune_started).total_seconds():.1f} s" if starts else None
+
+
+def _with_phases(result: SearchResult, phases: PhaseClock, control: JobControl | None) -> SearchResult:
+    """``result`` with the run's phase times (the summary's included), also written as a ``phases`` event."""
+    phases.mark("summary")
+    logger.info("search %s: %s", result.study_name, phases.line())
+    if control is not None:
+        control.on_event("phases", phases.line())
+    return dataclasses.replace(result, phases=dict(phases.seconds))
 
 
 _REGISTRY_LOCK = threading.Lock()

@@ -1,0 +1,66 @@
+"""A search's phase times (automl/engine/phases.py): split right, and written by a real search."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import pytest
+
+from automl.engine import plan_search, run_search
+from automl.engine.phases import PhaseClock
+from automl.spec import JobSpec
+
+PHASES = ["writer", "ray", "stores", "tracking", "set-up", "trials", "settle", "plots", "summary"]
+
+
+def test_each_mark_ends_a_phase_and_a_phase_marked_twice_adds_up() -> None:
+    ticks = itertools.count()
+    clock = PhaseClock(clock=lambda: float(next(ticks)))  # 0 at creation, then 1, 2, ...
+    clock.mark("ray")
+    clock.mark("trials", "the first began after 0.5 s")
+    clock.mark("ray")
+    assert clock.seconds == {"ray": 2.0, "trials": 1.0}
+    assert clock.total_s == 3.0
+    assert clock.line() == "ray 2.0 s, trials 1.0 s (the first began after 0.5 s); 3.0 s in all"
+
+
+def steps(params: dict, ctx) -> None:
+    for step in range(1, ctx.max_epochs + 1):
+        ctx.report(loss=(params["x"] - 0.5) ** 2 + 1.0 / step, step=step)
+
+
+class Events:
+    """A JobControl that records events and never stops the job."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, str]] = []
+
+    def stop_reason(self) -> str | None:
+        return None
+
+    def on_event(self, kind: str, message: str) -> None:
+        self.events.append((kind, message))
+
+    def on_tracking(self, experiment_id: str | None, run_id: str | None) -> None:
+        pass
+
+    def on_progress(self, finished: int, best: float | None, trial: object = None) -> None:
+        pass
+
+
+@pytest.mark.slow
+def test_a_search_reports_every_phase_in_its_result_and_its_events(automl_home: Path, ray_session: None) -> None:
+    spec = JobSpec.model_validate({
+        "name": "phases", "objective": f"{__name__}:steps", "space": {"x": {"type": "float", "low": 0.0, "high": 1.0}},
+        "metric": "loss", "mode": "min", "scheduler": {"name": "fifo"}, "budget": {"trials": 3, "max_epochs": 2},
+        "tracking": {"register_model": False},
+    })
+    control = Events()
+    result = run_search(plan_search(spec, objective=steps), control=control)
+    assert list(result.phases) == PHASES
+    assert all(seconds >= 0 for seconds in result.phases.values())
+    assert result.phases["trials"] > 0 and result.phases["plots"] > 0  # 3 real trials ran; plots were drawn
+    lines = [message for kind, message in control.events if kind == "phases"]
+    assert len(lines) == 1 and lines[0].startswith("writer ") and lines[0].endswith(" s in all")
+    assert "trials " in lines[0] and "(the first began after " in lines[0]
