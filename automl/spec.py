@@ -521,7 +521,7 @@ def _check_trainable_values(trainer: Any, space: SearchSpace | None) -> None:
     dropout in [0, 1), ...): the trainer's own rule, checked at the ends of each range and on
     every choice, so a bad value fails now rather than in a trial."""
     from automl.spaces import CategoricalParam
-    from workers.trainers._loop import resolve_params
+    from workers.trainers.hyperparameters import resolve_params
 
     for name, param in (space.params.items() if space else ()):
         values = param.choices if isinstance(param, CategoricalParam) else (param.low, param.high)

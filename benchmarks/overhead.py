@@ -173,6 +173,8 @@ def run_service(n: int, sampler: str, seed: int, home: Path, *, write_behind: bo
         "trials": len(result.trials),
         "complete": result.state_counts.get("COMPLETE", 0),
         "tracking_errors": len(result.tracking_errors),
+        # the run's own breakdown of its wall time (SearchResult.phases): where the fixed cost goes
+        "phases": dict(result.phases),
     }
 
 
@@ -665,8 +667,21 @@ def main() -> int:
                 f"import workers.trainable (what every service trial actor imports) {imports['then_import_workers_trainable_s']:.2f} s",
             )
         )
+    print_phases(out, paths)
     out.print(f"JSON: {args.out}")
     return 0
+
+
+def print_phases(out: Any, paths: dict[str, dict[str, Any]]) -> None:
+    """The service's own phase times (SearchResult.phases) of each service path's median run, side by side."""
+    names = [name for name in ("service", "service_inline") if paths.get(name, {}).get("phases")]
+    if not names:
+        return
+    phases = list(paths[names[0]]["phases"])
+    rows = [[phase, *(paths[name]["phases"].get(phase) for name in names)] for phase in phases]
+    rows.append(["in all (the call's wall time)", *(paths[name]["wall_s"] for name in names)])
+    out.print(C.table("Where the service's time goes, by its own phases (median run, seconds)", ["phase", *names], rows,
+                      caption="trials: Tune's fit, the trials themselves included; the rest is the search's fixed cost"))
 
 
 if __name__ == "__main__":

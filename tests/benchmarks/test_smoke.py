@@ -52,6 +52,10 @@ def test_overhead_smoke(tmp_path: Path) -> None:
         assert run["trials"] >= 1 and run["complete"] == run["trials"], (path, run)
         assert positive(run["machine_cpu_per_trial_s"]), (path, run)
     assert data["paths"]["service"]["tracking_errors"] == data["paths"]["service_inline"]["tracking_errors"] == 0
+    for path in ("service", "service_inline"):  # the run's own phase times, in order, summing to under its wall time
+        phases = data["paths"][path]["phases"]
+        assert list(phases)[:2] == ["writer", "ray"] and list(phases)[-1] == "summary", phases
+        assert positive(phases["trials"]) and sum(phases.values()) <= data["paths"][path]["wall_s"], phases
     # the durable paths write to SQLite; the in-memory ones do not; the service's trial writes are
     # made by its writer process, so this process sees fewer of them than with the writes inline
     assert positive(data["paths"]["service"]["write_transactions_per_trial"])

@@ -6,7 +6,6 @@ import math
 import random
 import time
 from collections.abc import Callable, Mapping
-from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -15,65 +14,17 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from workers.regularization import regularized_loss
+from workers.trainers.hyperparameters import OPTIMIZERS
 
 if TYPE_CHECKING:
     from workers.context import TrialContext
 
-OPTIMIZERS = ("adam", "sgd", "adamw")
 SGD_MOMENTUM = 0.9
 
 # Validation runs in chunks of this many rows, so a large validation set fits on a GPU.
 EVAL_BATCH_SIZE = 1024
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-
-
-# The knobs every built-in trainer reads, with the value used when a space leaves one out.
-TRAINING_DEFAULTS: Mapping[str, Any] = MappingProxyType(
-    {"learning_rate": 1e-3, "batch_size": 32, "dropout": 0.0, "l1": 0.0, "l2": 0.0, "optimizer": "adam"}
-)
-# What every trainer reports beside its task's metrics: the cost of the model, and its direction.
-COST_METRICS: Mapping[str, str] = MappingProxyType({"n_params": "min", "inference_ms": "min"})
-
-
-def resolve_params(defaults: Mapping[str, Any], params: Mapping[str, Any]) -> dict[str, Any]:
-    """The trainer's hyperparameters: ``params`` where given, ``defaults`` elsewhere.
-
-    Keys the trainer does not read are ignored (the driver validates the search space);
-    values are coerced to the type of their default, so ``batch_size=32.0`` works.
-
-    Raises:
-        ValueError: a value that cannot train (negative penalty, dropout outside [0, 1),
-            non-positive learning rate, batch size or width, unknown optimizer).
-    """
-    resolved: dict[str, Any] = {}
-    for key, default in defaults.items():
-        value = params.get(key, default)
-        if isinstance(default, bool):
-            resolved[key] = bool(value)
-        elif isinstance(default, int):
-            resolved[key] = int(value)
-        elif isinstance(default, float):
-            resolved[key] = float(value)
-        else:
-            resolved[key] = str(value).lower()
-    _check_params(resolved)
-    return resolved
-
-
-def _check_params(params: Mapping[str, Any]) -> None:
-    for key in ("l1", "l2"):
-        if params.get(key, 0.0) < 0:
-            raise ValueError(f"{key} must be >= 0, got {params[key]}")
-    if not 0.0 <= params.get("dropout", 0.0) < 1.0:
-        raise ValueError(f"dropout must be in [0, 1), got {params['dropout']}")
-    for key in ("learning_rate", "batch_size", "hidden_size", "filters"):
-        if key in params and params[key] <= 0:
-            raise ValueError(f"{key} must be > 0, got {params[key]}")
-    if params.get("num_layers", 0) < 0:
-        raise ValueError(f"num_layers must be >= 0, got {params['num_layers']}")
-    if "optimizer" in params and params["optimizer"] not in OPTIMIZERS:
-        raise ValueError(f"unknown optimizer {params['optimizer']!r}; use one of {', '.join(OPTIMIZERS)}")
 
 
 def seed_everything(seed: int) -> None:

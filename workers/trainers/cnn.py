@@ -11,17 +11,15 @@ from torch import nn
 from workers.datasets import CLASSIFICATION, ImageData, check_images, load_images
 from workers.models import build_cnn, column_stats
 from workers.trainers._loop import (
-    COST_METRICS,
-    TRAINING_DEFAULTS,
     classification_metrics,
     make_loader,
     make_optimizer,
-    resolve_params,
     run_epochs,
     seed_everything,
     train_epoch,
 )
 from workers.trainers.base import DataConfig, Trainer
+from workers.trainers.hyperparameters import COST_METRICS, TRAINING_DEFAULTS, resolve_params
 
 if TYPE_CHECKING:
     from workers.context import TrialContext

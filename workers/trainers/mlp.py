@@ -14,19 +14,17 @@ from torch import nn
 from workers.datasets import CLASSIFICATION, REGRESSION, TabularData, check_tabular, load_tabular
 from workers.models import build_mlp, column_stats
 from workers.trainers._loop import (
-    COST_METRICS,
-    TRAINING_DEFAULTS,
     LossFn,
     classification_metrics,
     make_loader,
     make_optimizer,
     predict,
-    resolve_params,
     run_epochs,
     seed_everything,
     train_epoch,
 )
 from workers.trainers.base import DataConfig, Trainer
+from workers.trainers.hyperparameters import COST_METRICS, TRAINING_DEFAULTS, resolve_params
 
 if TYPE_CHECKING:
     from workers.context import TrialContext
