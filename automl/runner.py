@@ -265,6 +265,7 @@ class Runner:
     def run_job(self, job: JobView) -> None:
         """Run one claimed job to a final state, or release it when the runner stops."""
         from automl.engine import plan_search, run_search
+        from automl.engine.plan import plan_from_json
         from automl.service import job_settings, study_trials
         from automl.spec import parse_spec
         from automl.store.snapshot import SnapshotBuilder
@@ -273,7 +274,12 @@ class Runner:
         control = StoreControl(self.store, job, self.runner_id, flags, self.stopping)
         try:
             spec = parse_spec(yaml.safe_load(job.spec_yaml), source=f"job {job.id}")
-            plan = plan_search(spec, base_dir=Path(job.base_dir) if job.base_dir else None)
+            base_dir = Path(job.base_dir) if job.base_dir else None
+            # The plan checked at submit is trusted; only a job queued before plans were stored
+            # (or with a plan of an older format) is planned here. The cluster's resources, which
+            # can change between submit and run, are checked by run_search either way.
+            stored = plan_from_json(job.plan_json, base_dir=base_dir) if job.plan_json else None
+            plan = stored or plan_search(spec, base_dir=base_dir)
             # Start the snapshot from what the study holds (a resumed job); trials then add to it.
             control.snapshot = SnapshotBuilder(plan.modes, study_trials(self.settings, job.study_name))
             self.store.record_snapshot(job.id, self.runner_id, control.snapshot.snapshot())

@@ -5,6 +5,7 @@ The CLI's job commands are thin layers over these functions and :class:`~automl.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -12,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from automl.results import TrialSummary, top_trials
 
 if TYPE_CHECKING:
+    from automl.engine.plan import SearchPlan
     from automl.settings import Settings
     from automl.spec import JobSpec
     from automl.store import JobStore, JobView
@@ -34,10 +36,12 @@ def open_job_store(settings: Settings) -> JobStore:
 
 @dataclass(frozen=True)
 class CheckedJob:
-    """A job spec that passed every check, with the folder its relative paths are read from."""
+    """A job spec that passed every check, with the folder its relative paths are read from and
+    the plan it was checked into (what the queue stores, so a runner does not check it again)."""
 
     spec: JobSpec
     base_dir: Path
+    plan: SearchPlan | None = None
 
 
 def check_job_file(spec_path: str | Path) -> CheckedJob:
@@ -59,7 +63,8 @@ def check_job_file(spec_path: str | Path) -> CheckedJob:
         resolved = {"metric": list(plan.metrics), "mode": list(plan.modes)}
     else:
         resolved = {"metric": plan.metric, "mode": plan.mode}
-    return CheckedJob(spec.model_copy(update=resolved), path.resolve().parent)
+    spec = spec.model_copy(update=resolved)
+    return CheckedJob(spec, path.resolve().parent, dataclasses.replace(plan, spec=spec))
 
 
 def job_settings(settings: Settings, spec: JobSpec) -> Settings:
@@ -97,6 +102,7 @@ def enqueue(store: JobStore, job: CheckedJob) -> JobView:
     Raises:
         SpecError: ``warm_start.from_job`` is not a job id, or names no job of this store.
     """
+    from automl.engine.plan import plan_to_json
     from automl.errors import SpecError
     from automl.spec import spec_to_yaml
     from automl.store import InvalidJobId, JobNotFound
@@ -108,12 +114,13 @@ def enqueue(store: JobStore, job: CheckedJob) -> JobView:
         except (InvalidJobId, JobNotFound) as exc:
             raise SpecError(f"warm_start.from_job: {exc}") from None
         spec = spec.model_copy(update={"warm_start": spec.warm_start.model_copy(update={"from_study": earlier.study_name})})
-        job = CheckedJob(spec, job.base_dir)
+        job = CheckedJob(spec, job.base_dir, dataclasses.replace(job.plan, spec=spec) if job.plan is not None else None)
     return store.submit(
         name=job.spec.name,
         spec_yaml=spec_to_yaml(job.spec),
         trials_total=job.spec.budget.trials,
         base_dir=str(job.base_dir),
+        plan_json=plan_to_json(job.plan) if job.plan is not None else None,
     )
 
 

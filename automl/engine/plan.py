@@ -3,12 +3,16 @@
 What must stay true: everything a search needs from outside (the space, the data, the objective,
 the metrics, the sampler's and the scheduler's options) is checked here, before anything is
 written; what runs the plan (:mod:`automl.engine.run`) does not check it again, except the
-cluster's resources, which can change between submit and run.
+cluster's resources, which can change between submit and run. A queued job stores its plan
+(:func:`plan_to_json`); the runner rebuilds it with :func:`plan_from_json`, which trusts it and
+checks nothing: it only imports the objective, which it must ship to the trials.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import json
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -139,6 +143,66 @@ def plan_search(
     if objective is not None:
         _pickle_by_value_if_local(objective)
     return SearchPlan(spec, resolved_space, metrics, modes, trial_plan)
+
+
+PLAN_FORMAT = 1  # bump when a stored plan's fields change meaning; older plans are then planned again
+
+
+def plan_to_json(plan: SearchPlan) -> str:
+    """The plan as the queue stores it: the spec, the resolved space, metrics and trial plan.
+
+    Raises:
+        SpecError: the space is code (an Optuna define-by-run function), which a queued job cannot
+            carry; the objective is stored as the spec names it (``module:function``).
+    """
+    trial = plan.trial_plan
+    if not isinstance(plan.space, SearchSpace):
+        raise SpecError("space: a queued job's space is written in its spec, not a define-by-run function")
+    record = {
+        "format": PLAN_FORMAT,
+        "spec": plan.spec.model_dump(mode="json"),
+        "space": plan.space.model_dump(mode="json"),
+        "metrics": list(plan.metrics),
+        "modes": list(plan.modes),
+        "trial": {
+            **{f.name: getattr(trial, f.name) for f in dataclasses.fields(trial) if f.name not in ("objective", "data", "metrics")},
+            "metrics": list(trial.metrics),
+            "data": dataclasses.asdict(trial.data) if trial.data is not None else None,
+            "import_paths": list(trial.import_paths),
+        },
+    }
+    return json.dumps(record, sort_keys=True)
+
+
+def plan_from_json(text: str, *, base_dir: Path | None = None) -> SearchPlan | None:
+    """The plan :func:`plan_to_json` stored, rebuilt without checking it again (``None``: a plan of
+    another format, to be planned from the spec instead).
+
+    The objective is imported (from ``base_dir``, the folders the plan names, and the current one)
+    and shipped to the trials as :func:`plan_search` ships it.
+    """
+    from workers.trainable import TrialPlan
+    from workers.trainers.base import DataConfig
+
+    record = json.loads(text)
+    if record.get("format") != PLAN_FORMAT:
+        return None
+    spec = JobSpec.model_validate(record["spec"])
+    trial = dict(record["trial"])
+    objective = import_objective(spec.objective, base_dir=base_dir) if spec.objective is not None else None
+    if objective is not None:
+        _pickle_by_value_if_local(objective)
+    import_paths = tuple(dict.fromkeys([*trial.pop("import_paths"), str(Path.cwd().resolve())]))
+    data = trial.pop("data")
+    metrics = tuple(trial.pop("metrics"))
+    trial_plan = TrialPlan(
+        **trial,
+        metrics=metrics,
+        data=DataConfig(**data) if data is not None else None,
+        objective=objective,
+        import_paths=import_paths,
+    )
+    return SearchPlan(spec, SearchSpace.model_validate(record["space"]), tuple(record["metrics"]), tuple(record["modes"]), trial_plan)
 
 
 def _check_sampler(spec: JobSpec, space: Any, n_objectives: int) -> None:

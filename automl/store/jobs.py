@@ -108,6 +108,7 @@ class JobView:
     error: str | None
     version: int
     snapshot: JobSnapshot | None = None  # None: written before migration 0002; read the study
+    plan_json: str | None = None  # the checked plan (engine.plan.plan_to_json); None: written before 0003
 
     @property
     def is_final(self) -> bool:
@@ -170,8 +171,10 @@ class JobStore:
 
     # -- submitting and reading -----------------------------------------------------------
 
-    def submit(self, *, name: str, spec_yaml: str, trials_total: int, base_dir: str | None = None) -> JobView:
-        """Enqueue a job; return it with its new id."""
+    def submit(
+        self, *, name: str, spec_yaml: str, trials_total: int, base_dir: str | None = None, plan_json: str | None = None
+    ) -> JobView:
+        """Enqueue a job; return it with its new id. ``plan_json``: what its spec was checked into."""
         job_id = uuid.uuid4().hex[:12]
         now = utcnow()
 
@@ -192,6 +195,7 @@ class JobStore:
                     trials_finished=0,
                     version=0,
                     snapshot=JobSnapshot().to_json(),
+                    plan_json=plan_json,
                 )
                 session.add(job)
                 session.add(JobEvent(job_id=job_id, at=now, kind="submitted", message=f"queued with {trials_total} trials"))

@@ -11,7 +11,7 @@ JOB_STATES = ("queued", "running", "succeeded", "failed", "cancelled")
 FINAL_STATES = frozenset({"succeeded", "failed", "cancelled"})
 # The newest Alembic revision under migrations/versions (a test keeps the two equal): a store
 # already there opens without loading Alembic at all, which keeps `automl status` quick.
-HEAD_REVISION = "0002"
+HEAD_REVISION = "0003"
 
 
 class Base(DeclarativeBase):
@@ -46,6 +46,9 @@ class Job(Base):
     # JSON of automl.store.snapshot.JobSnapshot: counts, top trials, Pareto front (migration 0002).
     # NULL only for jobs written before that migration: `status` then reads the Optuna study.
     snapshot: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # JSON of the job's checked plan (automl.engine.plan.plan_to_json; migration 0003). NULL for
+    # jobs written before it: a runner then plans them from spec_yaml.
+    plan_json: Mapped[str | None] = mapped_column(Text, nullable=True)
     # Bumped by every change of owner or state: a claim only succeeds on the version it read.
     version: Mapped[int] = mapped_column(Integer, default=0)
 

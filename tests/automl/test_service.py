@@ -363,3 +363,51 @@ def test_a_runner_tracks_a_job_where_its_spec_says(tmp_path: Path, automl_home: 
     )
     assert [r.data.tags["automl.trial_number"] for r in runs] == ["0"]
     assert not (automl_home / "mlflow.db").exists(), "nothing tracked in the runner's own store"
+
+
+QUICK_OBJECTIVE = '''
+def objective(params, ctx):
+    ctx.report(loss=(params["x"] - 0.3) ** 2, step=1)
+'''
+
+
+def test_a_runner_runs_the_plan_checked_at_submit_and_plans_only_older_jobs(
+    tmp_path: Path, automl_home: Path, ray_session: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The spec is checked once, at submit; the queue keeps the plan and the runner trusts it. A
+    job queued before plans were stored (no plan) is still run: the runner plans it itself."""
+    import automl.engine.plan as plan_module
+    from automl.runner import Runner
+    from automl.service import CheckedJob, check_job_file, enqueue, open_job_store
+    from automl.settings import resolve_settings
+
+    checks: list[str] = []
+    real_check_spec = plan_module.check_spec
+
+    def counted_check_spec(spec, **kwargs):
+        checks.append(spec.name)
+        return real_check_spec(spec, **kwargs)
+
+    monkeypatch.setattr(plan_module, "check_spec", counted_check_spec)
+    (tmp_path / "quick_objective.py").write_text(QUICK_OBJECTIVE)
+    path = tmp_path / "quick.yaml"
+    path.write_text(yaml.safe_dump({
+        "name": "quick", "objective": "quick_objective:objective", "space": {"x": {"type": "float", "low": 0, "high": 1}},
+        "metric": "loss", "scheduler": {"name": "fifo"}, "budget": {"trials": 2, "max_epochs": 1},
+        "tracking": {"register_model": False},
+    }))
+    settings = resolve_settings()
+    store = open_job_store(settings)
+    checked = check_job_file(path)
+    assert checks == ["quick"], "submit checks the spec once"
+    job = enqueue(store, checked)
+    older = enqueue(store, CheckedJob(checked.spec, checked.base_dir))  # as a job queued before migration 0003
+    assert store.get(job.id).plan_json is not None and store.get(older.id).plan_json is None
+
+    runner = Runner(store, settings, runner_id="plan-test")
+    runner.run_job(store.claim(runner.runner_id, lease_s=300, job_id=job.id))
+    assert store.get(job.id).state == "succeeded", store.get(job.id).error
+    assert checks == ["quick"], "the runner ran the stored plan without checking the spec again"
+    runner.run_job(store.claim(runner.runner_id, lease_s=300, job_id=older.id))
+    assert store.get(older.id).state == "succeeded", store.get(older.id).error
+    assert checks == ["quick", "quick"], "a job without a stored plan is planned by the runner"
