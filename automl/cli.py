@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TextIO
 import typer
 from rich.console import Console
 
+from automl.states import JobState
 from automl.views import job_json, jobs_table, pareto_table, print_result, result_json, status_json, status_view
 
 if TYPE_CHECKING:
@@ -155,11 +156,9 @@ def list_jobs(
     db_url: DbUrl = None,
 ) -> None:
     """List jobs, newest first: state, trials done, best value."""
-    from automl.store import JOB_STATES
-
     for name in state or []:
-        if name not in JOB_STATES:
-            _fail(_invalid(f"--state: unknown state {name!r} (one of {', '.join(JOB_STATES)})"))
+        if name not in list(JobState):
+            _fail(_invalid(f"--state: unknown state {name!r} (one of {', '.join(JobState)})"))
     store = _store(_settings(db_url))
     jobs = _guard(lambda: store.list(states=tuple(state) if state else None, limit=limit))
     if json_output:
@@ -218,7 +217,7 @@ def cancel(job_id: JobId, db_url: DbUrl = None) -> None:
     job_id = _job_id(job_id)
     store = _store(_settings(db_url))
     job = _guard(lambda: store.cancel(job_id))
-    if job.state == "cancelled":
+    if job.state == JobState.CANCELLED:
         out.print(f"job {job.id} cancelled")
     else:
         out.print(f"job {job.id}: cancel requested; its runner stops the trials within seconds")
@@ -447,7 +446,7 @@ def _stdout_to_stderr(active: bool) -> Iterator[TextIO | None]:
 
 
 def _exit_for(job: JobView) -> None:
-    if job.state == "succeeded":
+    if job.state == JobState.SUCCEEDED:
         raise typer.Exit(EXIT_OK)
     from rich.markup import escape
 

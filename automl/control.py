@@ -10,17 +10,15 @@ from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from automl.results import TrialSummary
-
-CANCEL = "cancel"
-RELEASE = "release"
+    from automl.states import StopReason
 
 
 class JobControl(Protocol):
     """The engine's view of the job it runs for."""
 
-    def stop_reason(self) -> str | None:
-        """``"cancel"`` (stop; unfinished trials fail), ``"release"`` (stop; unfinished trials are
-        left to be resumed by the next runner), or ``None`` to go on. Polled every Tune step: keep it cheap."""
+    def stop_reason(self) -> StopReason | None:
+        """``StopReason.CANCEL`` (stop; unfinished trials fail), ``StopReason.RELEASE`` (stop; unfinished trials
+        are left to be resumed by the next runner), or ``None`` to go on. Polled every Tune step: keep it cheap."""
         ...
 
     def on_tracking(self, experiment_id: str | None, run_id: str | None) -> None:

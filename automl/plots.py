@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from automl.control import CANCEL, RELEASE
+from automl.states import StopReason
 
 if TYPE_CHECKING:
     import optuna
@@ -50,9 +50,9 @@ def should_plot(stop_reason: str | None, n_complete: int) -> bool:
     A finished job (succeeded, or stopped early) is plotted once a trial completed; a cancelled
     one once two did; a job released to another runner is not finished, so it is not plotted.
     """
-    if stop_reason == RELEASE:
+    if stop_reason == StopReason.RELEASE:
         return False
-    return n_complete >= (2 if stop_reason == CANCEL else 1)
+    return n_complete >= (2 if stop_reason == StopReason.CANCEL else 1)
 
 
 def log_search_plots(

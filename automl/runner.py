@@ -21,9 +21,9 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from automl.control import CANCEL, RELEASE
 from automl.errors import AutomlError
 from automl.faults import fault_point
+from automl.states import JobState, StopReason
 
 if TYPE_CHECKING:
     from automl.engine.callbacks import ProgressSink
@@ -117,11 +117,11 @@ class StoreControl:
         # set by the runner from the study before the search starts.
         self.snapshot: SnapshotBuilder | None = None
 
-    def stop_reason(self) -> str | None:
+    def stop_reason(self) -> StopReason | None:
         if self.flags.cancel.is_set():
-            return CANCEL
+            return StopReason.CANCEL
         if self.flags.lost.is_set() or self.stopping.is_set():
-            return RELEASE
+            return StopReason.RELEASE
         return None
 
     def on_tracking(self, experiment_id: str | None, run_id: str | None) -> None:
@@ -225,7 +225,7 @@ class Runner:
                 if job_id is not None and not self._threads:
                     break
                 if until_idle and not self._threads:
-                    held = self.store.list(states=("queued", "running"), limit=8)
+                    held = self.store.list(states=(JobState.QUEUED, JobState.RUNNING), limit=8)
                     if not held:
                         break
                     waited_for = self._say_waiting(held, waited_for)
@@ -240,7 +240,7 @@ class Runner:
     def _say_waiting(self, held: list[JobView], before: list[str]) -> list[str]:
         """Log, once per change, which jobs keep an idle ``--until-idle`` runner from exiting."""
         ids = sorted(job.id for job in held)
-        running = [j for j in held if j.state == "running"]
+        running = [j for j in held if j.state == JobState.RUNNING]
         if ids != before and running:  # a queued job is claimed on the next look: nothing to say
             leases = ", ".join(
                 f"{j.id} (runner {j.runner_id}, lease until {j.lease_expires_at:%H:%M:%S} UTC)" for j in running if j.lease_expires_at
@@ -305,10 +305,10 @@ class Runner:
             logger.error("job %s failed: %s%s", job.id, " ".join(message.split()), hint)
             logger.debug("job %s failed here:", job.id, exc_info=True)
             self._resnapshot(job)
-            if control.stop_reason() == RELEASE and not flags.lost.is_set():
+            if control.stop_reason() == StopReason.RELEASE and not flags.lost.is_set():
                 self.store.release(job.id, self.runner_id, message=f"runner stopping after an error: {message}")
             elif not flags.lost.is_set():
-                self.store.finish(job.id, self.runner_id, "failed", message=message, error=message)
+                self.store.finish(job.id, self.runner_id, JobState.FAILED, message=message, error=message)
         finally:
             self.heartbeat.drop(job.id)
 
@@ -331,18 +331,18 @@ class Runner:
         self._resnapshot(job, result)
         reason = control.stop_reason()
         counts = ", ".join(f"{n} {state.lower()}" for state, n in sorted(result.state_counts.items()))
-        logger.info("job %s (%s): %s; trials: %s", job.id, job.name, {CANCEL: "cancelled", RELEASE: "released"}.get(reason or "", "done"), counts)
-        if reason == CANCEL:
-            self.store.finish(job.id, self.runner_id, "cancelled", message=f"cancelled; trials: {counts}")
-        elif reason == RELEASE:
+        logger.info("job %s (%s): %s; trials: %s", job.id, job.name, {None: "done", StopReason.CANCEL: "cancelled", StopReason.RELEASE: "released"}[reason], counts)
+        if reason == StopReason.CANCEL:
+            self.store.finish(job.id, self.runner_id, JobState.CANCELLED, message=f"cancelled; trials: {counts}")
+        elif reason == StopReason.RELEASE:
             if not control.flags.lost.is_set():
                 self.store.release(job.id, self.runner_id, message=f"runner {self.runner_id} stopped; trials so far: {counts}")
         elif result.best_value is None:
-            self.store.finish(job.id, self.runner_id, "failed", message=f"no trial completed ({counts})", error="no trial completed")
+            self.store.finish(job.id, self.runner_id, JobState.FAILED, message=f"no trial completed ({counts})", error="no trial completed")
         else:
             self.store.finish(
                 job.id,
                 self.runner_id,
-                "succeeded",
+                JobState.SUCCEEDED,
                 message=f"best {result.metric} = {result.best_value:.6g} (trial {result.best_trial_number}); trials: {counts}",
             )

@@ -12,22 +12,23 @@ from rich.table import Table
 from rich.text import Text
 
 from automl.settings import redact_url
+from automl.states import JobState, TrialState
 
 if TYPE_CHECKING:
     from automl.results import SearchResult, TrialSummary
     from automl.store import EventView, JobView
     from automl.store.snapshot import JobSnapshot
 
-STATE_STYLE = {
-    "queued": "cyan",
-    "running": "yellow",
-    "succeeded": "green",
-    "failed": "red",
-    "cancelled": "magenta",
-    "COMPLETE": "green",
-    "PRUNED": "yellow",
-    "FAIL": "red",
-    "RUNNING": "cyan",
+STATE_STYLE: dict[str, str] = {
+    JobState.QUEUED: "cyan",
+    JobState.RUNNING: "yellow",
+    JobState.SUCCEEDED: "green",
+    JobState.FAILED: "red",
+    JobState.CANCELLED: "magenta",
+    TrialState.COMPLETE: "green",
+    TrialState.PRUNED: "yellow",
+    TrialState.FAIL: "red",
+    TrialState.RUNNING: "cyan",
 }
 
 
@@ -67,7 +68,7 @@ def print_result(result: SearchResult, *, top: int = 5, console: Console | None 
     console = console or Console()
     counts = ", ".join(f"{n} {state.lower()}" for state, n in sorted(result.state_counts.items()))
     console.print(trials_table(result.top(top), metric=result.metric, title=f"Top trials of {result.job_name} ({counts})"))
-    for trial in [t for t in result.trials if t.state == "FAIL"][:5]:
+    for trial in [t for t in result.trials if t.state == TrialState.FAIL][:5]:
         console.print(f"[red]trial {trial.number} failed:[/red] {escape(trial.fail_reason or '')}", highlight=False)
     if result.pareto_front:
         console.print(pareto_table(front_rows(result.pareto_front, list(result.metrics)), list(result.metrics)))
@@ -117,7 +118,7 @@ def jobs_table(jobs: list[JobView]) -> Table:
         table.add_row(
             job.id,
             job.name,
-            _styled(job.state) + (" (cancelling)" if job.cancel_requested and job.state == "running" else ""),
+            _styled(job.state) + (" (cancelling)" if job.cancel_requested and job.state == JobState.RUNNING else ""),
             f"{job.trials_finished}/{job.trials_total}",
             "-" if job.best_value is None else f"{job.best_value:.4g}",
             when(job.created_at),
@@ -159,7 +160,7 @@ def status_view(job: JobView, events: list[EventView], snapshot: JobSnapshot, me
         f"[bold]{job.name}[/bold] ({job.id}): {_styled(job.state)}{cancelling}",
         f"  trials: {job.trials_finished}/{job.trials_total} finished" + (f" ({states})" if states else "") + f", best {metric}: {best}",
     ]
-    if job.runner_id and job.state == "running":
+    if job.runner_id and job.state == JobState.RUNNING:
         parts.append(f"  runner: {job.runner_id} (lease until {when(job.lease_expires_at)}, attempt {job.attempts})")
     if job.error:
         parts.append(Text.assemble("  ", ("error:", "red"), f" {job.error}"))

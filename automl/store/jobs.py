@@ -26,7 +26,8 @@ from automl.errors import AutomlError, InputError, is_transient
 from automl.retry import retrying
 from automl.settings import redact_url
 from automl.sqlite import set_up_connections
-from automl.store.schema import FINAL_STATES, HEAD_REVISION, Job, JobEvent
+from automl.states import FINAL_JOB_STATES, JobState
+from automl.store.schema import HEAD_REVISION, Job, JobEvent
 from automl.store.snapshot import JobSnapshot
 
 logger = logging.getLogger(__name__)
@@ -112,7 +113,7 @@ class JobView:
 
     @property
     def is_final(self) -> bool:
-        return self.state in FINAL_STATES
+        return self.state in FINAL_JOB_STATES
 
 
 @dataclass(frozen=True)
@@ -185,7 +186,7 @@ class JobStore:
                     name=name,
                     spec_yaml=spec_yaml,
                     base_dir=base_dir,
-                    state="queued",
+                    state=JobState.QUEUED,
                     created_at=now,
                     updated_at=now,
                     attempts=0,
@@ -272,7 +273,7 @@ class JobStore:
             # Other runners may win every candidate we read; read again until the queue is empty.
             for _ in range(20):
                 now = utcnow()
-                claimable = or_(Job.state == "queued", (Job.state == "running") & (Job.lease_expires_at < now))
+                claimable = or_(Job.state == JobState.QUEUED, (Job.state == JobState.RUNNING) & (Job.lease_expires_at < now))
                 with self._session() as session:
                     query = select(Job.id, Job.version, Job.state, Job.runner_id).where(claimable)
                     if job_id is not None:
@@ -295,7 +296,7 @@ class JobStore:
                 update(Job)
                 .where(Job.id == candidate.id, Job.version == candidate.version, claimable)
                 .values(
-                    state="running",
+                    state=JobState.RUNNING,
                     runner_id=runner_id,
                     lease_expires_at=now + timedelta(seconds=lease_s),
                     attempts=Job.attempts + 1,
@@ -306,7 +307,7 @@ class JobStore:
             )
             if won != 1:
                 return None
-            if candidate.state == "running":
+            if candidate.state == JobState.RUNNING:
                 kind, message = "reclaimed", f"lease of runner {candidate.runner_id} expired; reclaimed to resume"
             else:
                 kind, message = "claimed", "claimed by a runner"
@@ -323,7 +324,7 @@ class JobStore:
                     _changed(
                         session,
                         update(Job)
-                        .where(Job.id == job_id, Job.runner_id == runner_id, Job.state == "running")
+                        .where(Job.id == job_id, Job.runner_id == runner_id, Job.state == JobState.RUNNING)
                         .values(lease_expires_at=now + timedelta(seconds=lease_s), updated_at=now)
                     )
                     == 1
@@ -354,7 +355,7 @@ class JobStore:
             with self._session() as session:
                 session.execute(
                     update(Job)
-                    .where(Job.id == job_id, Job.runner_id == runner_id, Job.state == "running")
+                    .where(Job.id == job_id, Job.runner_id == runner_id, Job.state == JobState.RUNNING)
                     .values(updated_at=utcnow(), **values)
                 )
 
@@ -362,7 +363,7 @@ class JobStore:
 
     def finish(self, job_id: str, runner_id: str, state: str, *, message: str, error: str | None = None) -> bool:
         """Move a held job to a final state; ``False`` if this runner no longer holds it."""
-        if state not in FINAL_STATES:
+        if state not in FINAL_JOB_STATES:
             raise ValueError(f"not a final state: {state!r}")
         return self._transition(
             job_id, runner_id, kind=state, message=message,
@@ -373,7 +374,7 @@ class JobStore:
         """Put a held job back in the queue (its runner is stopping); the next runner resumes it."""
         return self._transition(
             job_id, runner_id, kind="released", message=message,
-            values={"state": "queued", "runner_id": None, "lease_expires_at": None},
+            values={"state": JobState.QUEUED, "runner_id": None, "lease_expires_at": None},
         )
 
     def _transition(self, job_id: str, runner_id: str, *, kind: str, message: str, values: dict[str, Any]) -> bool:
@@ -383,7 +384,7 @@ class JobStore:
                 moved = _changed(
                     session,
                     update(Job)
-                    .where(Job.id == job_id, Job.runner_id == runner_id, Job.state == "running")
+                    .where(Job.id == job_id, Job.runner_id == runner_id, Job.state == JobState.RUNNING)
                     .values(updated_at=now, version=Job.version + 1, **values)
                 )
                 if moved == 1:
@@ -404,20 +405,20 @@ class JobStore:
         def work() -> JobView:
             now = utcnow()
             with self._session() as session:
-                if job.state == "queued":
+                if job.state == JobState.QUEUED:
                     moved = _changed(
                         session,
                         update(Job)
-                        .where(Job.id == job.id, Job.state == "queued")
-                        .values(state="cancelled", finished_at=now, updated_at=now, version=Job.version + 1)
+                        .where(Job.id == job.id, Job.state == JobState.QUEUED)
+                        .values(state=JobState.CANCELLED, finished_at=now, updated_at=now, version=Job.version + 1)
                     )
                     if moved == 1:
-                        session.add(JobEvent(job_id=job.id, at=now, kind="cancelled", message="cancelled while queued"))
+                        session.add(JobEvent(job_id=job.id, at=now, kind=JobState.CANCELLED, message="cancelled while queued"))
                         return _view(session.get_one(Job, job.id))
                 moved = _changed(
                     session,
                     update(Job)
-                    .where(Job.id == job.id, Job.state.in_(("queued", "running")))
+                    .where(Job.id == job.id, Job.state.in_((JobState.QUEUED, JobState.RUNNING)))
                     .values(cancel_requested=True, updated_at=now)
                 )
                 current = session.get_one(Job, job.id)

@@ -7,8 +7,6 @@ from datetime import datetime
 from sqlalchemy import Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-JOB_STATES = ("queued", "running", "succeeded", "failed", "cancelled")
-FINAL_STATES = frozenset({"succeeded", "failed", "cancelled"})
 # The newest Alembic revision under migrations/versions (a test keeps the two equal): a store
 # already there opens without loading Alembic at all, which keeps `automl status` quick.
 HEAD_REVISION = "0003"
@@ -27,7 +25,7 @@ class Job(Base):
     name: Mapped[str] = mapped_column(String(64))
     spec_yaml: Mapped[str] = mapped_column(Text)
     base_dir: Mapped[str | None] = mapped_column(Text, nullable=True)
-    state: Mapped[str] = mapped_column(String(16), index=True)
+    state: Mapped[str] = mapped_column(String(16), index=True)  # an automl.states.JobState value, stored as the plain string
     created_at: Mapped[datetime] = mapped_column(DateTime)
     updated_at: Mapped[datetime] = mapped_column(DateTime)
     started_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)

@@ -7,8 +7,8 @@ from pathlib import Path
 import optuna
 import pytest
 
-from automl.control import CANCEL, RELEASE
 from automl.plots import log_search_plots, plot_specs, should_plot
+from automl.states import StopReason
 from automl.tracking import RESULT_PREFIX, MlflowTracker
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -71,7 +71,7 @@ def _artifacts(tracker: MlflowTracker) -> list[str]:
 
 @pytest.mark.parametrize(
     ("reason", "complete", "expected"),
-    [(None, 0, False), (None, 1, True), (CANCEL, 1, False), (CANCEL, 2, True), (RELEASE, 10, False)],
+    [(None, 0, False), (None, 1, True), (StopReason.CANCEL, 1, False), (StopReason.CANCEL, 2, True), (StopReason.RELEASE, 10, False)],
 )
 def test_which_endings_are_plotted(reason: str | None, complete: int, expected: bool) -> None:
     assert should_plot(reason, complete) is expected
@@ -107,7 +107,7 @@ def test_several_objectives_get_the_pareto_front(store: tuple[str, str]) -> None
 
 def test_a_cancelled_job_with_one_completed_trial_is_not_plotted(store: tuple[str, str]) -> None:
     tracker = _tracker(store, "plots-cancelled")
-    assert log_search_plots(tracker, _study(["maximize"], 1), ["val_accuracy"], RecordingControl(CANCEL)) == []
+    assert log_search_plots(tracker, _study(["maximize"], 1), ["val_accuracy"], RecordingControl(StopReason.CANCEL)) == []
     assert _artifacts(tracker) == []
 
 
