@@ -6,6 +6,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from automl.states import TrialState
+
 if TYPE_CHECKING:
     import pandas as pd
     import torch
@@ -37,7 +39,7 @@ def primary_value(trial: TrialSummary) -> float:
 
 def top_trials(trials: Iterable[TrialSummary], mode: str, n: int = 5) -> list[TrialSummary]:
     """The ``n`` best COMPLETE trials on the primary metric, best first (``mode``: ``min`` or ``max``)."""
-    done = [t for t in trials if t.state == "COMPLETE" and t.value is not None]
+    done = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
     return sorted(done, key=primary_value, reverse=mode == "max")[:n]
 
 
@@ -51,7 +53,7 @@ def dominates(a: TrialSummary, b: TrialSummary, modes: Sequence[str]) -> bool:
 
 def pareto_front(trials: Iterable[TrialSummary], modes: Sequence[str]) -> list[TrialSummary]:
     """The COMPLETE trials that no other trial beats on every objective, in the order given."""
-    done = [t for t in trials if t.state == "COMPLETE" and t.values]
+    done = [t for t in trials if t.state == TrialState.COMPLETE and t.values]
     return [t for t in done if not any(dominates(o, t, modes) for o in done if o is not t)]
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from automl.results import TrialSummary, top_trials
+from automl.states import from_optuna
 
 if TYPE_CHECKING:
     from automl.engine.plan import SearchPlan
@@ -139,7 +140,7 @@ def study_trials(settings: Settings, study_name: str) -> list[TrialSummary]:
     return [
         TrialSummary(
             number=t.number,
-            state=t.state.name,
+            state=from_optuna(t.state),
             value=t.values[0] if t.values else None,
             params=dict(t.params),
             fail_reason=t.user_attrs.get("fail_reason"),

@@ -21,14 +21,13 @@ from typing import TYPE_CHECKING, Any
 from automl.errors import TrackingError
 from automl.settings import redact_url
 from automl.sqlite import set_wal_on_file
+from automl.states import FINISHED_TRIAL_STATES, JobState, MlflowStatus, TrialState, mlflow_status
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
 logger = logging.getLogger(__name__)
 
-# Optuna trial state -> MLflow run status.
-RUN_STATUS = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED"}
 TAG_PREFIX = "automl."
 _FLUENT_LOCK = threading.Lock()
 FLUENT_URI_ENV = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")  # what MLflow's fluent setters export
@@ -76,7 +75,7 @@ class RunUpdate:
         tags = {f"{TAG_PREFIX}state": state}
         if reason:
             tags[f"{TAG_PREFIX}fail_reason"] = reason[:4000]
-        return cls(tags=tags, error_text=error_text, end_status=RUN_STATUS.get(state, "FAILED"))
+        return cls(tags=tags, error_text=error_text, end_status=mlflow_status(state) if state in FINISHED_TRIAL_STATES else MlflowStatus.FAILED)
 
     def merged(self, later: RunUpdate) -> RunUpdate:
         """This update followed by ``later`` as one: metrics of both, the later tag, text and end win."""
@@ -162,8 +161,8 @@ class MlflowTracker:
         except Exception as exc:  # MLflow raises many kinds; all mean the same here
             if self.parent_run_id is not None:  # no run left RUNNING for a job that never started
                 with contextlib.suppress(Exception):
-                    self.client.set_tag(self.parent_run_id, f"{TAG_PREFIX}state", "failed")
-                    self.client.set_terminated(self.parent_run_id, "FAILED")
+                    self.client.set_tag(self.parent_run_id, f"{TAG_PREFIX}state", JobState.FAILED)
+                    self.client.set_terminated(self.parent_run_id, MlflowStatus.FAILED)
             where = f" (artifacts: {self.artifact_root})" if self.artifact_root else ""
             raise TrackingError(f"cannot write to the MLflow tracking store {redact_url(self.tracking_uri)}{where}: {exc}") from exc
         return self.parent_run_id
@@ -178,7 +177,7 @@ class MlflowTracker:
             run = self.client.get_run(parent_run_id)
             self.experiment_id = run.info.experiment_id
             self.parent_run_id = parent_run_id
-            self.client.update_run(parent_run_id, status="RUNNING")
+            self.client.update_run(parent_run_id, status=MlflowStatus.RUNNING)
         except Exception as exc:
             raise TrackingError(f"cannot reopen MLflow run {parent_run_id} in {redact_url(self.tracking_uri)}: {exc}") from exc
         return parent_run_id
@@ -202,8 +201,8 @@ class MlflowTracker:
         """Mark a trial run RUNNING again: its trial is retried after its runner stopped."""
         run = self.client.get_run(run_id)
         attempt = int(run.data.tags.get(f"{TAG_PREFIX}attempt", "1")) + 1
-        self.update_run(run_id, RunUpdate(tags={**tags, f"{TAG_PREFIX}state": "RUNNING", f"{TAG_PREFIX}attempt": str(attempt)}))
-        self.client.update_run(run_id, status="RUNNING")
+        self.update_run(run_id, RunUpdate(tags={**tags, f"{TAG_PREFIX}state": TrialState.RUNNING, f"{TAG_PREFIX}attempt": str(attempt)}))
+        self.client.update_run(run_id, status=MlflowStatus.RUNNING)
 
     def _ensure_experiment(self, name: str) -> str:
         """The id of experiment ``name``: made if missing, restored if deleted.
@@ -250,7 +249,7 @@ class MlflowTracker:
                 "mlflow.parentRunId": self.parent_run_id,
                 "mlflow.runName": name,
                 f"{TAG_PREFIX}trial_number": str(number),
-                f"{TAG_PREFIX}state": "RUNNING",
+                f"{TAG_PREFIX}state": TrialState.RUNNING,
                 **tags,
             },
         )
@@ -318,7 +317,7 @@ class MlflowTracker:
             counts = {k.removeprefix("trials_").upper(): int(v) for k, v in metrics.items() if k.startswith("trials_")}
             if not counts:
                 for child in self.child_runs().values():
-                    state = child.data.tags.get(f"{TAG_PREFIX}state", "RUNNING")
+                    state = child.data.tags.get(f"{TAG_PREFIX}state", TrialState.RUNNING)
                     counts[state] = counts.get(state, 0) + 1
             description = _description_of(run.data.tags.get(NOTE, ""))
             summary = summary_note(
@@ -390,7 +389,7 @@ class MlflowTracker:
 NOTE = "mlflow.note.content"  # what the MLflow UI shows as a run's or an experiment's description
 RESULT_PREFIX = "**Result**: "  # how a job's summary starts; the spec's description follows it
 SUMMARY_END = "\n\n---\n\n"
-STATE_WORDS = {"COMPLETE": "complete", "PRUNED": "pruned", "FAIL": "failed", "RUNNING": "running"}
+STATE_WORDS: dict[str, str] = {TrialState.COMPLETE: "complete", TrialState.PRUNED: "pruned", TrialState.FAIL: "failed", TrialState.RUNNING: "running"}
 
 
 def experiment_note(name: str) -> str:

@@ -25,6 +25,7 @@ from automl.engine.study_search import INTERRUPTED, StudySearch, TrialOutcome, t
 from automl.errors import exception_chain
 from automl.faults import fault_point
 from automl.results import TrialSummary
+from automl.states import TrialState
 from automl.tracking import MlflowTracker, RunUpdate, read_text, trace_tail
 from workers.context import FINAL_KEY, STEP_KEY
 from workers.trainable import TRIAL_NUMBER_KEY
@@ -446,7 +447,7 @@ class JobCallback(Callback):
         )
         if error:
             reason = self.timed_out.get(trial.trial_id) or trace_tail(error_text) or outcome.reason
-            outcome = TrialOutcome("FAIL", None, reason)
+            outcome = TrialOutcome(TrialState.FAIL, None, reason)
         record.outcome = outcome
         if outcome.state == INTERRUPTED:
             return  # left RUNNING everywhere: the next runner retries it in the same MLflow run
@@ -459,7 +460,7 @@ class JobCallback(Callback):
         """Record a trial's end everywhere but Optuna (already told): MLflow, progress, events."""
         record.outcome = outcome
         self.finished += 1
-        if outcome.state == "COMPLETE" and outcome.value is not None and self._improves(outcome.value):
+        if outcome.state == TrialState.COMPLETE and outcome.value is not None and self._improves(outcome.value):
             self.best_value = outcome.value
             self.since_best = 0
         else:
@@ -469,7 +470,7 @@ class JobCallback(Callback):
         if self.progress is not None:
             self.progress.trial_done(outcome.state, self.best_value)
         if self.control is not None:
-            if outcome.state == "FAIL":
+            if outcome.state == TrialState.FAIL:
                 self.writer.submit_store(self.control.on_event, "trial_failed", f"trial {record.number} failed: {outcome.reason}")
             # The finished trial itself too: the runner keeps the job row's snapshot for `status`.
             finished = TrialSummary(record.number, outcome.state, outcome.value, dict(record.params), values=outcome.values)
@@ -614,6 +615,6 @@ class TrialTimeout(Callback):
         if trial.run_metadata.num_failures + 1 > trial.max_failures >= 0 and trial.trial_id in searcher.unfinished():
             # The last attempt: tell Optuna the real reason now (Tune's error path would say only
             # that the trial raised); the error path then finds the trial already told.
-            searcher.settle(trial.trial_id, TrialOutcome("FAIL", None, reason))
+            searcher.settle(trial.trial_id, TrialOutcome(TrialState.FAIL, None, reason))
         logger.warning("trial %s: %s; stopping it", trial.trial_id, reason)
         ray.kill(actor, no_restart=True)

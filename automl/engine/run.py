@@ -25,6 +25,7 @@ from automl.results import SearchResult
 from automl.settings import Settings, prepare, resolve_settings
 from automl.spaces import SearchSpace
 from automl.spec import spec_to_yaml
+from automl.states import JobState, MlflowStatus, StopReason, TrialState, from_optuna
 
 if TYPE_CHECKING:
     from automl.control import JobControl
@@ -89,7 +90,7 @@ def _run(
     prior = prior_trials(storage, study_name)
     phases.mark("stores")
     finished = [t for t in prior if t.state.is_finished()]
-    stale = [t for t in prior if t.state.name == "RUNNING"]
+    stale = [t for t in prior if from_optuna(t.state) == TrialState.RUNNING]
     tracker = MlflowTracker(settings.tracking_uri, artifact_root=settings.artifact_root)
     if parent_run_id is not None:
         tracker.resume_job(parent_run_id)
@@ -105,7 +106,7 @@ def _run(
     if control is not None:
         control.on_tracking(tracker.experiment_id, tracker.parent_run_id)
     phases.mark("tracking")
-    status = "FAILED"
+    status = MlflowStatus.FAILED
     callback: JobCallback | None = None
     # This job's state in the writer (None: its writes are made here).
     remote = writer.job(f"{study_name}-{uuid.uuid4().hex[:8]}") if writer is not None else None
@@ -156,7 +157,7 @@ def _run(
             searcher.write_behind(remote)
             remote.send("open_tracking", settings.tracking_uri, settings.artifact_root, tracker.experiment_id, tracker.parent_run_id)
             trial_runs = RemoteTrialRuns(remote)
-        complete = [t.values[0] for t in finished if t.state.name == "COMPLETE" and t.values]
+        complete = [t.values[0] for t in finished if from_optuna(t.state) == TrialState.COMPLETE and t.values]
         callback = JobCallback(
             searcher,
             plan.metric,
@@ -175,7 +176,7 @@ def _run(
         if progress is not None:
             progress.start(spec.budget.trials)
             for t in finished:
-                progress.trial_done(t.state.name, callback.best_value)
+                progress.trial_done(from_optuna(t.state), callback.best_value)
         phases.mark("set-up")
         tune_started = datetime.now()  # noqa: DTZ005 - Optuna stamps its trials with naive local times
         try:
@@ -196,27 +197,27 @@ def _run(
             control.on_event("stopped_early", f"stopped early: {early}")
         reason = control.stop_reason() if control is not None else None
         if reason is not None:
-            status = "KILLED" if reason == "cancel" else "RUNNING"
+            status = MlflowStatus.KILLED if reason == StopReason.CANCEL else MlflowStatus.RUNNING
             return _with_phases(summarize(plan, settings, study_name, searcher.study, callback, tracker, log_model=False),
                                 phases, control)
         result = _with_phases(summarize(plan, settings, study_name, searcher.study, callback, tracker, log_model=True),
                               phases, control)
-        status = "FINISHED"
+        status = MlflowStatus.FINISHED
         return result
     except KeyboardInterrupt:
-        status = "KILLED"
+        status = MlflowStatus.KILLED
         raise
     finally:
         if callback is not None:
             callback.shutdown()
         if remote is not None:
             remote.close()  # every write of the job made before the job is reported done
-        if status == "KILLED":
+        if status == MlflowStatus.KILLED:
             with contextlib.suppress(Exception):
-                tracker.finish_job("KILLED", metrics={}, params={}, tags={"automl.state": "cancelled"})
-        elif status == "FAILED":
+                tracker.finish_job(MlflowStatus.KILLED, metrics={}, params={}, tags={"automl.state": JobState.CANCELLED})
+        elif status == MlflowStatus.FAILED:
             with contextlib.suppress(Exception):
-                tracker.finish_job("FAILED", metrics={}, params={}, tags={"automl.state": "failed"})
+                tracker.finish_job(MlflowStatus.FAILED, metrics={}, params={}, tags={"automl.state": JobState.FAILED})
 
 
 def _tuner(
@@ -280,8 +281,8 @@ def _reconcile_tracking(tracker: Any, finished: list[Any], metric: str) -> dict[
     runs = tracker.child_runs()
     for trial in finished:
         run = runs.get(trial.number)
-        state = trial.state.name
-        if run is not None and run.info.status != "RUNNING" and run.data.tags.get("automl.state") == state:
+        state = from_optuna(trial.state)
+        if run is not None and run.info.status != MlflowStatus.RUNNING and run.data.tags.get("automl.state") == state:
             continue
         if run is None:
             run_id = tracker.start_trial(trial.number, trial.params, {})
@@ -301,14 +302,14 @@ def _settle(searcher: Any, callback: JobCallback, control: JobControl | None) ->
     reason = control.stop_reason() if control is not None else None
     for trial_id in searcher.unfinished():
         record = callback.records.get(trial_id)
-        if reason == "release":
+        if reason == StopReason.RELEASE:
             continue  # stays RUNNING: the next runner retries it
-        if reason == "cancel":
-            outcome = TrialOutcome("FAIL", None, "the job was cancelled")
+        if reason == StopReason.CANCEL:
+            outcome = TrialOutcome(TrialState.FAIL, None, "the job was cancelled")
         elif searcher.reported(trial_id):
-            outcome = TrialOutcome("PRUNED", None, None)
+            outcome = TrialOutcome(TrialState.PRUNED, None, None)
         else:
-            outcome = TrialOutcome("FAIL", None, "the job stopped (time limit, target or patience) before it reported")
+            outcome = TrialOutcome(TrialState.FAIL, None, "the job stopped (time limit, target or patience) before it reported")
         searcher.settle(trial_id, outcome)
         if record is None:  # proposed but never started: it still gets its MLflow run
             record = callback.open_record(trial_id, searcher.trial_number(trial_id) or 0, searcher.trial_params(trial_id))

@@ -15,6 +15,7 @@ from automl.retry import retrying
 from automl.settings import redact_url
 from automl.spaces import SearchSpace
 from automl.sqlite import set_up_connections
+from automl.states import TrialState, from_optuna
 
 if TYPE_CHECKING:
     import optuna
@@ -34,7 +35,7 @@ def warm_start_configs(spec: JobSpec, storage: Any, plan: SearchPlan) -> list[di
         earlier = optuna.load_study(study_name=source, storage=storage)
     except KeyError:
         raise SpecError(f"warm_start.from_study: no study {source!r} in the Optuna storage") from None
-    done = [t for t in earlier.get_trials(deepcopy=False) if t.state.name == "COMPLETE" and t.values]
+    done = [t for t in earlier.get_trials(deepcopy=False) if from_optuna(t.state) == TrialState.COMPLETE and t.values]
     maximize = earlier.directions[0] == optuna.study.StudyDirection.MAXIMIZE
     done.sort(key=lambda t: t.values[0], reverse=maximize)
     names = set(plan.space.params) if isinstance(plan.space, SearchSpace) else None

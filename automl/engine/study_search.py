@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from ray.tune.search.optuna import OptunaSearch
 
 from automl.engine.working_study import WorkingStudy
+from automl.states import StopReason, TrialState, to_optuna
 from workers.context import FAIL_REASON_KEY, FINAL_KEY, as_number
 from workers.trainable import TRIAL_NUMBER_KEY
 
@@ -57,22 +58,22 @@ def trial_outcome(
     was the final one (the last epoch, or the objective returned). PRUNED: the scheduler stopped it.
     """
     if error:
-        return TrialOutcome("FAIL", None, error_message or "the trial raised an exception")
+        return TrialOutcome(TrialState.FAIL, None, error_message or "the trial raised an exception")
     result = result or {}
     if result.get(FAIL_REASON_KEY):
-        return TrialOutcome("FAIL", None, str(result[FAIL_REASON_KEY]))
+        return TrialOutcome(TrialState.FAIL, None, str(result[FAIL_REASON_KEY]))
     values: list[float] = []
     for name in [metric] if isinstance(metric, str) else list(metric):
         raw = result.get(name)
         if raw is None:
-            return TrialOutcome("FAIL", None, f"the trial reported no {name!r}")
+            return TrialOutcome(TrialState.FAIL, None, f"the trial reported no {name!r}")
         value = as_number(raw)
         if value is None:
-            return TrialOutcome("FAIL", None, f"{name!r} is not a number: {raw!r}"[:500])
+            return TrialOutcome(TrialState.FAIL, None, f"{name!r} is not a number: {raw!r}"[:500])
         if not math.isfinite(value):
-            return TrialOutcome("FAIL", None, f"{name!r} is {value}")
+            return TrialOutcome(TrialState.FAIL, None, f"{name!r} is {value}")
         values.append(value)
-    state = "COMPLETE" if result.get(FINAL_KEY) else "PRUNED"
+    state = TrialState.COMPLETE if result.get(FINAL_KEY) else TrialState.PRUNED
     return TrialOutcome(state, values[0], None, tuple(values))
 
 
@@ -248,14 +249,12 @@ class StudySearch(OptunaSearch):
 
     def settle(self, trial_id: str, outcome: TrialOutcome) -> None:
         """Tell Optuna the outcome of a trial that Tune stopped without a completion call."""
-        import optuna
-
         if trial_id in self._completed_trials:
             return
         ot_trial = self._ot_trials[trial_id]
-        state = optuna.trial.TrialState[outcome.state]
+        state = to_optuna(outcome.state)
         values: Any = None
-        if state == optuna.trial.TrialState.COMPLETE:
+        if outcome.state == TrialState.COMPLETE:
             values = list(outcome.values or ()) if isinstance(self.metric, list) else outcome.value
         assert self._working is not None
         self._working.tell(
@@ -283,13 +282,13 @@ class StudySearch(OptunaSearch):
 
         outcome = trial_outcome(result, self.metric, error=error, error_message=self.error_reason(trial_id) if error else None)
         stopping = self._interruption()
-        if outcome.state != "COMPLETE" and stopping == "release":
+        if outcome.state != TrialState.COMPLETE and stopping == StopReason.RELEASE:
             # The runner is handing the job back: leave the trial RUNNING for the next runner to retry.
             self.outcomes[trial_id] = TrialOutcome(INTERRUPTED, None, "the runner stopped; the trial will be retried")
             self._completed_trials.add(trial_id)
             return
-        if outcome.state != "COMPLETE" and stopping == "cancel" and not error:
-            outcome = TrialOutcome("FAIL", None, "the job was cancelled")
+        if outcome.state != TrialState.COMPLETE and stopping == StopReason.CANCEL and not error:
+            outcome = TrialOutcome(TrialState.FAIL, None, "the job was cancelled")
         if result and not error:
             # Tune does not pass the result that made the scheduler stop a trial to
             # on_trial_result; record it here so the study holds every epoch.

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from automl.results import SearchResult, TrialSummary, primary_value, top_trials
 from automl.settings import Settings, redact_url
 from automl.spaces import SearchSpace
+from automl.states import JobState, MlflowStatus, TrialState, from_optuna
 
 if TYPE_CHECKING:
     import optuna
@@ -43,7 +44,7 @@ def summarize(
         values = tuple(t.values) if t.values else None
         return TrialSummary(
             number=t.number,
-            state=t.state.name,
+            state=from_optuna(t.state),
             value=values[0] if values else None,
             params=params,
             run_id=record.run_id if record else None,
@@ -52,7 +53,7 @@ def summarize(
         )
 
     trials = tuple(summary(t) for t in study.get_trials(deepcopy=False))
-    complete = [t for t in trials if t.state == "COMPLETE" and t.value is not None]
+    complete = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
     if plan.multi_objective:
         front_numbers = {t.number for t in study.best_trials}
         pareto = tuple(t for t in trials if t.number in front_numbers)
@@ -68,7 +69,7 @@ def summarize(
         counts[t.state] = counts.get(t.state, 0) + 1
     summary_metrics: dict[str, float] = {f"trials_{state.lower()}": n for state, n in counts.items()}
     summary_params: dict[str, Any] = {}
-    summary_tags = {"automl.state": "succeeded" if best is not None else "failed", "automl.trials": str(len(trials))}
+    summary_tags = {"automl.state": JobState.SUCCEEDED if best is not None else JobState.FAILED, "automl.trials": str(len(trials))}
     if best is not None:
         summary_metrics[f"best_{plan.metric}"] = primary_value(best)
         summary_params = {f"best.{k}": v for k, v in best.params.items()}
@@ -87,7 +88,7 @@ def summarize(
             callback.safely(tracker.log_figure_json, "job/pareto_front.json", front)
         callback.safely(
             tracker.finish_job,
-            "FINISHED" if best is not None else "FAILED",
+            MlflowStatus.FINISHED if best is not None else MlflowStatus.FAILED,
             metrics=summary_metrics,
             params=summary_params,
             tags=summary_tags,
@@ -167,7 +168,7 @@ def job_tags(plan: SearchPlan, settings: Settings, study_name: str) -> dict[str,
         "automl.job_name": plan.spec.name,
         "automl.study_name": study_name,
         "automl.optuna_storage": redact_url(settings.storage_url),
-        "automl.state": "running",
+        "automl.state": JobState.RUNNING,
     }
 
 

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
 from automl.errors import AutomlError, is_transient
 from automl.retry import retrying
+from automl.states import TrialState, from_optuna
 
 if TYPE_CHECKING:
     from concurrent.futures import Future
@@ -162,7 +163,7 @@ class WorkingStudy:
         self._durable_ids[number] = trial._trial_id
         self._memory_ids[number] = memory_id
         self._persisted_params[number] = set(trial.params)
-        if trial.state.name == "WAITING":
+        if from_optuna(trial.state) == TrialState.WAITING:
             self._waiting.add(number)
 
     def trial(self, number: int) -> optuna.Trial:

@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from automl.results import TrialSummary, dominates, primary_value
+from automl.states import FINISHED_TRIAL_STATES, TrialState
 
 TOP_K = 10  # status shows 5; a little headroom for `best` and the JSON
-FINISHED_STATES = ("COMPLETE", "PRUNED", "FAIL")
 SNAPSHOT_VERSION = 1
 
 
@@ -99,7 +99,7 @@ class SnapshotBuilder:
 
     def add(self, trial: TrialSummary) -> None:
         """Count a finished trial and place it among the top trials and on the Pareto front."""
-        if trial.state not in FINISHED_STATES:
+        if trial.state not in FINISHED_TRIAL_STATES:
             return
         earlier = self._states.get(trial.number)
         if earlier is not None:
@@ -108,10 +108,10 @@ class SnapshotBuilder:
             self._pareto = [t for t in self._pareto if t.number != trial.number]
         self._states[trial.number] = trial.state
         self._counts[trial.state] = self._counts.get(trial.state, 0) + 1
-        if trial.state != "COMPLETE" or trial.value is None:
+        if trial.state != TrialState.COMPLETE or trial.value is None:
             return
         entry = TrialSummary(
-            number=trial.number, state="COMPLETE", value=trial.value, params=dict(trial.params),
+            number=trial.number, state=TrialState.COMPLETE, value=trial.value, params=dict(trial.params),
             values=tuple(trial.values) if trial.values else (trial.value,),
         )
         self._top.append(entry)
@@ -140,6 +140,6 @@ def _trial_json(trial: TrialSummary) -> dict[str, Any]:
 def _trial_from_json(data: dict[str, Any]) -> TrialSummary:
     values = tuple(float(v) for v in data.get("values") or ())
     return TrialSummary(
-        number=int(data["number"]), state="COMPLETE", value=data.get("value"), params=dict(data.get("params") or {}),
+        number=int(data["number"]), state=TrialState.COMPLETE, value=data.get("value"), params=dict(data.get("params") or {}),
         values=values or None,
     )
