@@ -43,7 +43,9 @@ def test_sigkilled_trial_process_is_retried_from_its_checkpoint(automl_home: Pat
             time.sleep(0.3)
             ctx.save_model(torch.nn.Linear(1, 1), step=step)
             ctx.report(loss=(params["x"] - 0.5) ** 2 + 1.0 / step, step=step)
-            (pids / f"{ctx.trial_number}-{step}").write_text(str(os.getpid()))
+            marker = pids / f"{ctx.trial_number}-{step}"
+            marker.with_suffix(".tmp").write_text(str(os.getpid()))
+            marker.with_suffix(".tmp").rename(marker)  # whole or absent: the killer reads it while the trial runs
 
     killed: list[int] = []
 
