@@ -174,7 +174,7 @@ def run_service(n: int, sampler: str, seed: int, home: Path, *, write_behind: bo
         "complete": result.state_counts.get("COMPLETE", 0),
         "tracking_errors": len(result.tracking_errors),
         # the run's own breakdown of its wall time (SearchResult.phases): where the fixed cost goes
-        "phases": dict(result.phases),
+        "phases": dict(getattr(result, "phases", {})),  # {} from a version before phases (a before/after run)
     }
 
 
