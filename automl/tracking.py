@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from automl.errors import TrackingError
 from automl.settings import redact_url
@@ -86,6 +86,31 @@ class RunUpdate:
             error_text=later.error_text or self.error_text,
             end_status=later.end_status or self.end_status,
         )
+
+
+@runtime_checkable
+class TrialRuns(Protocol):
+    """The seam for tracking a job's trial runs: the four writes the Tune callback makes per trial.
+
+    :class:`MlflowTracker` makes them itself; ``automl.engine.write_behind.RemoteTrialRuns`` has the
+    job's writer process make them. Each returns once the write is made (or raises its error).
+    """
+
+    def create_trial_run(self, number: int, tags: Mapping[str, str]) -> str:
+        """Open trial ``number``'s run (RUNNING) with ``tags``; its id."""
+        ...
+
+    def find_or_create_trial_run(self, number: int, tags: Mapping[str, str]) -> str:
+        """The run of trial ``number`` if one exists (a create whose answer was lost), else a new one."""
+        ...
+
+    def update_run(self, run_id: str, update: RunUpdate) -> None:
+        """Apply one batch of writes (params, metrics, tags, an end) to a run."""
+        ...
+
+    def reopen_trial(self, run_id: str, tags: Mapping[str, str]) -> None:
+        """Mark a trial's run RUNNING again: the trial is retried after its runner stopped."""
+        ...
 
 
 class MlflowTracker:

@@ -26,7 +26,7 @@ from automl.errors import exception_chain
 from automl.faults import fault_point
 from automl.results import TrialSummary
 from automl.states import TrialState
-from automl.tracking import MlflowTracker, RunUpdate, read_text, trace_tail
+from automl.tracking import MlflowTracker, RunUpdate, TrialRuns, read_text, trace_tail
 from workers.context import FINAL_KEY, STEP_KEY
 from workers.trainable import TRIAL_NUMBER_KEY
 
@@ -325,12 +325,12 @@ class JobCallback(Callback):
         patience: int | None = None,
         tracking_retry_s: float = 5.0,
         tracking_grace_s: float | None = None,
-        trial_runs: Any = None,
+        trial_runs: TrialRuns | None = None,
     ) -> None:
         self.searcher = searcher
         # Who makes the trial-run writes: the tracker itself, or the job's writer process
         # (automl.engine.write_behind.RemoteTrialRuns, the same four methods).
-        self.trial_runs = trial_runs if trial_runs is not None else tracker
+        self.trial_runs: TrialRuns | None = trial_runs if trial_runs is not None else tracker
         # How long a finished search waits for a down MLflow server before giving its held writes up.
         self.tracking_grace_s = tracking_grace_s if tracking_grace_s is not None else float(os.environ.get(GRACE_ENV, "30"))
         self.metric = metric

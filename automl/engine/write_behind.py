@@ -32,6 +32,7 @@ import socket
 import subprocess
 import sys
 import threading
+from collections.abc import Mapping
 from concurrent.futures import Future
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -309,22 +310,22 @@ def _sendable(exc: BaseException) -> BaseException:
 
 
 class RemoteTrialRuns:
-    """The MLflow trial-run writes of :class:`~automl.tracking.MlflowTracker`, made by the writer
-    process (each call waits for its answer: it runs on the driver's tracking thread)."""
+    """The :class:`~automl.tracking.TrialRuns` writes of :class:`~automl.tracking.MlflowTracker`, made by the
+    writer process (each call waits for its answer: it runs on the driver's tracking thread)."""
 
     def __init__(self, remote: JobWriter) -> None:
         self.remote = remote
 
-    def create_trial_run(self, number: int, tags: dict[str, str]) -> str:
+    def create_trial_run(self, number: int, tags: Mapping[str, str]) -> str:
         return self.remote.call("create_trial_run", number, tags)
 
-    def find_or_create_trial_run(self, number: int, tags: dict[str, str]) -> str:
+    def find_or_create_trial_run(self, number: int, tags: Mapping[str, str]) -> str:
         return self.remote.call("find_or_create_trial_run", number, tags)
 
     def update_run(self, run_id: str, update: RunUpdate) -> None:
         self.remote.call("update_run", run_id, update)
 
-    def reopen_trial(self, run_id: str, tags: dict[str, str]) -> None:
+    def reopen_trial(self, run_id: str, tags: Mapping[str, str]) -> None:
         self.remote.call("reopen_trial", run_id, tags)
 
 

@@ -143,3 +143,13 @@ def test_an_error_the_server_answered_is_not_held() -> None:
     writer.close()
     assert result.result(timeout=5) is None and writer.holding == 0 and writer.replayed == 0
     assert errors == ["refused: ValueError: RESOURCE_DOES_NOT_EXIST: run not found"]
+
+
+def test_both_ways_of_writing_trial_runs_fit_the_trial_runs_seam() -> None:
+    """The Tune callback writes trial runs through automl.tracking.TrialRuns: the tracker itself, or
+    the writer process's stand-in; mypy checks the signatures, this checks nothing is missing."""
+    from automl.engine.write_behind import RemoteTrialRuns
+    from automl.tracking import MlflowTracker, TrialRuns
+
+    assert isinstance(RemoteTrialRuns(remote=None), TrialRuns)  # type: ignore[arg-type]
+    assert all(callable(getattr(MlflowTracker, name, None)) for name in ("create_trial_run", "find_or_create_trial_run", "update_run", "reopen_trial"))
