@@ -109,8 +109,12 @@ def search(
             "sampler": {"name": sampler, "options": dict(sampler_options or {})},
             "scheduler": {"name": scheduler, "grace_period": grace_period, "options": dict(scheduler_options or {})},
             "budget": {
-                "trials": n_trials, "max_epochs": max_steps, "time_limit_s": time_limit_s,
-                "trial_timeout_s": trial_timeout_s, "target": target, "patience": patience,
+                "trials": n_trials,
+                "max_epochs": max_steps,
+                "time_limit_s": time_limit_s,
+                "trial_timeout_s": trial_timeout_s,
+                "target": target,
+                "patience": patience,
             },
             "warm_start": {
                 "configs": [dict(c) for c in warm_start or []],

@@ -52,11 +52,21 @@ RayAddress = Annotated[
 ]
 TrackingUri = Annotated[
     str | None,
-    typer.Option("--tracking-uri", envvar="MLFLOW_TRACKING_URI", help="MLflow tracking URI (default: SQLite in $AUTOML_HOME).", show_default=False),
+    typer.Option(
+        "--tracking-uri",
+        envvar="MLFLOW_TRACKING_URI",
+        help="MLflow tracking URI (default: SQLite in $AUTOML_HOME).",
+        show_default=False,
+    ),
 ]
 StorageUrl = Annotated[
     str | None,
-    typer.Option("--storage-url", envvar="AUTOML_STORAGE_URL", help="Optuna storage URL (default: SQLite in $AUTOML_HOME).", show_default=False),
+    typer.Option(
+        "--storage-url",
+        envvar="AUTOML_STORAGE_URL",
+        help="Optuna storage URL (default: SQLite in $AUTOML_HOME).",
+        show_default=False,
+    ),
 ]
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for scripts instead of tables.")]
 JobId = Annotated[str, typer.Argument(help="The job id (a unique prefix of 4 or more characters is enough).", show_default=False)]
@@ -140,7 +150,9 @@ def submit(
         return
     if not json_output:
         out.print(f"{job.id}")
-        err.print(f"queued [bold]{job.name}[/bold] as job {job.id} ({job.trials_total} trials); follow it with: automl status {job.id} --watch")
+        err.print(
+            f"queued [bold]{job.name}[/bold] as job {job.id} ({job.trials_total} trials); follow it with: automl status {job.id} --watch"
+        )
     if wait:
         final = _follow(store, job, quiet=json_output)
         if json_output:
@@ -244,7 +256,9 @@ def best(
     elif found["best_value"] is None:
         err.print(f"job {job.id} ({job.state}) has no completed trial yet")
     else:
-        out.print(f"[bold]{job.name}[/bold] ({job.id}, {job.state}): best {found['metric']} = {found['best_value']:.6g} (trial {found['best_trial']})")
+        out.print(
+            f"[bold]{job.name}[/bold] ({job.id}, {job.state}): best {found['metric']} = {found['best_value']:.6g} (trial {found['best_trial']})"
+        )
         for name, value in sorted(found["best_params"].items()):
             out.print(f"  {name} = {value}")
         if found["model_uri"]:
@@ -260,7 +274,10 @@ def worker(
     concurrency: Annotated[int, typer.Option("--concurrency", "-n", min=1, help="Jobs to run at once.")] = 1,
     until_idle: Annotated[
         bool,
-        typer.Option("--until-idle", help="Exit once no job is queued or running (it waits for other runners' jobs, and reclaims a dead runner's when its lease expires)."),
+        typer.Option(
+            "--until-idle",
+            help="Exit once no job is queued or running (it waits for other runners' jobs, and reclaims a dead runner's when its lease expires).",
+        ),
     ] = False,
     lease: Annotated[float, typer.Option(min=1.0, help="Lease length in seconds (renewed every third of it).")] = 30.0,
     poll: Annotated[float, typer.Option(min=0.1, help="Seconds between looks at an empty queue.")] = 2.0,
@@ -326,8 +343,22 @@ def ui(
     if settings.artifact_root is None:
         out.print(f"The tracking server has its own UI: open {redact_url(settings.tracking_uri)}")
         return
-    command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", settings.tracking_uri, "--host", host, "--port", str(port),
-               "--default-artifact-root", settings.artifact_root, "--workers", "1"]
+    command = [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "ui",
+        "--backend-store-uri",
+        settings.tracking_uri,
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--default-artifact-root",
+        settings.artifact_root,
+        "--workers",
+        "1",
+    ]
     # One reader needs one worker, and MLflow's job runner (7 more processes) serves nothing here:
     # together they halve the time until the UI answers on a small machine.
     os.environ.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
@@ -347,7 +378,9 @@ def _settings(
 ) -> Settings:
     from automl.settings import resolve_settings
 
-    return _guard(lambda: resolve_settings(db_url=db_url, ray_address=ray_address, tracking_uri=tracking_uri, storage_url=storage_url))
+    return _guard(
+        lambda: resolve_settings(db_url=db_url, ray_address=ray_address, tracking_uri=tracking_uri, storage_url=storage_url)
+    )
 
 
 def _job_id(text: str) -> str:

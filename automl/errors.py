@@ -47,8 +47,14 @@ def exception_chain(exc: BaseException | None) -> Iterator[BaseException]:
 
 
 _TRANSIENT_MARKERS = (
-    "locked", "busy", "could not connect", "connection refused", "server closed",
-    "terminating connection", "connection reset", "the database system is",
+    "locked",
+    "busy",
+    "could not connect",
+    "connection refused",
+    "server closed",
+    "terminating connection",
+    "connection reset",
+    "the database system is",
 )
 
 

@@ -138,8 +138,7 @@ def plot_specs(study: optuna.Study, metrics: Sequence[str], job_name: str, *, n_
         specs.append(
             PlotSpec(
                 "param_importances",
-                f"{job_name}: hyperparameter importance for "
-                + ("reaching the Pareto front" if multi else primary),
+                f"{job_name}: hyperparameter importance for " + ("reaching the Pareto front" if multi else primary),
                 lambda: pv.plot_param_importances(study, **importance),
                 lambda: _mpl().plot_param_importances(study, **importance),
             )

@@ -121,8 +121,14 @@ class SearchResult:
         import pandas as pd
 
         rows = [
-            {"number": t.number, "state": t.state, "value": t.value, **{f"params_{k}": v for k, v in t.params.items()},
-             "run_id": t.run_id, "fail_reason": t.fail_reason}
+            {
+                "number": t.number,
+                "state": t.state,
+                "value": t.value,
+                **{f"params_{k}": v for k, v in t.params.items()},
+                "run_id": t.run_id,
+                "fail_reason": t.fail_reason,
+            }
             for t in self.trials
         ]
         return pd.DataFrame(rows)

@@ -40,8 +40,14 @@ def retrying(
     def log_retry(state: RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome is not None else None
         pause = state.next_action.sleep if state.next_action is not None else 0.0
-        logger.log(level, "%s did not answer (%s: %s); retrying in %.1f s", what, type(exc).__name__,
-                   str(exc).strip().splitlines()[0][:200] if exc is not None and str(exc).strip() else "", pause)
+        logger.log(
+            level,
+            "%s did not answer (%s: %s); retrying in %.1f s",
+            what,
+            type(exc).__name__,
+            str(exc).strip().splitlines()[0][:200] if exc is not None and str(exc).strip() else "",
+            pause,
+        )
 
     stop: stop_base = stop_before_delay(window_s)
     if max_attempts is not None:

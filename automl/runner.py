@@ -243,11 +243,15 @@ class Runner:
         running = [j for j in held if j.state == JobState.RUNNING]
         if ids != before and running:  # a queued job is claimed on the next look: nothing to say
             leases = ", ".join(
-                f"{j.id} (runner {j.runner_id}, lease until {j.lease_expires_at:%H:%M:%S} UTC)" for j in running if j.lease_expires_at
+                f"{j.id} (runner {j.runner_id}, lease until {j.lease_expires_at:%H:%M:%S} UTC)"
+                for j in running
+                if j.lease_expires_at
             )
             logger.info(
                 "not idle yet: %d job(s) running elsewhere%s; waiting for them to end, or for their leases to "
-                "expire to reclaim them", len(running), f": {leases}" if leases else "",
+                "expire to reclaim them",
+                len(running),
+                f": {leases}" if leases else "",
             )
         return ids
 
@@ -331,14 +335,22 @@ class Runner:
         self._resnapshot(job, result)
         reason = control.stop_reason()
         counts = ", ".join(f"{n} {state.lower()}" for state, n in sorted(result.state_counts.items()))
-        logger.info("job %s (%s): %s; trials: %s", job.id, job.name, {None: "done", StopReason.CANCEL: "cancelled", StopReason.RELEASE: "released"}[reason], counts)
+        logger.info(
+            "job %s (%s): %s; trials: %s",
+            job.id,
+            job.name,
+            {None: "done", StopReason.CANCEL: "cancelled", StopReason.RELEASE: "released"}[reason],
+            counts,
+        )
         if reason == StopReason.CANCEL:
             self.store.finish(job.id, self.runner_id, JobState.CANCELLED, message=f"cancelled; trials: {counts}")
         elif reason == StopReason.RELEASE:
             if not control.flags.lost.is_set():
                 self.store.release(job.id, self.runner_id, message=f"runner {self.runner_id} stopped; trials so far: {counts}")
         elif result.best_value is None:
-            self.store.finish(job.id, self.runner_id, JobState.FAILED, message=f"no trial completed ({counts})", error="no trial completed")
+            self.store.finish(
+                job.id, self.runner_id, JobState.FAILED, message=f"no trial completed ({counts})", error="no trial completed"
+            )
         else:
             self.store.finish(
                 job.id,

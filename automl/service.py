@@ -77,7 +77,9 @@ def job_settings(settings: Settings, spec: JobSpec) -> Settings:
     if not uri or uri == settings.tracking_uri:
         return settings
     # Resolved again, not copied: a local store needs an artifact folder, a server keeps its own.
-    return resolve_settings(db_url=settings.db_url, tracking_uri=uri, storage_url=settings.storage_url, ray_address=settings.ray_address)
+    return resolve_settings(
+        db_url=settings.db_url, tracking_uri=uri, storage_url=settings.storage_url, ray_address=settings.ray_address
+    )
 
 
 def check_tracking(spec: JobSpec, settings: Settings | None = None) -> None:
@@ -204,7 +206,9 @@ def best_of_job(settings: Settings, job: JobView) -> dict[str, Any]:
         "metric": metrics[0],
         "mode": modes[0],
         "metrics": list(metrics),
-        "pareto_front": [{"trial": t.number, "values": dict(zip(metrics, t.values or (), strict=False)), "params": t.params} for t in front],
+        "pareto_front": [
+            {"trial": t.number, "values": dict(zip(metrics, t.values or (), strict=False)), "params": t.params} for t in front
+        ],
         "best_value": None if best is None else best.value,
         "best_params": None if best is None else best.params,
         "best_trial": None if best is None else best.number,

@@ -110,8 +110,7 @@ def prepare(settings: Settings) -> None:
             folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise AutomlError(
-                f"cannot create the state directory {folder}: {exc.strerror}. "
-                f"Set {HOME_ENV} to a writable folder."
+                f"cannot create the state directory {folder}: {exc.strerror}. Set {HOME_ENV} to a writable folder."
             ) from exc
         if not os.access(folder, os.W_OK):
             raise AutomlError(f"the state directory {folder} is not writable. Set {HOME_ENV} to a writable folder.")
@@ -119,7 +118,9 @@ def prepare(settings: Settings) -> None:
 
 # Query parameters that carry a credential: libpq's ``password``/``sslpassword``, MySQL's
 # ``passwd``, ODBC's ``pwd``, and the token or key some HTTP endpoints take in the query.
-SECRET_QUERY_KEYS = frozenset({"password", "passwd", "pwd", "sslpassword", "secret", "token", "access_token", "api_key", "apikey"})
+SECRET_QUERY_KEYS = frozenset(
+    {"password", "passwd", "pwd", "sslpassword", "secret", "token", "access_token", "api_key", "apikey"}
+)
 HIDDEN = "***"
 
 

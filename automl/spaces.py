@@ -38,7 +38,6 @@ MAX_NODES = 100_000
 MAX_PATH_CHARS = 4096
 
 
-
 def refuse_boolean(value: Any) -> Any:
     """A number field's value, unless it is a boolean: pydantic would take ``true`` as 1.
 
@@ -55,6 +54,7 @@ def refuse_boolean(value: Any) -> Any:
 # Counts and numbers in a spec or a space: as pydantic's int and float, but a boolean is refused.
 WholeNumber = Annotated[int, BeforeValidator(refuse_boolean)]
 RealNumber = Annotated[float, BeforeValidator(refuse_boolean)]
+
 
 class _Param(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -151,9 +151,7 @@ class SearchSpace(BaseModel):
             raise ValueError("a search space needs at least one parameter")
         for name in params:
             if not PARAM_NAME.fullmatch(name):
-                raise ValueError(
-                    f"parameter name {name!r} must start with a letter and hold only letters, digits and '_'"
-                )
+                raise ValueError(f"parameter name {name!r} must start with a letter and hold only letters, digits and '_'")
         return params
 
     def to_optuna(self) -> dict[str, BaseDistribution]:
@@ -267,9 +265,7 @@ class _StrictLoader(yaml.SafeLoader):
             except TypeError:  # an unhashable key: the base class reports it
                 break
             if duplicate:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"the key {key!r} is given twice", key_node.start_mark
-                )
+                raise yaml.constructor.ConstructorError(None, None, f"the key {key!r} is given twice", key_node.start_mark)
         return super().construct_mapping(node, deep=deep)
 
 
@@ -366,7 +362,9 @@ def _loc_text(part: Any) -> str:
 
 
 def _is_union_tag(part: Any) -> bool:
-    return part in {"float", "int", "categorical"} or (isinstance(part, str) and (part.startswith("function-") or _is_type_tag(part)))
+    return part in {"float", "int", "categorical"} or (
+        isinstance(part, str) and (part.startswith("function-") or _is_type_tag(part))
+    )
 
 
 def _is_type_tag(part: str) -> bool:

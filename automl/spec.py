@@ -135,11 +135,15 @@ class BudgetSpec(_Section):
     max_epochs: WholeNumber = Field(default=10, ge=1, le=100_000, description="steps (epochs) per trial at most")
     time_limit_s: RealNumber | None = Field(default=None, gt=0, description="wall-clock limit for the whole job")
     trial_timeout_s: RealNumber | None = Field(
-        default=None, gt=0, le=7 * 24 * 3600,
+        default=None,
+        gt=0,
+        le=7 * 24 * 3600,
         description="wall-clock limit for one attempt of one trial: a trial still running then is stopped and fails",
     )
     target: RealNumber | None = Field(default=None, description="stop the job once a trial reaches this value")
-    patience: WholeNumber | None = Field(default=None, ge=1, description="stop after this many finished trials without a new best")
+    patience: WholeNumber | None = Field(
+        default=None, ge=1, description="stop after this many finished trials without a new best"
+    )
 
 
 class WarmStartSpec(_Section):
@@ -442,7 +446,9 @@ def _check_scheduler(spec: JobSpec) -> None:
             options=spec.scheduler.options,
         )
     except Exception as exc:  # noqa: BLE001 - Tune's schedulers assert, raise ValueError or TypeError
-        raise SpecError(f"scheduler.options: scheduler {spec.scheduler.name!r} refuses them: {exc or type(exc).__name__}") from None
+        raise SpecError(
+            f"scheduler.options: scheduler {spec.scheduler.name!r} refuses them: {exc or type(exc).__name__}"
+        ) from None
 
 
 def resolve_metrics(spec: JobSpec, *, base_dir: Path | None = None) -> tuple[tuple[str, ...], tuple[Mode, ...]]:
@@ -523,7 +529,7 @@ def _check_trainable_values(trainer: Any, space: SearchSpace | None) -> None:
     from automl.spaces import CategoricalParam
     from workers.trainers.hyperparameters import resolve_params
 
-    for name, param in (space.params.items() if space else ()):
+    for name, param in space.params.items() if space else ():
         values = param.choices if isinstance(param, CategoricalParam) else (param.low, param.high)
         for value in values:
             try:
@@ -571,4 +577,3 @@ def spec_to_yaml(spec: JobSpec) -> str:
     if spec.tracking.tracking_uri:
         data["tracking"]["tracking_uri"] = redact_url(spec.tracking.tracking_uri)
     return yaml.safe_dump(data, sort_keys=False)
-

@@ -75,7 +75,11 @@ class RunUpdate:
         tags = {f"{TAG_PREFIX}state": state}
         if reason:
             tags[f"{TAG_PREFIX}fail_reason"] = reason[:4000]
-        return cls(tags=tags, error_text=error_text, end_status=mlflow_status(state) if state in FINISHED_TRIAL_STATES else MlflowStatus.FAILED)
+        return cls(
+            tags=tags,
+            error_text=error_text,
+            end_status=mlflow_status(state) if state in FINISHED_TRIAL_STATES else MlflowStatus.FAILED,
+        )
 
     def merged(self, later: RunUpdate) -> RunUpdate:
         """This update followed by ``later`` as one: metrics of both, the later tag, text and end win."""
@@ -189,7 +193,9 @@ class MlflowTracker:
                     self.client.set_tag(self.parent_run_id, f"{TAG_PREFIX}state", JobState.FAILED)
                     self.client.set_terminated(self.parent_run_id, MlflowStatus.FAILED)
             where = f" (artifacts: {self.artifact_root})" if self.artifact_root else ""
-            raise TrackingError(f"cannot write to the MLflow tracking store {redact_url(self.tracking_uri)}{where}: {exc}") from exc
+            raise TrackingError(
+                f"cannot write to the MLflow tracking store {redact_url(self.tracking_uri)}{where}: {exc}"
+            ) from exc
         return self.parent_run_id
 
     def resume_job(self, parent_run_id: str) -> str:
@@ -226,7 +232,9 @@ class MlflowTracker:
         """Mark a trial run RUNNING again: its trial is retried after its runner stopped."""
         run = self.client.get_run(run_id)
         attempt = int(run.data.tags.get(f"{TAG_PREFIX}attempt", "1")) + 1
-        self.update_run(run_id, RunUpdate(tags={**tags, f"{TAG_PREFIX}state": TrialState.RUNNING, f"{TAG_PREFIX}attempt": str(attempt)}))
+        self.update_run(
+            run_id, RunUpdate(tags={**tags, f"{TAG_PREFIX}state": TrialState.RUNNING, f"{TAG_PREFIX}attempt": str(attempt)})
+        )
         self.client.update_run(run_id, status=MlflowStatus.RUNNING)
 
     def _ensure_experiment(self, name: str) -> str:
@@ -317,7 +325,9 @@ class MlflowTracker:
         """Close a trial's run with the state Optuna recorded for it."""
         self.update_run(run_id, RunUpdate.end(state, reason=reason, error_text=error_text))
 
-    def finish_job(self, status: str, *, metrics: Mapping[str, float], params: Mapping[str, Any], tags: Mapping[str, str]) -> None:
+    def finish_job(
+        self, status: str, *, metrics: Mapping[str, float], params: Mapping[str, Any], tags: Mapping[str, str]
+    ) -> None:
         """Write the job's summary on the parent run and close it with ``status``."""
         if self.parent_run_id is None:
             return
@@ -414,7 +424,12 @@ class MlflowTracker:
 NOTE = "mlflow.note.content"  # what the MLflow UI shows as a run's or an experiment's description
 RESULT_PREFIX = "**Result**: "  # how a job's summary starts; the spec's description follows it
 SUMMARY_END = "\n\n---\n\n"
-STATE_WORDS: dict[str, str] = {TrialState.COMPLETE: "complete", TrialState.PRUNED: "pruned", TrialState.FAIL: "failed", TrialState.RUNNING: "running"}
+STATE_WORDS: dict[str, str] = {
+    TrialState.COMPLETE: "complete",
+    TrialState.PRUNED: "pruned",
+    TrialState.FAIL: "failed",
+    TrialState.RUNNING: "running",
+}
 
 
 def experiment_note(name: str) -> str:

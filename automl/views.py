@@ -59,7 +59,9 @@ def pareto_table(front: list[dict[str, Any]], metrics: list[str]) -> Table:
     for name in params:
         table.add_column(name, justify="right")
     for row in sorted(front, key=lambda r: r["values"][metrics[0]]):
-        table.add_row(str(row["trial"]), *[f"{row['values'][m]:.4g}" for m in metrics], *[fmt(row["params"].get(p)) for p in params])
+        table.add_row(
+            str(row["trial"]), *[f"{row['values'][m]:.4g}" for m in metrics], *[fmt(row["params"].get(p)) for p in params]
+        )
     return table
 
 
@@ -77,11 +79,15 @@ def print_result(result: SearchResult, *, top: int = 5, console: Console | None 
     if result.model_uri:
         console.print(f"Model: {result.model_uri}")
     if result.parent_run_id:
-        console.print(f"MLflow: run {result.parent_run_id} in experiment {result.experiment_id}; see it with [bold]automl ui[/bold] at")
+        console.print(
+            f"MLflow: run {result.parent_run_id} in experiment {result.experiment_id}; see it with [bold]automl ui[/bold] at"
+        )
         console.print(f"  http://127.0.0.1:5000/#/experiments/{result.experiment_id}/runs/{result.parent_run_id}", soft_wrap=True)
     console.print(f"Optuna: study {result.study_name!r} in {result.storage_url}")
     if result.tracking_errors:
-        console.print(f"[yellow]warning:[/yellow] {len(result.tracking_errors)} MLflow writes failed; first: {result.tracking_errors[0]}")
+        console.print(
+            f"[yellow]warning:[/yellow] {len(result.tracking_errors)} MLflow writes failed; first: {result.tracking_errors[0]}"
+        )
 
 
 def result_json(result: SearchResult) -> dict[str, Any]:
@@ -110,7 +116,13 @@ def jobs_table(jobs: list[JobView]) -> Table:
     """Jobs, newest first: id, name, state, progress, best, age, runner."""
     table = Table(header_style="bold", box=box.SIMPLE_HEAD)
     columns: tuple[tuple[str, JustifyMethod], ...] = (
-        ("id", "left"), ("name", "left"), ("state", "left"), ("trials", "right"), ("best", "right"), ("submitted", "left"), ("runner", "left"),
+        ("id", "left"),
+        ("name", "left"),
+        ("state", "left"),
+        ("trials", "right"),
+        ("best", "right"),
+        ("submitted", "left"),
+        ("runner", "left"),
     )
     for name, justify in columns:
         table.add_column(name, justify=justify, no_wrap=name != "runner")
@@ -158,7 +170,9 @@ def status_view(job: JobView, events: list[EventView], snapshot: JobSnapshot, me
     states = ", ".join(f"{n} {state.lower()}" for state, n in sorted(snapshot.counts.items()))
     parts: list[Any] = [
         f"[bold]{job.name}[/bold] ({job.id}): {_styled(job.state)}{cancelling}",
-        f"  trials: {job.trials_finished}/{job.trials_total} finished" + (f" ({states})" if states else "") + f", best {metric}: {best}",
+        f"  trials: {job.trials_finished}/{job.trials_total} finished"
+        + (f" ({states})" if states else "")
+        + f", best {metric}: {best}",
     ]
     if job.runner_id and job.state == JobState.RUNNING:
         parts.append(f"  runner: {job.runner_id} (lease until {when(job.lease_expires_at)}, attempt {job.attempts})")

@@ -82,8 +82,12 @@ def make_trials(start: int, count: int, dists: dict[str, Any], rng: random.Rando
             attrs["fail_reason"] = "RuntimeError: boom"
         trials.append(
             optuna.trial.create_trial(
-                params=params, distributions=dists, value=value, intermediate_values=curve,
-                user_attrs=attrs, state=state,
+                params=params,
+                distributions=dists,
+                value=value,
+                intermediate_values=curve,
+                user_attrs=attrs,
+                state=state,
             )
         )
     return trials
@@ -119,8 +123,10 @@ def status_in_process(settings: Any, store: Any, job_id: str) -> dict[str, float
     snapshot = step("service.job_snapshot", lambda: service.job_snapshot(settings, job))
     if job.snapshot is None:
         raise RuntimeError(f"job {job_id} has no snapshot: status would have read the study")
-    step("views.status_view (render)",
-         lambda: Console(file=io.StringIO(), width=120).print(views.status_view(job, events, snapshot, ["loss"])))
+    step(
+        "views.status_view (render)",
+        lambda: Console(file=io.StringIO(), width=120).print(views.status_view(job, events, snapshot, ["loss"])),
+    )
     times["total"] = time.perf_counter() - start
     return times
 
@@ -130,8 +136,14 @@ def summaries(trials: list[Any]) -> list[Any]:
     from automl.results import TrialSummary
 
     return [
-        TrialSummary(t.number, t.state.name, t.values[0] if t.values else None, dict(t.params),
-                     fail_reason=t.user_attrs.get("fail_reason"), values=tuple(t.values) if t.values else None)
+        TrialSummary(
+            t.number,
+            t.state.name,
+            t.values[0] if t.values else None,
+            dict(t.params),
+            fail_reason=t.user_attrs.get("fail_reason"),
+            values=tuple(t.values) if t.values else None,
+        )
         for t in trials
     ]
 
@@ -139,14 +151,21 @@ def summaries(trials: list[Any]) -> list[Any]:
 def status_subprocess(home: Path, job_id: str, *, expect_found: bool = True) -> tuple[float, float]:
     """Run ``automl status JOB`` in a fresh interpreter: its wall seconds and its CPU seconds
     (user + system; on a loaded machine the wall time is mostly waiting for a core)."""
-    env = {k: v for k, v in os.environ.items() if k not in ("AUTOML_DB_URL", "AUTOML_STORAGE_URL", "MLFLOW_TRACKING_URI", "RAY_ADDRESS")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("AUTOML_DB_URL", "AUTOML_STORAGE_URL", "MLFLOW_TRACKING_URI", "RAY_ADDRESS")
+    }
     env["AUTOML_HOME"] = str(home)
     env["COLUMNS"] = "120"
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     done = subprocess.run(
-        [sys.executable, "-m", "automl.cli", "status", job_id], env=env, cwd=str(C.REPO_ROOT),
-        capture_output=True, text=True,
+        [sys.executable, "-m", "automl.cli", "status", job_id],
+        env=env,
+        cwd=str(C.REPO_ROOT),
+        capture_output=True,
+        text=True,
     )
     wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -204,9 +223,15 @@ def main() -> int:
     dists = distributions()
     rows: list[dict[str, Any]] = []
 
-    with tempfile.TemporaryDirectory(prefix="automl-bench-growth-") as tmp, C.env(
-        AUTOML_HOME=str(Path(tmp) / "home"), AUTOML_DB_URL=None, AUTOML_STORAGE_URL=None,
-        MLFLOW_TRACKING_URI=None, RAY_ADDRESS=None,
+    with (
+        tempfile.TemporaryDirectory(prefix="automl-bench-growth-") as tmp,
+        C.env(
+            AUTOML_HOME=str(Path(tmp) / "home"),
+            AUTOML_DB_URL=None,
+            AUTOML_STORAGE_URL=None,
+            MLFLOW_TRACKING_URI=None,
+            RAY_ADDRESS=None,
+        ),
     ):
         from automl.engine.studies import open_storage
         from automl.service import open_job_store
@@ -216,8 +241,14 @@ def main() -> int:
         prepare(settings)
         store = open_job_store(settings)
         spec = parse_spec(
-            {"name": "growth", "objective": "growth:objective", "space": "mlp-small", "metric": "loss",
-             "mode": "min", "budget": {"trials": sizes[-1]}},
+            {
+                "name": "growth",
+                "objective": "growth:objective",
+                "space": "mlp-small",
+                "metric": "loss",
+                "mode": "min",
+                "budget": {"trials": sizes[-1]},
+            },
             source="benchmarks/growth.py",
         )
         job = store.submit(name=spec.name, spec_yaml=spec_to_yaml(spec), trials_total=sizes[-1])
@@ -272,8 +303,9 @@ def main() -> int:
                 row["snapshot_update_us"] = 1e6 * C.median(per_trial)
                 current = snapshot.snapshot()
                 best = current.top[0].value if current.top else None
-                record = functools.partial(store.record_progress, job.id, "bench-runner", finished=current.finished,
-                                           best_value=best, snapshot=current)
+                record = functools.partial(
+                    store.record_progress, job.id, "bench-runner", finished=current.finished, best_value=best, snapshot=current
+                )
                 writes = [C.timed(record)[0] for _ in range(reps)]
                 row["record_progress_ms"] = 1000 * C.median(writes)
                 row["snapshot_json_bytes"] = len(current.to_json())
@@ -342,8 +374,15 @@ def main() -> int:
             "Sampler time per trial (ms, median ask + tell) as the study grows",
             ["trials", "TPE ask", "TPE tell", "TPE ask+tell", "TPE first ask", "random ask+tell", "TPE / random"],
             [
-                [r["size"], r["tpe_ask_ms"], r["tpe_tell_ms"], r["tpe_ask_tell_ms"], r["tpe_first_ask_ms"],
-                 r["random_ask_tell_ms"], C.ratio(r["tpe_ask_tell_ms"], r["random_ask_tell_ms"])]
+                [
+                    r["size"],
+                    r["tpe_ask_ms"],
+                    r["tpe_tell_ms"],
+                    r["tpe_ask_tell_ms"],
+                    r["tpe_first_ask_ms"],
+                    r["random_ask_tell_ms"],
+                    C.ratio(r["tpe_ask_tell_ms"], r["random_ask_tell_ms"]),
+                ]
                 for r in rows
             ],
             caption=f"study built with add_trials: {added} trials in {build_s:.1f} s",
@@ -352,11 +391,29 @@ def main() -> int:
     out.print(
         C.table(
             "`automl status JOB` latency as the study grows",
-            ["trials", "subprocess s", "< 1 s", "CPU s", "in-process ms", "store.get ms", "events ms", "render ms", "from the study ms"],
             [
-                [r["size"], r["status_subprocess_s"], r["status_under_1s"], r["status_subprocess_cpu_s"], r["status_in_process_ms"],
-                 r["status_in_process_parts_ms"]["store.get"], r["status_in_process_parts_ms"]["store.events"],
-                 r["status_in_process_parts_ms"]["views.status_view (render)"], r["study_snapshot_ms"]]
+                "trials",
+                "subprocess s",
+                "< 1 s",
+                "CPU s",
+                "in-process ms",
+                "store.get ms",
+                "events ms",
+                "render ms",
+                "from the study ms",
+            ],
+            [
+                [
+                    r["size"],
+                    r["status_subprocess_s"],
+                    r["status_under_1s"],
+                    r["status_subprocess_cpu_s"],
+                    r["status_in_process_ms"],
+                    r["status_in_process_parts_ms"]["store.get"],
+                    r["status_in_process_parts_ms"]["store.events"],
+                    r["status_in_process_parts_ms"]["views.status_view (render)"],
+                    r["study_snapshot_ms"],
+                ]
                 for r in rows
             ],
             caption=f"`automl status` of an unknown job (interpreter, imports, job store; no study read): {status_fixed:.2f} s "
@@ -369,8 +426,16 @@ def main() -> int:
         C.table(
             "The job row's snapshot, kept by the runner",
             ["trials", "update per trial µs", "record_progress ms", "JSON bytes", "equals the study's"],
-            [[r["size"], r["snapshot_update_us"], r["record_progress_ms"], r["snapshot_json_bytes"], r["snapshot_agrees_with_study"]]
-             for r in rows],
+            [
+                [
+                    r["size"],
+                    r["snapshot_update_us"],
+                    r["record_progress_ms"],
+                    r["snapshot_json_bytes"],
+                    r["snapshot_agrees_with_study"],
+                ]
+                for r in rows
+            ],
         )
     )
     out.print(
@@ -382,7 +447,6 @@ def main() -> int:
     )
     out.print(f"JSON: {args.out}")
     return 0
-
 
 
 if __name__ == "__main__":

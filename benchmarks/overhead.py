@@ -130,9 +130,7 @@ def run_handwired(n: int, sampler: str, seed: int, workdir: Path) -> dict[str, A
             name=f"handwired-{uuid.uuid4().hex[:6]}",
             storage_path=str(workdir / "ray_results"),  # the default is ~/ray_results
             callbacks=[
-                MLflowLoggerCallback(
-                    tracking_uri=f"sqlite:///{workdir / 'handwired-mlflow.db'}", experiment_name="handwired"
-                )
+                MLflowLoggerCallback(tracking_uri=f"sqlite:///{workdir / 'handwired-mlflow.db'}", experiment_name="handwired")
             ],
         ),
     )
@@ -149,8 +147,13 @@ def run_service(n: int, sampler: str, seed: int, home: Path, *, write_behind: bo
 
     # What the service sets for itself (setdefault) is left for it to set: start each call clean.
     with C.env(
-        AUTOML_HOME=str(home), AUTOML_STORAGE_URL=None, AUTOML_DB_URL=None, MLFLOW_TRACKING_URI=None,
-        RAY_ADDRESS=None, TUNE_DISABLE_AUTO_CALLBACK_LOGGERS=None, RAY_AIR_NEW_OUTPUT=None,
+        AUTOML_HOME=str(home),
+        AUTOML_STORAGE_URL=None,
+        AUTOML_DB_URL=None,
+        MLFLOW_TRACKING_URI=None,
+        RAY_ADDRESS=None,
+        TUNE_DISABLE_AUTO_CALLBACK_LOGGERS=None,
+        RAY_AIR_NEW_OUTPUT=None,
         AUTOML_WRITE_BEHIND="1" if write_behind else "0",
     ):
         wall, result = C.timed(
@@ -285,8 +288,13 @@ def timed_hooks_service(n: int, call: Callable[[], dict[str, Any]]) -> dict[str,
         for cls, meth, original in restore:
             setattr(cls, meth, original)
     rows = [
-        {"call": label, "calls": int(c), "total_s": t, "ms_per_trial": 1000 * t / n,
-         "thread": "-" if not c else "main" if not off else "other" if off == c else "both"}
+        {
+            "call": label,
+            "calls": int(c),
+            "total_s": t,
+            "ms_per_trial": 1000 * t / n,
+            "thread": "-" if not c else "main" if not off else "other" if off == c else "both",
+        }
         for label, (c, t, _first, _last, off) in totals.items()
     ]
     fit = totals["Tuner.fit"]
@@ -294,9 +302,13 @@ def timed_hooks_service(n: int, call: Callable[[], dict[str, Any]]) -> dict[str,
     completes = totals["JobCallback.on_trial_complete (MLflow end)"]
     first_start, last_complete = starts[2], completes[3]
     if not (fit[0] and starts[0] and completes[0]):  # a hook renamed in this version of the code
-        phases: dict[str, float | None] = {"before_tune_s": None, "tune_start_to_first_trial_s": None,
-                                           "first_trial_to_last_trial_s": None, "last_trial_to_tune_end_s": None,
-                                           "after_tune_s": None}
+        phases: dict[str, float | None] = {
+            "before_tune_s": None,
+            "tune_start_to_first_trial_s": None,
+            "first_trial_to_last_trial_s": None,
+            "last_trial_to_tune_end_s": None,
+            "after_tune_s": None,
+        }
     else:
         phases = {
             "before_tune_s": fit[2] - t_call,  # spec, plan, storage, MLflow parent run, sampler, Tuner built
@@ -352,7 +364,8 @@ def profile_service(n: int, call: Callable[[], dict[str, Any]], text_out: Path) 
         tstats = pstats.Stats(p)
         total = sum(v[2] for v in tstats.stats.values())  # type: ignore[attr-defined]
         idle = sum(
-            v[2] for (f, _l, name), v in tstats.stats.items()  # type: ignore[attr-defined]
+            v[2]
+            for (f, _l, name), v in tstats.stats.items()  # type: ignore[attr-defined]
             if f == "~" and ("acquire" in name or "wait" in name or "sleep" in name)
         )
         threads.append({"name": thread.name, "merged": True, "busy_ms_per_trial": 1000 * (total - idle) / n})
@@ -400,11 +413,19 @@ def main() -> int:
     def extra(p: Any) -> None:
         p.add_argument("--trials", type=int, help="trials for (a), (b), (d) (default 200; smoke 8)")
         p.add_argument("--handwired-trials", type=int, help="trials for (c) (default 40; smoke 2)")
-        p.add_argument("--profile-trials", type=int, help="trials for the profiled service runs (default 100; 0 = skip; smoke: the service's full run is the profiled one)")
+        p.add_argument(
+            "--profile-trials",
+            type=int,
+            help="trials for the profiled service runs (default 100; 0 = skip; smoke: the service's full run is the profiled one)",
+        )
         p.add_argument("--sampler", choices=["tpe", "random"], default="tpe")
         p.add_argument("--seed", type=int, default=0)
-        p.add_argument("--repeats", type=int, default=1,
-                       help="time each path's full run this many times, the paths interleaved; the median counts")
+        p.add_argument(
+            "--repeats",
+            type=int,
+            default=1,
+            help="time each path's full run this many times, the paths interleaved; the median counts",
+        )
 
     args = C.parse_args("overhead", "Per-trial overhead: bare Optuna, bare Ray Tune, hand-wired, the service.", extra)
     n = args.trials or (8 if args.smoke else 200)
@@ -508,8 +529,12 @@ def main() -> int:
             paths[name] = run
         # The same ratio within each repeat (runs minutes apart see different loads on a shared machine).
         per_repeat = {
-            "service_over_bare_tune": [C.ratio(s["wall_s"] / n, b["wall_s"] / n) for s, b in zip(runs["service"], runs["bare_tune"], strict=True)],
-            "handwired_over_service": [C.ratio(h["wall_s"] / n_hw, s["wall_s"] / n) for h, s in zip(runs["handwired"], runs["service"], strict=True)],
+            "service_over_bare_tune": [
+                C.ratio(s["wall_s"] / n, b["wall_s"] / n) for s, b in zip(runs["service"], runs["bare_tune"], strict=True)
+            ],
+            "handwired_over_service": [
+                C.ratio(h["wall_s"] / n_hw, s["wall_s"] / n) for h, s in zip(runs["handwired"], runs["service"], strict=True)
+            ],
         }
 
         profile = smoke_profile or None
@@ -573,48 +598,91 @@ def main() -> int:
         "targets": {
             "service_over_bare_tune_at_most": 1.5,
             "handwired_over_service_at_least": 5.0,
-            "service_over_bare_tune_met": ratios["service_over_bare_tune"] is not None and ratios["service_over_bare_tune"] <= 1.5,
-            "handwired_over_service_met": ratios["handwired_over_service"] is not None and ratios["handwired_over_service"] >= 5.0,
+            "service_over_bare_tune_met": ratios["service_over_bare_tune"] is not None
+            and ratios["service_over_bare_tune"] <= 1.5,
+            "handwired_over_service_met": ratios["handwired_over_service"] is not None
+            and ratios["handwired_over_service"] >= 5.0,
         },
         "profile": profile,
     }
     C.write_json(args.out, payload)
 
-    labels = {"bare_optuna": "(a) bare Optuna", "bare_tune": "(b) bare Tune", "handwired": "(c) hand-wired", "service": "(d) service",
-              "service_inline": "(e) service, writes in driver"}
+    labels = {
+        "bare_optuna": "(a) bare Optuna",
+        "bare_tune": "(b) bare Tune",
+        "handwired": "(c) hand-wired",
+        "service": "(d) service",
+        "service_inline": "(e) service, writes in driver",
+    }
     out.print(
         C.table(
             f"Per-trial overhead of no-op trials ({args.sampler} sampler, 2 CPUs)",
-            ["path", "trials", "wall s", "ms / trial", "trials / s", "complete", "marginal ms / trial", "fixed s / call",
-             "machine CPU ms / trial", "SQL stmts / trial", "write txns / trial"],
             [
-                [labels[k], v["trials"], v["wall_s"], 1000 * v["per_trial_s"], v["trials_per_s"], v["complete"],
-                 None if v["marginal_per_trial_s"] is None else 1000 * v["marginal_per_trial_s"], v["fixed_per_call_s"],
-                 None if v["machine_cpu_per_trial_s"] is None else 1000 * v["machine_cpu_per_trial_s"],
-                 v["statements_per_trial"], v["write_transactions_per_trial"]]
+                "path",
+                "trials",
+                "wall s",
+                "ms / trial",
+                "trials / s",
+                "complete",
+                "marginal ms / trial",
+                "fixed s / call",
+                "machine CPU ms / trial",
+                "SQL stmts / trial",
+                "write txns / trial",
+            ],
+            [
+                [
+                    labels[k],
+                    v["trials"],
+                    v["wall_s"],
+                    1000 * v["per_trial_s"],
+                    v["trials_per_s"],
+                    v["complete"],
+                    None if v["marginal_per_trial_s"] is None else 1000 * v["marginal_per_trial_s"],
+                    v["fixed_per_call_s"],
+                    None if v["machine_cpu_per_trial_s"] is None else 1000 * v["machine_cpu_per_trial_s"],
+                    v["statements_per_trial"],
+                    v["write_transactions_per_trial"],
+                ]
                 for k, v in paths.items()
             ],
             caption="(a) in-memory study.optimize; (b) Tune, actors reused, loggers off, OptunaSearch in memory; "
             "(c) Tune defaults + OptunaSearch on SQLite + MLflowLoggerCallback; (d) automl.search; (e) the same, its study and MLflow "
             "trial writes in the driver (AUTOML_WRITE_BEHIND=0). machine CPU: all processes, /proc/stat. "
             f"median of {args.repeats} run(s). ms / trial = wall / trials. "
-            + (f"marginal (median over repeats) and fixed: from a short run of {', '.join(f'{k} {v}' for k, v in small.items())} trials. "
-               if small else "smoke: marginal and fixed not measured. ")
+            + (
+                f"marginal (median over repeats) and fixed: from a short run of {', '.join(f'{k} {v}' for k, v in small.items())} trials. "
+                if small
+                else "smoke: marginal and fixed not measured. "
+            )
             + f"ray.init {ray_init_s:.1f} s, excluded.",
         )
     )
-    rep_note = "" if args.repeats == 1 else (
-        f"; within each repeat: service / bare Tune {', '.join(C.fmt(x) for x in per_repeat['service_over_bare_tune'])}, "
-        f"hand-wired / service {', '.join(C.fmt(x) for x in per_repeat['handwired_over_service'])}")
+    rep_note = (
+        ""
+        if args.repeats == 1
+        else (
+            f"; within each repeat: service / bare Tune {', '.join(C.fmt(x) for x in per_repeat['service_over_bare_tune'])}, "
+            f"hand-wired / service {', '.join(C.fmt(x) for x in per_repeat['handwired_over_service'])}"
+        )
+    )
     out.print(
         C.table(
             "Ratios of per-trial time (median runs" + rep_note + ")",
             ["ratio", "wall / trials", "marginal", "target (wall / trials)"],
             [
-                ["service / bare Tune", ratios["service_over_bare_tune"], marginal_ratios["service_over_bare_tune"],
-                 C.verdict(ratios["service_over_bare_tune"], 1.5, at_most=True)],
-                ["hand-wired / service", ratios["handwired_over_service"], marginal_ratios["handwired_over_service"],
-                 C.verdict(ratios["handwired_over_service"], 5.0, at_most=False)],
+                [
+                    "service / bare Tune",
+                    ratios["service_over_bare_tune"],
+                    marginal_ratios["service_over_bare_tune"],
+                    C.verdict(ratios["service_over_bare_tune"], 1.5, at_most=True),
+                ],
+                [
+                    "hand-wired / service",
+                    ratios["handwired_over_service"],
+                    marginal_ratios["handwired_over_service"],
+                    C.verdict(ratios["handwired_over_service"], 5.0, at_most=False),
+                ],
                 ["service / bare Optuna", ratios["service_over_bare_optuna"], marginal_ratios["service_over_bare_optuna"], ""],
                 ["bare Tune / bare Optuna", ratios["bare_tune_over_bare_optuna"], None, ""],
                 ["hand-wired / bare Tune", ratios["handwired_over_bare_tune"], None, ""],
@@ -644,7 +712,12 @@ def main() -> int:
                 [[r["call"], r["calls"], r["cum_s"], r["ms_per_trial"]] for r in profile["calls"] if r["calls"]],
                 caption=f"main thread: busy {profile['driver_busy_ms_per_trial']:.1f} ms/trial, waiting in ray.wait "
                 f"{profile['driver_waiting_ms_per_trial']:.1f} ms/trial. Other threads merged: "
-                + (", ".join(f"{t['name']} (busy {t['busy_ms_per_trial']:.1f} ms/trial)" for t in profile["threads"] if t["merged"]) or "none")
+                + (
+                    ", ".join(
+                        f"{t['name']} (busy {t['busy_ms_per_trial']:.1f} ms/trial)" for t in profile["threads"] if t["merged"]
+                    )
+                    or "none"
+                )
                 + f". Full listing: {profile['text']}",
             )
         )
@@ -663,7 +736,9 @@ def main() -> int:
                 "Where one service search call's time goes (same run)",
                 ["phase", "s"],
                 [[k.removesuffix("_s").replace("_", " "), v] for k, v in hooks["phases"].items()],
-                caption=None if imports is None else f"a fresh process: import ray.tune {imports['import_ray_tune_s']:.2f} s, then "
+                caption=None
+                if imports is None
+                else f"a fresh process: import ray.tune {imports['import_ray_tune_s']:.2f} s, then "
                 f"import workers.trainable (what every service trial actor imports) {imports['then_import_workers_trainable_s']:.2f} s",
             )
         )
@@ -680,8 +755,14 @@ def print_phases(out: Any, paths: dict[str, dict[str, Any]]) -> None:
     phases = list(paths[names[0]]["phases"])
     rows = [[phase, *(paths[name]["phases"].get(phase) for name in names)] for phase in phases]
     rows.append(["in all (the call's wall time)", *(paths[name]["wall_s"] for name in names)])
-    out.print(C.table("Where the service's time goes, by its own phases (median run, seconds)", ["phase", *names], rows,
-                      caption="trials: Tune's fit, the trials themselves included; the rest is the search's fixed cost"))
+    out.print(
+        C.table(
+            "Where the service's time goes, by its own phases (median run, seconds)",
+            ["phase", *names],
+            rows,
+            caption="trials: Tune's fit, the trials themselves included; the rest is the search's fixed cost",
+        )
+    )
 
 
 if __name__ == "__main__":

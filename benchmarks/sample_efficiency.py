@@ -109,8 +109,10 @@ for _i, (_name, _variant) in enumerate(VARIANTS.items()):
 RATIO_TARGET = 3.0
 # The MLP's budget sweep: the ratio at these budgets (in full trainings) below E, read off the same runs.
 BUDGET_SWEEP_TRIALS = (4, 8, 16, 24, 32, 48, 64, 80)
-BY_BUDGET_NOTE = ("MLP: summary.by_budget (and summary.reevaluated.by_budget): the ratio at budgets B < E, from the same "
-                  "runs' curves cut at B (a run's first B epochs are a run with budget B)")
+BY_BUDGET_NOTE = (
+    "MLP: summary.by_budget (and summary.reevaluated.by_budget): the ratio at budgets B < E, from the same "
+    "runs' curves cut at B (a run's first B epochs are a run with budget B)"
+)
 REEVAL_NUMBER_BASE = 1_000_000  # trial numbers (so trainer seeds) of re-evaluation trainings
 
 # The MLP task: a bundled dataset and a split where the hyperparameters matter (see the docstring).
@@ -188,8 +190,13 @@ def tune_space(space: dict[str, Any]) -> dict[str, Any]:
 def service_env(home: Path) -> Any:
     # What the service sets for itself (setdefault) is left for it to set: start each call clean.
     return C.env(
-        AUTOML_HOME=str(home), AUTOML_STORAGE_URL=None, AUTOML_DB_URL=None, MLFLOW_TRACKING_URI=None,
-        RAY_ADDRESS=None, TUNE_DISABLE_AUTO_CALLBACK_LOGGERS=None, RAY_AIR_NEW_OUTPUT=None,
+        AUTOML_HOME=str(home),
+        AUTOML_STORAGE_URL=None,
+        AUTOML_DB_URL=None,
+        MLFLOW_TRACKING_URI=None,
+        RAY_ADDRESS=None,
+        TUNE_DISABLE_AUTO_CALLBACK_LOGGERS=None,
+        RAY_AIR_NEW_OUTPUT=None,
     )
 
 
@@ -199,8 +206,13 @@ def study_trials(result: Any, home: Path) -> list[dict[str, Any]]:
 
     study = optuna.load_study(study_name=result.study_name, storage=f"sqlite:///{home}/studies.db")
     return [
-        {"number": t.number, "state": t.state.name, "value": t.value, "epochs": len(t.intermediate_values),
-         "params": dict(t.params)}
+        {
+            "number": t.number,
+            "state": t.state.name,
+            "value": t.value,
+            "epochs": len(t.intermediate_values),
+            "params": dict(t.params),
+        }
         for t in sorted(study.trials, key=lambda t: t.number)
     ]
 
@@ -319,26 +331,54 @@ def summarise(trials: list[dict[str, Any]], budget: int, mode: str, wall_s: floa
 # -- the three methods -------------------------------------------------------------------------
 
 
-def run_service(objective: Callable[..., Any], space: Any, *, sampler: str, scheduler: str, n_trials: int, max_steps: int,
-                metric: str, mode: str, seed: int, home: Path,
-                sampler_options: dict[str, Any] | None = None) -> tuple[float, list[dict[str, Any]]]:
+def run_service(
+    objective: Callable[..., Any],
+    space: Any,
+    *,
+    sampler: str,
+    scheduler: str,
+    n_trials: int,
+    max_steps: int,
+    metric: str,
+    mode: str,
+    seed: int,
+    home: Path,
+    sampler_options: dict[str, Any] | None = None,
+) -> tuple[float, list[dict[str, Any]]]:
     import automl
 
     with service_env(home):
         wall, result = C.timed(
             lambda: automl.search(
-                objective, space, n_trials=n_trials, metric=metric, mode=mode, max_steps=max_steps,
-                sampler=sampler, sampler_options=sampler_options, scheduler=scheduler, max_concurrent=2, seed=seed,
-                name="sample-efficiency", register_model=False,
+                objective,
+                space,
+                n_trials=n_trials,
+                metric=metric,
+                mode=mode,
+                max_steps=max_steps,
+                sampler=sampler,
+                sampler_options=sampler_options,
+                scheduler=scheduler,
+                max_concurrent=2,
+                seed=seed,
+                name="sample-efficiency",
+                register_model=False,
             )
         )
         trials = study_trials(result, home)
     return wall, trials
 
 
-def run_service_spec(sampler: str, scheduler: str, n_trials: int, max_steps: int, seed: int, home: Path,
-                     sampler_options: dict[str, Any] | None = None,
-                     scheduler_options: dict[str, Any] | None = None) -> tuple[float, list[dict[str, Any]]]:
+def run_service_spec(
+    sampler: str,
+    scheduler: str,
+    n_trials: int,
+    max_steps: int,
+    seed: int,
+    home: Path,
+    sampler_options: dict[str, Any] | None = None,
+    scheduler_options: dict[str, Any] | None = None,
+) -> tuple[float, list[dict[str, Any]]]:
     import automl
 
     spec = automl.JobSpec.model_validate(
@@ -350,8 +390,15 @@ def run_service_spec(sampler: str, scheduler: str, n_trials: int, max_steps: int
     return wall, trials
 
 
-def mlp_spec(sampler: str, scheduler: str, n_trials: int, max_steps: int, seed: int,
-             sampler_options: dict[str, Any] | None = None, scheduler_options: dict[str, Any] | None = None) -> dict[str, Any]:
+def mlp_spec(
+    sampler: str,
+    scheduler: str,
+    n_trials: int,
+    max_steps: int,
+    seed: int,
+    sampler_options: dict[str, Any] | None = None,
+    scheduler_options: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """The MLP task as a job spec: what a user would submit (the sampler's and scheduler's defaults
     untouched unless a variant gives options)."""
     return {
@@ -376,8 +423,9 @@ def scheduler_section(scheduler: str, options: dict[str, Any] | None) -> dict[st
     return {"name": scheduler, "options": options, **({"grace_period": grace} if grace is not None else {})}
 
 
-def run_tune(trainable: Callable[..., Any], param_space: dict[str, Any], *, n_trials: int, metric: str,
-             workdir: Path, seed: int) -> tuple[float, list[dict[str, Any]]]:
+def run_tune(
+    trainable: Callable[..., Any], param_space: dict[str, Any], *, n_trials: int, metric: str, workdir: Path, seed: int
+) -> tuple[float, list[dict[str, Any]]]:
     from ray import tune
     from ray.tune.search import BasicVariantGenerator
 
@@ -397,13 +445,15 @@ def run_tune(trainable: Callable[..., Any], param_space: dict[str, Any], *, n_tr
     trials = []
     for r in grid:
         m = r.metrics or {}
-        trials.append({
-            "number": m.get("trial_id", ""),
-            "state": "COMPLETE" if r.error is None and metric in m else "FAIL",
-            "value": m.get(metric),
-            "epochs": int(m.get("training_iteration", 0)),
-            "params": dict(r.config or {}),
-        })
+        trials.append(
+            {
+                "number": m.get("trial_id", ""),
+                "state": "COMPLETE" if r.error is None and metric in m else "FAIL",
+                "value": m.get(metric),
+                "epochs": int(m.get("training_iteration", 0)),
+                "params": dict(r.config or {}),
+            }
+        )
     # Trial ids end in a zero-padded creation index: sort into creation order, like trial numbers.
     trials.sort(key=lambda t: str(t["number"]).rsplit("_", 1)[-1])
     return wall, trials
@@ -427,8 +477,16 @@ def make_mlp_trainable(max_steps: int, seed: int) -> Callable[[dict[str, Any]], 
     from workers.trainable import TrialPlan
 
     spec = automl.JobSpec.model_validate(mlp_spec("random", "fifo", 1, max_steps, seed))
-    plan = TrialPlan(max_epochs=max_steps, seed=seed, cpus=1, gpus=0, metric="val_accuracy",
-                     metrics=("val_accuracy",), trainer="mlp", data=data_config(spec))
+    plan = TrialPlan(
+        max_epochs=max_steps,
+        seed=seed,
+        cpus=1,
+        gpus=0,
+        metric="val_accuracy",
+        metrics=("val_accuracy",),
+        trainer="mlp",
+        data=data_config(spec),
+    )
 
     def trainable(config: dict[str, Any]) -> None:
         from ray import tune
@@ -444,8 +502,9 @@ def make_mlp_trainable(max_steps: int, seed: int) -> Callable[[dict[str, Any]], 
     return trainable
 
 
-def retrain(configs: list[dict[str, Any]], *, repeats: int, max_steps: int, job_seed: int,
-            workdir: Path) -> list[list[float | None]]:
+def retrain(
+    configs: list[dict[str, Any]], *, repeats: int, max_steps: int, job_seed: int, workdir: Path
+) -> list[list[float | None]]:
     """Final validation accuracy of each configuration trained ``repeats`` times, on the job's split.
 
     Repeat k of every configuration uses the same trainer seed (trial number
@@ -481,8 +540,9 @@ def config_key(params: dict[str, Any]) -> str:
     return json.dumps(params, sort_keys=True, default=str)
 
 
-def reevaluate_incumbents(runs: dict[str, dict[str, Any]],
-                          scores_of: Callable[[list[dict[str, Any]]], list[list[float | None]]]) -> None:
+def reevaluate_incumbents(
+    runs: dict[str, dict[str, Any]], scores_of: Callable[[list[dict[str, Any]]], list[list[float | None]]]
+) -> None:
     """Score every method's incumbents without the luck of their one training: the mean over trainer seeds.
 
     ``scores_of`` trains the distinct incumbents of all methods (one call, so they share seeds).
@@ -498,8 +558,10 @@ def reevaluate_incumbents(runs: dict[str, dict[str, Any]],
     scores = dict(zip(keys, scores_of([distinct[k] for k in keys]), strict=True)) if keys else {}
     for run in runs.values():
         run["incumbent_scores"] = [scores[config_key(p)] for p in run["incumbents"]]
-        means = [statistics.fmean(v for v in s if v is not None) if any(v is not None for v in s) else None
-                 for s in run["incumbent_scores"]]
+        means = [
+            statistics.fmean(v for v in s if v is not None) if any(v is not None for v in s) else None
+            for s in run["incumbent_scores"]
+        ]
         run["reeval_curve"] = [[step[0], m] for step, m in zip(run["curve"], means, strict=False) if m is not None]
         run["reeval_score"] = run["reeval_curve"][-1][1] if run["reeval_curve"] else None
 
@@ -507,27 +569,60 @@ def reevaluate_incumbents(runs: dict[str, dict[str, Any]],
 # -- one task, one seed ------------------------------------------------------------------------
 
 
-def run_synthetic(name: str, seed: int, max_steps: int, budget: int, service_trials: int, home: Path,
-                  workdir: Path, methods: tuple[str, ...] = METHODS) -> dict[str, Any]:
+def run_synthetic(
+    name: str,
+    seed: int,
+    max_steps: int,
+    budget: int,
+    service_trials: int,
+    home: Path,
+    workdir: Path,
+    methods: tuple[str, ...] = METHODS,
+) -> dict[str, Any]:
     task = SYNTHETIC[name]
     n_fifo = budget // max_steps
     final_opt = task["optimum"] + CURVE_C / max_steps
     runs: dict[str, dict[str, Any]] = {}
     for method in methods:
         if method == "tune":
-            wall, trials = run_tune(make_synthetic_trainable(task["fn"], max_steps), tune_space(task["space"]),
-                                    n_trials=n_fifo, metric="loss", workdir=workdir, seed=seed)
+            wall, trials = run_tune(
+                make_synthetic_trainable(task["fn"], max_steps),
+                tune_space(task["space"]),
+                n_trials=n_fifo,
+                metric="loss",
+                workdir=workdir,
+                seed=seed,
+            )
         else:
             sampler, scheduler, n = ("tpe", "asha", service_trials) if method == "service" else ("random", "fifo", n_fifo)
-            wall, trials = run_service(OBJECTIVES[name], task["space"], sampler=sampler, scheduler=scheduler, n_trials=n,
-                                       max_steps=max_steps, metric="loss", mode="min", seed=seed, home=home)
+            wall, trials = run_service(
+                OBJECTIVES[name],
+                task["space"],
+                sampler=sampler,
+                scheduler=scheduler,
+                n_trials=n,
+                max_steps=max_steps,
+                metric="loss",
+                mode="min",
+                seed=seed,
+                home=home,
+            )
         runs[method] = summarise(trials, budget, "min", wall, shift=final_opt)
         runs[method]["regret"] = runs[method]["score"]
     return finish_seed(runs, "min")
 
 
-def run_mlp(seed: int, max_steps: int, budget: int, service_trials: int, home: Path, workdir: Path,
-            methods: tuple[str, ...] = METHODS, reeval_repeats: int = 0, random_multiple: int = 1) -> dict[str, Any]:
+def run_mlp(
+    seed: int,
+    max_steps: int,
+    budget: int,
+    service_trials: int,
+    home: Path,
+    workdir: Path,
+    methods: tuple[str, ...] = METHODS,
+    reeval_repeats: int = 0,
+    random_multiple: int = 1,
+) -> dict[str, Any]:
     """One seed of the MLP task; random search runs ``random_multiple`` x E epochs (its first E as every other method's)."""
     import yaml
 
@@ -539,15 +634,23 @@ def run_mlp(seed: int, max_steps: int, budget: int, service_trials: int, home: P
     extended: dict[str, Any] = {}
     for method in methods:
         if method == "tune":
-            wall, trials = run_tune(make_mlp_trainable(max_steps, seed), tune_space(space), n_trials=n_fifo,
-                                    metric="val_accuracy", workdir=workdir, seed=seed)
+            wall, trials = run_tune(
+                make_mlp_trainable(max_steps, seed),
+                tune_space(space),
+                n_trials=n_fifo,
+                metric="val_accuracy",
+                workdir=workdir,
+                seed=seed,
+            )
         elif method in VARIANTS:
             _, sampler, sampler_options, scheduler, scheduler_options = VARIANTS[method]
-            wall, trials = run_service_spec(sampler, scheduler, service_trials, max_steps, seed, home,
-                                            sampler_options, scheduler_options)
+            wall, trials = run_service_spec(
+                sampler, scheduler, service_trials, max_steps, seed, home, sampler_options, scheduler_options
+            )
         else:
-            sampler, scheduler, n = (("tpe", "asha", service_trials) if method == "service"
-                                     else ("random", "fifo", n_fifo * random_multiple))
+            sampler, scheduler, n = (
+                ("tpe", "asha", service_trials) if method == "service" else ("random", "fifo", n_fifo * random_multiple)
+            )
             wall, trials = run_service_spec(sampler, scheduler, n, max_steps, seed, home)
             if method == "random" and random_multiple > 1:
                 # Seeded random search samples the same configurations in the same order however many
@@ -557,10 +660,12 @@ def run_mlp(seed: int, max_steps: int, budget: int, service_trials: int, home: P
     with_extended = {**runs, "random_extended": extended} if extended else runs
     reeval_wall = None
     if reeval_repeats:
-        reeval_wall, _ = C.timed(lambda: reevaluate_incumbents(
-            with_extended,
-            lambda configs: retrain(configs, repeats=reeval_repeats, max_steps=max_steps, job_seed=seed, workdir=workdir),
-        ))
+        reeval_wall, _ = C.timed(
+            lambda: reevaluate_incumbents(
+                with_extended,
+                lambda configs: retrain(configs, repeats=reeval_repeats, max_steps=max_steps, job_seed=seed, workdir=workdir),
+            )
+        )
     extended.pop("_kept", None)
     return {**finish_seed(runs, "max"), "reeval_wall_s": reeval_wall, **({"random_extended": extended} if extended else {})}
 
@@ -645,6 +750,7 @@ def register_qmc_start() -> None:
     def factory(base: str, states: tuple[Any, ...]) -> Callable[[SamplerRequest], Any]:
         def build(req: SamplerRequest) -> Any:
             return QmcStart(SAMPLERS[base](req), int(req.options["n_startup_trials"]), states, req.seed)
+
         return build
 
     SAMPLERS["tpe+qmc"] = factory("tpe", (TrialState.COMPLETE, TrialState.PRUNED))
@@ -660,8 +766,9 @@ def startup_sampler(variant: str, trials: int) -> tuple[str, dict[str, Any]]:
     return (f"{sampler}+qmc" if startup == "budget_qmc" else sampler), {"n_startup_trials": n}
 
 
-def startup_runs(variant: str, budgets: list[int], run: Callable[[str, dict[str, Any], int], list[dict[str, Any]]]
-                 ) -> dict[int, list[dict[str, Any]]]:
+def startup_runs(
+    variant: str, budgets: list[int], run: Callable[[str, dict[str, Any], int], list[dict[str, Any]]]
+) -> dict[int, list[dict[str, Any]]]:
     """A variant's trials at every budget: one run cut at each budget when it does not depend on it."""
     if STARTUP_VARIANTS[variant][2] == "default":
         sampler, options = startup_sampler(variant, max(budgets))
@@ -670,27 +777,43 @@ def startup_runs(variant: str, budgets: list[int], run: Callable[[str, dict[str,
     return {b: run(*startup_sampler(variant, b), b) for b in budgets}
 
 
-def startup_seed_synthetic(name: str, seed: int, budgets: list[int], variants: tuple[str, ...], max_steps: int,
-                           home: Path) -> dict[str, Any]:
+def startup_seed_synthetic(
+    name: str, seed: int, budgets: list[int], variants: tuple[str, ...], max_steps: int, home: Path
+) -> dict[str, Any]:
     """One seed of a synthetic function: each variant's regret after each budget of trials."""
     task = SYNTHETIC[name]
     final_opt = task["optimum"] + CURVE_C / max_steps
 
     def run(sampler: str, options: dict[str, Any], n: int) -> list[dict[str, Any]]:
-        return run_service(OBJECTIVES[name], task["space"], sampler=sampler, scheduler="asha", n_trials=n,
-                           max_steps=max_steps, metric="loss", mode="min", seed=seed, home=home, sampler_options=options)[1]
+        return run_service(
+            OBJECTIVES[name],
+            task["space"],
+            sampler=sampler,
+            scheduler="asha",
+            n_trials=n,
+            max_steps=max_steps,
+            metric="loss",
+            mode="min",
+            seed=seed,
+            home=home,
+            sampler_options=options,
+        )[1]
 
     out: dict[str, Any] = {}
     for variant in variants:
         for b, trials in startup_runs(variant, budgets, run).items():
             r = summarise(trials, 10**9, "min", 0.0, shift=final_opt)
-            out.setdefault(str(b), {})[variant] = {"score": r["score"], "complete": r["complete_in_budget"],
-                                                  "trials": len(trials)}
+            out.setdefault(str(b), {})[variant] = {
+                "score": r["score"],
+                "complete": r["complete_in_budget"],
+                "trials": len(trials),
+            }
     return out
 
 
-def startup_seed_mlp(seed: int, budgets: list[int], variants: tuple[str, ...], max_steps: int, home: Path,
-                     workdir: Path, reeval_repeats: int) -> dict[str, Any]:
+def startup_seed_mlp(
+    seed: int, budgets: list[int], variants: tuple[str, ...], max_steps: int, home: Path, workdir: Path, reeval_repeats: int
+) -> dict[str, Any]:
     """One seed of the MLP: each variant's best val_accuracy after each budget of trials, and (``reeval_repeats``)
     its final pick's mean over that many fresh trainer seeds."""
 
@@ -702,8 +825,11 @@ def startup_seed_mlp(seed: int, budgets: list[int], variants: tuple[str, ...], m
     for variant in variants:
         for b, trials in startup_runs(variant, budgets, run).items():
             r = summarise(trials, 10**9, "max", 0.0)
-            out.setdefault(str(b), {})[variant] = {"score": r["score"], "complete": r["complete_in_budget"],
-                                                  "trials": len(trials)}
+            out.setdefault(str(b), {})[variant] = {
+                "score": r["score"],
+                "complete": r["complete_in_budget"],
+                "trials": len(trials),
+            }
             if r["incumbents"]:
                 picks[f"{b}/{variant}"] = r["incumbents"][-1]
     if reeval_repeats and picks:
@@ -734,18 +860,28 @@ def startup_summary(seeds: list[dict[str, Any]], mode: str, score: str = "score"
         for variant in seeds[0]["runs"][b]:
             values = [s["runs"][b][variant].get(score) for s in seeds]
             good = sorted(v for v in values if v is not None)
-            row: dict[str, Any] = {"median": C.median(good) if good else None, "seeds": len(good),
-                                   "q1": statistics.quantiles(good, n=4)[0] if len(good) > 1 else None,
-                                   "q3": statistics.quantiles(good, n=4)[2] if len(good) > 1 else None,
-                                   "median_complete": C.median([s["runs"][b][variant]["complete"] for s in seeds])}
+            row: dict[str, Any] = {
+                "median": C.median(good) if good else None,
+                "seeds": len(good),
+                "q1": statistics.quantiles(good, n=4)[0] if len(good) > 1 else None,
+                "q3": statistics.quantiles(good, n=4)[2] if len(good) > 1 else None,
+                "median_complete": C.median([s["runs"][b][variant]["complete"] for s in seeds]),
+            }
             base = startup_baseline(variant)
             if base in seeds[0]["runs"][b]:
                 pairs = [(v, s["runs"][b][base].get(score)) for v, s in zip(values, seeds, strict=True)]
                 pairs = [(v, w) for v, w in pairs if v is not None and w is not None]
                 wins = sum(better(v, w, mode) and v != w for v, w in pairs)
                 losses = sum(better(w, v, mode) and v != w for v, w in pairs)
-                row.update({"baseline": base, "wins": wins, "losses": losses, "ties": len(pairs) - wins - losses,
-                            "sign_test_p": sign_test_p(wins, losses)})
+                row.update(
+                    {
+                        "baseline": base,
+                        "wins": wins,
+                        "losses": losses,
+                        "ties": len(pairs) - wins - losses,
+                        "sign_test_p": sign_test_p(wins, losses),
+                    }
+                )
                 if mode == "min":
                     ratios = [v / w for v, w in pairs if w > 0]
                     row["median_ratio_to_baseline"] = C.median(ratios) if ratios else None
@@ -759,35 +895,62 @@ def startup_summary(seeds: list[dict[str, Any]], mode: str, score: str = "score"
 def print_startup_report(out: Any, payload: dict[str, Any]) -> None:
     """One table per task: every budget and variant, the medians and the paired comparison with the baseline."""
     for name, task in payload["tasks"].items():
-        views = [("score", task["summary"])] + ([("reeval_score", task["summary_reevaluated"])]
-                                                if "summary_reevaluated" in task else [])
+        views = [("score", task["summary"])] + (
+            [("reeval_score", task["summary_reevaluated"])] if "summary_reevaluated" in task else []
+        )
         for key, summary in views:
             rows = []
             for b, variants in summary.items():
                 for variant, r in variants.items():
                     paired = r.get("median_ratio_to_baseline", r.get("median_difference_to_baseline"))
-                    rows.append([b if variant == next(iter(variants)) else "", STARTUP_VARIANTS[variant][0],
-                                 task["startup_trials"][b].get(variant), r["median"], r["q1"], r["q3"], r["median_complete"],
-                                 r.get("baseline", ""), f"{r['wins']}/{r['losses']}/{r['ties']}" if "wins" in r else "",
-                                 r.get("sign_test_p"), paired])
-            out.print(C.table(
-                f"{name}: {task['score']}{' (re-evaluated)' if key == 'reeval_score' else ''} after B trials, "
-                f"{len(task['seeds'])} seeds",
-                ["B", "variant", "start-up", "median", "q1", "q3", "complete", "vs", "better/worse/tie", "sign p",
-                 "median ratio" if task["score_mode"] == "min" else "median diff"],
-                rows,
-                caption="every variant with the service's default scheduler (ASHA) and 2 trials at once; start-up: "
-                "n_startup_trials given to the sampler; better/worse/tie: seeds where the variant beat / lost to its "
-                "baseline (the same sampler with 10 start-up trials); sign p: two-sided sign test; median ratio: of "
-                "regrets, variant / baseline (< 1 better); median diff: of accuracies, variant - baseline (> 0 better)",
-            ))
+                    rows.append(
+                        [
+                            b if variant == next(iter(variants)) else "",
+                            STARTUP_VARIANTS[variant][0],
+                            task["startup_trials"][b].get(variant),
+                            r["median"],
+                            r["q1"],
+                            r["q3"],
+                            r["median_complete"],
+                            r.get("baseline", ""),
+                            f"{r['wins']}/{r['losses']}/{r['ties']}" if "wins" in r else "",
+                            r.get("sign_test_p"),
+                            paired,
+                        ]
+                    )
+            out.print(
+                C.table(
+                    f"{name}: {task['score']}{' (re-evaluated)' if key == 'reeval_score' else ''} after B trials, "
+                    f"{len(task['seeds'])} seeds",
+                    [
+                        "B",
+                        "variant",
+                        "start-up",
+                        "median",
+                        "q1",
+                        "q3",
+                        "complete",
+                        "vs",
+                        "better/worse/tie",
+                        "sign p",
+                        "median ratio" if task["score_mode"] == "min" else "median diff",
+                    ],
+                    rows,
+                    caption="every variant with the service's default scheduler (ASHA) and 2 trials at once; start-up: "
+                    "n_startup_trials given to the sampler; better/worse/tie: seeds where the variant beat / lost to its "
+                    "baseline (the same sampler with 10 start-up trials); sign p: two-sided sign test; median ratio: of "
+                    "regrets, variant / baseline (< 1 better); median diff: of accuracies, variant - baseline (> 0 better)",
+                )
+            )
 
 
 def run_startup_study(args: Any, out: Any) -> int:
     """``--startup-budgets``: each variant's score after B trials, side by side, per task and seed."""
     budgets = sorted({int(b) for b in args.startup_budgets.split(",") if b.strip()})
     chosen = [t.strip() for t in args.tasks.split(",") if t.strip()]
-    synth_variants = tuple(v.strip() for v in (args.startup_variants or ",".join(STARTUP_SYNTHETIC_VARIANTS)).split(",") if v.strip())
+    synth_variants = tuple(
+        v.strip() for v in (args.startup_variants or ",".join(STARTUP_SYNTHETIC_VARIANTS)).split(",") if v.strip()
+    )
     mlp_variants = tuple(v.strip() for v in (args.startup_mlp_variants or ",".join(STARTUP_MLP_VARIANTS)).split(",") if v.strip())
     unknown = sorted({*synth_variants, *mlp_variants} - set(STARTUP_VARIANTS))
     if unknown:
@@ -806,15 +969,21 @@ def run_startup_study(args: Any, out: Any) -> int:
 
     def payload(partial: dict[str, Any]) -> dict[str, Any]:
         for task in partial.values():
-            task["startup_trials"] = {str(b): {v: startup_sampler(v, b)[1].get("n_startup_trials")
-                                               for v in task["seeds"][0]["runs"][str(b)]} for b in budgets}
+            task["startup_trials"] = {
+                str(b): {v: startup_sampler(v, b)[1].get("n_startup_trials") for v in task["seeds"][0]["runs"][str(b)]}
+                for b in budgets
+            }
         return {
             "benchmark": "sample_efficiency_startup",
             "smoke": args.smoke,
             "machine": info,
             "settings": {
-                "budgets_trials": budgets, "seeds_synthetic": n_seeds, "seeds_mlp": mlp_seeds, "max_steps_synthetic": max_steps,
-                "max_steps_mlp": mlp_steps, "reeval_seeds": reeval_repeats,
+                "budgets_trials": budgets,
+                "seeds_synthetic": n_seeds,
+                "seeds_mlp": mlp_seeds,
+                "max_steps_synthetic": max_steps,
+                "max_steps_mlp": mlp_steps,
+                "reeval_seeds": reeval_repeats,
                 "variants": {v: STARTUP_VARIANTS[v][0] for v in STARTUP_VARIANTS},
                 "rule": "startup_by_budget(trials) = max(2, min(10, trials // 4))",
                 "runs": "automl.search (synthetic) / automl.run_spec (MLP), scheduler asha (rf 2, grace 1), max_concurrent 2, "
@@ -829,8 +998,14 @@ def run_startup_study(args: Any, out: Any) -> int:
 
     def summarised(kind: str, seeds: list[dict[str, Any]], steps: int) -> dict[str, Any]:
         mode = "min" if kind == "synthetic" else "max"
-        task = {"kind": kind, "score": "regret" if kind == "synthetic" else "best val_accuracy", "score_mode": mode,
-                "max_steps": steps, "seeds": seeds, "summary": startup_summary(seeds, mode)}
+        task = {
+            "kind": kind,
+            "score": "regret" if kind == "synthetic" else "best val_accuracy",
+            "score_mode": mode,
+            "max_steps": steps,
+            "seeds": seeds,
+            "summary": startup_summary(seeds, mode),
+        }
         if kind == "mlp" and reeval_repeats:
             task["summary_reevaluated"] = startup_summary(seeds, mode, "reeval_score")
         return task
@@ -850,19 +1025,29 @@ def run_startup_study(args: Any, out: Any) -> int:
             seeds: list[dict[str, Any]] = earlier.get(name, {}).get("seeds", [])[:n_seeds]
             for seed in range(len(seeds), n_seeds):
                 with out.status(f"start-up, {name}: seed {seed + 1}/{n_seeds}"):
-                    seeds.append({"seed": seed, "runs": startup_seed_synthetic(name, seed, budgets, synth_variants, max_steps, home)})
+                    seeds.append(
+                        {"seed": seed, "runs": startup_seed_synthetic(name, seed, budgets, synth_variants, max_steps, home)}
+                    )
                 tasks[name] = summarised("synthetic", seeds, max_steps)
                 C.write_json(path, payload(tasks))  # after every seed: a long run that stops keeps what it measured
         seeds = earlier.get(MLP_TASK, {}).get("seeds", [])[:mlp_seeds]
         for seed in range(len(seeds), mlp_seeds if MLP_TASK in chosen else 0):
             with out.status(f"start-up, mlp {MLP_DATASET}: seed {seed + 1}/{mlp_seeds}"):
-                seeds.append({"seed": seed, "runs": startup_seed_mlp(seed, budgets, mlp_variants, mlp_steps, home,
-                                                                     Path(tmp) / "tune", reeval_repeats)})
+                seeds.append(
+                    {
+                        "seed": seed,
+                        "runs": startup_seed_mlp(
+                            seed, budgets, mlp_variants, mlp_steps, home, Path(tmp) / "tune", reeval_repeats
+                        ),
+                    }
+                )
             tasks[MLP_TASK] = summarised("mlp", seeds, mlp_steps)
             C.write_json(path, payload(tasks))
     result = payload(tasks)
     if earlier:
-        result["settings"]["resumed"] = "--startup-resume: seeds from an earlier run of the same command kept; total_wall_s is this run's"
+        result["settings"]["resumed"] = (
+            "--startup-resume: seeds from an earlier run of the same command kept; total_wall_s is this run's"
+        )
     C.write_json(path, result)
     print_startup_report(out, result)
     out.print(f"JSON: {path}  ({result['total_wall_s']:.0f} s)")
@@ -946,14 +1131,16 @@ def aggregate(seeds: list[dict[str, Any]], budget: int, score_mode: str) -> dict
     for method in seeds[0]["methods"]:
         runs = [s["methods"][method] for s in seeds]
         reached = [r["epochs_to_random_best"] for r in runs if r["epochs_to_random_best"] is not None]
-        out[method].update({
-            "per_seed_reached_random_best": len(reached),
-            "per_seed_median_epochs_to_random_best": C.median(reached) if reached else None,
-            "median_epochs_spent": C.median([r["epochs_spent"] for r in runs]),
-            "median_trials_in_budget": C.median([r["trials_in_budget"] for r in runs]),
-            "median_complete_in_budget": C.median([r["complete_in_budget"] for r in runs]),
-            "wall_s": sum(r["wall_s"] for r in runs),
-        })
+        out[method].update(
+            {
+                "per_seed_reached_random_best": len(reached),
+                "per_seed_median_epochs_to_random_best": C.median(reached) if reached else None,
+                "median_epochs_spent": C.median([r["epochs_spent"] for r in runs]),
+                "median_trials_in_budget": C.median([r["trials_in_budget"] for r in runs]),
+                "median_complete_in_budget": C.median([r["complete_in_budget"] for r in runs]),
+                "wall_s": sum(r["wall_s"] for r in runs),
+            }
+        )
     return out
 
 
@@ -1006,8 +1193,15 @@ def panels(tasks: dict[str, Any]) -> list[tuple[str, dict[str, Any], dict[str, A
         matching = task["summary"].get("matching", {})
         out.append((name, task, task["summary"], "curve", matching.get("one_training")))
         if "reevaluated" in task["summary"]:
-            out.append((f"{name}, incumbents re-evaluated", task, task["summary"]["reevaluated"], "reeval_curve",
-                        matching.get("reevaluated")))
+            out.append(
+                (
+                    f"{name}, incumbents re-evaluated",
+                    task,
+                    task["summary"]["reevaluated"],
+                    "reeval_curve",
+                    matching.get("reevaluated"),
+                )
+            )
     return out
 
 
@@ -1028,24 +1222,51 @@ def plot(tasks: dict[str, Any], path: Path) -> Path | None:
         methods = list(task["seeds"][0]["methods"])
         for method in methods:
             for seed in task["seeds"]:
-                ax.step(xs, [math.nan if v is None else v for v in curve_at(seed["methods"][method][key], budget)],
-                        where="post", color=COLOURS[method], alpha=0.18, linewidth=0.8)
+                ax.step(
+                    xs,
+                    [math.nan if v is None else v for v in curve_at(seed["methods"][method][key], budget)],
+                    where="post",
+                    color=COLOURS[method],
+                    alpha=0.18,
+                    linewidth=0.8,
+                )
             median = curve_at(s[method]["median_curve"], budget)
-            ax.step(xs, [math.nan if v is None else v for v in median], where="post", color=COLOURS[method], linewidth=2.2,
-                    label=f"{LABELS[method]} (reaches target at {s[method]['epochs_to_target'] or '-'})")
+            ax.step(
+                xs,
+                [math.nan if v is None else v for v in median],
+                where="post",
+                color=COLOURS[method],
+                linewidth=2.2,
+                label=f"{LABELS[method]} (reaches target at {s[method]['epochs_to_target'] or '-'})",
+            )
         if matching:
             extended = matching["random_budget_epochs"]
-            ax.step(range(1, extended + 1), [math.nan if v is None else v for v in curve_at(matching["random_median_curve"], extended)],
-                    where="post", color=COLOURS["random"], linewidth=1.4, linestyle="--",
-                    label=f"{LABELS['random']} given {extended} epochs (reaches the service's best at "
-                    f"{matching['random_epochs'] or '-'})")
-            ax.axhline(matching["target"], color=COLOURS["service"], linestyle=":", linewidth=1, label="the service's best at E (median)")
+            ax.step(
+                range(1, extended + 1),
+                [math.nan if v is None else v for v in curve_at(matching["random_median_curve"], extended)],
+                where="post",
+                color=COLOURS["random"],
+                linewidth=1.4,
+                linestyle="--",
+                label=f"{LABELS['random']} given {extended} epochs (reaches the service's best at "
+                f"{matching['random_epochs'] or '-'})",
+            )
+            ax.axhline(
+                matching["target"], color=COLOURS["service"], linestyle=":", linewidth=1, label="the service's best at E (median)"
+            )
             ax.axvline(budget, color="black", linewidth=0.6)
         if s["target"] is not None:
-            ax.axhline(s["target"], color="grey", linestyle="--", linewidth=1, label="target: random search's final best (median)")
+            ax.axhline(
+                s["target"], color="grey", linestyle="--", linewidth=1, label="target: random search's final best (median)"
+            )
         if s["random_epochs_to_target"]:
-            ax.axvline(s["random_epochs_to_target"] / RATIO_TARGET, color="grey", linestyle=":", linewidth=1,
-                       label=f"1/{RATIO_TARGET:g} of random search's epochs to it")
+            ax.axvline(
+                s["random_epochs_to_target"] / RATIO_TARGET,
+                color="grey",
+                linestyle=":",
+                linewidth=1,
+                label=f"1/{RATIO_TARGET:g} of random search's epochs to it",
+            )
         if mode == "min":
             ax.set_yscale("log", nonpositive="mask")
             ax.set_ylabel("regret of the best complete trial (lower is better)")
@@ -1057,7 +1278,9 @@ def plot(tasks: dict[str, Any], path: Path) -> Path | None:
                 top = max(values) + 0.004
                 ax.set_ylim(max(0.0, s["target"] - max(0.03, 2 * (top - s["target"]))), min(1.0, top))
             metric = task.get("metric", "score")
-            ax.set_ylabel(f"incumbent's {metric}, mean over seeds" if key == "reeval_curve" else f"best {metric} (higher is better)")
+            ax.set_ylabel(
+                f"incumbent's {metric}, mean over seeds" if key == "reeval_curve" else f"best {metric} (higher is better)"
+            )
         ax.set_xlabel("epochs trained (all trials, in trial order)")
         ax.set_title(f"{name}\n{len(task['seeds'])} seed(s), E = {budget} epochs", fontsize=10)
         ax.grid(alpha=0.3)
@@ -1073,21 +1296,23 @@ def summary_rows(title: str, task: dict[str, Any], s: dict[str, Any], *, verdict
     rows = []
     for method in task["seeds"][0]["methods"]:
         m = s[method]
-        rows.append([
-            title if method == "service" else "",
-            LABELS[method],
-            m["median_score"],
-            s["target"] if method == "random" else "",
-            m["epochs_to_target"],
-            m["ratio_vs_random"],
-            m["ratio_vs_budget"],
-            C.verdict(m["ratio_vs_random"], RATIO_TARGET, at_most=False) if method == "service" and verdict else "",
-            f"{m['seeds_reaching_target']}/{m['seeds']}",
-            m["per_seed_median_ratio"],
-            num(m.get("median_trials_in_budget")),
-            num(m.get("median_complete_in_budget")),
-            m.get("wall_s", ""),
-        ])
+        rows.append(
+            [
+                title if method == "service" else "",
+                LABELS[method],
+                m["median_score"],
+                s["target"] if method == "random" else "",
+                m["epochs_to_target"],
+                m["ratio_vs_random"],
+                m["ratio_vs_budget"],
+                C.verdict(m["ratio_vs_random"], RATIO_TARGET, at_most=False) if method == "service" and verdict else "",
+                f"{m['seeds_reaching_target']}/{m['seeds']}",
+                m["per_seed_median_ratio"],
+                num(m.get("median_trials_in_budget")),
+                num(m.get("median_complete_in_budget")),
+                m.get("wall_s", ""),
+            ]
+        )
     return rows
 
 
@@ -1126,8 +1351,21 @@ def print_report(out: Any, payload: dict[str, Any], png: Path | None) -> None:
         C.table(
             f"Sample efficiency at equal epochs ({n_seeds} seed(s) synthetic, max_steps {max_steps}; {mlp_seeds} MLP, "
             f"{mlp_steps} epochs; 2 CPUs)",
-            ["task", "method", "score", "target", "to target", "ratio", "E / to", "target ≥ 3", "seeds reach",
-             "per seed", "trials", "complete", "wall s"],
+            [
+                "task",
+                "method",
+                "score",
+                "target",
+                "to target",
+                "ratio",
+                "E / to",
+                "target ≥ 3",
+                "seeds reach",
+                "per seed",
+                "trials",
+                "complete",
+                "wall s",
+            ],
             rows,
             caption="score: median over seeds of the best COMPLETE final value within E (regret on the synthetic functions, "
             "val_accuracy on the MLP). target: random search's final best (its median curve at E). to target: epochs the "
@@ -1146,14 +1384,41 @@ def print_report(out: Any, payload: dict[str, Any], png: Path | None) -> None:
         out.print(
             C.table(
                 f"{name}: the ratio at smaller budgets, read off the same runs (E = {task['budget_epochs']})",
-                ["budget (epochs)", "full trainings", "target", "random to it", "service to it", "ratio", "ratio ≥ 3",
-                 "re-evaluated target", "random to it", "service to it", "ratio"],
-                [[row["budget_epochs"], row["budget_epochs"] // task["max_steps"], row["target"],
-                  row["random_epochs_to_target"], row["service"]["epochs_to_target"], row["service"]["ratio_vs_random"],
-                  C.verdict(row["service"]["ratio_vs_random"], RATIO_TARGET, at_most=False),
-                  *([r["target"], r["random_epochs_to_target"], r["service"]["epochs_to_target"], r["service"]["ratio_vs_random"]]
-                    if r else ["-"] * 4)]
-                 for row, r in zip(s["by_budget"], again, strict=False)],
+                [
+                    "budget (epochs)",
+                    "full trainings",
+                    "target",
+                    "random to it",
+                    "service to it",
+                    "ratio",
+                    "ratio ≥ 3",
+                    "re-evaluated target",
+                    "random to it",
+                    "service to it",
+                    "ratio",
+                ],
+                [
+                    [
+                        row["budget_epochs"],
+                        row["budget_epochs"] // task["max_steps"],
+                        row["target"],
+                        row["random_epochs_to_target"],
+                        row["service"]["epochs_to_target"],
+                        row["service"]["ratio_vs_random"],
+                        C.verdict(row["service"]["ratio_vs_random"], RATIO_TARGET, at_most=False),
+                        *(
+                            [
+                                r["target"],
+                                r["random_epochs_to_target"],
+                                r["service"]["epochs_to_target"],
+                                r["service"]["ratio_vs_random"],
+                            ]
+                            if r
+                            else ["-"] * 4
+                        ),
+                    ]
+                    for row, r in zip(s["by_budget"], again, strict=False)
+                ],
                 caption="a run's first B epochs are a run with budget B: random search draws the same configurations in "
                 "the same order, TPE and ASHA do not know the budget. target: random search's median best at B; the "
                 "service's epochs to reach it on its median curve; ratio = random's / the service's (0: not within B).",
@@ -1166,13 +1431,27 @@ def print_report(out: Any, payload: dict[str, Any], png: Path | None) -> None:
         out.print(
             C.table(
                 f"{name}: epochs random search needs to match the service's best at E = {task['budget_epochs']}",
-                ["scored by", "service's best at E", "service epochs to it", "random search epochs to it", "ratio",
-                 f"random's best at {random_multiple} E", "ratio ≥ 3"],
-                [[{"one_training": "one training", "reevaluated": "re-evaluated"}[key], m["target"], m["service_epochs"],
-                  m["random_epochs"] if m["random_epochs"] is not None else f"never in {m['random_budget_epochs']}",
-                  m["ratio"] if m["ratio"] is not None else f"> {m['ratio_at_least']:.2f}", m["random_final"],
-                  C.verdict(m["ratio"] if m["ratio"] is not None else m["ratio_at_least"], RATIO_TARGET, at_most=False)]
-                 for key, m in matching.items()],
+                [
+                    "scored by",
+                    "service's best at E",
+                    "service epochs to it",
+                    "random search epochs to it",
+                    "ratio",
+                    f"random's best at {random_multiple} E",
+                    "ratio ≥ 3",
+                ],
+                [
+                    [
+                        {"one_training": "one training", "reevaluated": "re-evaluated"}[key],
+                        m["target"],
+                        m["service_epochs"],
+                        m["random_epochs"] if m["random_epochs"] is not None else f"never in {m['random_budget_epochs']}",
+                        m["ratio"] if m["ratio"] is not None else f"> {m['ratio_at_least']:.2f}",
+                        m["random_final"],
+                        C.verdict(m["ratio"] if m["ratio"] is not None else m["ratio_at_least"], RATIO_TARGET, at_most=False),
+                    ]
+                    for key, m in matching.items()
+                ],
                 caption="the other way round from the table above: the service's median best-so-far curve at E is the "
                 "target; random search, given more epochs, needs this many to reach it (medians over seeds). re-evaluated: "
                 "each incumbent at its mean over fresh trainer seeds.",
@@ -1189,38 +1468,71 @@ def main() -> int:
         p.add_argument("--mlp-seeds", type=int, help="seeds of the MLP task (default 15; smoke 1)")
         p.add_argument("--max-steps", type=int, default=8, help="steps per trial of the synthetic functions (default 8)")
         p.add_argument("--mlp-max-steps", type=int, default=16, help="epochs per trial of the MLP (default 16)")
-        p.add_argument("--mlp-budget-trials", type=int, default=16,
-                       help="the MLP budget E in full trials: E = this x --mlp-max-steps epochs (default 16)")
+        p.add_argument(
+            "--mlp-budget-trials",
+            type=int,
+            default=16,
+            help="the MLP budget E in full trials: E = this x --mlp-max-steps epochs (default 16)",
+        )
         p.add_argument("--tasks", default=",".join([*SYNTHETIC, MLP_TASK]), help="which tasks, comma-separated (default all)")
-        p.add_argument("--variants", nargs="?", const=",".join(VARIANTS), default="",
-                       help=f"also run other settings of the service's search on the MLP: some or all (no value) of {', '.join(VARIANTS)}")
-        p.add_argument("--reeval-seeds", type=int,
-                       help="train every MLP incumbent again with this many trainer seeds and score it by their mean "
-                       "(the noise-aware figures; default 5, smoke 2; 0: off)")
-        p.add_argument("--random-budget-multiple", type=int,
-                       help="MLP: random search also runs this many times E, to see how many epochs it needs to match "
-                       "the service's best at E (default 3, smoke 2; 1: off)")
-        p.add_argument("--startup-budgets", metavar="B,B",
-                       help="run the start-up study instead: TPE's and GP's start-up trials at these budgets of trials "
-                       "(e.g. 8,16,32), every variant side by side (seeds: --seeds, default 20; --mlp-seeds, default 10; "
-                       "--reeval-seeds, default 3)")
-        p.add_argument("--startup-resume", action="store_true",
-                       help="start-up study: keep the seeds already in the --out JSON (a run that was stopped) and run the rest")
-        p.add_argument("--startup-variants", help=f"start-up study, synthetic tasks: which of {', '.join(STARTUP_VARIANTS)} "
-                       f"(default {','.join(STARTUP_SYNTHETIC_VARIANTS)})")
-        p.add_argument("--startup-mlp-variants",
-                       help=f"start-up study, MLP: which variants (default {','.join(STARTUP_MLP_VARIANTS)})")
-        p.add_argument("--report-only", type=Path, metavar="JSON",
-                       help="run nothing: print the tables and draw the PNG again from an earlier run's JSON (adding the "
-                       "budget sweep, computed from its own curves, if it has none)")
+        p.add_argument(
+            "--variants",
+            nargs="?",
+            const=",".join(VARIANTS),
+            default="",
+            help=f"also run other settings of the service's search on the MLP: some or all (no value) of {', '.join(VARIANTS)}",
+        )
+        p.add_argument(
+            "--reeval-seeds",
+            type=int,
+            help="train every MLP incumbent again with this many trainer seeds and score it by their mean "
+            "(the noise-aware figures; default 5, smoke 2; 0: off)",
+        )
+        p.add_argument(
+            "--random-budget-multiple",
+            type=int,
+            help="MLP: random search also runs this many times E, to see how many epochs it needs to match "
+            "the service's best at E (default 3, smoke 2; 1: off)",
+        )
+        p.add_argument(
+            "--startup-budgets",
+            metavar="B,B",
+            help="run the start-up study instead: TPE's and GP's start-up trials at these budgets of trials "
+            "(e.g. 8,16,32), every variant side by side (seeds: --seeds, default 20; --mlp-seeds, default 10; "
+            "--reeval-seeds, default 3)",
+        )
+        p.add_argument(
+            "--startup-resume",
+            action="store_true",
+            help="start-up study: keep the seeds already in the --out JSON (a run that was stopped) and run the rest",
+        )
+        p.add_argument(
+            "--startup-variants",
+            help=f"start-up study, synthetic tasks: which of {', '.join(STARTUP_VARIANTS)} "
+            f"(default {','.join(STARTUP_SYNTHETIC_VARIANTS)})",
+        )
+        p.add_argument(
+            "--startup-mlp-variants", help=f"start-up study, MLP: which variants (default {','.join(STARTUP_MLP_VARIANTS)})"
+        )
+        p.add_argument(
+            "--report-only",
+            type=Path,
+            metavar="JSON",
+            help="run nothing: print the tables and draw the PNG again from an earlier run's JSON (adding the "
+            "budget sweep, computed from its own curves, if it has none)",
+        )
 
-    args = C.parse_args("sample_efficiency", "Sample efficiency at equal epochs: TPE+ASHA vs random search vs Tune's default.", extra)
+    args = C.parse_args(
+        "sample_efficiency", "Sample efficiency at equal epochs: TPE+ASHA vs random search vs Tune's default.", extra
+    )
     if args.report_only is not None:
         payload = json.loads(args.report_only.read_text())
         if payload["benchmark"] == "sample_efficiency_startup":
             print_startup_report(C.console(), payload)
             return 0
-        swept = [add_budget_sweep(task) for task in payload["tasks"].values() if task["kind"] == "mlp"]  # every task, not the first
+        swept = [
+            add_budget_sweep(task) for task in payload["tasks"].values() if task["kind"] == "mlp"
+        ]  # every task, not the first
         if any(swept):
             payload["settings"]["by_budget"] = BY_BUDGET_NOTE + " (added afterwards by --report-only)"
             C.write_json(args.report_only, payload)
@@ -1270,27 +1582,65 @@ def main() -> int:
             seeds = []
             for seed in range(n_seeds):
                 with out.status(f"{name}: seed {seed + 1}/{n_seeds}"):
-                    seeds.append({"seed": seed, **run_synthetic(name, seed, max_steps, synth_budget, synth_service_trials,
-                                                                home, workdir / "tune", synth_methods)})
-            tasks[name] = {"kind": "synthetic", "mode": "min", "metric": "loss", "score": "regret", "score_mode": "min",
-                           "optimum": SYNTHETIC[name]["optimum"], "max_steps": max_steps, "budget_epochs": synth_budget,
-                           "seeds": seeds, "summary": aggregate(seeds, synth_budget, "min")}
+                    seeds.append(
+                        {
+                            "seed": seed,
+                            **run_synthetic(
+                                name, seed, max_steps, synth_budget, synth_service_trials, home, workdir / "tune", synth_methods
+                            ),
+                        }
+                    )
+            tasks[name] = {
+                "kind": "synthetic",
+                "mode": "min",
+                "metric": "loss",
+                "score": "regret",
+                "score_mode": "min",
+                "optimum": SYNTHETIC[name]["optimum"],
+                "max_steps": max_steps,
+                "budget_epochs": synth_budget,
+                "seeds": seeds,
+                "summary": aggregate(seeds, synth_budget, "min"),
+            }
         seeds = []
         for seed in range(mlp_seeds if MLP_TASK in chosen else 0):
             with out.status(f"mlp {MLP_DATASET}: seed {seed + 1}/{mlp_seeds}"):
-                seeds.append({"seed": seed, **run_mlp(seed, mlp_steps, mlp_budget, mlp_service_trials, home, workdir / "tune",
-                                                      (*METHODS, *variants), reeval_repeats, random_multiple)})
+                seeds.append(
+                    {
+                        "seed": seed,
+                        **run_mlp(
+                            seed,
+                            mlp_steps,
+                            mlp_budget,
+                            mlp_service_trials,
+                            home,
+                            workdir / "tune",
+                            (*METHODS, *variants),
+                            reeval_repeats,
+                            random_multiple,
+                        ),
+                    }
+                )
         if seeds:
-            tasks[MLP_TASK] = {"kind": "mlp", "mode": "max", "metric": "val_accuracy", "score": "best val_accuracy",
-                               "score_mode": "max", "max_steps": mlp_steps, "budget_epochs": mlp_budget, "seeds": seeds,
-                               "summary": aggregate(seeds, mlp_budget, "max")}
+            tasks[MLP_TASK] = {
+                "kind": "mlp",
+                "mode": "max",
+                "metric": "val_accuracy",
+                "score": "best val_accuracy",
+                "score_mode": "max",
+                "max_steps": mlp_steps,
+                "budget_epochs": mlp_budget,
+                "seeds": seeds,
+                "summary": aggregate(seeds, mlp_budget, "max"),
+            }
             if reeval_repeats:
                 tasks[MLP_TASK]["summary"]["reevaluated"] = aggregate_reevaluated(seeds, mlp_budget)
             add_budget_sweep(tasks[MLP_TASK])
             if random_multiple > 1:
                 curves = {"one_training": "curve", **({"reevaluated": "reeval_curve"} if reeval_repeats else {})}
                 tasks[MLP_TASK]["summary"]["matching"] = {
-                    key: aggregate_matching(seeds, mlp_budget, mlp_budget * random_multiple, curve) for key, curve in curves.items()
+                    key: aggregate_matching(seeds, mlp_budget, mlp_budget * random_multiple, curve)
+                    for key, curve in curves.items()
                 }
     total_s = time.perf_counter() - started
 
@@ -1320,16 +1670,26 @@ def main() -> int:
             "budget_epochs_mlp": mlp_budget,
             "service_trials_requested": {"synthetic": synth_service_trials, "mlp": mlp_service_trials},
             "fifo_trials": {"synthetic": synth_budget // max_steps, "mlp": mlp_budget // mlp_steps},
-            "mlp": {"dataset": MLP_DATASET, "space": MLP_SPACE, "val_fraction": MLP_VAL_FRACTION, "metric": "val_accuracy",
-                    "split_seed": "the seed (the same split for the three methods of a seed)"},
+            "mlp": {
+                "dataset": MLP_DATASET,
+                "space": MLP_SPACE,
+                "val_fraction": MLP_VAL_FRACTION,
+                "metric": "val_accuracy",
+                "split_seed": "the seed (the same split for the three methods of a seed)",
+            },
             "curve": f"synthetic: report at step s = f(x) + {CURVE_C}/s; regret = best final value - (f* + {CURVE_C}/max_steps)",
             "methods": {
                 "service": "automl.search / run_spec, sampler tpe (multivariate, constant liar), scheduler asha (rf 2, grace 1), max_concurrent 2",
                 "random": "automl.search / run_spec, sampler random, scheduler fifo, max_concurrent 2",
                 "tune": "tune.Tuner, BasicVariantGenerator(random_state=seed), FIFO, max_concurrent_trials 2, reuse_actors, "
                 "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS=1, verbose 0",
-                **({name: f"MLP only (--variants): run_spec, sampler {v[1]} {v[2] or ''}, scheduler {v[3]} {v[4] or ''}"
-                    for name, v in VARIANTS.items() if name in variants}),
+                **(
+                    {
+                        name: f"MLP only (--variants): run_spec, sampler {v[1]} {v[2] or ''}, scheduler {v[3]} {v[4] or ''}"
+                        for name, v in VARIANTS.items()
+                        if name in variants
+                    }
+                ),
             },
             "epochs": "service paths: len(intermediate_values) per Optuna trial; Tune: last training_iteration per trial; "
             "trials kept in trial-number order while cumulative epochs <= budget; best = best COMPLETE value among them",

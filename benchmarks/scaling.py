@@ -120,8 +120,18 @@ def read_logs(log_dir: Path) -> dict[str, Any]:
     }
 
 
-def run_search(objective: Any, n: int, *, concurrency: int, home: Path, log_dir: Path, name: str,
-               cpus: float = 1.0, gpus: float = 0.0, max_steps: int = 1) -> dict[str, Any]:
+def run_search(
+    objective: Any,
+    n: int,
+    *,
+    concurrency: int,
+    home: Path,
+    log_dir: Path,
+    name: str,
+    cpus: float = 1.0,
+    gpus: float = 0.0,
+    max_steps: int = 1,
+) -> dict[str, Any]:
     import automl
 
     log_dir.mkdir(parents=True, exist_ok=True)
@@ -130,8 +140,15 @@ def run_search(objective: Any, n: int, *, concurrency: int, home: Path, log_dir:
             lambda: automl.search(
                 objective,
                 {"x": {"type": "float", "low": -1.0, "high": 1.0}},
-                n_trials=n, metric="loss", mode="min", max_steps=max_steps, scheduler="fifo",
-                max_concurrent=concurrency, cpus_per_trial=cpus, gpus_per_trial=gpus, name=name,
+                n_trials=n,
+                metric="loss",
+                mode="min",
+                max_steps=max_steps,
+                scheduler="fifo",
+                max_concurrent=concurrency,
+                cpus_per_trial=cpus,
+                gpus_per_trial=gpus,
+                name=name,
             )
         )
     logs = read_logs(log_dir)
@@ -173,8 +190,14 @@ def main() -> int:
 
     cpus = 2 if not n_gpus else max(2, os.cpu_count() or 2)
     t0 = time.perf_counter()
-    ray.init(address="local", num_cpus=cpus, num_gpus=n_gpus or None, include_dashboard=False, log_to_driver=False,
-             logging_level=logging.ERROR)
+    ray.init(
+        address="local",
+        num_cpus=cpus,
+        num_gpus=n_gpus or None,
+        include_dashboard=False,
+        log_to_driver=False,
+        logging_level=logging.ERROR,
+    )
     ray_init_s = time.perf_counter() - t0
     import automl  # noqa: F401
 
@@ -185,29 +208,52 @@ def main() -> int:
         if not args.smoke:
             with out.status("warm-up: 2 short trials"):
                 warm_dir = Path(tmp) / "warm"
-                run_search(make_cpu_objective(1, str(warm_dir)), 2, concurrency=2, home=home, log_dir=warm_dir, name="scaling-warmup")
+                run_search(
+                    make_cpu_objective(1, str(warm_dir)), 2, concurrency=2, home=home, log_dir=warm_dir, name="scaling-warmup"
+                )
         for rep in range(args.repeats):
             order = (1, 2) if rep % 2 == 0 else (2, 1)
             for conc in order:
                 with out.status(f"CPU: {n} trials of {work_s:g} s, {conc} at once"):
                     log_dir = Path(tmp) / f"cpu-{rep}-{conc}"
-                    row = run_search(make_cpu_objective(cal["iters"], str(log_dir)), n, concurrency=conc, home=home,
-                                     log_dir=log_dir, name=f"scaling-c{conc}")
+                    row = run_search(
+                        make_cpu_objective(cal["iters"], str(log_dir)),
+                        n,
+                        concurrency=conc,
+                        home=home,
+                        log_dir=log_dir,
+                        name=f"scaling-c{conc}",
+                    )
                     row["repeat"] = rep
                     cpu_rows.append(row)
 
         if n_gpus:
             gpu_n = args.gpu_trials or (4 if args.smoke else 16)
             steps = args.gpu_steps or (50 if args.smoke else 2000)
-            gpu = {"gpus": n_gpus, "fake": not cuda, "device_name": info["gpu"], "trials": gpu_n, "steps_per_trial": steps, "rows": []}
+            gpu = {
+                "gpus": n_gpus,
+                "fake": not cuda,
+                "device_name": info["gpu"],
+                "trials": gpu_n,
+                "steps_per_trial": steps,
+                "rows": [],
+            }
             for per_trial in (1.0, 0.5, 0.25):
                 packed = round(1 / per_trial)
                 concurrency = packed * n_gpus
                 cpus_per_trial = min(1.0, cpus / concurrency)
                 with out.status(f"GPU: {gpu_n} trials, gpus_per_trial={per_trial:g}"):
                     log_dir = Path(tmp) / f"gpu-{per_trial:g}"
-                    row = run_search(make_gpu_objective(steps, str(log_dir)), gpu_n, concurrency=concurrency, home=home,
-                                     log_dir=log_dir, name=f"scaling-gpu-{packed}", cpus=cpus_per_trial, gpus=per_trial)
+                    row = run_search(
+                        make_gpu_objective(steps, str(log_dir)),
+                        gpu_n,
+                        concurrency=concurrency,
+                        home=home,
+                        log_dir=log_dir,
+                        name=f"scaling-gpu-{packed}",
+                        cpus=cpus_per_trial,
+                        gpus=per_trial,
+                    )
                 row.update(gpus_per_trial=per_trial, trials_per_gpu=packed, cpus_per_trial=cpus_per_trial)
                 row["trials_per_hour"] = 3600 * gpu_n / row["wall_s"]
                 row["trials_per_hour_span"] = 3600 * gpu_n / row["span_s"] if row.get("span_s") else None
@@ -258,9 +304,29 @@ def main() -> int:
     out.print(
         C.table(
             f"CPU-bound trials through the service ({n} trials of ~{work_s:g} s CPU each, 2 CPUs)",
-            ["trials at once", "wall s", "trials / min", "span s", "trials / min (span)", "mean trial s", "worker pids", "complete"],
-            [[r["concurrent"], r["wall_s"], r["trials_per_min"], r.get("span_s"), r["trials_per_min_span"],
-              r.get("mean_trial_s"), r.get("worker_pids"), r["complete"]] for r in cpu_rows],
+            [
+                "trials at once",
+                "wall s",
+                "trials / min",
+                "span s",
+                "trials / min (span)",
+                "mean trial s",
+                "worker pids",
+                "complete",
+            ],
+            [
+                [
+                    r["concurrent"],
+                    r["wall_s"],
+                    r["trials_per_min"],
+                    r.get("span_s"),
+                    r["trials_per_min_span"],
+                    r.get("mean_trial_s"),
+                    r.get("worker_pids"),
+                    r["complete"],
+                ]
+                for r in cpu_rows
+            ],
             caption="span: first trial start to last trial end, as the trials logged them (steady state, "
             "without the job's start-up and wind-down). mean trial s: each trial's own time, above the calibrated work when trials shared the CPUs.",
         )
@@ -271,7 +337,11 @@ def main() -> int:
             ["measure", "value", "target"],
             [
                 ["trials / min over the whole call", summary["speedup"], C.verdict(summary["speedup"], 1.7, at_most=False)],
-                ["trials / min over the trials' span", summary["speedup_span"], C.verdict(summary["speedup_span"], 1.7, at_most=False)],
+                [
+                    "trials / min over the trials' span",
+                    summary["speedup_span"],
+                    C.verdict(summary["speedup_span"], 1.7, at_most=False),
+                ],
             ],
         )
     )
@@ -279,10 +349,31 @@ def main() -> int:
         out.print(
             C.table(
                 f"GPU packing ({gpu['trials']} trials of {gpu['steps_per_trial']} MLP steps, {gpu['gpus']} GPU(s)"
-                + (", FAKE: figures meaningless" if gpu["fake"] else "") + ")",
-                ["gpus_per_trial", "trials / GPU", "wall s", "trials / hour", "vs 1 per GPU", "vs 1 per GPU (span)", "mean trial s", "devices"],
-                [[r["gpus_per_trial"], r["trials_per_gpu"], r["wall_s"], r["trials_per_hour"], r["vs_one_per_gpu"],
-                  r["vs_one_per_gpu_span"], r.get("mean_trial_s"), ",".join(r.get("devices", []))] for r in gpu["rows"]],
+                + (", FAKE: figures meaningless" if gpu["fake"] else "")
+                + ")",
+                [
+                    "gpus_per_trial",
+                    "trials / GPU",
+                    "wall s",
+                    "trials / hour",
+                    "vs 1 per GPU",
+                    "vs 1 per GPU (span)",
+                    "mean trial s",
+                    "devices",
+                ],
+                [
+                    [
+                        r["gpus_per_trial"],
+                        r["trials_per_gpu"],
+                        r["wall_s"],
+                        r["trials_per_hour"],
+                        r["vs_one_per_gpu"],
+                        r["vs_one_per_gpu_span"],
+                        r.get("mean_trial_s"),
+                        ",".join(r.get("devices", [])),
+                    ]
+                    for r in gpu["rows"]
+                ],
             )
         )
     else:

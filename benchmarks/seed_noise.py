@@ -56,8 +56,13 @@ def main() -> int:
             with out.status(f"{method}: searching"), S.service_env(home):
                 result = automl.run_spec(spec)
             with out.status(f"{method}: its best configuration, {repeats} trainer seeds"):
-                found = S.retrain([result.best_params], repeats=repeats, max_steps=max_steps, job_seed=args.job_seed,
-                                  workdir=Path(tmp) / f"tune-{method}")[0]
+                found = S.retrain(
+                    [result.best_params],
+                    repeats=repeats,
+                    max_steps=max_steps,
+                    job_seed=args.job_seed,
+                    workdir=Path(tmp) / f"tune-{method}",
+                )[0]
                 scores = sorted(v for v in found if v is not None)
             rows[method] = {
                 "search_best": result.best_value,

@@ -183,9 +183,7 @@ class PostgresServer:
             **kwargs,  # type: ignore[arg-type]
         )
         if proc.returncode != 0:
-            raise PostgresError(
-                f"{' '.join(cmd)} failed (exit {proc.returncode}):\n{proc.stdout.strip()}\n{self.log_tail()}"
-            )
+            raise PostgresError(f"{' '.join(cmd)} failed (exit {proc.returncode}):\n{proc.stdout.strip()}\n{self.log_tail()}")
         return proc.stdout
 
     def _server_options(self) -> str:
@@ -202,10 +200,14 @@ class PostgresServer:
     def initdb(self) -> None:
         self._run(
             "initdb",
-            "-D", str(self.data_dir),
-            "-A", "trust",
-            "-U", SUPERUSER,
-            "-E", "UTF8",
+            "-D",
+            str(self.data_dir),
+            "-A",
+            "trust",
+            "-U",
+            SUPERUSER,
+            "-E",
+            "UTF8",
             "--locale=C",
             "--no-sync",
             "--no-instructions",
@@ -213,16 +215,36 @@ class PostgresServer:
 
     def start(self) -> None:
         self._run(
-            "pg_ctl", "-D", str(self.data_dir), "-l", str(self.log_file), "-o", self._server_options(),
-            "-w", "-t", str(START_TIMEOUT_S), "start",
+            "pg_ctl",
+            "-D",
+            str(self.data_dir),
+            "-l",
+            str(self.log_file),
+            "-o",
+            self._server_options(),
+            "-w",
+            "-t",
+            str(START_TIMEOUT_S),
+            "start",
         )
         self._stopped = False
 
     def restart(self) -> None:
         """Restart the server (fast shutdown: open connections are cut; committed data stays)."""
         self._run(
-            "pg_ctl", "-D", str(self.data_dir), "-l", str(self.log_file), "-o", self._server_options(),
-            "-m", "fast", "-w", "-t", str(START_TIMEOUT_S), "restart",
+            "pg_ctl",
+            "-D",
+            str(self.data_dir),
+            "-l",
+            str(self.log_file),
+            "-o",
+            self._server_options(),
+            "-m",
+            "fast",
+            "-w",
+            "-t",
+            str(START_TIMEOUT_S),
+            "restart",
         )
 
     def stop(self) -> None:

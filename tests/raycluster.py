@@ -204,8 +204,13 @@ class RayCluster:
         if not self.token_path.exists():
             self.token_path.write_text(secrets.token_hex(32))
             self.token_path.chmod(0o600)
-        common = ["--node-ip-address=127.0.0.1", "--num-cpus=1", "--num-gpus=0",
-                  f"--object-store-memory={OBJECT_STORE_BYTES}", "--disable-usage-stats"]
+        common = [
+            "--node-ip-address=127.0.0.1",
+            "--num-cpus=1",
+            "--num-gpus=0",
+            f"--object-store-memory={OBJECT_STORE_BYTES}",
+            "--disable-usage-stats",
+        ]
         self.head = self._spawn(
             "head",
             ["--head", f"--port={self.port}", "--include-dashboard=false", f"--temp-dir={self.temp_dir}", *common],

@@ -1,4 +1,5 @@
-"""Lint and types, kept clean: ``ruff check`` on the code, tests and benchmarks, ``mypy`` on the packages.
+"""Lint, layout and types, kept clean: ``ruff check`` and ``ruff format --check`` on the code, tests and benchmarks,
+``mypy`` on the packages.
 
 Both read their settings from pyproject.toml ([tool.ruff], [tool.mypy]), the same ones a run by hand
 uses (README, "Tests"); the versions come from the ``dev`` extra. On failure the test prints what
@@ -34,6 +35,17 @@ def test_ruff_finds_nothing() -> None:
     if done.returncode != 0:
         pytest.fail(
             f"ruff check {' '.join(LINTED)} found problems (`ruff check --fix` makes the safe fixes):\n"
+            f"{done.stdout}{done.stderr}",
+            pytrace=False,
+        )
+
+
+def test_code_is_formatted_as_ruff_formats_it() -> None:
+    # One layout for everyone: `ruff format automl workers tests benchmarks` makes it (line length 130, pyproject.toml).
+    done = _run("ruff", "format", "--check", "--no-cache", *LINTED, timeout=120)
+    if done.returncode != 0:
+        pytest.fail(
+            f"ruff format --check {' '.join(LINTED)}: files not formatted (run `ruff format {' '.join(LINTED)}`):\n"
             f"{done.stdout}{done.stderr}",
             pytrace=False,
         )

@@ -81,7 +81,10 @@ def read_state(folder: str) -> SavedState | None:
     # Our own trials wrote this file; the state may hold any picklable object (not only tensors).
     raw = torch.load(path, weights_only=False, map_location="cpu")
     return SavedState(
-        step=int(raw["step"]), trial_number=int(raw["trial_number"]), metrics=dict(raw.get("metrics") or {}), state=dict(raw["state"])
+        step=int(raw["step"]),
+        trial_number=int(raw["trial_number"]),
+        metrics=dict(raw.get("metrics") or {}),
+        state=dict(raw["state"]),
     )
 
 

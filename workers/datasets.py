@@ -331,8 +331,7 @@ def _image_task(data: DataConfig) -> None:
 
 def _unknown_dataset(name: str, known: tuple[str, ...] | list[str], suffixes: tuple[str, ...]) -> DataError:
     return DataError(
-        f"unknown dataset {name!r}: use a bundled dataset ({', '.join(known)}) "
-        f"or a path to a {' or '.join(suffixes)} file"
+        f"unknown dataset {name!r}: use a bundled dataset ({', '.join(known)}) or a path to a {' or '.join(suffixes)} file"
     )
 
 
@@ -390,13 +389,9 @@ def _table_columns(path: str) -> list[str]:
 
 def _check_target(data: DataConfig, columns: list[str]) -> str:
     if not data.target:
-        raise DataError(
-            f"table {data.dataset!r} needs a target column: set trainer.target to one of {', '.join(columns)}"
-        )
+        raise DataError(f"table {data.dataset!r} needs a target column: set trainer.target to one of {', '.join(columns)}")
     if data.target not in columns:
-        raise DataError(
-            f"table {data.dataset!r} has no target column {data.target!r}; available columns: {', '.join(columns)}"
-        )
+        raise DataError(f"table {data.dataset!r} has no target column {data.target!r}; available columns: {', '.join(columns)}")
     return data.target
 
 
@@ -499,9 +494,7 @@ def _channels_first(path: str, images: np.ndarray) -> np.ndarray:
     elif images.ndim == 4 and images.shape[3] in (1, 3):
         images = images.transpose(0, 3, 1, 2)
     else:
-        raise DataError(
-            f"{path}: 'images' has shape {images.shape}; use (N, H, W), (N, C, H, W) or (N, H, W, C) with C 1 or 3"
-        )
+        raise DataError(f"{path}: 'images' has shape {images.shape}; use (N, H, W), (N, C, H, W) or (N, H, W, C) with C 1 or 3")
     try:
         return np.ascontiguousarray(images, dtype=np.float32)
     except (TypeError, ValueError):

@@ -54,7 +54,9 @@ def user_metrics(result: dict[str, Any]) -> dict[str, float]:
     return {
         key: float(value)
         for key, value in result.items()
-        if key not in _NOT_METRICS and isinstance(value, (int, float)) and not isinstance(value, bool)
+        if key not in _NOT_METRICS
+        and isinstance(value, (int, float))
+        and not isinstance(value, bool)
         and math.isfinite(float(value))
     }
 
@@ -251,7 +253,11 @@ class TrackingWriter:
             self._backlog.popleft()
             self.replayed += 1
             if not self._backlog and self.down_since is not None:
-                logger.warning("MLflow tracking server back after %.0f s; %d held writes replayed", time.monotonic() - self.down_since, self.replayed)
+                logger.warning(
+                    "MLflow tracking server back after %.0f s; %d held writes replayed",
+                    time.monotonic() - self.down_since,
+                    self.replayed,
+                )
                 self.down_since = None
         return True
 
@@ -360,7 +366,13 @@ class JobCallback(Callback):
         # Tune pickles its callbacks with the experiment state; the MLflow client and the
         # progress bar hold locks and belong to this driver process only.
         return {
-            **self.__dict__, "tracker": None, "trial_runs": None, "progress": None, "control": None, "writer": None, "_trials": {},
+            **self.__dict__,
+            "tracker": None,
+            "trial_runs": None,
+            "progress": None,
+            "control": None,
+            "writer": None,
+            "_trials": {},
         }
 
     def error_reason(self, trial_id: str) -> str | None:
@@ -388,7 +400,10 @@ class JobCallback(Callback):
             self.writer.submit(runs.reopen_trial, record.run_ref, {"automl.ray_trial_id": trial.trial_id})
         else:
             record.run_ref = self.writer.submit(
-                runs.create_trial_run, record.number, {"automl.ray_trial_id": trial.trial_id}, replay=runs.find_or_create_trial_run
+                runs.create_trial_run,
+                record.number,
+                {"automl.ray_trial_id": trial.trial_id},
+                replay=runs.find_or_create_trial_run,
             )
             self.update_run(record, RunUpdate(params=params))
 
@@ -442,9 +457,7 @@ class JobCallback(Callback):
         if record is None or record.outcome is not None:
             return
         error_text = read_text(trial.error_file) if error else None
-        outcome = self.searcher.outcomes.get(trial.trial_id) or trial_outcome(
-            trial.last_result, self.metric, error=error
-        )
+        outcome = self.searcher.outcomes.get(trial.trial_id) or trial_outcome(trial.last_result, self.metric, error=error)
         if error:
             reason = self.timed_out.get(trial.trial_id) or trace_tail(error_text) or outcome.reason
             outcome = TrialOutcome(TrialState.FAIL, None, reason)
@@ -498,7 +511,8 @@ class JobCallback(Callback):
         holding = self.writer.holding
         if holding and self.control is not None:
             self.control.on_event(
-                "tracking_waiting", f"the MLflow tracking server is unreachable; {holding} tracking writes wait for it "
+                "tracking_waiting",
+                f"the MLflow tracking server is unreachable; {holding} tracking writes wait for it "
                 f"(up to {self.tracking_grace_s:g} s more)",
             )
         self.writer.flush(wait_s=self.tracking_grace_s)
@@ -511,7 +525,8 @@ class JobCallback(Callback):
                 )
             elif self.writer.replayed:
                 self.control.on_event(
-                    "tracking_caught_up", f"the MLflow tracking server was unreachable for a while; {self.writer.replayed} held writes were replayed"
+                    "tracking_caught_up",
+                    f"the MLflow tracking server was unreachable for a while; {self.writer.replayed} held writes were replayed",
                 )
 
     def shutdown(self) -> None:

@@ -17,6 +17,7 @@ from automl.errors import AutomlError, SpecError
 if TYPE_CHECKING:
     from automl.spec import JobSpec
 
+
 def default_concurrency(spec: JobSpec) -> int:
     import ray
 

@@ -38,8 +38,10 @@ class PhaseClock:
 
     def line(self) -> str:
         """One line for the job's events, e.g. ``ray 0.0 s, stores 0.1 s, trials 3.0 s (...); 4.6 s in all``."""
-        parts = [f"{name} {seconds:.1f} s" + (f" ({self.notes[name]})" if name in self.notes else "")
-                 for name, seconds in self.seconds.items()]
+        parts = [
+            f"{name} {seconds:.1f} s" + (f" ({self.notes[name]})" if name in self.notes else "")
+            for name, seconds in self.seconds.items()
+        ]
         return f"{', '.join(parts)}; {self.total_s:.1f} s in all"
 
 

@@ -165,7 +165,11 @@ def plan_to_json(plan: SearchPlan) -> str:
         "metrics": list(plan.metrics),
         "modes": list(plan.modes),
         "trial": {
-            **{f.name: getattr(trial, f.name) for f in dataclasses.fields(trial) if f.name not in ("objective", "data", "metrics")},
+            **{
+                f.name: getattr(trial, f.name)
+                for f in dataclasses.fields(trial)
+                if f.name not in ("objective", "data", "metrics")
+            },
             "metrics": list(trial.metrics),
             "data": dataclasses.asdict(trial.data) if trial.data is not None else None,
             "import_paths": list(trial.import_paths),
@@ -202,7 +206,9 @@ def plan_from_json(text: str, *, base_dir: Path | None = None) -> SearchPlan | N
         objective=objective,
         import_paths=import_paths,
     )
-    return SearchPlan(spec, SearchSpace.model_validate(record["space"]), tuple(record["metrics"]), tuple(record["modes"]), trial_plan)
+    return SearchPlan(
+        spec, SearchSpace.model_validate(record["space"]), tuple(record["metrics"]), tuple(record["modes"]), trial_plan
+    )
 
 
 def _check_sampler(spec: JobSpec, space: Any, n_objectives: int) -> None:
@@ -236,7 +242,9 @@ def _check_warm_start(spec: JobSpec, space: Any) -> None:
         missing = sorted(set(distributions) - set(config))
         unknown = sorted(set(config) - set(distributions))
         if missing or unknown:
-            raise SpecError(f"{field}: needs exactly the space's parameters (missing: {missing or 'none'}, unknown: {unknown or 'none'})")
+            raise SpecError(
+                f"{field}: needs exactly the space's parameters (missing: {missing or 'none'}, unknown: {unknown or 'none'})"
+            )
         for name, value in config.items():
             dist = distributions[name]
             try:

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+
 def run_search(
     plan: SearchPlan,
     *,
@@ -155,7 +156,9 @@ def _run(
         if remote is not None:
             remote.send("open_study", settings.storage_url, study_name)
             searcher.write_behind(remote)
-            remote.send("open_tracking", settings.tracking_uri, settings.artifact_root, tracker.experiment_id, tracker.parent_run_id)
+            remote.send(
+                "open_tracking", settings.tracking_uri, settings.artifact_root, tracker.experiment_id, tracker.parent_run_id
+            )
             trial_runs = RemoteTrialRuns(remote)
         complete = [t.values[0] for t in finished if from_optuna(t.state) == TrialState.COMPLETE and t.values]
         callback = JobCallback(
@@ -198,10 +201,12 @@ def _run(
         reason = control.stop_reason() if control is not None else None
         if reason is not None:
             status = MlflowStatus.KILLED if reason == StopReason.CANCEL else MlflowStatus.RUNNING
-            return _with_phases(summarize(plan, settings, study_name, searcher.study, callback, tracker, log_model=False),
-                                phases, control)
-        result = _with_phases(summarize(plan, settings, study_name, searcher.study, callback, tracker, log_model=True),
-                              phases, control)
+            return _with_phases(
+                summarize(plan, settings, study_name, searcher.study, callback, tracker, log_model=False), phases, control
+            )
+        result = _with_phases(
+            summarize(plan, settings, study_name, searcher.study, callback, tracker, log_model=True), phases, control
+        )
         status = MlflowStatus.FINISHED
         return result
     except KeyboardInterrupt:
@@ -266,7 +271,9 @@ def _tuner(
         run_config=tune.RunConfig(
             name=f"{study_name}-{uuid.uuid4().hex[:6]}",
             storage_path=str(settings.ray_results),
-            callbacks=[callback, TrialTimeout(callback, spec.budget.trial_timeout_s)] if spec.budget.trial_timeout_s else [callback],
+            callbacks=[callback, TrialTimeout(callback, spec.budget.trial_timeout_s)]
+            if spec.budget.trial_timeout_s
+            else [callback],
             stop=JobStopper(callback, control),
             verbose=0,
             failure_config=tune.FailureConfig(max_failures=spec.max_retries),

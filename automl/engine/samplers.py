@@ -69,10 +69,7 @@ def startup_note(name: str, request: SamplerRequest) -> str | None:
         return f"sampler {name}: all {request.budget} trials are random start-up draws (n_startup_trials {n}: {source})"
     counted = "have finished" if STARTUP_COUNTS[name] == "finished" else "have completed (trials stopped early do not count)"
     of = f" of {request.budget}" if request.budget is not None else ""
-    return (
-        f"sampler {name}: the first {n}{of} trials are random start-up draws ({source}); "
-        f"its model proposes once {n} {counted}"
-    )
+    return f"sampler {name}: the first {n}{of} trials are random start-up draws ({source}); its model proposes once {n} {counted}"
 
 
 def _tpe(req: SamplerRequest) -> BaseSampler:
@@ -98,7 +95,9 @@ def _cmaes(req: SamplerRequest) -> BaseSampler:
     from optuna.samplers import CmaEsSampler, RandomSampler
 
     # CMA-ES handles numbers only; categorical parameters are sampled at random beside it.
-    return CmaEsSampler(seed=req.seed, **{"independent_sampler": RandomSampler(seed=req.seed), "warn_independent_sampling": False, **req.options})
+    return CmaEsSampler(
+        seed=req.seed, **{"independent_sampler": RandomSampler(seed=req.seed), "warn_independent_sampling": False, **req.options}
+    )
 
 
 def _qmc(req: SamplerRequest) -> BaseSampler:
@@ -154,11 +153,11 @@ def grid_points(space: SearchSpace) -> dict[str, list[Any]]:
             points[name] = list(param.choices)
         elif isinstance(param, FloatParam):
             if param.step is None:
-                raise ValueError(
-                    f"the grid sampler cannot enumerate space.params.{name}: give it a step, or make it categorical"
-                )
+                raise ValueError(f"the grid sampler cannot enumerate space.params.{name}: give it a step, or make it categorical")
             count = round((param.high - param.low) / param.step) + 1
-            points[name] = [round(param.low + i * param.step, 12) for i in range(count) if param.low + i * param.step <= param.high + 1e-12]
+            points[name] = [
+                round(param.low + i * param.step, 12) for i in range(count) if param.low + i * param.step <= param.high + 1e-12
+            ]
         else:
             points[name] = list(range(param.low, param.high + 1, param.step))
     return points

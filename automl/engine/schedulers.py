@@ -75,7 +75,9 @@ def no_checkpoints(_request: SchedulerRequest, _limits: JobLimits) -> int:
     return 0
 
 
-def beside_search(scheduler: TrialScheduler, searcher: Any, _study_name: str, _callback: JobCallback, concurrency: int) -> TuneSetup:
+def beside_search(
+    scheduler: TrialScheduler, searcher: Any, _study_name: str, _callback: JobCallback, concurrency: int
+) -> TuneSetup:
     """The setup of a scheduler that stops trials beside the search: Tune runs the searcher itself."""
     return TuneSetup(searcher, scheduler, concurrency, 1)
 
@@ -94,7 +96,11 @@ def _asha(req: SchedulerRequest) -> TrialScheduler:
 
     defaults = {"reduction_factor": 2}
     return ASHAScheduler(
-        metric=req.metric, mode=req.mode, time_attr=TIME_ATTR, max_t=req.max_epochs, grace_period=req.grace_period,
+        metric=req.metric,
+        mode=req.mode,
+        time_attr=TIME_ATTR,
+        max_t=req.max_epochs,
+        grace_period=req.grace_period,
         **{**defaults, **req.options},
     )
 
@@ -106,7 +112,11 @@ def _hyperband(req: SchedulerRequest) -> TrialScheduler:
     # pauses trials and restarts them, which loses a function trial's progress without checkpoints.
     defaults = {"reduction_factor": 3, "brackets": 3}
     return AsyncHyperBandScheduler(
-        metric=req.metric, mode=req.mode, time_attr=TIME_ATTR, max_t=req.max_epochs, grace_period=req.grace_period,
+        metric=req.metric,
+        mode=req.mode,
+        time_attr=TIME_ATTR,
+        max_t=req.max_epochs,
+        grace_period=req.grace_period,
         **{**defaults, **req.options},
     )
 
@@ -127,8 +137,13 @@ def _pbt(req: SchedulerRequest) -> TrialScheduler:
     from automl.engine.pbt import build_pbt
 
     return build_pbt(
-        req.options, metric=req.metric, mode=req.mode, max_epochs=req.max_epochs, grace_period=req.grace_period,
-        space=req.space, mutable=req.mutable,
+        req.options,
+        metric=req.metric,
+        mode=req.mode,
+        max_epochs=req.max_epochs,
+        grace_period=req.grace_period,
+        space=req.space,
+        mutable=req.mutable,
     )
 
 
@@ -136,8 +151,13 @@ def _pbt_check(req: SchedulerRequest, limits: JobLimits) -> int:
     from automl.engine.pbt import check_pbt
 
     return check_pbt(
-        req.options, max_epochs=req.max_epochs, grace_period=req.grace_period, space=req.space, mutable=req.mutable,
-        trials=limits.trials, max_concurrent=limits.max_concurrent,
+        req.options,
+        max_epochs=req.max_epochs,
+        grace_period=req.grace_period,
+        space=req.space,
+        mutable=req.mutable,
+        trials=limits.trials,
+        max_concurrent=limits.max_concurrent,
     )
 
 

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from automl.engine.plan import SearchPlan
     from automl.spec import JobSpec
 
+
 def warm_start_configs(spec: JobSpec, storage: Any, plan: SearchPlan) -> list[dict[str, Any]]:
     """The configurations to evaluate first: the spec's own, then an earlier study's best trials."""
     configs = [dict(c) for c in spec.warm_start.configs]
@@ -78,9 +79,17 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
             # Two processes creating the schema of a new database at once: the loser's CREATE
             # TABLE finds the table made ("already exists") or its stamp of the schema version
             # finds the winner's (an IntegrityError); on the retry the schema is there.
-            storage = retrying(lambda: optuna.storages.RDBStorage(url, **kwargs), retryable=_lost_schema_race,
-                               window_s=10.0, first_pause_s=0.5, max_pause_s=0.5, max_attempts=3,
-                               what="a new study database's schema", logger=logger, level=logging.INFO)
+            storage = retrying(
+                lambda: optuna.storages.RDBStorage(url, **kwargs),
+                retryable=_lost_schema_race,
+                window_s=10.0,
+                first_pause_s=0.5,
+                max_pause_s=0.5,
+                max_attempts=3,
+                what="a new study database's schema",
+                logger=logger,
+                level=logging.INFO,
+            )
         except Exception as exc:
             raise AutomlError(f"cannot open the Optuna storage {redact_url(url)}: {exc}") from exc
         if url.startswith("sqlite"):
@@ -97,5 +106,3 @@ def _lost_schema_race(exc: BaseException) -> bool:
     from sqlalchemy.exc import IntegrityError
 
     return any(isinstance(e, IntegrityError) or "already exists" in str(e) for e in exception_chain(exc))
-
-

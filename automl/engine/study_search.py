@@ -257,9 +257,7 @@ class StudySearch(OptunaSearch):
         if outcome.state == TrialState.COMPLETE:
             values = list(outcome.values or ()) if isinstance(self.metric, list) else outcome.value
         assert self._working is not None
-        self._working.tell(
-            ot_trial, values, state, {FAIL_REASON_ATTR: outcome.reason[:2000]} if outcome.reason else None
-        )
+        self._working.tell(ot_trial, values, state, {FAIL_REASON_ATTR: outcome.reason[:2000]} if outcome.reason else None)
         self.outcomes[trial_id] = outcome
         self._completed_trials.add(trial_id)
 

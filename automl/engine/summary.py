@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from automl.engine.plan import SearchPlan
     from automl.spec import JobSpec
 
+
 def summarize(
     plan: SearchPlan,
     settings: Settings,
@@ -69,7 +70,10 @@ def summarize(
         counts[t.state] = counts.get(t.state, 0) + 1
     summary_metrics: dict[str, float] = {f"trials_{state.lower()}": n for state, n in counts.items()}
     summary_params: dict[str, Any] = {}
-    summary_tags = {"automl.state": JobState.SUCCEEDED if best is not None else JobState.FAILED, "automl.trials": str(len(trials))}
+    summary_tags = {
+        "automl.state": JobState.SUCCEEDED if best is not None else JobState.FAILED,
+        "automl.trials": str(len(trials)),
+    }
     if best is not None:
         summary_metrics[f"best_{plan.metric}"] = primary_value(best)
         summary_params = {f"best.{k}": v for k, v in best.params.items()}
@@ -84,7 +88,15 @@ def summarize(
     if log_model:
         callback.safely(tracker.log_figure_json, "job/trials.json", [t.__dict__ for t in trials])
         if pareto:
-            front = [{"trial": t.number, "run_id": t.run_id, "params": t.params, **dict(zip(plan.metrics, t.values or (), strict=False))} for t in pareto]
+            front = [
+                {
+                    "trial": t.number,
+                    "run_id": t.run_id,
+                    "params": t.params,
+                    **dict(zip(plan.metrics, t.values or (), strict=False)),
+                }
+                for t in pareto
+            ]
             callback.safely(tracker.log_figure_json, "job/pareto_front.json", front)
         callback.safely(
             tracker.finish_job,
@@ -135,9 +147,7 @@ def _log_best_model(spec: JobSpec, tracker: Any, record: Any, callback: JobCallb
     shape = info.get("input_shape")
     example = np.zeros((2, *shape), dtype=np.float32) if shape else None
     name = spec.registered_model_name if spec.tracking.register_model else None
-    return callback.safely(
-        tracker.log_model, record.run_id, model, registered_name=name, input_example=example, metadata=info
-    )
+    return callback.safely(tracker.log_model, record.run_id, model, registered_name=name, input_example=example, metadata=info)
 
 
 def job_params(plan: SearchPlan) -> dict[str, Any]:

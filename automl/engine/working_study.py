@@ -50,8 +50,15 @@ class TrialWrites(Protocol):
 
 def durably(call: Callable[..., T], *args: Any) -> T:
     """Run one durable write, retrying transient database errors with backoff for up to RETRY_S."""
-    return retrying(lambda: call(*args), retryable=is_transient, window_s=RETRY_S, first_pause_s=0.2, max_pause_s=5.0,
-                    what="the study's database", logger=logger)
+    return retrying(
+        lambda: call(*args),
+        retryable=is_transient,
+        window_s=RETRY_S,
+        first_pause_s=0.2,
+        max_pause_s=5.0,
+        what="the study's database",
+        logger=logger,
+    )
 
 
 class StudyDiverged(AutomlError):

@@ -307,8 +307,6 @@ def _sendable(exc: BaseException) -> BaseException:
         return RemoteError(f"{type(exc).__name__}: {exc}")
 
 
-
-
 class RemoteTrialRuns:
     """The :class:`~automl.tracking.TrialRuns` writes of :class:`~automl.tracking.MlflowTracker`, made by the
     writer process (each call waits for its answer: it runs on the driver's tracking thread)."""

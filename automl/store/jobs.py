@@ -164,9 +164,16 @@ class JobStore:
         """Run ``work``, retrying with backoff (0.1 s doubling to 2 s) while the database is briefly
         locked or restarting, for up to ``window_s`` seconds; then raise :class:`StoreUnavailable`."""
         try:
-            return retrying(work, retryable=lambda exc: isinstance(exc, DBAPIError) and is_transient(exc),
-                            window_s=window_s, first_pause_s=0.1, max_pause_s=2.0, what="the job store",
-                            logger=logger, level=logging.INFO)
+            return retrying(
+                work,
+                retryable=lambda exc: isinstance(exc, DBAPIError) and is_transient(exc),
+                window_s=window_s,
+                first_pause_s=0.1,
+                max_pause_s=2.0,
+                what="the job store",
+                logger=logger,
+                level=logging.INFO,
+            )
         except DBAPIError as exc:
             raise StoreUnavailable(f"the job database {self.url} is unavailable: {_short(exc)}") from exc
 
@@ -303,7 +310,7 @@ class JobStore:
                     started_at=func.coalesce(Job.started_at, now),
                     updated_at=now,
                     version=Job.version + 1,
-                )
+                ),
             )
             if won != 1:
                 return None
@@ -325,7 +332,7 @@ class JobStore:
                         session,
                         update(Job)
                         .where(Job.id == job_id, Job.runner_id == runner_id, Job.state == JobState.RUNNING)
-                        .values(lease_expires_at=now + timedelta(seconds=lease_s), updated_at=now)
+                        .values(lease_expires_at=now + timedelta(seconds=lease_s), updated_at=now),
                     )
                     == 1
                 )
@@ -366,14 +373,20 @@ class JobStore:
         if state not in FINAL_JOB_STATES:
             raise ValueError(f"not a final state: {state!r}")
         return self._transition(
-            job_id, runner_id, kind=state, message=message,
+            job_id,
+            runner_id,
+            kind=state,
+            message=message,
             values={"state": state, "finished_at": utcnow(), "lease_expires_at": None, "error": error},
         )
 
     def release(self, job_id: str, runner_id: str, *, message: str) -> bool:
         """Put a held job back in the queue (its runner is stopping); the next runner resumes it."""
         return self._transition(
-            job_id, runner_id, kind="released", message=message,
+            job_id,
+            runner_id,
+            kind="released",
+            message=message,
             values={"state": JobState.QUEUED, "runner_id": None, "lease_expires_at": None},
         )
 
@@ -385,7 +398,7 @@ class JobStore:
                     session,
                     update(Job)
                     .where(Job.id == job_id, Job.runner_id == runner_id, Job.state == JobState.RUNNING)
-                    .values(updated_at=now, version=Job.version + 1, **values)
+                    .values(updated_at=now, version=Job.version + 1, **values),
                 )
                 if moved == 1:
                     session.add(JobEvent(job_id=job_id, at=now, kind=kind, message=message[:4000], runner_id=runner_id))
@@ -410,7 +423,7 @@ class JobStore:
                         session,
                         update(Job)
                         .where(Job.id == job.id, Job.state == JobState.QUEUED)
-                        .values(state=JobState.CANCELLED, finished_at=now, updated_at=now, version=Job.version + 1)
+                        .values(state=JobState.CANCELLED, finished_at=now, updated_at=now, version=Job.version + 1),
                     )
                     if moved == 1:
                         session.add(JobEvent(job_id=job.id, at=now, kind=JobState.CANCELLED, message="cancelled while queued"))
@@ -419,7 +432,7 @@ class JobStore:
                     session,
                     update(Job)
                     .where(Job.id == job.id, Job.state.in_((JobState.QUEUED, JobState.RUNNING)))
-                    .values(cancel_requested=True, updated_at=now)
+                    .values(cancel_requested=True, updated_at=now),
                 )
                 current = session.get_one(Job, job.id)
                 if moved != 1:

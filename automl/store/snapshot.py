@@ -111,7 +111,10 @@ class SnapshotBuilder:
         if trial.state != TrialState.COMPLETE or trial.value is None:
             return
         entry = TrialSummary(
-            number=trial.number, state=TrialState.COMPLETE, value=trial.value, params=dict(trial.params),
+            number=trial.number,
+            state=TrialState.COMPLETE,
+            value=trial.value,
+            params=dict(trial.params),
             values=tuple(trial.values) if trial.values else (trial.value,),
         )
         self._top.append(entry)
@@ -140,6 +143,9 @@ def _trial_json(trial: TrialSummary) -> dict[str, Any]:
 def _trial_from_json(data: dict[str, Any]) -> TrialSummary:
     values = tuple(float(v) for v in data.get("values") or ())
     return TrialSummary(
-        number=int(data["number"]), state=TrialState.COMPLETE, value=data.get("value"), params=dict(data.get("params") or {}),
+        number=int(data["number"]),
+        state=TrialState.COMPLETE,
+        value=data.get("value"),
+        params=dict(data.get("params") or {}),
         values=values or None,
     )

@@ -109,8 +109,15 @@ def test_asha_stops_poor_trials_and_the_study_says_pruned(automl_home: Path, ray
             ctx.report(loss=params["x"] * 10 + 1.0 / step, step=step)
 
     result = automl.search(
-        slope, {"x": {"type": "float", "low": 0, "high": 1}}, n_trials=12, max_steps=8, metric="loss",
-        name="pruning", sampler="random", max_concurrent=1, seed=5,
+        slope,
+        {"x": {"type": "float", "low": 0, "high": 1}},
+        n_trials=12,
+        max_steps=8,
+        metric="loss",
+        name="pruning",
+        sampler="random",
+        max_concurrent=1,
+        seed=5,
     )
     states = result.state_counts
     assert states.get("PRUNED", 0) >= 1 and states.get("COMPLETE", 0) >= 1, states
@@ -131,7 +138,9 @@ def test_bad_arguments_name_the_field(automl_home: Path) -> None:
     with pytest.raises(SpecError, match=r"budget\.trial_timeout_s"):
         automl.search(bowl, {"x": {"type": "float", "low": 0, "high": 1}}, trial_timeout_s=-1)
     with pytest.raises(SpecError, match="perturbation_interval"):
-        automl.search(bowl, {"x": {"type": "float", "low": 0, "high": 1}}, scheduler="pbt", scheduler_options={"perturbation_interval": 0})
+        automl.search(
+            bowl, {"x": {"type": "float", "low": 0, "high": 1}}, scheduler="pbt", scheduler_options={"perturbation_interval": 0}
+        )
     assert not automl_home.exists()
 
 

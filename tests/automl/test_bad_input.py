@@ -84,10 +84,25 @@ WRONG_SPECS: list[tuple[str, Any, str, str]] = [
     ("python tag", "name: !!python/object/apply:os.system ['true']\n", "", "could not determine a constructor"),
     # sampler, scheduler, budget, resources
     ("unknown sampler", iris(sampler={"name": "tpee"}), "sampler.name", "unknown sampler 'tpee' (known: tpe"),
-    ("sampler option it refuses", iris(sampler={"name": "tpe", "options": {"nope": 1}}), "sampler", "does not accept these options"),
-    ("sampler option of the wrong type", iris(sampler={"name": "tpe", "options": {"n_startup_trials": "ten"}}), "sampler.options", "cannot sample with them"),
+    (
+        "sampler option it refuses",
+        iris(sampler={"name": "tpe", "options": {"nope": 1}}),
+        "sampler",
+        "does not accept these options",
+    ),
+    (
+        "sampler option of the wrong type",
+        iris(sampler={"name": "tpe", "options": {"n_startup_trials": "ten"}}),
+        "sampler.options",
+        "cannot sample with them",
+    ),
     ("unknown scheduler", iris(scheduler={"name": "ashaa"}), "scheduler.name", "unknown scheduler 'ashaa'"),
-    ("scheduler option it refuses", iris(scheduler={"name": "asha", "options": {"reduction_factor": -1}}), "scheduler.options", "refuses them"),
+    (
+        "scheduler option it refuses",
+        iris(scheduler={"name": "asha", "options": {"reduction_factor": -1}}),
+        "scheduler.options",
+        "refuses them",
+    ),
     ("negative budget", iris(budget__trials=-1), "budget.trials", "greater than or equal to 1"),
     ("zero epochs", iris(budget__max_epochs=0), "budget.max_epochs", "greater than or equal to 1"),
     ("nan target", iris(budget__target=float("nan")), "budget.target", "finite number"),
@@ -99,21 +114,76 @@ WRONG_SPECS: list[tuple[str, Any, str, str]] = [
     ("zero concurrency", iris(resources={"max_concurrent": 0}), "resources.max_concurrent", "greater than or equal to 1"),
     ("seed out of range", iris(seed=2**40), "seed", "less than 2147483648"),
     # search space
-    ("low >= high", space(learning_rate={"type": "float", "low": 1, "high": 1}), "space.params.learning_rate", "low (1.0) must be less than high"),
-    ("log scale with low <= 0", space(l1={"type": "float", "low": 0, "high": 1, "log": True}), "space.params.l1", "a log-scale range needs low > 0"),
-    ("empty categorical", space(batch_size={"type": "categorical", "choices": []}), "space.params.batch_size.choices", "must not be empty"),
-    ("choices equal to Optuna", space(batch_size={"type": "categorical", "choices": [1, 1.0]}), "space.params.batch_size.choices", "must not repeat"),
-    ("nan among choices", space(batch_size={"type": "categorical", "choices": [8, float("nan")]}), "space.params.batch_size.choices", "finite"),
-    ("batch size <= 0", space(batch_size={"type": "categorical", "choices": [0, 16]}), "space.params.batch_size", "batch_size must be > 0"),
-    ("batch size range reaching 0", space(batch_size={"type": "int", "low": 0, "high": 64}), "space.params.batch_size", "batch_size must be > 0"),
-    ("dropout reaching 1", space(dropout={"type": "float", "low": 0, "high": 1}), "space.params.dropout", "dropout must be in [0, 1)"),
-    ("step larger than the range", space(dropout={"type": "float", "low": 0, "high": 0.5, "step": 1}), "space.params.dropout", "step (1.0) must be at most"),
+    (
+        "low >= high",
+        space(learning_rate={"type": "float", "low": 1, "high": 1}),
+        "space.params.learning_rate",
+        "low (1.0) must be less than high",
+    ),
+    (
+        "log scale with low <= 0",
+        space(l1={"type": "float", "low": 0, "high": 1, "log": True}),
+        "space.params.l1",
+        "a log-scale range needs low > 0",
+    ),
+    (
+        "empty categorical",
+        space(batch_size={"type": "categorical", "choices": []}),
+        "space.params.batch_size.choices",
+        "must not be empty",
+    ),
+    (
+        "choices equal to Optuna",
+        space(batch_size={"type": "categorical", "choices": [1, 1.0]}),
+        "space.params.batch_size.choices",
+        "must not repeat",
+    ),
+    (
+        "nan among choices",
+        space(batch_size={"type": "categorical", "choices": [8, float("nan")]}),
+        "space.params.batch_size.choices",
+        "finite",
+    ),
+    (
+        "batch size <= 0",
+        space(batch_size={"type": "categorical", "choices": [0, 16]}),
+        "space.params.batch_size",
+        "batch_size must be > 0",
+    ),
+    (
+        "batch size range reaching 0",
+        space(batch_size={"type": "int", "low": 0, "high": 64}),
+        "space.params.batch_size",
+        "batch_size must be > 0",
+    ),
+    (
+        "dropout reaching 1",
+        space(dropout={"type": "float", "low": 0, "high": 1}),
+        "space.params.dropout",
+        "dropout must be in [0, 1)",
+    ),
+    (
+        "step larger than the range",
+        space(dropout={"type": "float", "low": 0, "high": 0.5, "step": 1}),
+        "space.params.dropout",
+        "step (1.0) must be at most",
+    ),
     ("int beyond 2**53", space(batch_size={"type": "int", "low": 1, "high": 2**60}), "space.params.batch_size", "2**53"),
     ("missing type", space(batch_size={"choices": [8]}), "space.params.batch_size", "needs a 'type'"),
-    ("parameter the trainer does not read", space(batchsize={"type": "categorical", "choices": [8]}), "space", "'batchsize' not read by trainer 'mlp'"),
+    (
+        "parameter the trainer does not read",
+        space(batchsize={"type": "categorical", "choices": [8]}),
+        "space",
+        "'batchsize' not read by trainer 'mlp'",
+    ),
     ("unknown preset", iris(space="nope"), "space", "unknown preset 'nope'"),
     ("preset name climbing out", iris(space=".."), "space", "unknown preset '..'"),
-    ("grid too large to list", custom(sampler={"name": "grid"}, space={"n": {"type": "int", "low": 0, "high": 2**40}}), "space", "more than 1,000,000 points"),
+    (
+        "grid too large to list",
+        custom(sampler={"name": "grid"}, space={"n": {"type": "int", "low": 0, "high": 2**40}}),
+        "space",
+        "more than 1,000,000 points",
+    ),
     ("warm start outside the space", custom(warm_start={"configs": [{"x": 5}]}), "warm_start.configs[0].x", "outside the space"),
     ("warm start value not a scalar", custom(warm_start={"configs": [{"x": [1]}]}), "warm_start.configs", "got list"),
     # data, metric, objective
@@ -121,27 +191,60 @@ WRONG_SPECS: list[tuple[str, Any, str, str]] = [
     ("unknown dataset", iris(trainer__dataset="mnist"), "trainer.dataset", "unknown dataset 'mnist'"),
     ("dataset file missing", iris(trainer__dataset="nowhere/data.csv"), "trainer.dataset", "does not exist"),
     ("dataset path with a NUL", iris(trainer__dataset="data\x00.csv"), "trainer.dataset", "control character"),
-    ("dataset under a home that does not exist", iris(trainer__dataset="~nobody_at_all/data.csv"), "trainer.dataset", "cannot use"),
-    ("infinite values in the table", iris(trainer={"name": "mlp", "dataset": "infinite.csv", "target": "label"}),
-     "trainer.dataset", "infinite.csv: 3 rows hold infinite values or numbers beyond float32's ±3.4e38 (column 'a': 3"),
-    ("a table of the target column alone", iris(trainer={"name": "mlp", "dataset": "labels_only.csv", "target": "label"}),
-     "trainer.dataset", "labels_only.csv: no feature column besides the target column 'label'"),
+    (
+        "dataset under a home that does not exist",
+        iris(trainer__dataset="~nobody_at_all/data.csv"),
+        "trainer.dataset",
+        "cannot use",
+    ),
+    (
+        "infinite values in the table",
+        iris(trainer={"name": "mlp", "dataset": "infinite.csv", "target": "label"}),
+        "trainer.dataset",
+        "infinite.csv: 3 rows hold infinite values or numbers beyond float32's ±3.4e38 (column 'a': 3",
+    ),
+    (
+        "a table of the target column alone",
+        iris(trainer={"name": "mlp", "dataset": "labels_only.csv", "target": "label"}),
+        "trainer.dataset",
+        "labels_only.csv: no feature column besides the target column 'label'",
+    ),
     ("metric the trainer does not report", iris(metric="val_f1"), "metric", "trainer 'mlp' reports"),
     ("metric name MLflow cannot take", custom(metric="loss!"), "metric", "not a usable metric name"),
     ("wrong mode", iris(mode="maximize"), "mode", "Input should be 'min' or 'max'"),
-    ("objective that cannot be imported", custom(objective="no_such_module_xyz:fn"), "objective", "cannot import module 'no_such_module_xyz'"),
+    (
+        "objective that cannot be imported",
+        custom(objective="no_such_module_xyz:fn"),
+        "objective",
+        "cannot import module 'no_such_module_xyz'",
+    ),
     ("objective attribute missing", custom(objective="good_objective:nothing"), "objective", "has no attribute 'nothing'"),
     ("objective that exits on import", custom(objective="exiting_objective:fn"), "objective", "SystemExit"),
-    ("objective not a reference", custom(objective="good_objective.objective"), "objective", "must look like package.module:function"),
+    (
+        "objective not a reference",
+        custom(objective="good_objective.objective"),
+        "objective",
+        "must look like package.module:function",
+    ),
     # names that would become paths or MLflow names
     ("path traversal in the name", iris(name="../../etc/passwd"), "name", "is not a valid name"),
     ("slash in the name", iris(name="team/job"), "name", "is not a valid name"),
     ("dot-dot inside the name", iris(name="a..b"), "name", "without '..'"),
     ("newline after the name", iris(name="job\n"), "name", "is not a valid name"),
     ("markup in the name", iris(name="[/x]"), "name", "'[/x]' is not a valid name"),
-    ("path traversal in the experiment", iris(tracking={"experiment": "../../mlruns"}), "tracking.experiment", "is not a valid name"),
+    (
+        "path traversal in the experiment",
+        iris(tracking={"experiment": "../../mlruns"}),
+        "tracking.experiment",
+        "is not a valid name",
+    ),
     ("slash in the model name", iris(tracking={"model_name": "a/b"}), "tracking.model_name", "is not a valid name"),
-    ("a password in the tracking URI", iris(tracking={"tracking_uri": "postgresql://u:hunter2@db/mlflow"}), "tracking.tracking_uri", "holds a password"),
+    (
+        "a password in the tracking URI",
+        iris(tracking={"tracking_uri": "postgresql://u:hunter2@db/mlflow"}),
+        "tracking.tracking_uri",
+        "holds a password",
+    ),
 ]
 
 
@@ -227,8 +330,13 @@ def test_paths_outside_the_spec_folder_are_legitimate(tmp_path: Path, automl_hom
     (data_dir / "space.yaml").write_text("params:\n  learning_rate: {type: float, low: 1.0e-3, high: 1.0e-1, log: true}\n")
     spec_dir = tmp_path / "jobs" / "team"
     spec_dir.mkdir(parents=True)
-    job = _write(spec_dir, iris(trainer={"name": "mlp", "dataset": "../../shared/data/table.csv", "target": "label"},
-                                space=str(data_dir / "space.yaml")))
+    job = _write(
+        spec_dir,
+        iris(
+            trainer={"name": "mlp", "dataset": "../../shared/data/table.csv", "target": "label"},
+            space=str(data_dir / "space.yaml"),
+        ),
+    )
     spec = load_spec(job)
     assert spec.trainer is not None and spec.trainer.dataset == "../../shared/data/table.csv"
 

@@ -35,7 +35,10 @@ def test_unreachable_ray_cluster_queues_nothing(automl_home: Path) -> None:
     env = {**os.environ, "AUTOML_HOME": str(automl_home)}
     result = subprocess.run(
         [sys.executable, "-m", "automl.cli", "run", EXAMPLE, "--ray-address", "127.0.0.1:1"],
-        env=env, capture_output=True, text=True, timeout=120,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == EXIT_FAILED
     assert "cannot reach the Ray cluster at 127.0.0.1:1" in _one_line(result.stderr)
@@ -74,8 +77,16 @@ def _iris_spec(folder: Path, **changes: object) -> Path:
     """A small iris job file in ``folder``, with ``changes`` on top."""
     import yaml
 
-    spec = {"name": "iris-small", "trainer": {"name": "mlp", "dataset": "iris"}, "space": "mlp-small",
-            "metric": "val_accuracy", "mode": "max", "budget": {"trials": 2, "max_epochs": 1}, "seed": 3, **changes}
+    spec = {
+        "name": "iris-small",
+        "trainer": {"name": "mlp", "dataset": "iris"},
+        "space": "mlp-small",
+        "metric": "val_accuracy",
+        "mode": "max",
+        "budget": {"trials": 2, "max_epochs": 1},
+        "seed": 3,
+        **changes,
+    }
     path = folder / f"job-{len(list(folder.glob('job-*.yaml')))}.yaml"
     path.write_text(yaml.safe_dump(spec))
     return path

@@ -70,8 +70,11 @@ def test_cli_run_spreads_trials_over_a_two_node_cluster(tmp_path: Path, ray_clus
         )
     )
     home = tmp_path / "automl-home"
-    base = {k: v for k, v in os.environ.items()
-            if k not in ("MLFLOW_TRACKING_URI", "AUTOML_DB_URL", "AUTOML_STORAGE_URL", "AUTOML_SPACES_PATH")}
+    base = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("MLFLOW_TRACKING_URI", "AUTOML_DB_URL", "AUTOML_STORAGE_URL", "AUTOML_SPACES_PATH")
+    }
     base["AUTOML_HOME"] = str(home)
     env = ray_cluster.driver_env(base)
     assert env["RAY_ADDRESS"] == ray_cluster.address

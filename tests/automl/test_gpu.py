@@ -25,8 +25,13 @@ def on_device(params: dict, ctx: TrialContext) -> float:
 
 def test_fractional_gpu_trials_run_on_cuda(automl_home: Path, ray_session: None) -> None:
     result = automl.search(
-        on_device, {"x": {"type": "float", "low": 0, "high": 1}}, n_trials=4, max_steps=1,
-        metric="on_cpu", gpus_per_trial=0.5, name="gpu-packing",
+        on_device,
+        {"x": {"type": "float", "low": 0, "high": 1}},
+        n_trials=4,
+        max_steps=1,
+        metric="on_cpu",
+        gpus_per_trial=0.5,
+        name="gpu-packing",
     )
     assert result.state_counts == {"COMPLETE": 4}
     assert all(t.value == 0.0 for t in result.trials)
@@ -34,8 +39,13 @@ def test_fractional_gpu_trials_run_on_cuda(automl_home: Path, ray_session: None)
 
 def test_mlp_trainer_on_gpu(tmp_path: Path, automl_home: Path, ray_session: None) -> None:
     spec = automl.JobSpec.model_validate(
-        {"name": "gpu-mlp", "trainer": {"name": "mlp", "dataset": "wine"}, "space": "mlp-small",
-         "budget": {"trials": 2, "max_epochs": 3}, "resources": {"gpus_per_trial": 0.5}}
+        {
+            "name": "gpu-mlp",
+            "trainer": {"name": "mlp", "dataset": "wine"},
+            "space": "mlp-small",
+            "budget": {"trials": 2, "max_epochs": 3},
+            "resources": {"gpus_per_trial": 0.5},
+        }
     )
     result = automl.run_spec(spec)
     assert result.best_value is not None and result.best_value > 0.5

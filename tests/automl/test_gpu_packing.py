@@ -80,11 +80,19 @@ SHARES = ("1.0", "0.5")
 def packed_trials(tmp_path_factory: pytest.TempPathFactory) -> dict[float, list[dict]]:
     """Every share's 4 trials, as they logged themselves, from one subprocess and one Ray start."""
     root = tmp_path_factory.mktemp("gpu-packing")
-    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "MLFLOW_TRACKING_URI", "AUTOML_STORAGE_URL", "AUTOML_DB_URL")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("RAY_ADDRESS", "MLFLOW_TRACKING_URI", "AUTOML_STORAGE_URL", "AUTOML_DB_URL")
+    }
     env["AUTOML_HOME"] = str(root / "home")
     done = subprocess.run(
         [sys.executable, "-c", SCRIPT, str(root / "trials"), *SHARES],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=240,
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
     )
     assert done.returncode == 0, done.stderr[-4000:]
     counts = json.loads(done.stdout.strip().splitlines()[-1])

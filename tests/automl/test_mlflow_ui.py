@@ -83,11 +83,20 @@ def mlflow_ui(automl_home: Path, tmp_path: Path) -> Iterator[dict[str, Any]]:
     port = _free_port()
     log = (tmp_path / "mlflow-ui.log").open("w")
     command = [
-        sys.executable, "-m", "mlflow", "ui",
-        "--backend-store-uri", uri,
-        "--default-artifact-root", (automl_home / "artifacts").as_uri(),
-        "--host", "127.0.0.1", "--port", str(port),
-        "--workers", "1",  # one user: four workers only start four times slower
+        sys.executable,
+        "-m",
+        "mlflow",
+        "ui",
+        "--backend-store-uri",
+        uri,
+        "--default-artifact-root",
+        (automl_home / "artifacts").as_uri(),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "1",  # one user: four workers only start four times slower
     ]
     # The UI needs no background job runner (MLflow's GenAI jobs); it is a dozen processes less.
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}

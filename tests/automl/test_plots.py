@@ -43,7 +43,11 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
 def _tracker(store: tuple[str, str], experiment: str) -> MlflowTracker:
     tracker = MlflowTracker(store[0], artifact_root=store[1])
     tracker.start_job(
-        experiment=experiment, run_name=f"{experiment}-run", params={}, tags={"automl.kind": "job"}, artifacts={},
+        experiment=experiment,
+        run_name=f"{experiment}-run",
+        params={},
+        tags={"automl.kind": "job"},
+        artifacts={},
         description="What this job is for.",
     )
     return tracker
@@ -71,7 +75,13 @@ def _artifacts(tracker: MlflowTracker) -> list[str]:
 
 @pytest.mark.parametrize(
     ("reason", "complete", "expected"),
-    [(None, 0, False), (None, 1, True), (StopReason.CANCEL, 1, False), (StopReason.CANCEL, 2, True), (StopReason.RELEASE, 10, False)],
+    [
+        (None, 0, False),
+        (None, 1, True),
+        (StopReason.CANCEL, 1, False),
+        (StopReason.CANCEL, 2, True),
+        (StopReason.RELEASE, 10, False),
+    ],
 )
 def test_which_endings_are_plotted(reason: str | None, complete: int, expected: bool) -> None:
     assert should_plot(reason, complete) is expected

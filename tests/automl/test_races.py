@@ -186,9 +186,19 @@ def test_loading_the_best_model_leaves_the_environment_as_it_was(
     tracker.start_job(experiment="load", run_name="job", params={}, tags={}, artifacts={})
     logged = tracker.log_model(tracker.create_trial_run(0, {}), torch.nn.Linear(2, 1), registered_name=None)
     result = SearchResult(
-        job_name="load", study_name="load-1", storage_url="", metric="loss", mode="min", best_params=None,
-        best_value=None, best_trial_number=None, trials=(), experiment_id=tracker.experiment_id,
-        parent_run_id=tracker.parent_run_id, tracking_uri=uri, model_uri=logged.model_uri,
+        job_name="load",
+        study_name="load-1",
+        storage_url="",
+        metric="loss",
+        mode="min",
+        best_params=None,
+        best_value=None,
+        best_trial_number=None,
+        trials=(),
+        experiment_id=tracker.experiment_id,
+        parent_run_id=tracker.parent_run_id,
+        tracking_uri=uri,
+        model_uri=logged.model_uri,
     )
     assert isinstance(result.load_best_model(), torch.nn.Linear)
     assert "MLFLOW_TRACKING_URI" not in os.environ and "MLFLOW_REGISTRY_URI" not in os.environ

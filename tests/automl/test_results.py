@@ -24,7 +24,13 @@ def test_dominates_needs_as_good_everywhere_and_better_somewhere() -> None:
 
 
 def test_the_pareto_front_keeps_the_trade_offs_and_equal_trials() -> None:
-    trials = [trial(0, 1.0, 5.0), trial(1, 2.0, 2.0), trial(2, 3.0, 3.0), trial(3, 5.0, 1.0), trial(4, 2.0, 2.0),
-              trial(5, 0.1, 0.1, state="FAIL")]
+    trials = [
+        trial(0, 1.0, 5.0),
+        trial(1, 2.0, 2.0),
+        trial(2, 3.0, 3.0),
+        trial(3, 5.0, 1.0),
+        trial(4, 2.0, 2.0),
+        trial(5, 0.1, 0.1, state="FAIL"),
+    ]
     assert [t.number for t in pareto_front(trials, ["min", "min"])] == [0, 1, 3, 4]
     assert [t.number for t in pareto_front(trials, ["max", "max"])] == [0, 2, 3]

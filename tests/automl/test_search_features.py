@@ -53,8 +53,15 @@ def test_grid_refuses_a_continuous_parameter_before_writing(automl_home: Path) -
 @pytest.mark.parametrize("scheduler", ["asha", "hyperband", "median", "fifo"])
 def test_scheduler_runs_a_real_search(scheduler: str, automl_home: Path, ray_session: None) -> None:
     result = automl.search(
-        curve, {"x": {"type": "float", "low": 0, "high": 1}}, n_trials=8, max_steps=6, scheduler=scheduler,
-        name=f"sched-{scheduler}", sampler="random", max_concurrent=2, seed=4,
+        curve,
+        {"x": {"type": "float", "low": 0, "high": 1}},
+        n_trials=8,
+        max_steps=6,
+        scheduler=scheduler,
+        name=f"sched-{scheduler}",
+        sampler="random",
+        max_concurrent=2,
+        seed=4,
     )
     states = result.state_counts
     assert sum(states.values()) == 8 and set(states) <= {"COMPLETE", "PRUNED"}
@@ -65,9 +72,7 @@ def test_scheduler_runs_a_real_search(scheduler: str, automl_home: Path, ray_ses
 
 def test_warm_start_configurations_run_first(automl_home: Path, ray_session: None) -> None:
     configs = [{"x": 0.5, "y": -0.5}, {"x": -1.0, "y": 1.0}]
-    first = automl.search(
-        quadratic, SPACE, n_trials=5, max_steps=1, warm_start=configs, name="warm", max_concurrent=1, seed=1
-    )
+    first = automl.search(quadratic, SPACE, n_trials=5, max_steps=1, warm_start=configs, name="warm", max_concurrent=1, seed=1)
     by_number = sorted(first.trials, key=lambda t: t.number)
     assert [t.params for t in by_number[:2]] == configs
     assert first.best_value == pytest.approx(0.0) and first.best_params == configs[0]
@@ -88,7 +93,13 @@ def test_warm_start_outside_the_space_is_refused(automl_home: Path) -> None:
 
 def test_job_stops_at_its_target(automl_home: Path, ray_session: None) -> None:
     result = automl.search(
-        quadratic, SPACE, n_trials=30, max_steps=1, target=0.01, name="target", max_concurrent=1,
+        quadratic,
+        SPACE,
+        n_trials=30,
+        max_steps=1,
+        target=0.01,
+        name="target",
+        max_concurrent=1,
         warm_start=[{"x": 1.5, "y": 1.0}, {"x": 0.5, "y": -0.5}],
     )
     assert len(result.trials) < 30
@@ -97,8 +108,15 @@ def test_job_stops_at_its_target(automl_home: Path, ray_session: None) -> None:
 
 def test_job_stops_when_patience_runs_out(automl_home: Path, ray_session: None) -> None:
     result = automl.search(
-        quadratic, SPACE, n_trials=40, max_steps=1, patience=3, name="patience", max_concurrent=1,
-        warm_start=[{"x": 0.5, "y": -0.5}], seed=5,
+        quadratic,
+        SPACE,
+        n_trials=40,
+        max_steps=1,
+        patience=3,
+        name="patience",
+        max_concurrent=1,
+        warm_start=[{"x": 0.5, "y": -0.5}],
+        seed=5,
     )
     complete = [t for t in result.trials if t.state == "COMPLETE"]
     assert len(complete) <= 5, "the first trial is the optimum; three without a new best stop the job"
@@ -110,16 +128,21 @@ def two_objectives(params: dict) -> tuple[float, float]:
 
 def test_multi_objective_search_returns_the_pareto_front(automl_home: Path, ray_session: None) -> None:
     result = automl.search(
-        two_objectives, {"x": {"type": "float", "low": -1, "high": 2}}, n_trials=16, max_steps=1,
-        metric=["a", "b"], mode=["min", "min"], sampler="nsga2", name="pareto", seed=7,
+        two_objectives,
+        {"x": {"type": "float", "low": -1, "high": 2}},
+        n_trials=16,
+        max_steps=1,
+        metric=["a", "b"],
+        mode=["min", "min"],
+        sampler="nsga2",
+        name="pareto",
+        seed=7,
     )
     assert result.metrics == ("a", "b") and result.state_counts == {"COMPLETE": 16}
     front = {t.number for t in result.pareto_front}
 
     def dominated(t) -> bool:
-        return any(
-            o.values[0] <= t.values[0] and o.values[1] <= t.values[1] and o.values != t.values for o in result.trials
-        )
+        return any(o.values[0] <= t.values[0] and o.values[1] <= t.values[1] and o.values != t.values for o in result.trials)
 
     assert front == {t.number for t in result.trials if not dominated(t)}
     # Every trial with x in [0, 1] is on the front: nothing beats it on both objectives.
@@ -130,9 +153,17 @@ def test_multi_objective_search_returns_the_pareto_front(automl_home: Path, ray_
 
 def test_trainer_accuracy_against_model_size(tmp_path: Path, automl_home: Path, ray_session: None) -> None:
     spec = automl.JobSpec.model_validate(
-        {"name": "small-and-good", "trainer": {"name": "mlp", "dataset": "iris"}, "space": "mlp",
-         "metric": ["val_accuracy", "n_params"], "mode": ["max", "min"], "sampler": {"name": "nsga2"},
-         "scheduler": {"name": "fifo"}, "budget": {"trials": 6, "max_epochs": 2}, "seed": 1}
+        {
+            "name": "small-and-good",
+            "trainer": {"name": "mlp", "dataset": "iris"},
+            "space": "mlp",
+            "metric": ["val_accuracy", "n_params"],
+            "mode": ["max", "min"],
+            "sampler": {"name": "nsga2"},
+            "scheduler": {"name": "fifo"},
+            "budget": {"trials": 6, "max_epochs": 2},
+            "seed": 1,
+        }
     )
     result = automl.run_spec(spec)
     assert result.pareto_front and result.model_uri is not None
@@ -144,4 +175,6 @@ def test_trainer_accuracy_against_model_size(tmp_path: Path, automl_home: Path, 
 
 def test_single_objective_sampler_refuses_several_metrics(automl_home: Path) -> None:
     with pytest.raises(SpecError, match="sampler: sampler 'gp' optimises one objective"):
-        automl.search(two_objectives, {"x": {"type": "float", "low": 0, "high": 1}}, metric=["a", "b"], mode=["min", "min"], sampler="gp")
+        automl.search(
+            two_objectives, {"x": {"type": "float", "low": 0, "high": 1}}, metric=["a", "b"], mode=["min", "min"], sampler="gp"
+        )

@@ -33,13 +33,13 @@ USER = "automl_secret"
 # Unique per run, so a hit can only come from this test's URLs.
 PASSWORD = f"pw-{uuid.uuid4().hex[:16]}"
 
-OBJECTIVE = '''
+OBJECTIVE = """
 def objective(params, ctx):
     if params["x"] > 0.9:
         raise ValueError("x too large for this toy objective")
     for step in range(1, ctx.max_epochs + 1):
         ctx.report(loss=(params["x"] - 0.3) ** 2 + 1.0 / step, step=step)
-'''
+"""
 
 
 def _with_password(host_port_db: str, form: str, password: str = PASSWORD) -> str:
@@ -69,7 +69,10 @@ def passworded_urls(
         for name in names.values():
             cur.execute(sql.SQL("ALTER DATABASE {} OWNER TO {}").format(sql.Identifier(name), sql.Identifier(USER)))
     conn.close()
-    urls = {kind: _with_password(f"{postgres_server.host}:{postgres_server.port}/{name}", request.param) for kind, name in names.items()}
+    urls = {
+        kind: _with_password(f"{postgres_server.host}:{postgres_server.port}/{name}", request.param)
+        for kind, name in names.items()
+    }
     monkeypatch.setenv("AUTOML_DB_URL", urls["jobs"])
     monkeypatch.setenv("AUTOML_STORAGE_URL", urls["studies"])
     monkeypatch.setenv("MLFLOW_TRACKING_URI", urls["mlflow"])
@@ -114,17 +117,21 @@ def test_passwords_never_leave_the_urls(
     monkeypatch.chdir(tmp_path)
     (tmp_path / "secret_objective.py").write_text(OBJECTIVE)
     job_file = tmp_path / "job.yaml"
-    job_file.write_text(yaml.safe_dump({
-        "name": "secrets",
-        "objective": "secret_objective:objective",
-        "space": {"x": {"type": "float", "low": 0, "high": 1}},
-        "metric": "loss",
-        "mode": "min",
-        "scheduler": {"name": "fifo"},
-        "budget": {"trials": 3, "max_epochs": 2},
-        "resources": {"max_concurrent": 1},
-        "seed": 3,
-    }))
+    job_file.write_text(
+        yaml.safe_dump(
+            {
+                "name": "secrets",
+                "objective": "secret_objective:objective",
+                "space": {"x": {"type": "float", "low": 0, "high": 1}},
+                "metric": "loss",
+                "mode": "min",
+                "scheduler": {"name": "fifo"},
+                "budget": {"trials": 3, "max_epochs": 2},
+                "resources": {"max_concurrent": 1},
+                "seed": 3,
+            }
+        )
+    )
     runner = CliRunner()
     outputs: dict[str, str] = {}
 
@@ -247,10 +254,16 @@ def test_a_tracking_server_named_by_automl_ui_hides_its_password(automl_home: Pa
 @pytest.mark.parametrize("uri", ["postgresql://bob:s3cr3t@db/mlflow", "postgresql://bob@db/mlflow?password=s3cr3t"])
 def test_a_job_file_may_not_carry_a_password(tmp_path: Path, automl_home: Path, uri: str) -> None:
     job = tmp_path / "job.yaml"
-    job.write_text(yaml.safe_dump({
-        "name": "x", "trainer": {"name": "mlp", "dataset": "iris"}, "space": "mlp-small",
-        "tracking": {"tracking_uri": uri},
-    }))
+    job.write_text(
+        yaml.safe_dump(
+            {
+                "name": "x",
+                "trainer": {"name": "mlp", "dataset": "iris"},
+                "space": "mlp-small",
+                "tracking": {"tracking_uri": uri},
+            }
+        )
+    )
     result = CliRunner().invoke(app, ["validate", str(job)])
     assert result.exit_code == EXIT_INVALID
     assert "tracking.tracking_uri" in result.output and "MLFLOW_TRACKING_URI" in result.output
@@ -259,11 +272,23 @@ def test_a_job_file_may_not_carry_a_password(tmp_path: Path, automl_home: Path, 
 
 def test_spec_as_written_hides_a_password_given_in_code() -> None:
     # automl.search(tracking_uri=...) puts the URI in the spec; the copy logged to MLflow hides it.
-    spec = parse_spec({"name": "x", "trainer": {"name": "mlp", "dataset": "iris"}, "space": "mlp-small",
-                       "tracking": {"tracking_uri": "postgresql://bob:s3cr3t@db/mlflow"}})
+    spec = parse_spec(
+        {
+            "name": "x",
+            "trainer": {"name": "mlp", "dataset": "iris"},
+            "space": "mlp-small",
+            "tracking": {"tracking_uri": "postgresql://bob:s3cr3t@db/mlflow"},
+        }
+    )
     written = spec_to_yaml(spec)
     assert "s3cr3t" not in written and "postgresql://bob:***@db/mlflow" in written
-    spec = parse_spec({"name": "x", "trainer": {"name": "mlp", "dataset": "iris"}, "space": "mlp-small",
-                       "tracking": {"tracking_uri": "postgresql://bob@db/mlflow?password=s3cr3t"}})
+    spec = parse_spec(
+        {
+            "name": "x",
+            "trainer": {"name": "mlp", "dataset": "iris"},
+            "space": "mlp-small",
+            "tracking": {"tracking_uri": "postgresql://bob@db/mlflow?password=s3cr3t"},
+        }
+    )
     written = spec_to_yaml(spec)
     assert "s3cr3t" not in written and "postgresql://bob@db/mlflow?password=***" in written

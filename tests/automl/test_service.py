@@ -22,14 +22,14 @@ from automl.store.jobs import utcnow
 
 pytestmark = pytest.mark.slow
 
-SLOW_OBJECTIVE = '''
+SLOW_OBJECTIVE = """
 import time
 
 def objective(params, ctx):
     for step in range(1, ctx.max_epochs + 1):
         time.sleep(0.4)
         ctx.report(loss=(params["x"] - 0.3) ** 2 + 1.0 / step, step=step)
-'''
+"""
 
 
 class Service:
@@ -38,21 +38,33 @@ class Service:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.home = root / "home"
-        self.env = {k: v for k, v in os.environ.items() if k not in {"AUTOML_DB_URL", "AUTOML_STORAGE_URL", "MLFLOW_TRACKING_URI", "RAY_ADDRESS"}}
+        self.env = {
+            k: v
+            for k, v in os.environ.items()
+            if k not in {"AUTOML_DB_URL", "AUTOML_STORAGE_URL", "MLFLOW_TRACKING_URI", "RAY_ADDRESS"}
+        }
         self.env["AUTOML_HOME"] = str(self.home)
         self.workers: list[subprocess.Popen] = []
 
     def cli(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
         return subprocess.run(
-            [sys.executable, "-m", "automl.cli", *args], env=self.env, cwd=self.root,
-            capture_output=True, text=True, timeout=timeout,
+            [sys.executable, "-m", "automl.cli", *args],
+            env=self.env,
+            cwd=self.root,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
         )
 
     def worker(self, *args: str) -> subprocess.Popen:
         log = open(self.root / f"worker-{len(self.workers)}.log", "w")  # noqa: SIM115 - closed with the process
         process = subprocess.Popen(
             [sys.executable, "-m", "automl.cli", "worker", "--poll", "0.3", *args],
-            env=self.env, cwd=self.root, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            env=self.env,
+            cwd=self.root,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         self.workers.append(process)
         return process
@@ -146,8 +158,15 @@ def assert_exact_trials(service: Service, job_id: str, trials: int) -> None:
 def test_job_lifecycle_through_the_cli(service: Service) -> None:
     iris = service.job_file(
         "iris",
-        {"name": "iris-service", "trainer": {"name": "mlp", "dataset": "iris"}, "space": "mlp-small",
-         "metric": "val_accuracy", "mode": "max", "budget": {"trials": 4, "max_epochs": 3}, "seed": 2},
+        {
+            "name": "iris-service",
+            "trainer": {"name": "mlp", "dataset": "iris"},
+            "space": "mlp-small",
+            "metric": "val_accuracy",
+            "mode": "max",
+            "budget": {"trials": 4, "max_epochs": 3},
+            "seed": 2,
+        },
     )
     job_id = service.submit(iris)
     cancelled = service.submit(service.job_file("other", slow_job()))
@@ -254,13 +273,13 @@ def test_one_runner_runs_two_jobs_side_by_side(service: Service) -> None:
     assert claimed[1] < finished[0], "the second job started before the first ended"
 
 
-TWO_OBJECTIVES = '''
+TWO_OBJECTIVES = """
 def objective(params, ctx):
     if params["x"] > 1.6:
         raise RuntimeError("x is too large")
     for step in range(1, ctx.max_epochs + 1):
         ctx.report(a=(params["x"] - 0.5) ** 2 + 1.0 / step, b=abs(params["y"]) + params["x"] / step, step=step)
-'''
+"""
 
 
 def test_status_reads_a_snapshot_that_agrees_with_the_study(tmp_path: Path, automl_home: Path, ray_session: None) -> None:
@@ -287,11 +306,16 @@ def test_status_reads_a_snapshot_that_agrees_with_the_study(tmp_path: Path, auto
 
     (tmp_path / "two_objectives.py").write_text(TWO_OBJECTIVES)
     spec = {
-        "name": "snap", "objective": "two_objectives:objective",
+        "name": "snap",
+        "objective": "two_objectives:objective",
         "space": {"x": {"type": "float", "low": -1, "high": 2}, "y": {"type": "float", "low": -1, "high": 1}},
-        "metric": ["a", "b"], "mode": ["min", "min"], "sampler": {"name": "nsga2"},
-        "scheduler": {"name": "asha", "grace_period": 1}, "budget": {"trials": 10, "max_epochs": 2},
-        "resources": {"max_concurrent": 2}, "seed": 5,
+        "metric": ["a", "b"],
+        "mode": ["min", "min"],
+        "sampler": {"name": "nsga2"},
+        "scheduler": {"name": "asha", "grace_period": 1},
+        "budget": {"trials": 10, "max_epochs": 2},
+        "resources": {"max_concurrent": 2},
+        "seed": 5,
     }
     path = tmp_path / "snap.yaml"
     path.write_text(yaml.safe_dump(spec))
@@ -329,8 +353,14 @@ def test_status_reads_a_snapshot_that_agrees_with_the_study(tmp_path: Path, auto
         f"app(['status', {job.id!r}], standalone_mode=False)\n"
         "print('HEAVY', sorted(m for m in ('optuna', 'ray', 'torch', 'mlflow', 'alembic') if m in sys.modules))\n"
     )
-    env = {k: v for k, v in os.environ.items() if k not in {"AUTOML_DB_URL", "AUTOML_STORAGE_URL", "MLFLOW_TRACKING_URI", "RAY_ADDRESS"}}
-    plain = subprocess.run([sys.executable, "-c", probe], env={**env, "COLUMNS": "200"}, capture_output=True, text=True, timeout=120)
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in {"AUTOML_DB_URL", "AUTOML_STORAGE_URL", "MLFLOW_TRACKING_URI", "RAY_ADDRESS"}
+    }
+    plain = subprocess.run(
+        [sys.executable, "-c", probe], env={**env, "COLUMNS": "200"}, capture_output=True, text=True, timeout=120
+    )
     assert plain.returncode == 0, plain.stderr
     assert "10/10 finished" in plain.stdout and "Pareto front" in plain.stdout and "Top trials" in plain.stdout
     assert "HEAVY []" in plain.stdout
@@ -345,7 +375,11 @@ def test_a_runner_tracks_a_job_where_its_spec_says(tmp_path: Path, automl_home: 
 
     (tmp_path / "slow_objective.py").write_text(SLOW_OBJECTIVE)
     own = f"sqlite:///{tmp_path / 'team-mlflow.db'}"
-    spec = {**slow_job(trials=1), "budget": {"trials": 1, "max_epochs": 1}, "tracking": {"tracking_uri": own, "register_model": False}}
+    spec = {
+        **slow_job(trials=1),
+        "budget": {"trials": 1, "max_epochs": 1},
+        "tracking": {"tracking_uri": own, "register_model": False},
+    }
     path = tmp_path / "tracked.yaml"
     path.write_text(yaml.safe_dump(spec))
     settings = resolve_settings()
@@ -365,10 +399,10 @@ def test_a_runner_tracks_a_job_where_its_spec_says(tmp_path: Path, automl_home: 
     assert not (automl_home / "mlflow.db").exists(), "nothing tracked in the runner's own store"
 
 
-QUICK_OBJECTIVE = '''
+QUICK_OBJECTIVE = """
 def objective(params, ctx):
     ctx.report(loss=(params["x"] - 0.3) ** 2, step=1)
-'''
+"""
 
 
 def test_a_runner_runs_the_plan_checked_at_submit_and_plans_only_older_jobs(
@@ -391,11 +425,19 @@ def test_a_runner_runs_the_plan_checked_at_submit_and_plans_only_older_jobs(
     monkeypatch.setattr(plan_module, "check_spec", counted_check_spec)
     (tmp_path / "quick_objective.py").write_text(QUICK_OBJECTIVE)
     path = tmp_path / "quick.yaml"
-    path.write_text(yaml.safe_dump({
-        "name": "quick", "objective": "quick_objective:objective", "space": {"x": {"type": "float", "low": 0, "high": 1}},
-        "metric": "loss", "scheduler": {"name": "fifo"}, "budget": {"trials": 2, "max_epochs": 1},
-        "tracking": {"register_model": False},
-    }))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "name": "quick",
+                "objective": "quick_objective:objective",
+                "space": {"x": {"type": "float", "low": 0, "high": 1}},
+                "metric": "loss",
+                "scheduler": {"name": "fifo"},
+                "budget": {"trials": 2, "max_epochs": 1},
+                "tracking": {"register_model": False},
+            }
+        )
+    )
     settings = resolve_settings()
     store = open_job_store(settings)
     checked = check_job_file(path)

@@ -85,13 +85,80 @@ GRID_SPEC: dict[str, Any] = {
 }
 FUZZ_OBJECTIVE = "def objective(params, ctx):\n    ctx.report(loss=params['x'] ** 2, cost=params['n'])\n"
 
-ODD_NUMBERS = [math.nan, math.inf, -math.inf, -0.0, 0.0, 1e308, -1e308, 5e-324, 2**31, 2**53 + 1, 2**63, 10**30, -(10**30), -1, 0, 1, 0.5, 1.5]
+ODD_NUMBERS = [
+    math.nan,
+    math.inf,
+    -math.inf,
+    -0.0,
+    0.0,
+    1e308,
+    -1e308,
+    5e-324,
+    2**31,
+    2**53 + 1,
+    2**63,
+    10**30,
+    -(10**30),
+    -1,
+    0,
+    1,
+    0.5,
+    1.5,
+]
 ODD_TEXTS = [
-    "", " ", "..", "../../etc/passwd", "/etc/passwd", "a/../../b", "~nobody_here/x.csv", "x\x00y", "line\nbreak",
-    "tab\there", "a" * 5000, "a" * 300 + ".csv", "x\x00.csv", "/tmp/", "~nobody_here/space.yaml", "é", "名前", "💥", "[/x]", "[bold]x[/bold]", "{x}", "%s", "null", "true", "1e3", ".nan",
-    "mlp", "cnn", "iris", "digits", "tpe", "grid", "cmaes", "asha", "hyperband", "mlp-small", "float", "int",
-    "categorical", "min", "max", "val_accuracy", "loss", "data.csv", "data.npz", "os:getcwd", "no_such_mod:fn",
-    "fuzz_objective:objective", "fuzz_objective:nothing", "/tmp", "/tmp/", "-", "a:b:c",
+    "",
+    " ",
+    "..",
+    "../../etc/passwd",
+    "/etc/passwd",
+    "a/../../b",
+    "~nobody_here/x.csv",
+    "x\x00y",
+    "line\nbreak",
+    "tab\there",
+    "a" * 5000,
+    "a" * 300 + ".csv",
+    "x\x00.csv",
+    "/tmp/",
+    "~nobody_here/space.yaml",
+    "é",
+    "名前",
+    "💥",
+    "[/x]",
+    "[bold]x[/bold]",
+    "{x}",
+    "%s",
+    "null",
+    "true",
+    "1e3",
+    ".nan",
+    "mlp",
+    "cnn",
+    "iris",
+    "digits",
+    "tpe",
+    "grid",
+    "cmaes",
+    "asha",
+    "hyperband",
+    "mlp-small",
+    "float",
+    "int",
+    "categorical",
+    "min",
+    "max",
+    "val_accuracy",
+    "loss",
+    "data.csv",
+    "data.npz",
+    "os:getcwd",
+    "no_such_mod:fn",
+    "fuzz_objective:objective",
+    "fuzz_objective:nothing",
+    "/tmp",
+    "/tmp/",
+    "-",
+    "a:b:c",
 ]
 scalars = st.one_of(
     st.none(),
@@ -104,7 +171,11 @@ scalars = st.one_of(
 )
 # Values aimed at the checks: most mutations put one of these where a valid value was
 # (copied: a later mutation may change it, and the strategy's own list must stay as it is).
-odd_values = st.one_of(st.sampled_from(ODD_NUMBERS), st.sampled_from(ODD_TEXTS), st.sampled_from([[], {}, [1], {"a": 1}, None, True]).map(copy.deepcopy))
+odd_values = st.one_of(
+    st.sampled_from(ODD_NUMBERS),
+    st.sampled_from(ODD_TEXTS),
+    st.sampled_from([[], {}, [1], {"a": 1}, None, True]).map(copy.deepcopy),
+)
 keys = st.one_of(st.sampled_from(ODD_TEXTS[:30]), st.text(max_size=10), st.integers(-2, 2), st.none(), st.booleans())
 trees = st.recursive(
     scalars,
@@ -112,11 +183,34 @@ trees = st.recursive(
     max_leaves=25,
 )
 # Field names the parser knows, so mutations reach the deeper checks, not just "unknown field".
-KNOWN_KEYS = sorted({
-    *TRAINER_SPEC, *OBJECTIVE_SPEC, "description", "max_retries", "target", "task", "options", "from_job", "from_study",
-    "top", "configs", "tracking_uri", "register_model", "low", "high", "log", "step", "choices", "type", "params",
-    "time_limit_s", "patience", "max_concurrent", "trial_timeout_s",
-})
+KNOWN_KEYS = sorted(
+    {
+        *TRAINER_SPEC,
+        *OBJECTIVE_SPEC,
+        "description",
+        "max_retries",
+        "target",
+        "task",
+        "options",
+        "from_job",
+        "from_study",
+        "top",
+        "configs",
+        "tracking_uri",
+        "register_model",
+        "low",
+        "high",
+        "log",
+        "step",
+        "choices",
+        "type",
+        "params",
+        "time_limit_s",
+        "patience",
+        "max_concurrent",
+        "trial_timeout_s",
+    }
+)
 
 
 def _paths(tree: Any, prefix: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...]]:
@@ -224,8 +318,13 @@ def test_any_tree_is_a_usable_spec_or_one_line_per_field(raw: Any, spec_dir: Pat
 
 
 @FUZZ
-@given(raw=st.one_of(trees, st.dictionaries(st.sampled_from(["x", "lr", "batch_size", "1x", ""]), trees, max_size=3),
-                     mutated_specs().map(lambda s: s["space"] if isinstance(s, dict) and "space" in s else s)))
+@given(
+    raw=st.one_of(
+        trees,
+        st.dictionaries(st.sampled_from(["x", "lr", "batch_size", "1x", ""]), trees, max_size=3),
+        mutated_specs().map(lambda s: s["space"] if isinstance(s, dict) and "space" in s else s),
+    )
+)
 def test_any_space_is_usable_or_one_line_per_field(raw: Any) -> None:
     try:
         space = load_space(raw)

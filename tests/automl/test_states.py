@@ -26,7 +26,13 @@ STORED = {
     TrialState: {"RUNNING": "RUNNING", "COMPLETE": "COMPLETE", "PRUNED": "PRUNED", "FAIL": "FAIL", "WAITING": "WAITING"},
     JobState: {"QUEUED": "queued", "RUNNING": "running", "SUCCEEDED": "succeeded", "FAILED": "failed", "CANCELLED": "cancelled"},
     StopReason: {"CANCEL": "cancel", "RELEASE": "release"},
-    MlflowStatus: {"RUNNING": "RUNNING", "SCHEDULED": "SCHEDULED", "FINISHED": "FINISHED", "FAILED": "FAILED", "KILLED": "KILLED"},
+    MlflowStatus: {
+        "RUNNING": "RUNNING",
+        "SCHEDULED": "SCHEDULED",
+        "FINISHED": "FINISHED",
+        "FAILED": "FAILED",
+        "KILLED": "KILLED",
+    },
 }
 
 

@@ -52,10 +52,18 @@ def test_a_job_written_before_the_snapshot_migration_survives_it(store_url: str)
     columns = ("id", "name", "spec_yaml", "state", "created_at", "updated_at", "study_name", "trials_total")
     jobs_0001 = table("automl_jobs", *[column(name) for name in columns])
     with engine.begin() as connection:  # a row as the 0001 schema wrote it
-        connection.execute(insert(jobs_0001).values(
-            id="01d000000001", name="old", spec_yaml="name: old\n", state="queued", created_at=now, updated_at=now,
-            study_name="old-01d000000001", trials_total=3,
-        ))
+        connection.execute(
+            insert(jobs_0001).values(
+                id="01d000000001",
+                name="old",
+                spec_yaml="name: old\n",
+                state="queued",
+                created_at=now,
+                updated_at=now,
+                study_name="old-01d000000001",
+                trials_total=3,
+            )
+        )
     store = open_store(store_url)  # migrates to head
     assert current_revision(engine) == HEAD_REVISION
     old = store.get("01d000000001")
@@ -69,7 +77,10 @@ def test_progress_and_snapshot_are_stored_together(store_url: str) -> None:
     store = open_store(store_url)
     job = _submit(store)
     store.claim("r", lease_s=30)
-    trials = [TrialSummary(0, "COMPLETE", 0.5, {"x": 0.1, "k": 2, "c": "a"}, values=(0.5,)), TrialSummary(1, "PRUNED", None, {"x": 0.9})]
+    trials = [
+        TrialSummary(0, "COMPLETE", 0.5, {"x": 0.1, "k": 2, "c": "a"}, values=(0.5,)),
+        TrialSummary(1, "PRUNED", None, {"x": 0.9}),
+    ]
     snapshot = JobSnapshot.of_trials(trials, ["min"])
     store.record_progress(job.id, "r", finished=2, best_value=0.5, snapshot=snapshot)
     seen = store.get(job.id)

@@ -22,7 +22,7 @@ def blocked_writer() -> tuple[TrackingWriter, threading.Event, list[tuple[str, o
 
 def test_updates_of_one_run_that_queue_together_become_one_write_in_the_first_ones_place() -> None:
     writer, gate, calls = blocked_writer()
-    record = lambda name: (lambda update: calls.append((name, update)))  # noqa: E731
+    record = lambda name: lambda update: calls.append((name, update))  # noqa: E731
     writer.submit(lambda: calls.append(("create-a", None)))
     first = writer.submit_update("a", RunUpdate(params={"lr": 0.1}), record("a"))
     writer.submit(lambda: calls.append(("create-b", None)))
@@ -152,4 +152,7 @@ def test_both_ways_of_writing_trial_runs_fit_the_trial_runs_seam() -> None:
     from automl.tracking import MlflowTracker, TrialRuns
 
     assert isinstance(RemoteTrialRuns(remote=None), TrialRuns)  # type: ignore[arg-type]
-    assert all(callable(getattr(MlflowTracker, name, None)) for name in ("create_trial_run", "find_or_create_trial_run", "update_run", "reopen_trial"))
+    assert all(
+        callable(getattr(MlflowTracker, name, None))
+        for name in ("create_trial_run", "find_or_create_trial_run", "update_run", "reopen_trial")
+    )

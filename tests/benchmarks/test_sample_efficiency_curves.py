@@ -43,8 +43,13 @@ def test_budget_cut_and_curve_count_pruned_epochs_but_not_their_values(se: Modul
 
 
 def test_regret_curve_is_shifted_and_improves_downwards(se: ModuleType) -> None:
-    run = se.summarise([trial("COMPLETE", 3.0, 2), trial("COMPLETE", 5.0, 2), trial("COMPLETE", 1.5, 2)],
-                       budget=6, mode="min", wall_s=1.0, shift=1.0)
+    run = se.summarise(
+        [trial("COMPLETE", 3.0, 2), trial("COMPLETE", 5.0, 2), trial("COMPLETE", 1.5, 2)],
+        budget=6,
+        mode="min",
+        wall_s=1.0,
+        shift=1.0,
+    )
     assert run["score"] == 0.5 and run["curve"] == [[2, 2.0], [6, 0.5]]
 
 
@@ -60,14 +65,30 @@ def test_first_reach_and_the_summary_ratio(se: ModuleType) -> None:
     assert se.first_reach([5.0, 2.0, 1.0], 2.0, "min") == 2
 
     def seed(random_curve: list[list[float]], service_curve: list[list[float]]) -> dict[str, object]:
-        run = {"curve": None, "score": 0.0, "epochs_to_random_best": None, "ratio_vs_random": None,
-               "epochs_spent": 12, "trials_in_budget": 3, "complete_in_budget": 3, "wall_s": 1.0}
-        return {"methods": {"service": {**run, "curve": service_curve}, "random": {**run, "curve": random_curve},
-                            "tune": {**run, "curve": random_curve}}}
+        run = {
+            "curve": None,
+            "score": 0.0,
+            "epochs_to_random_best": None,
+            "ratio_vs_random": None,
+            "epochs_spent": 12,
+            "trials_in_budget": 3,
+            "complete_in_budget": 3,
+            "wall_s": 1.0,
+        }
+        return {
+            "methods": {
+                "service": {**run, "curve": service_curve},
+                "random": {**run, "curve": random_curve},
+                "tune": {**run, "curve": random_curve},
+            }
+        }
 
     # random search reaches its final 0.8 at epoch 12 in every seed; the service at 4, 4 and never
-    seeds = [seed([[4, 0.5], [12, 0.8]], [[4, 0.8]]), seed([[8, 0.6], [12, 0.8]], [[2, 0.5], [4, 0.9]]),
-             seed([[12, 0.8]], [[4, 0.7]])]
+    seeds = [
+        seed([[4, 0.5], [12, 0.8]], [[4, 0.8]]),
+        seed([[8, 0.6], [12, 0.8]], [[2, 0.5], [4, 0.9]]),
+        seed([[12, 0.8]], [[4, 0.7]]),
+    ]
     summary = se.aggregate(seeds, budget=12, score_mode="max")
     assert summary["target"] == 0.8 and summary["random_epochs_to_target"] == 12
     assert summary["service"]["epochs_to_target"] == 4 and summary["service"]["ratio_vs_random"] == 3.0
@@ -77,10 +98,22 @@ def test_first_reach_and_the_summary_ratio(se: ModuleType) -> None:
 
 def test_reevaluation_values_each_incumbent_at_its_mean_over_common_seeds(se: ModuleType) -> None:
     a, b, c = {"lr": 0.1}, {"lr": 0.01}, {"lr": 0.001}
-    service = se.summarise([{**trial("COMPLETE", 0.90, 4), "params": a}, {**trial("PRUNED", 0.99, 1), "params": c},
-                            {**trial("COMPLETE", 0.95, 4), "params": b}], budget=12, mode="max", wall_s=1.0)
-    random = se.summarise([{**trial("COMPLETE", 0.93, 4), "params": b}, {**trial("COMPLETE", 0.92, 4), "params": a}],
-                          budget=12, mode="max", wall_s=1.0)
+    service = se.summarise(
+        [
+            {**trial("COMPLETE", 0.90, 4), "params": a},
+            {**trial("PRUNED", 0.99, 1), "params": c},
+            {**trial("COMPLETE", 0.95, 4), "params": b},
+        ],
+        budget=12,
+        mode="max",
+        wall_s=1.0,
+    )
+    random = se.summarise(
+        [{**trial("COMPLETE", 0.93, 4), "params": b}, {**trial("COMPLETE", 0.92, 4), "params": a}],
+        budget=12,
+        mode="max",
+        wall_s=1.0,
+    )
     assert service["incumbents"] == [a, b] and random["incumbents"] == [b]  # a pruned trial is never an incumbent
     calls: list[list[dict[str, float]]] = []
     true_scores = {0.1: [0.92, 0.94], 0.01: [0.90, None]}  # b: its one lucky run scored 0.95; a failed training is left out
@@ -98,13 +131,26 @@ def test_reevaluation_values_each_incumbent_at_its_mean_over_common_seeds(se: Mo
 
 def test_reevaluated_summary_uses_the_reevaluated_curves(se: ModuleType) -> None:
     def seed(random_curve: list[list[float]], service_curve: list[list[float]]) -> dict[str, object]:
-        return {"methods": {
-            "random": {"reeval_curve": random_curve, "reeval_score": random_curve[-1][1], "incumbents": [{}] * len(random_curve)},
-            "service": {"reeval_curve": service_curve, "reeval_score": service_curve[-1][1], "incumbents": [{}] * len(service_curve)},
-        }}
+        return {
+            "methods": {
+                "random": {
+                    "reeval_curve": random_curve,
+                    "reeval_score": random_curve[-1][1],
+                    "incumbents": [{}] * len(random_curve),
+                },
+                "service": {
+                    "reeval_curve": service_curve,
+                    "reeval_score": service_curve[-1][1],
+                    "incumbents": [{}] * len(service_curve),
+                },
+            }
+        }
 
-    seeds = [seed([[3, 0.5], [12, 0.8]], [[2, 0.9], [4, 0.85]]), seed([[12, 0.8]], [[4, 0.8]]),
-             seed([[6, 0.7], [12, 0.9]], [[8, 0.6]])]
+    seeds = [
+        seed([[3, 0.5], [12, 0.8]], [[2, 0.9], [4, 0.85]]),
+        seed([[12, 0.8]], [[4, 0.8]]),
+        seed([[6, 0.7], [12, 0.9]], [[8, 0.6]]),
+    ]
     summary = se.aggregate_reevaluated(seeds, budget=12)
     assert summary["target"] == 0.8 and summary["random_epochs_to_target"] == 12
     assert summary["service"]["epochs_to_target"] == 4 and summary["service"]["ratio_vs_random"] == 3.0
@@ -117,8 +163,7 @@ def test_matching_asks_how_long_random_search_needs_for_the_services_best(se: Mo
         return {"methods": {"service": {"curve": service_curve}}, "random_extended": {"curve": random_curve}}
 
     # the service's median best at E = 12 is 0.9, first reached at 8; random search's median reaches it at 30 of 36
-    seeds = [seed([[4, 0.8], [8, 0.9]], [[12, 0.8], [30, 0.9]]), seed([[6, 0.9]], [[20, 0.95]]),
-             seed([[12, 0.85]], [[36, 0.85]])]
+    seeds = [seed([[4, 0.8], [8, 0.9]], [[12, 0.8], [30, 0.9]]), seed([[6, 0.9]], [[20, 0.95]]), seed([[12, 0.85]], [[36, 0.85]])]
     matching = se.aggregate_matching(seeds, budget=12, extended_budget=36, key="curve")
     assert matching["target"] == 0.9 and matching["service_epochs"] == 8 and matching["random_epochs"] == 30
     assert matching["ratio"] == 3.75 and matching["ratio_at_least"] is None and se.matching_met(matching)
@@ -132,13 +177,19 @@ def test_matching_asks_how_long_random_search_needs_for_the_services_best(se: Mo
 
 def test_budget_sweep_reads_smaller_budgets_off_the_same_curves(se: ModuleType) -> None:
     def seed(random_curve: list[list[float]], service_curve: list[list[float]]) -> dict[str, object]:
-        return {"methods": {"random": {"curve": random_curve, "score": random_curve[-1][1]},
-                            "service": {"curve": service_curve, "score": service_curve[-1][1]}}}
+        return {
+            "methods": {
+                "random": {"curve": random_curve, "score": random_curve[-1][1]},
+                "service": {"curve": service_curve, "score": service_curve[-1][1]},
+            }
+        }
 
     # Random search: median 0.6 by epoch 8, 0.9 by epoch 24. The service: median 0.6 by 4, 0.9 by 6.
-    seeds = [seed([[4, 0.5], [8, 0.6], [24, 0.9]], [[4, 0.6], [6, 0.9]]),
-             seed([[8, 0.6], [20, 0.9]], [[2, 0.6], [6, 0.95]]),
-             seed([[8, 0.7], [24, 0.9]], [[4, 0.6], [10, 0.9]])]
+    seeds = [
+        seed([[4, 0.5], [8, 0.6], [24, 0.9]], [[4, 0.6], [6, 0.9]]),
+        seed([[8, 0.6], [20, 0.9]], [[2, 0.6], [6, 0.95]]),
+        seed([[8, 0.7], [24, 0.9]], [[4, 0.6], [10, 0.9]]),
+    ]
     assert se.sweep_budgets(24, 4) == [16, 24]  # 4 and 8 trainings of 4 epochs (below E), and E
     rows = se.budget_sweep(seeds, [8, 24], "max", "curve")
     small, whole = rows

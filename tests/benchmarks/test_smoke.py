@@ -29,7 +29,11 @@ def run_smoke(name: str, tmp_path: Path, timeout: float = 300) -> dict[str, Any]
     env["COLUMNS"] = "120"
     done = subprocess.run(
         [sys.executable, str(REPO / "benchmarks" / f"{name}.py"), "--smoke", "--out", str(out)],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=timeout,
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
     assert done.returncode == 0, f"benchmarks/{name}.py --smoke failed:\n{done.stdout[-3000:]}\n{done.stderr[-5000:]}"
     assert out.exists(), done.stdout[-2000:]
@@ -145,8 +149,11 @@ def test_sample_efficiency_smoke(tmp_path: Path) -> None:
             assert summary[method]["ratio_vs_random"] >= 0 and summary[method]["median_curve"], (name, method)
     assert data["tasks"]["branin"]["summary"]["service"]["median_score"] > -1e-9  # regret
     assert 0 < data["tasks"]["mlp_digits"]["summary"]["service"]["median_score"] <= 1  # accuracy
-    assert set(data["targets"]) >= {"branin_lower_regret_than_random", "mlp_digits_ratio_at_least_3",
-                                    "mlp_digits_reevaluated_ratio_at_least_3"}
+    assert set(data["targets"]) >= {
+        "branin_lower_regret_than_random",
+        "mlp_digits_ratio_at_least_3",
+        "mlp_digits_reevaluated_ratio_at_least_3",
+    }
     # the MLP's incumbents, trained again over fresh trainer seeds: one mean per incumbent, in (0, 1]
     mlp = data["tasks"]["mlp_digits"]
     for seed in mlp["seeds"]:

@@ -170,7 +170,9 @@ class Workers:
         self.env = env
         self.processes: list[subprocess.Popen] = []
 
-    def start(self, *args: str, fault: str | None = None, env: dict[str, str] | None = None, debug: bool = False) -> subprocess.Popen:
+    def start(
+        self, *args: str, fault: str | None = None, env: dict[str, str] | None = None, debug: bool = False
+    ) -> subprocess.Popen:
         """Start ``automl [--debug] worker --poll 0.3 ARGS``, its output in :meth:`log`."""
         worker_env = {**self.env, **(env or {})}
         worker_env.pop("AUTOML_FAULT", None)
@@ -179,7 +181,11 @@ class Workers:
         log = open(self.log_path(len(self.processes)), "w")  # noqa: SIM115 - closed with the process
         process = subprocess.Popen(
             [sys.executable, "-m", "automl.cli", *(["--debug"] if debug else []), "worker", "--poll", "0.3", *args],
-            env=worker_env, cwd=self.root, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            env=worker_env,
+            cwd=self.root,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         self.processes.append(process)
         return process
@@ -223,6 +229,10 @@ def wait_for(predicate: Callable[[], bool], timeout: float, what: str, poll: flo
 
 def service_env(home: Path) -> dict[str, str]:
     """This process's environment for CLI subprocesses on the embedded state under ``home``."""
-    env = {k: v for k, v in os.environ.items() if k not in {"AUTOML_DB_URL", "AUTOML_STORAGE_URL", "MLFLOW_TRACKING_URI", "RAY_ADDRESS", "AUTOML_FAULT"}}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in {"AUTOML_DB_URL", "AUTOML_STORAGE_URL", "MLFLOW_TRACKING_URI", "RAY_ADDRESS", "AUTOML_FAULT"}
+    }
     env["AUTOML_HOME"] = str(home)
     return env

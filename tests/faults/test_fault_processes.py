@@ -62,8 +62,17 @@ def test_sigkilled_trial_process_is_retried_from_its_checkpoint(automl_home: Pat
     killer = threading.Thread(target=kill_trial_zero_after_step_two, daemon=True)
     killer.start()
     result = automl.search(
-        objective, {"x": {"type": "float", "low": 0, "high": 1}}, n_trials=2, max_steps=5, metric="loss",
-        name="sigkill", sampler="random", scheduler="fifo", max_concurrent=1, max_retries=1, seed=4,
+        objective,
+        {"x": {"type": "float", "low": 0, "high": 1}},
+        n_trials=2,
+        max_steps=5,
+        metric="loss",
+        name="sigkill",
+        sampler="random",
+        scheduler="fifo",
+        max_concurrent=1,
+        max_retries=1,
+        seed=4,
     )
     killer.join(timeout=5)
     assert killed, "the trial's worker process was never seen"
@@ -102,8 +111,12 @@ def test_a_dying_worker_node_has_its_trials_retried_on_the_head_node(automl_home
     out.mkdir()
     ref = objective_module(tmp_path, NODE_OBJECTIVE, OUT=str(out))
     spec = job_spec(
-        "node-dies", ref, trials=3, max_retries=2,
-        budget={"max_epochs": 4}, resources={"cpus_per_trial": 1, "max_concurrent": 2},
+        "node-dies",
+        ref,
+        trials=3,
+        max_retries=2,
+        budget={"max_epochs": 4},
+        resources={"cpus_per_trial": 1, "max_concurrent": 2},
     )
     job_file = tmp_path / "node.yaml"
     job_file.write_text(yaml.safe_dump(spec))
@@ -112,8 +125,11 @@ def test_a_dying_worker_node_has_its_trials_retried_on_the_head_node(automl_home
         head, worker = cluster.node_ids
         run = subprocess.Popen(
             [sys.executable, "-m", "automl.cli", "run", str(job_file), "--no-progress", "--json"],
-            cwd=tmp_path, env=cluster.driver_env(service_env(automl_home)),
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            cwd=tmp_path,
+            env=cluster.driver_env(service_env(automl_home)),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
 
         def on_worker_node() -> bool:

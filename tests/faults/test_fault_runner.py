@@ -162,7 +162,9 @@ def test_an_until_idle_runner_waits_out_a_killed_runners_lease_and_finishes_its_
 
     idle = workers.start("--until-idle", "--lease", "3")
     wait_for(lambda: idle.poll() is not None or "not idle yet" in workers.log(1), 120, "the --until-idle runner to look")
-    assert idle.poll() is None, f"the --until-idle runner exited ({idle.returncode}) while job {job_id} was running:\n{workers.log(1)}"
+    assert idle.poll() is None, (
+        f"the --until-idle runner exited ({idle.returncode}) while job {job_id} was running:\n{workers.log(1)}"
+    )
     assert job_id in workers.log(1), "it says which job it waits for"
     kill_session(holder)  # SIGKILL to the runner and everything it started
     assert store.get(job_id).state == "running", "the dead runner's lease still holds the job"

@@ -97,7 +97,11 @@ def test_soak_many_jobs_two_runners_several_submitters(automl_home: Path, tmp_pa
         submitters = [
             subprocess.Popen(
                 [sys.executable, str(tmp_path / "submitter.py"), str(seconds), str(i), str(job_file)],
-                env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                env=env,
+                cwd=tmp_path,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
             )
             for i in range(SUBMITTERS)
         ]
@@ -108,7 +112,12 @@ def test_soak_many_jobs_two_runners_several_submitters(automl_home: Path, tmp_pa
         submitted = [j for s in sent for j in s["submitted"]]
         cancelled = {j for s in sent for j in s["cancelled"]}
         store = open_job_store(settings)
-        wait_for(lambda: all(store.get(j).is_final for j in submitted), max(900, 8 * seconds), "every job to reach a final state", poll=2)
+        wait_for(
+            lambda: all(store.get(j).is_final for j in submitted),
+            max(900, 8 * seconds),
+            "every job to reach a final state",
+            poll=2,
+        )
         drained = time.monotonic()
         for process in workers.processes:
             process.send_signal(signal.SIGTERM)

@@ -34,8 +34,13 @@ def cli(env: dict[str, str], cwd: Path, *args: str, fsize: int | None = None) ->
         resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
 
     return subprocess.run(
-        [sys.executable, "-m", "automl.cli", *args], env={**env, "PYTHONDONTWRITEBYTECODE": "1"}, cwd=cwd,
-        capture_output=True, text=True, timeout=180, preexec_fn=limit if fsize is not None else None,
+        [sys.executable, "-m", "automl.cli", *args],
+        env={**env, "PYTHONDONTWRITEBYTECODE": "1"},
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        preexec_fn=limit if fsize is not None else None,
     )
 
 
@@ -60,9 +65,13 @@ def read_only_folder(path: Path) -> Iterator[Path]:
     """``path`` as a read-only filesystem (a tmpfs mounted read-only, when this process may mount);
     else a folder whose parent is a regular file, which nobody, root included, can create."""
     path.mkdir()
-    mounted = os.geteuid() == 0 and subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(path)], capture_output=True, check=False
-    ).returncode == 0
+    mounted = (
+        os.geteuid() == 0
+        and subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(path)], capture_output=True, check=False
+        ).returncode
+        == 0
+    )
     try:
         if mounted:
             yield path / "home"

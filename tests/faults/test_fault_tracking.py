@@ -36,10 +36,25 @@ class MlflowServer:
     def start(self) -> None:
         log = open(self.root / "mlflow-server.log", "a")  # noqa: SIM115 - kept by the child
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1",
-             "--backend-store-uri", f"sqlite:///{self.root / 'mlflow-server.db'}",
-             "--artifacts-destination", str(self.root / "mlflow-artifacts")],
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            [
+                sys.executable,
+                "-m",
+                "mlflow",
+                "server",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--workers",
+                "1",
+                "--backend-store-uri",
+                f"sqlite:///{self.root / 'mlflow-server.db'}",
+                "--artifacts-destination",
+                str(self.root / "mlflow-artifacts"),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         wait_for(self.answers, 120, f"the MLflow server on port {self.port} (log: {self.root / 'mlflow-server.log'})", poll=0.3)
 
@@ -89,7 +104,9 @@ def run_with_outage(settings, job_id: str, server: MlflowServer, *, restart_afte
             wait_for(lambda: store.get(job_id).trials_finished >= 1, 180, "a finished trial")
             server.kill()
             if restart_after_trials is not None:
-                wait_for(lambda: store.get(job_id).trials_finished >= restart_after_trials, 180, "more trials while MLflow is down")
+                wait_for(
+                    lambda: store.get(job_id).trials_finished >= restart_after_trials, 180, "more trials while MLflow is down"
+                )
                 server.start()
         except BaseException as exc:  # noqa: BLE001 - re-raised in the test's thread
             problems.append(exc)

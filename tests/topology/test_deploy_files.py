@@ -64,8 +64,11 @@ def interpolate(text: str, env: dict[str, str]) -> str:
 
 def example_env() -> dict[str, str]:
     """docker/env.example's settings: what a user puts in docker/.env."""
-    pairs = (line.split("=", 1) for line in (REPO / "docker" / "env.example").read_text().splitlines()
-             if line.strip() and not line.startswith("#"))
+    pairs = (
+        line.split("=", 1)
+        for line in (REPO / "docker" / "env.example").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    )
     return {k.strip(): v.strip() for k, v in pairs}
 
 
@@ -106,7 +109,9 @@ def test_compose_runs_the_topology_scripts_with_what_they_need(compose: dict) ->
     assert runner["AUTOML_DB_URL"].endswith("@postgres:5432/automl") and runner["AUTOML_STORAGE_URL"] == runner["AUTOML_DB_URL"]
     port = env["mlflow"]["MLFLOW_PORT"]
     assert runner["MLFLOW_TRACKING_URI"] == f"http://mlflow:{port}"
-    assert f"mlflow:{port}" in env["mlflow"]["MLFLOW_SERVER_ALLOWED_HOSTS"].split(","), "the server must accept the runner's Host header"
+    assert f"mlflow:{port}" in env["mlflow"]["MLFLOW_SERVER_ALLOWED_HOSTS"].split(","), (
+        "the server must accept the runner's Host header"
+    )
     for name in ("ray-gpu-worker", "runner"):
         assert env[name]["RAY_HEAD_ADDRESS"] == f"ray-head:{env['ray-head']['RAY_PORT']}", name
     for name in ("ray-head", "ray-gpu-worker", "runner"):
@@ -128,8 +133,10 @@ def test_compose_health_checks_volumes_and_startup_order(compose: dict) -> None:
             source = volume.split(":", 1)[0]
             assert source.startswith(".") or source in compose["volumes"], f"{name}: volume {source} is not declared"
     assert set(compose["volumes"]) == {"pgdata", "mlflow-artifacts", "automl-home"}
-    waits = {name: {dep for dep, cond in s.get("depends_on", {}).items() if cond["condition"] == "service_healthy"}
-             for name, s in services.items()}
+    waits = {
+        name: {dep for dep, cond in s.get("depends_on", {}).items() if cond["condition"] == "service_healthy"}
+        for name, s in services.items()
+    }
     assert waits["mlflow"] == {"postgres"}
     assert waits["runner"] == {"postgres", "mlflow", "ray-head"}
     assert waits["ray-gpu-worker"] == {"ray-head"}
@@ -145,8 +152,9 @@ def test_compose_gpu_workers_reserve_the_gpus_they_declare_to_ray(compose: dict)
     for name in ("mlflow", "ray-head", "runner"):
         assert compose["services"][name]["image"].endswith(":cpu"), name
     raw = yaml.safe_load(COMPOSE.read_text())["services"]["ray-gpu-worker"]
-    assert raw["environment"]["RAY_NUM_GPUS"] == raw["deploy"]["resources"]["reservations"]["devices"][0]["count"], \
+    assert raw["environment"]["RAY_NUM_GPUS"] == raw["deploy"]["resources"]["reservations"]["devices"][0]["count"], (
         "RAY_NUM_GPUS and the reservation must come from one setting"
+    )
 
 
 def test_dockerfile_passes_hadolint_and_builds_as_documented() -> None:
@@ -155,7 +163,9 @@ def test_dockerfile_passes_hadolint_and_builds_as_documented() -> None:
     text = DOCKERFILE.read_text()
     stages = re.findall(r"^FROM (\S+) AS (\w+)", text, re.MULTILINE)
     assert [name for _, name in stages] == ["build", "runtime"], "multi-stage: build, then a small runtime"
-    assert re.search(r"^ARG PYTHON_IMAGE=python:3\.\d+\.\d+-slim", text, re.MULTILINE), "the base image is pinned to a patch release"
+    assert re.search(r"^ARG PYTHON_IMAGE=python:3\.\d+\.\d+-slim", text, re.MULTILINE), (
+        "the base image is pinned to a patch release"
+    )
     (user,) = re.findall(r"^USER (\S+)", text, re.MULTILINE)
     assert user.split(":")[0] not in {"0", "root"}, "the image runs as a non-root user"
     # torch comes first from PyTorch's index (CPU or CUDA build), then the project under the constraints.
@@ -167,8 +177,11 @@ def test_dockerfile_passes_hadolint_and_builds_as_documented() -> None:
 
 
 def test_dockerfile_copies_files_that_exist_and_the_context_leaves_out_local_state() -> None:
-    ignored = [line.strip() for line in (REPO / "docker" / "Dockerfile.dockerignore").read_text().splitlines()
-               if line.strip() and not line.startswith("#")]
+    ignored = [
+        line.strip()
+        for line in (REPO / "docker" / "Dockerfile.dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
     assert {"**/.venv", ".git", "docker/.env"} <= set(ignored)
     top_ignored = {p for p in ignored if "/" not in p and "*" not in p}
     for line in re.findall(r"^COPY (?!--from)(.+)$", DOCKERFILE.read_text(), re.MULTILINE):
@@ -188,7 +201,9 @@ def test_constraints_pin_every_dependency_within_pyproject() -> None:
     for text in project["dependencies"]:
         req = Requirement(text)
         name = canonicalize_name(req.name)
-        assert name in pins, f"{req.name} is not pinned in docker/constraints.txt: run .venv/bin/python docker/lock_constraints.py"
+        assert name in pins, (
+            f"{req.name} is not pinned in docker/constraints.txt: run .venv/bin/python docker/lock_constraints.py"
+        )
         assert req.specifier.contains(pins[name], prereleases=True), f"{name}=={pins[name]} does not satisfy {text}"
 
 
@@ -211,7 +226,9 @@ def test_shell_scripts_pass_shellcheck(script: Path) -> None:
 
 def run_script(script: str, **env: str) -> subprocess.CompletedProcess:
     base = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_", "MLFLOW_", "AUTOML_"))}
-    base.update(PATH=f"{BIN}{os.pathsep}{base.get('PATH', '')}", AUTOML_PYTHON=sys.executable, MLFLOW_PYTHON=sys.executable, **env)
+    base.update(
+        PATH=f"{BIN}{os.pathsep}{base.get('PATH', '')}", AUTOML_PYTHON=sys.executable, MLFLOW_PYTHON=sys.executable, **env
+    )
     return subprocess.run(["bash", str(REPO / script)], env=base, capture_output=True, text=True, timeout=60)
 
 
@@ -268,7 +285,10 @@ def test_kuberay_manifest_declares_gpu_workers_and_uses_the_repository_checks() 
     (container,) = group["template"]["spec"]["containers"]
     assert container["image"].endswith(":cuda")
     gpus = int(group["rayStartParams"]["num-gpus"])
-    assert gpus >= 1 and container["resources"]["limits"]["nvidia.com/gpu"] == gpus == container["resources"]["requests"]["nvidia.com/gpu"]
+    assert (
+        gpus >= 1
+        and container["resources"]["limits"]["nvidia.com/gpu"] == gpus == container["resources"]["requests"]["nvidia.com/gpu"]
+    )
     assert int(group["rayStartParams"]["num-cpus"]) == int(container["resources"]["limits"]["cpu"])
     secret = kinds["Secret"]["metadata"]["name"]
     for spec in (head["template"]["spec"], group["template"]["spec"]):

@@ -43,8 +43,15 @@ START_TIMEOUT_S = 120
 
 def base_env(**extra: str) -> dict[str, str]:
     """This environment minus the service's own variables, with this venv's scripts first on PATH."""
-    drop = {"AUTOML_DB_URL", "AUTOML_STORAGE_URL", "MLFLOW_TRACKING_URI", "AUTOML_HOME", "AUTOML_SPACES_PATH",
-            *raycluster.AUTH_ENV, *raycluster.FOREIGN_ENV}
+    drop = {
+        "AUTOML_DB_URL",
+        "AUTOML_STORAGE_URL",
+        "MLFLOW_TRACKING_URI",
+        "AUTOML_HOME",
+        "AUTOML_SPACES_PATH",
+        *raycluster.AUTH_ENV,
+        *raycluster.FOREIGN_ENV,
+    }
     env = {k: v for k, v in os.environ.items() if k not in drop and not k.startswith("MLFLOW_")}
     env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
     env.update(extra)
@@ -60,24 +67,36 @@ class ScriptCluster(raycluster.RayCluster):
         """What a node's script gets: the cluster's auth, this venv's commands, the shared AUTOML_HOME."""
         env = self.driver_env(base)
         del env["RAY_ADDRESS"]
-        env.update(PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}", AUTOML_PYTHON=sys.executable, RAY_COMMAND=self.ray,
-                   AUTOML_HOME=str(self.automl_home), RAY_NODE_IP="127.0.0.1", **variables)
+        env.update(
+            PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}",
+            AUTOML_PYTHON=sys.executable,
+            RAY_COMMAND=self.ray,
+            AUTOML_HOME=str(self.automl_home),
+            RAY_NODE_IP="127.0.0.1",
+            **variables,
+        )
         return env
 
     def _spawn_script(self, node: str, variables: dict[str, str]) -> subprocess.Popen:
         script = REPO / "workers" / "cluster" / f"start-{node}.sh"
         env = self.script_env(variables)
         with open(self.log_file(node), "ab") as log:
-            return subprocess.Popen(["bash", str(script)], cwd=self.base_dir, env=env, stdin=subprocess.DEVNULL,
-                                    stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            return subprocess.Popen(
+                ["bash", str(script)],
+                cwd=self.base_dir,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
 
     def launch(self) -> None:
         """Start both nodes without waiting: the worker node retries the head until it is up."""
         self.temp_dir.mkdir(parents=True, exist_ok=True)
         self.token_path.write_text(os.urandom(32).hex())
         self.token_path.chmod(0o600)
-        common = {"RAY_NUM_CPUS": "1", "RAY_NUM_GPUS": "0",
-                  "RAY_OBJECT_STORE_MEMORY": str(raycluster.OBJECT_STORE_BYTES)}
+        common = {"RAY_NUM_CPUS": "1", "RAY_NUM_GPUS": "0", "RAY_OBJECT_STORE_MEMORY": str(raycluster.OBJECT_STORE_BYTES)}
         self.head = self._spawn_script("head", {**common, "RAY_PORT": str(self.port), "RAY_TEMP_DIR": str(self.temp_dir)})
         self.worker = self._spawn_script("worker", {**common, "RAY_HEAD_ADDRESS": self.address})
 
@@ -115,8 +134,14 @@ class MlflowServer:
             if time.monotonic() > deadline:
                 raise AssertionError(f"the MLflow server at {self.url} was not healthy within {timeout:.0f}s:\n{self.tail()}")
             time.sleep(0.3)
-        check = subprocess.run(["bash", str(REPO / "mlflow" / "healthcheck.sh")], env=self.env, capture_output=True,
-                               text=True, timeout=60, check=False)
+        check = subprocess.run(
+            ["bash", str(REPO / "mlflow" / "healthcheck.sh")],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
         assert check.returncode == 0, f"mlflow/healthcheck.sh failed on a healthy server:\n{check.stdout}{check.stderr}"
 
     def tail(self, lines: int = 40) -> str:
@@ -148,8 +173,15 @@ class Topology:
     runner_log: Path
 
     def cli(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-        return subprocess.run([str(BIN / "automl"), *args], env=self.env, cwd=self.root, capture_output=True,
-                              text=True, timeout=timeout, check=False)
+        return subprocess.run(
+            [str(BIN / "automl"), *args],
+            env=self.env,
+            cwd=self.root,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
 
     def rest(self, method: str, path: str, payload: dict | None = None, **query: str) -> dict:
         """One call to MLflow's REST API, plain HTTP as any client would."""
@@ -175,8 +207,15 @@ def start_mlflow(root: Path, backend_url: str) -> MlflowServer:
         MLFLOW_PYTHON=sys.executable,
     )
     with open(log, "ab") as out:
-        process = subprocess.Popen(["bash", str(REPO / "mlflow" / "start-server.sh")], cwd=root, env=env,
-                                   stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        process = subprocess.Popen(
+            ["bash", str(REPO / "mlflow" / "start-server.sh")],
+            cwd=root,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     return MlflowServer(process, f"http://127.0.0.1:{port}", log, artifacts, env)
 
 
@@ -206,8 +245,9 @@ def topology(tmp_path_factory: pytest.TempPathFactory, postgres_server) -> Itera
     plain = f"postgresql://{postgres_server.user}@{postgres_server.host}:{postgres_server.port}"
 
     mlflow_server = start_mlflow(root, f"{plain}/topology_mlflow")
-    cluster = ScriptCluster(base_dir=Path(tempfile.mkdtemp(prefix="rayt-", dir="/tmp")),
-                            port=raycluster.free_port(), ray=raycluster.ray_executable())
+    cluster = ScriptCluster(
+        base_dir=Path(tempfile.mkdtemp(prefix="rayt-", dir="/tmp")), port=raycluster.free_port(), ray=raycluster.ray_executable()
+    )
     cluster.automl_home = home
     runner = None
     try:
@@ -215,27 +255,46 @@ def topology(tmp_path_factory: pytest.TempPathFactory, postgres_server) -> Itera
         cluster.wait_ready(START_TIMEOUT_S)
         # The runner's Ray node joins, and compose's health check of the head runs, while MLflow makes its
         # tables; the job is submitted once MLflow is healthy.
-        service = {"AUTOML_DB_URL": f"{plain}/topology_jobs", "AUTOML_STORAGE_URL": f"{plain}/topology_jobs",
-                   "MLFLOW_TRACKING_URI": mlflow_server.url}
+        service = {
+            "AUTOML_DB_URL": f"{plain}/topology_jobs",
+            "AUTOML_STORAGE_URL": f"{plain}/topology_jobs",
+            "MLFLOW_TRACKING_URI": mlflow_server.url,
+        }
         # What a user's shell has: the service's URLs, RAY_ADDRESS and the cluster's auth.
         env = cluster.driver_env(base_env(AUTOML_HOME=str(home), **service))
         runner_log = root / "runner.log"
         runner_env = cluster.script_env(
-            {**service, "RAY_HEAD_ADDRESS": cluster.address, "AUTOML_COMMAND": str(BIN / "automl"),
-             "RAY_OBJECT_STORE_MEMORY": str(raycluster.OBJECT_STORE_BYTES)},
+            {
+                **service,
+                "RAY_HEAD_ADDRESS": cluster.address,
+                "AUTOML_COMMAND": str(BIN / "automl"),
+                "RAY_OBJECT_STORE_MEMORY": str(raycluster.OBJECT_STORE_BYTES),
+            },
             base_env(),
         )
         with open(runner_log, "ab") as out:
-            runner = subprocess.Popen(["bash", str(REPO / "workers" / "cluster" / "start-runner.sh"), "--poll", "0.3"],
-                                      cwd=root, env=runner_env, stdin=subprocess.DEVNULL, stdout=out,
-                                      stderr=subprocess.STDOUT, start_new_session=True)
-        head_check = subprocess.Popen(["bash", str(REPO / "workers" / "cluster" / "healthcheck.sh"), "head"],
-                                      env=cluster.script_env({"RAY_PORT": str(cluster.port)}), stdout=subprocess.PIPE,
-                                      stderr=subprocess.STDOUT, text=True)
+            runner = subprocess.Popen(
+                ["bash", str(REPO / "workers" / "cluster" / "start-runner.sh"), "--poll", "0.3"],
+                cwd=root,
+                env=runner_env,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        head_check = subprocess.Popen(
+            ["bash", str(REPO / "workers" / "cluster" / "healthcheck.sh"), "head"],
+            env=cluster.script_env({"RAY_PORT": str(cluster.port)}),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         mlflow_server.wait_healthy(START_TIMEOUT_S)
         head_output, _ = head_check.communicate(timeout=120)
         assert head_check.returncode == 0, f"workers/cluster/healthcheck.sh head failed:\n{head_output}"
-        assert runner.poll() is None, f"start-runner.sh exited with {runner.returncode}:\n{runner_log.read_text(errors='replace')}"
+        assert runner.poll() is None, (
+            f"start-runner.sh exited with {runner.returncode}:\n{runner_log.read_text(errors='replace')}"
+        )
 
         spec = root / "job.yaml"
         spec.write_text(yaml.safe_dump(job_spec()))
@@ -305,6 +364,7 @@ def test_runs_and_artifacts_read_back_with_the_python_client(topology: Topology)
     for run in children:
         steps = sorted(m.step for m in client.get_metric_history(run.info.run_id, "val_accuracy"))
         assert steps == list(range(1, len(steps) + 1)) and len(steps) >= 1, steps
+
     # The parent's artifacts are listed through the server and stored where the server keeps them.
     def files(run_id: str, path: str | None = None) -> set[str]:
         found = set()
@@ -348,8 +408,9 @@ def test_best_model_loads_from_the_registry_through_the_server(topology: Topolog
     assert np.mean(predicted == y) > 0.6, "the registered best model predicts far better than chance (1/3)"
 
 
-def test_tracking_over_http_leaves_stdout_to_the_cli(topology: Topology, capfd: pytest.CaptureFixture[str],
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_tracking_over_http_leaves_stdout_to_the_cli(
+    topology: Topology, capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """MLflow's client prints "View run ... at: URL" whenever a run ends on a server; `automl run --json`
     prints its JSON on stdout, so the tracker keeps those lines out."""
     from automl.tracking import MlflowTracker

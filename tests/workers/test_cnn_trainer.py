@@ -23,7 +23,13 @@ def test_declared_hyperparameters_and_metrics() -> None:
         "filters": 16,
         "optimizer": "adam",
     }
-    assert dict(CNNTrainer.metrics("classification")) == {"train_loss": "min", "val_loss": "min", "val_accuracy": "max", "n_params": "min", "inference_ms": "min"}
+    assert dict(CNNTrainer.metrics("classification")) == {
+        "train_loss": "min",
+        "val_loss": "min",
+        "val_accuracy": "max",
+        "n_params": "min",
+        "inference_ms": "min",
+    }
     assert CNNTrainer.default_metric("classification") == "val_accuracy"
     assert CNNTrainer.check_data(DataConfig("digits")) == "classification"
     with pytest.raises(ValueError):

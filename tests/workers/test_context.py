@@ -75,7 +75,9 @@ def test_fail_sends_one_final_report_with_the_reason_and_nothing_after() -> None
 def test_an_objective_returning_a_non_number_fails_its_trial(returned: object, reason: str) -> None:
     reporter = ListReporter()
     ctx = TrialContext({"x": 1.0}, reporter=reporter, max_epochs=2)
-    plan = TrialPlan(max_epochs=2, seed=0, cpus=1, gpus=0, metric="loss", metrics=("loss", "seconds"), objective=lambda p: returned)
+    plan = TrialPlan(
+        max_epochs=2, seed=0, cpus=1, gpus=0, metric="loss", metrics=("loss", "seconds"), objective=lambda p: returned
+    )
 
     run_with_context(ctx, plan)
 

@@ -344,5 +344,7 @@ def test_npz_with_nan_or_infinite_pixels_is_refused(tmp_path, bad: float) -> Non
     config = DataConfig(str(path))
 
     for call in (check_images, load_images):
-        with pytest.raises(DataError, match=r"1 image in 'images' holds NaN, infinite or beyond-float32 pixels \(first: image 3\)"):
+        with pytest.raises(
+            DataError, match=r"1 image in 'images' holds NaN, infinite or beyond-float32 pixels \(first: image 3\)"
+        ):
             call(config)

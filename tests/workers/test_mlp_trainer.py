@@ -40,9 +40,20 @@ def test_declared_hyperparameters_and_metrics() -> None:
         "num_layers": 2,
         "optimizer": "adam",
     }
-    assert dict(MLPTrainer.metrics("classification")) == {"train_loss": "min", "val_loss": "min", "val_accuracy": "max", "n_params": "min", "inference_ms": "min"}
+    assert dict(MLPTrainer.metrics("classification")) == {
+        "train_loss": "min",
+        "val_loss": "min",
+        "val_accuracy": "max",
+        "n_params": "min",
+        "inference_ms": "min",
+    }
     assert dict(MLPTrainer.metrics("regression")) == {
-        "train_loss": "min", "val_loss": "min", "val_rmse": "min", "val_r2": "max", "n_params": "min", "inference_ms": "min"
+        "train_loss": "min",
+        "val_loss": "min",
+        "val_rmse": "min",
+        "val_r2": "max",
+        "n_params": "min",
+        "inference_ms": "min",
     }
     assert MLPTrainer.default_metric("classification") == "val_accuracy"
     assert MLPTrainer.default_metric("regression") == "val_loss"

@@ -59,8 +59,15 @@ def test_mlp_layers_and_dropout() -> None:
 
 def test_regression_output_layer_maps_back_to_target_units() -> None:
     model = build_mlp(
-        2, 1, hidden_size=4, num_layers=1, dropout=0.0, feature_mean=[0.0, 0.0], feature_std=[1.0, 1.0],
-        target_mean=150.0, target_std=40.0,
+        2,
+        1,
+        hidden_size=4,
+        num_layers=1,
+        dropout=0.0,
+        feature_mean=[0.0, 0.0],
+        feature_std=[1.0, 1.0],
+        target_mean=150.0,
+        target_std=40.0,
     )
     last = model[-1]
     assert isinstance(last, nn.Linear) and (last.in_features, last.out_features) == (1, 1)
@@ -72,14 +79,22 @@ def test_regression_output_layer_maps_back_to_target_units() -> None:
 
 def test_regression_output_needs_one_output() -> None:
     with pytest.raises(ValueError):
-        build_mlp(2, 3, hidden_size=4, num_layers=1, dropout=0.0, feature_mean=[0, 0], feature_std=[1, 1],
-                  target_mean=0.0, target_std=1.0)
+        build_mlp(
+            2,
+            3,
+            hidden_size=4,
+            num_layers=1,
+            dropout=0.0,
+            feature_mean=[0, 0],
+            feature_std=[1, 1],
+            target_mean=0.0,
+            target_std=1.0,
+        )
 
 
 @pytest.mark.parametrize(("channels", "height", "width"), [(1, 8, 8), (3, 28, 28), (1, 1, 5), (3, 7, 9)])
 def test_cnn_shapes(channels: int, height: int, width: int) -> None:
-    model = build_cnn(channels, height, width, 4, filters=6, dropout=0.3,
-                      pixel_mean=[0.5] * channels, pixel_std=[2.0] * channels)
+    model = build_cnn(channels, height, width, 4, filters=6, dropout=0.3, pixel_mean=[0.5] * channels, pixel_std=[2.0] * channels)
     model.eval()
     assert model(torch.zeros(2, channels, height, width)).shape == (2, 4)
     assert [m.p for m in model.modules() if isinstance(m, nn.Dropout)] == [0.3, 0.3]
@@ -107,8 +122,17 @@ def test_trainable_weights_skip_biases_and_frozen_layers() -> None:
 
 
 def test_saved_model_round_trips_through_torch_save() -> None:
-    model = build_mlp(3, 1, hidden_size=4, num_layers=1, dropout=0.1, feature_mean=[1.0, 2.0, 3.0],
-                      feature_std=[1.0, 2.0, 3.0], target_mean=5.0, target_std=2.0).eval()
+    model = build_mlp(
+        3,
+        1,
+        hidden_size=4,
+        num_layers=1,
+        dropout=0.1,
+        feature_mean=[1.0, 2.0, 3.0],
+        feature_std=[1.0, 2.0, 3.0],
+        target_mean=5.0,
+        target_std=2.0,
+    ).eval()
     buffer = io.BytesIO()
     torch.save(model, buffer)
     buffer.seek(0)
@@ -134,9 +158,7 @@ def _modules_needed_to_load(model: nn.Module) -> set[str]:
     return seen
 
 
-@pytest.mark.parametrize(
-    ("trainer", "dataset"), [(MLPTrainer, "diabetes"), (MLPTrainer, "iris"), (CNNTrainer, "digits")]
-)
+@pytest.mark.parametrize(("trainer", "dataset"), [(MLPTrainer, "diabetes"), (MLPTrainer, "iris"), (CNNTrainer, "digits")])
 def test_saved_model_needs_only_torch_to_load(trainer, dataset: str) -> None:
     reporter = ListReporter()
     trainer().fit(TrialContext({"filters": 4, "hidden_size": 8}, reporter=reporter, max_epochs=1), DataConfig(dataset))

@@ -16,7 +16,13 @@ PARAMS = {"learning_rate": 0.01, "batch_size": 16, "dropout": 0.2, "hidden_size"
 def _fit(params: dict, *, epochs: int, interval: int, restored: SavedState | None = None, number: int = 3) -> ListReporter:
     reporter = ListReporter()
     ctx = TrialContext(
-        params, reporter=reporter, trial_number=number, seed=11, max_epochs=epochs, checkpoint_interval=interval, restored=restored
+        params,
+        reporter=reporter,
+        trial_number=number,
+        seed=11,
+        max_epochs=epochs,
+        checkpoint_interval=interval,
+        restored=restored,
     )
     MLPTrainer().fit(ctx, DataConfig("iris"))
     ctx.finish()
@@ -76,7 +82,9 @@ def test_a_custom_objective_saves_and_loads_its_own_state() -> None:
     assert not first.models
 
     second = ListReporter()
-    ctx = TrialContext({"x": 10.0}, reporter=second, trial_number=1, max_epochs=4, checkpoint_interval=2, restored=first.states[0])
+    ctx = TrialContext(
+        {"x": 10.0}, reporter=second, trial_number=1, max_epochs=4, checkpoint_interval=2, restored=first.states[0]
+    )
     assert ctx.resumed_from == (0, 2) and ctx.step == 2
     objective(dict(ctx.params), ctx)
     assert [(r[STEP_KEY], r["loss"]) for r in second.reports] == [(3, 12.0), (4, 22.0)]

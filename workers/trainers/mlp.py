@@ -34,7 +34,9 @@ __all__ = ["MLPTrainer", "make_loader", "regression_metrics"]
 _METRICS: Mapping[str, Mapping[str, str]] = MappingProxyType(
     {
         CLASSIFICATION: MappingProxyType({"train_loss": "min", "val_loss": "min", "val_accuracy": "max", **COST_METRICS}),
-        REGRESSION: MappingProxyType({"train_loss": "min", "val_loss": "min", "val_rmse": "min", "val_r2": "max", **COST_METRICS}),
+        REGRESSION: MappingProxyType(
+            {"train_loss": "min", "val_loss": "min", "val_rmse": "min", "val_r2": "max", **COST_METRICS}
+        ),
     }
 )
 _DEFAULT_METRIC = MappingProxyType({CLASSIFICATION: "val_accuracy", REGRESSION: "val_loss"})
@@ -51,9 +53,7 @@ class MLPTrainer(Trainer):
 
     name: ClassVar[str] = "mlp"
     description: ClassVar[str] = "Multilayer perceptron for tabular classification and regression."
-    hyperparameters: ClassVar[Mapping[str, Any]] = MappingProxyType(
-        {**TRAINING_DEFAULTS, "hidden_size": 64, "num_layers": 2}
-    )
+    hyperparameters: ClassVar[Mapping[str, Any]] = MappingProxyType({**TRAINING_DEFAULTS, "hidden_size": 64, "num_layers": 2})
 
     @classmethod
     def metrics(cls, task: str) -> Mapping[str, str]:
@@ -115,9 +115,7 @@ class MLPTrainer(Trainer):
         optimizer = make_optimizer(params["optimizer"], network.parameters(), params["learning_rate"])
 
         def train() -> float:
-            return train_epoch(
-                network, loader, optimizer, loss_fn, l1=params["l1"], l2=params["l2"], device=ctx.device
-            )
+            return train_epoch(network, loader, optimizer, loss_fn, l1=params["l1"], l2=params["l2"], device=ctx.device)
 
         run_epochs(
             ctx,

@@ -15,7 +15,9 @@ def run_migrations_online() -> None:
     if connection is None:
         url = context.config.get_main_option("sqlalchemy.url")
         if url is None:
-            raise RuntimeError("alembic: no connection was handed over and sqlalchemy.url is not set; run migrations through the job store")
+            raise RuntimeError(
+                "alembic: no connection was handed over and sqlalchemy.url is not set; run migrations through the job store"
+            )
         engine = create_engine(url)
         with engine.begin() as connection:
             _run(connection)

@@ -54,7 +54,10 @@ def _spec(**changes: object) -> automl.JobSpec:
         "scheduler": {
             "name": "pbt",
             "options": {
-                "perturbation_interval": 1, "quantile_fraction": 0.5, "resample_probability": 0, "synch": True,
+                "perturbation_interval": 1,
+                "quantile_fraction": 0.5,
+                "resample_probability": 0,
+                "synch": True,
                 "perturbation_factors": [FACTOR, FACTOR],
             },
         },
@@ -114,8 +117,13 @@ def test_pbt_clones_trials_from_the_checkpoints_it_records_and_records_every_tri
         # (Read afresh for each replay: training moves the optimizer's state tensors it is given.)
         reporter = ListReporter()
         replay = TrialContext(
-            exploit["params"], reporter=reporter, trial_number=trial.number, seed=trial_seed(spec.seed, trial.number),
-            max_epochs=step + 1, checkpoint_interval=plan.checkpoint_interval, restored=read_state(checkpoints[(donor, step)]),
+            exploit["params"],
+            reporter=reporter,
+            trial_number=trial.number,
+            seed=trial_seed(spec.seed, trial.number),
+            max_epochs=step + 1,
+            checkpoint_interval=plan.checkpoint_interval,
+            restored=read_state(checkpoints[(donor, step)]),
         )
         run_with_context(replay, plan)
         assert reporter.reports[0]["step"] == step + 1
@@ -152,7 +160,10 @@ def test_options_are_checked_before_anything_is_written(automl_home: Path) -> No
 
     pbt = {"name": "pbt"}
     refused(r"scheduler.options: unknown option\(s\) 'interval' for pbt", scheduler={**pbt, "options": {"interval": 2}})
-    refused(r"perturbation_interval: 4 is not below budget.max_epochs \(4\)", scheduler={**pbt, "options": {"perturbation_interval": 4}})
+    refused(
+        r"perturbation_interval: 4 is not below budget.max_epochs \(4\)",
+        scheduler={**pbt, "options": {"perturbation_interval": 4}},
+    )
     refused(
         r"checkpoint_interval: 3 epochs misses the perturbation steps \(epoch 2, then every 2\); use a divisor of 2",
         scheduler={**pbt, "options": {"perturbation_interval": 2, "checkpoint_interval": 3}},
@@ -163,7 +174,8 @@ def test_options_are_checked_before_anything_is_written(automl_home: Path) -> No
     refused(r"resources.max_concurrent: pbt trains its whole population", resources={"max_concurrent": 1})
     refused(
         r"space: none of its parameters \(hidden_size\) can change while a model trains",
-        space={"hidden_size": SPACE["hidden_size"]}, warm_start={},
+        space={"hidden_size": SPACE["hidden_size"]},
+        warm_start={},
     )
     assert not automl_home.exists()
 
@@ -183,7 +195,9 @@ def test_defaults_and_the_checkpoint_interval_that_lands_on_every_perturbation()
     assert (default.perturbation_interval, default.burn_in_period, default.checkpoint_interval) == (2, 1, 2)
     assert default.mutate == ("learning_rate", "batch_size")
     # Burn-in 3, interval 2: perturbations at epochs 3, 5, 7..., so a checkpoint every epoch.
-    odd = pbt_settings({"perturbation_interval": 2, "burn_in_period": 3}, max_epochs=8, grace_period=1, space=space, mutable=mutable)
+    odd = pbt_settings(
+        {"perturbation_interval": 2, "burn_in_period": 3}, max_epochs=8, grace_period=1, space=space, mutable=mutable
+    )
     assert odd.checkpoint_interval == 1
     custom = pbt_settings({}, max_epochs=8, grace_period=1, space=space, mutable=None)
     assert custom.mutate == ("learning_rate", "batch_size", "hidden_size"), "a custom objective may change any parameter"
@@ -278,7 +292,9 @@ def test_a_resume_is_recorded_against_the_exploit_it_answers_in_tunes_order() ->
     population.on_trial_complete("c", report(3, resumed=(2, 2)))
     population.on_trial_complete("d", report(1))
 
-    exploits = {t.number: t.user_attrs[EXPLOITS_ATTR] for t in optuna.load_study(study_name="pop", storage=storage).trials if t.number < 3}
+    exploits = {
+        t.number: t.user_attrs[EXPLOITS_ATTR] for t in optuna.load_study(study_name="pop", storage=storage).trials if t.number < 3
+    }
     assert [(e["at_step"], e["donor_step"], e["resumed_from"]) for e in exploits[0]] == [
         (1, 1, {"trial": 3, "step": 1}),
         (2, 2, {"trial": 3, "step": 2}),

@@ -51,11 +51,18 @@ class Events:
 
 @pytest.mark.slow
 def test_a_search_reports_every_phase_in_its_result_and_its_events(automl_home: Path, ray_session: None) -> None:
-    spec = JobSpec.model_validate({
-        "name": "phases", "objective": f"{__name__}:steps", "space": {"x": {"type": "float", "low": 0.0, "high": 1.0}},
-        "metric": "loss", "mode": "min", "scheduler": {"name": "fifo"}, "budget": {"trials": 3, "max_epochs": 2},
-        "tracking": {"register_model": False},
-    })
+    spec = JobSpec.model_validate(
+        {
+            "name": "phases",
+            "objective": f"{__name__}:steps",
+            "space": {"x": {"type": "float", "low": 0.0, "high": 1.0}},
+            "metric": "loss",
+            "mode": "min",
+            "scheduler": {"name": "fifo"},
+            "budget": {"trials": 3, "max_epochs": 2},
+            "tracking": {"register_model": False},
+        }
+    )
     control = Events()
     result = run_search(plan_search(spec, objective=steps), control=control)
     assert list(result.phases) == PHASES

@@ -36,9 +36,7 @@ KINDS = [(name, 1) for name in sorted(SAMPLERS)] + [(name, 2) for name in sorted
 
 
 def _searcher(name: str, n_objectives: int, tmp_path: Path) -> StudySearch:
-    sampler = create_sampler(
-        name, SamplerRequest(seed=3, concurrency=2, space=SPACE, n_objectives=n_objectives)
-    )
+    sampler = create_sampler(name, SamplerRequest(seed=3, concurrency=2, space=SPACE, n_objectives=n_objectives))
     storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'studies.db'}")
     metrics = ["loss", "size"][:n_objectives]
     searcher = StudySearch(

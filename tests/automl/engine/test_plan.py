@@ -27,9 +27,19 @@ def spec(**changes: object) -> JobSpec:
 def test_the_plan_resolves_the_space_the_metrics_and_what_every_trial_receives() -> None:
     plan = plan_search(spec(metric=["val_accuracy", "val_loss"], mode=["max", "min"], sampler={"name": "nsga2"}))
     assert isinstance(plan.space, SearchSpace) and set(plan.optuna_space()) == set(plan.space.params)
-    assert (plan.metrics, plan.modes, plan.metric, plan.multi_objective) == (("val_accuracy", "val_loss"), ("max", "min"), "val_accuracy", True)
+    assert (plan.metrics, plan.modes, plan.metric, plan.multi_objective) == (
+        ("val_accuracy", "val_loss"),
+        ("max", "min"),
+        "val_accuracy",
+        True,
+    )
     trial = plan.trial_plan
-    assert (trial.max_epochs, trial.trainer, trial.metrics, trial.checkpoint_interval) == (4, "mlp", ("val_accuracy", "val_loss"), 0)
+    assert (trial.max_epochs, trial.trainer, trial.metrics, trial.checkpoint_interval) == (
+        4,
+        "mlp",
+        ("val_accuracy", "val_loss"),
+        0,
+    )
 
 
 def test_the_scheduler_request_carries_the_space_and_what_the_trainer_can_change() -> None:
@@ -55,26 +65,42 @@ def test_what_cannot_run_is_refused_before_anything_is_written(changes: dict[str
     assert field in str(info.value)
 
 
-QUADRATIC = '''
+QUADRATIC = """
 def objective(params, ctx):
     return (params["x"] - 0.3) ** 2
-'''
+"""
 
 
 def test_a_stored_plan_is_the_plan_it_was_made_from(tmp_path, monkeypatch) -> None:
     (tmp_path / "quad_objective.py").write_text(QUADRATIC)
     monkeypatch.syspath_prepend(str(tmp_path))
-    custom = parse_spec({"name": "stored", "objective": "quad_objective:objective", "space": {"x": {"type": "float", "low": 0, "high": 1}},
-                         "metric": "loss", "scheduler": {"name": "pbt", "options": {"perturbation_interval": 2}},
-                         "budget": {"trials": 4, "max_epochs": 4}})
-    for original in (plan_search(spec(metric=["val_accuracy", "val_loss"], mode=["max", "min"])), plan_search(custom, base_dir=tmp_path)):
+    custom = parse_spec(
+        {
+            "name": "stored",
+            "objective": "quad_objective:objective",
+            "space": {"x": {"type": "float", "low": 0, "high": 1}},
+            "metric": "loss",
+            "scheduler": {"name": "pbt", "options": {"perturbation_interval": 2}},
+            "budget": {"trials": 4, "max_epochs": 4},
+        }
+    )
+    for original in (
+        plan_search(spec(metric=["val_accuracy", "val_loss"], mode=["max", "min"])),
+        plan_search(custom, base_dir=tmp_path),
+    ):
         text = plan_to_json(original)
         json.loads(text)  # plain JSON, as the queue stores it
         rebuilt = plan_from_json(text, base_dir=tmp_path)
         assert rebuilt is not None
-        assert (rebuilt.spec, rebuilt.space, rebuilt.metrics, rebuilt.modes) == (original.spec, original.space, original.metrics, original.modes)
+        assert (rebuilt.spec, rebuilt.space, rebuilt.metrics, rebuilt.modes) == (
+            original.spec,
+            original.space,
+            original.metrics,
+            original.modes,
+        )
         assert dataclasses.replace(rebuilt.trial_plan, objective=None, import_paths=()) == dataclasses.replace(
-            original.trial_plan, objective=None, import_paths=())
+            original.trial_plan, objective=None, import_paths=()
+        )
         assert set(original.trial_plan.import_paths) <= set(rebuilt.trial_plan.import_paths)
         if original.spec.objective is not None:
             assert callable(rebuilt.trial_plan.objective) and rebuilt.trial_plan.objective({"x": 0.3}, None) == 0.0
@@ -86,8 +112,11 @@ def test_a_define_by_run_space_cannot_be_queued_as_a_plan() -> None:
     def define_by_run(trial):
         trial.suggest_float("x", 0, 1)
 
-    plan = plan_search(parse_spec({"name": "f", "objective": f"{__name__}:quadratic", "space": "define-by-run:define_by_run", "metric": "loss"}),
-                       objective=quadratic, space=define_by_run)
+    plan = plan_search(
+        parse_spec({"name": "f", "objective": f"{__name__}:quadratic", "space": "define-by-run:define_by_run", "metric": "loss"}),
+        objective=quadratic,
+        space=define_by_run,
+    )
     with pytest.raises(SpecError, match="space"):
         plan_to_json(plan)
 

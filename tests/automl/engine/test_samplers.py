@@ -97,17 +97,19 @@ def quadratic(params: dict[str, Any]) -> float:
 
 @pytest.mark.slow
 def test_the_job_records_its_start_up_in_its_events(automl_home: Path, ray_session: None) -> None:
-    spec = JobSpec.model_validate({
-        "name": "startup-event",
-        "objective": f"{__name__}:quadratic",
-        "space": {"x": {"type": "float", "low": 0.0, "high": 1.0}},
-        "metric": "value",
-        "mode": "min",
-        "sampler": {"name": "tpe"},
-        "scheduler": {"name": "fifo"},
-        "budget": {"trials": 4, "max_epochs": 1},
-        "tracking": {"register_model": False},
-    })
+    spec = JobSpec.model_validate(
+        {
+            "name": "startup-event",
+            "objective": f"{__name__}:quadratic",
+            "space": {"x": {"type": "float", "low": 0.0, "high": 1.0}},
+            "metric": "value",
+            "mode": "min",
+            "sampler": {"name": "tpe"},
+            "scheduler": {"name": "fifo"},
+            "budget": {"trials": 4, "max_epochs": 1},
+            "tracking": {"register_model": False},
+        }
+    )
     control = RecordingControl()
     result = run_search(plan_search(spec, objective=quadratic), control=control)
     assert len(result.trials) == 4

@@ -73,7 +73,9 @@ def test_mlflow_trial_runs_through_the_writer_process(tmp_path: Path, remote: Jo
     remote.send("open_tracking", uri, tracker.artifact_root, tracker.experiment_id, tracker.parent_run_id)
     runs = RemoteTrialRuns(remote)
     run_id = runs.create_trial_run(0, {"automl.ray_trial_id": "t0"})
-    runs.update_run(run_id, RunUpdate(params={"lr": 0.1}).merged(RunUpdate.report({"loss": 0.5}, 1)).merged(RunUpdate.end("COMPLETE")))
+    runs.update_run(
+        run_id, RunUpdate(params={"lr": 0.1}).merged(RunUpdate.report({"loss": 0.5}, 1)).merged(RunUpdate.end("COMPLETE"))
+    )
     assert runs.find_or_create_trial_run(0, {}) == run_id  # a replayed create finds the run
 
     run = tracker.client.get_run(run_id)
@@ -150,7 +152,7 @@ def test_the_shared_writer_closes_at_exit_without_starting_a_thread(tmp_path: Pa
         "writer = shared()\n"
         "writer.call('ping')\n"
         "def refuse(self):\n"
-        "    raise RuntimeError(\"can't create new thread at interpreter shutdown\")\n"
+        '    raise RuntimeError("can\'t create new thread at interpreter shutdown")\n'
         "atexit.register(lambda: setattr(threading.Thread, 'start', refuse))  # runs before shared()'s hook\n"
         "print(writer._process.pid)\n"
     )
