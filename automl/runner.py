@@ -277,13 +277,13 @@ class Runner:
         flags = self.heartbeat.hold(job.id)
         control = StoreControl(self.store, job, self.runner_id, flags, self.stopping)
         try:
-            spec = parse_spec(yaml.safe_load(job.spec_yaml), source=f"job {job.id}")
             base_dir = Path(job.base_dir) if job.base_dir else None
             # The plan checked at submit is trusted; only a job queued before plans were stored
-            # (or with a plan of an older format) is planned here. The cluster's resources, which
-            # can change between submit and run, are checked by run_search either way.
+            # (or with a plan of an older format) is parsed and planned here. The cluster's resources,
+            # which can change between submit and run, are checked by run_search either way.
             stored = plan_from_json(job.plan_json, base_dir=base_dir) if job.plan_json else None
-            plan = stored or plan_search(spec, base_dir=base_dir)
+            plan = stored or plan_search(parse_spec(yaml.safe_load(job.spec_yaml), source=f"job {job.id}"), base_dir=base_dir)
+            spec = plan.spec
             # Start the snapshot from what the study holds (a resumed job); trials then add to it.
             control.snapshot = SnapshotBuilder(plan.modes, study_trials(self.settings, job.study_name))
             self.store.record_snapshot(job.id, self.runner_id, control.snapshot.snapshot())
