@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -26,7 +26,6 @@ from ray.tune.schedulers import PopulationBasedTraining, TrialScheduler
 from ray.tune.search import BasicVariantGenerator
 
 from automl.errors import SpecError
-from automl.tracking import RunUpdate
 from workers.context import RESUMED_KEY
 from workers.trainable import TRIAL_NUMBER_KEY
 
@@ -34,7 +33,6 @@ if TYPE_CHECKING:
     from optuna.distributions import BaseDistribution
     from ray.tune.experiment import Trial
 
-    from automl.engine.callbacks import JobCallback
     from automl.engine.study_search import StudySearch
 
 EXPLOITS_ATTR = "pbt_exploits"
@@ -323,13 +321,13 @@ class PopulationSearch(BasicVariantGenerator):
         *,
         study_name: str,
         params: tuple[str, ...],
-        callback: JobCallback | None = None,
+        tag_run: Callable[[str, dict[str, str]], None] | None = None,
     ) -> None:
         super().__init__()
         self.searcher = searcher
         self.study_name = study_name
         self.params = params
-        self.callback = callback
+        self.tag_run = tag_run
         self.numbers: dict[str, int] = {}
         self.configs: dict[str, dict[str, Any]] = {}
         self.exploits: dict[str, list[dict[str, Any]]] = {}
@@ -450,13 +448,8 @@ class PopulationSearch(BasicVariantGenerator):
         self.searcher.set_durable_user_attr(number, key, value)  # in order with the trial's other writes
 
     def _tag(self, trial_id: str, tags: dict[str, str]) -> None:
-        callback = self.callback
-        if callback is None or callback.tracker is None:
-            return
-        record = callback.records.get(trial_id)
-        if record is None:
-            return
-        callback.update_run(record, RunUpdate(tags=tags))
+        if self.tag_run is not None:
+            self.tag_run(trial_id, tags)
 
 
 def _resumed_from(result: Mapping[str, Any]) -> dict[str, int] | None:
@@ -522,11 +515,11 @@ def check_pbt(
 
 
 def population_search(
-    scheduler: JobPBT, searcher: StudySearch, study_name: str, callback: JobCallback
+    scheduler: JobPBT, searcher: StudySearch, study_name: str, tag_run: Callable[[str, dict[str, str]], None] | None
 ) -> tuple[PopulationSearch, int]:
     """The registry's setup of a PBT job: the population search that replaces the ``StudySearch``
     (drawing from the same study and handing it every trial event), and how many checkpoints
     each trial keeps so that it can be cloned from."""
-    population = PopulationSearch(searcher, study_name=study_name, params=tuple(scheduler.space), callback=callback)
+    population = PopulationSearch(searcher, study_name=study_name, params=tuple(scheduler.space), tag_run=tag_run)
     scheduler.recorder = population
     return population, checkpoints_to_keep(scheduler.settings)

@@ -72,6 +72,7 @@ def _run(
     """One search: Optuna study, MLflow runs and Ray Tune; its per-trial writes made by the process's writer."""
     from automl.engine import write_behind
     from automl.engine.callbacks import JobCallback
+    from automl.engine.ledger import TrialLedger
     from automl.engine.samplers import SamplerRequest, create_sampler, startup_note
     from automl.engine.study_search import StudySearch
     from automl.engine.write_behind import RemoteTrialRuns
@@ -161,25 +162,28 @@ def _run(
             )
             trial_runs = RemoteTrialRuns(remote)
         complete = [t.values[0] for t in finished if from_optuna(t.state) == TrialState.COMPLETE and t.values]
-        callback = JobCallback(
-            searcher,
+        ledger = TrialLedger(
             plan.metric,
             plan.mode,
-            tracker=tracker,
-            progress=progress,
-            control=control,
-            existing_runs=existing_runs,
             finished=len(finished),
             best_value=(max if plan.mode == "max" else min)(complete) if complete else None,
             target=spec.budget.target,
             patience=spec.budget.patience,
+        )
+        callback = JobCallback(
+            searcher,
+            ledger,
+            tracker=tracker,
+            progress=progress,
+            control=control,
+            existing_runs=existing_runs,
             trial_runs=trial_runs,
         )
         remaining = spec.budget.trials - len(finished)
         if progress is not None:
             progress.start(spec.budget.trials)
             for t in finished:
-                progress.trial_done(from_optuna(t.state), callback.best_value)
+                progress.trial_done(from_optuna(t.state), ledger.best_value)
         phases.mark("set-up")
         tune_started = datetime.now()  # noqa: DTZ005 - Optuna stamps its trials with naive local times
         try:
@@ -195,17 +199,17 @@ def _run(
         phases.mark("settle")
         log_search_plots(tracker, searcher.durable_study, plan.metrics, control)  # plots/ on the parent run; never raises
         phases.mark("plots")
-        early = callback.early_stop_reason()
+        early = ledger.early_stop_reason()
         if early is not None and control is not None:
             control.on_event("stopped_early", f"stopped early: {early}")
         reason = control.stop_reason() if control is not None else None
         if reason is not None:
             status = MlflowStatus.KILLED if reason == StopReason.CANCEL else MlflowStatus.RUNNING
             return _with_phases(
-                summarize(plan, settings, study_name, searcher.study, callback, tracker, log_model=False), phases, control
+                summarize(plan, settings, study_name, searcher.study, ledger, tracker, log_model=False), phases, control
             )
         result = _with_phases(
-            summarize(plan, settings, study_name, searcher.study, callback, tracker, log_model=True), phases, control
+            summarize(plan, settings, study_name, searcher.study, ledger, tracker, log_model=True), phases, control
         )
         status = MlflowStatus.FINISHED
         return result
@@ -256,7 +260,7 @@ def _tuner(
         register_trainable(name, trainable)
     scheduler = build_scheduler(spec.scheduler.name, plan.scheduler_request())
     # Each kind's setup hook: most run beside the searcher; PBT brings a population search around it.
-    setup = scheduler_kind(spec.scheduler.name).setup(scheduler, searcher, study_name, callback, concurrency)
+    setup = scheduler_kind(spec.scheduler.name).setup(scheduler, searcher, study_name, callback.tag_run, concurrency)
     return tune.Tuner(
         name,
         tune_config=tune.TuneConfig(
@@ -271,10 +275,10 @@ def _tuner(
         run_config=tune.RunConfig(
             name=f"{study_name}-{uuid.uuid4().hex[:6]}",
             storage_path=str(settings.ray_results),
-            callbacks=[callback, TrialTimeout(callback, spec.budget.trial_timeout_s)]
+            callbacks=[callback, TrialTimeout(searcher, callback.ledger, spec.budget.trial_timeout_s)]
             if spec.budget.trial_timeout_s
             else [callback],
-            stop=JobStopper(callback, control),
+            stop=JobStopper(callback.ledger, control),
             verbose=0,
             failure_config=tune.FailureConfig(max_failures=spec.max_retries),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=setup.checkpoints_to_keep),
@@ -303,12 +307,13 @@ def _reconcile_tracking(tracker: Any, finished: list[Any], metric: str) -> dict[
 
 
 def _settle(searcher: Any, callback: JobCallback, control: JobControl | None) -> None:
-    """Give every trial Tune left unfinished (a stop, a time limit) its final state."""
-    from automl.engine.study_search import INTERRUPTED, TrialOutcome
+    """Give every trial Tune left unfinished (a stop, a time limit) its final state
+    (the ledger counts a trial's end once, so one Tune already ended is left as it is)."""
+    from automl.engine.study_search import TrialOutcome
 
     reason = control.stop_reason() if control is not None else None
     for trial_id in searcher.unfinished():
-        record = callback.records.get(trial_id)
+        record = callback.ledger.get(trial_id)
         if reason == StopReason.RELEASE:
             continue  # stays RUNNING: the next runner retries it
         if reason == StopReason.CANCEL:
@@ -320,8 +325,7 @@ def _settle(searcher: Any, callback: JobCallback, control: JobControl | None) ->
         searcher.settle(trial_id, outcome)
         if record is None:  # proposed but never started: it still gets its MLflow run
             record = callback.open_record(trial_id, searcher.trial_number(trial_id) or 0, searcher.trial_params(trial_id))
-        if record.outcome is None or record.outcome.state == INTERRUPTED:
-            callback.close(record, outcome)
+        callback.close(record, outcome)
 
 
 def _first_trial_note(study: Any, tune_started: datetime) -> str | None:

@@ -20,8 +20,6 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from ray.tune.schedulers import TrialScheduler
 
-    from automl.engine.callbacks import JobCallback
-
 TIME_ATTR = "training_iteration"
 
 
@@ -65,9 +63,11 @@ class TuneSetup:
 SchedulerFactory = Callable[[SchedulerRequest], "TrialScheduler"]
 # A kind's check of the job: the checkpoint interval (epochs) its trials must keep, 0 for none.
 SchedulerCheck = Callable[[SchedulerRequest, JobLimits], int]
+# Tags a trial's MLflow run: (Ray trial id, tags); what a scheduler may write beside its trials.
+RunTagger = Callable[[str, dict[str, str]], None]
 # A kind's way of running beside the job's StudySearch: (scheduler, searcher, study_name,
-# callback, concurrency) -> what Tune runs.
-SchedulerSetup = Callable[["TrialScheduler", Any, str, "JobCallback", int], TuneSetup]
+# run tagger, concurrency) -> what Tune runs.
+SchedulerSetup = Callable[["TrialScheduler", Any, str, RunTagger, int], TuneSetup]
 
 
 def no_checkpoints(_request: SchedulerRequest, _limits: JobLimits) -> int:
@@ -75,9 +75,7 @@ def no_checkpoints(_request: SchedulerRequest, _limits: JobLimits) -> int:
     return 0
 
 
-def beside_search(
-    scheduler: TrialScheduler, searcher: Any, _study_name: str, _callback: JobCallback, concurrency: int
-) -> TuneSetup:
+def beside_search(scheduler: TrialScheduler, searcher: Any, _study_name: str, _tag_run: RunTagger, concurrency: int) -> TuneSetup:
     """The setup of a scheduler that stops trials beside the search: Tune runs the searcher itself."""
     return TuneSetup(searcher, scheduler, concurrency, 1)
 
@@ -161,11 +159,11 @@ def _pbt_check(req: SchedulerRequest, limits: JobLimits) -> int:
     )
 
 
-def _pbt_setup(scheduler: TrialScheduler, searcher: Any, study_name: str, callback: JobCallback, concurrency: int) -> TuneSetup:
+def _pbt_setup(scheduler: TrialScheduler, searcher: Any, study_name: str, tag_run: RunTagger, concurrency: int) -> TuneSetup:
     from automl.engine.pbt import JobPBT, population_search
 
     assert isinstance(scheduler, JobPBT)  # the registry builds PBT's entry with JobPBT
-    population, keep = population_search(scheduler, searcher, study_name, callback)
+    population, keep = population_search(scheduler, searcher, study_name, tag_run)
     # No concurrency cap: PBT must see the whole population; Ray's resources decide how many run.
     return TuneSetup(population, scheduler, None, keep)
 

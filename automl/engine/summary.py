@@ -19,7 +19,7 @@ from automl.states import JobState, MlflowStatus, TrialState, from_optuna
 if TYPE_CHECKING:
     import optuna
 
-    from automl.engine.callbacks import JobCallback
+    from automl.engine.ledger import TrialLedger
     from automl.engine.plan import SearchPlan
     from automl.spec import JobSpec
 
@@ -29,14 +29,14 @@ def summarize(
     settings: Settings,
     study_name: str,
     study: optuna.Study,
-    callback: JobCallback,
+    ledger: TrialLedger,
     tracker: Any,
     *,
     log_model: bool,
 ) -> SearchResult:
     """Read the study back into a result; when ``log_model``, log the best model and close the job's run."""
     spec = plan.spec
-    by_number = {record.number: record for record in callback.records.values()}
+    by_number = ledger.by_number()
 
     def summary(t: Any) -> TrialSummary:
         record = by_number.get(t.number)
@@ -64,7 +64,7 @@ def summarize(
     best = next(iter(top_trials(list(pareto) or complete, plan.mode, 1)), None)
     model = None
     if log_model and best is not None and best.number in by_number:
-        model = _log_best_model(spec, tracker, by_number[best.number], callback)
+        model = _log_best_model(spec, tracker, by_number[best.number], ledger)
     counts: dict[str, int] = {}
     for t in trials:
         counts[t.state] = counts.get(t.state, 0) + 1
@@ -80,13 +80,13 @@ def summarize(
         summary_tags.update({"automl.best_trial": str(best.number), "automl.best_run_id": best.run_id or ""})
     if model is not None:
         summary_tags["automl.best_model_uri"] = model.model_uri
-    if callback.tracking_errors:
-        summary_tags["automl.tracking_errors"] = str(len(callback.tracking_errors))
+    if ledger.tracking_errors:
+        summary_tags["automl.tracking_errors"] = str(len(ledger.tracking_errors))
     if pareto:
         summary_tags["automl.pareto_size"] = str(len(pareto))
         summary_metrics["pareto_size"] = len(pareto)
     if log_model:
-        callback.safely(tracker.log_figure_json, "job/trials.json", [t.__dict__ for t in trials])
+        ledger.safely(tracker.log_figure_json, "job/trials.json", [t.__dict__ for t in trials])
         if pareto:
             front = [
                 {
@@ -97,8 +97,8 @@ def summarize(
                 }
                 for t in pareto
             ]
-            callback.safely(tracker.log_figure_json, "job/pareto_front.json", front)
-        callback.safely(
+            ledger.safely(tracker.log_figure_json, "job/pareto_front.json", front)
+        ledger.safely(
             tracker.finish_job,
             MlflowStatus.FINISHED if best is not None else MlflowStatus.FAILED,
             metrics=summary_metrics,
@@ -123,11 +123,11 @@ def summarize(
         tracking_uri=settings.tracking_uri,
         model_uri=model.model_uri if model else None,
         registered_model=(model.name, model.version) if model and model.name and model.version else None,
-        tracking_errors=tuple(callback.tracking_errors),
+        tracking_errors=tuple(ledger.tracking_errors),
     )
 
 
-def _log_best_model(spec: JobSpec, tracker: Any, record: Any, callback: JobCallback) -> Any:
+def _log_best_model(spec: JobSpec, tracker: Any, record: Any, ledger: TrialLedger) -> Any:
     """Load the best trial's checkpointed model and log it (registered) to that trial's MLflow run."""
     if record.checkpoint_path is None or record.run_id is None:
         return None
@@ -147,7 +147,7 @@ def _log_best_model(spec: JobSpec, tracker: Any, record: Any, callback: JobCallb
     shape = info.get("input_shape")
     example = np.zeros((2, *shape), dtype=np.float32) if shape else None
     name = spec.registered_model_name if spec.tracking.register_model else None
-    return callback.safely(tracker.log_model, record.run_id, model, registered_name=name, input_example=example, metadata=info)
+    return ledger.safely(tracker.log_model, record.run_id, model, registered_name=name, input_example=example, metadata=info)
 
 
 def job_params(plan: SearchPlan) -> dict[str, Any]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import threading
 
-from automl.engine.callbacks import TrackingWriter
+from automl.engine.tracking_writer import TrackingWriter
 from automl.tracking import RunUpdate
 
 
