@@ -4,7 +4,9 @@ and logged under ``plots/`` of the job's MLflow parent run, where the MLflow UI 
 Each plot is logged twice: an interactive plotly ``.html`` (what ``MlflowClient.log_figure``
 writes: plotly.js comes from its CDN) and a ``.png`` drawn by ``optuna.visualization.matplotlib``
 that previews anywhere, offline too. Plots are a view of the results, never a reason for a job to
-fail: a plot that cannot be drawn is skipped with a warning and a job event.
+fail: a plot that cannot be drawn is skipped with a warning and a job event. A search with a
+writer process (the default) has them drawn there, after its result was returned: they reach the
+parent run a moment after the job ends, never holding up the caller.
 """
 
 from __future__ import annotations
@@ -63,11 +65,11 @@ def log_search_plots(
 ) -> list[str]:
     """Draw the job's search plots and log them under ``plots/`` of its parent run.
 
-    Called once when the job ends, before its parent run is closed. Never raises: a plot that
-    fails is left out, with one warning and one ``plots_failed`` event for all that failed.
+    Called once when the job ends. Never raises: a plot that fails is left out, with one
+    warning and one ``plots_failed`` event for all that failed.
 
     Args:
-        tracker: the job's tracker, its parent run open.
+        tracker: the job's tracker, its parent run known.
         study: the job's Optuna study, every trial in its final state.
         metrics: the study's objectives, in order (the first one is the primary metric).
         control: the job's control, for the stop reason and the event; ``None`` for a search
@@ -76,15 +78,34 @@ def log_search_plots(
     Returns:
         The artifact paths logged, e.g. ``plots/optimization_history.html``.
     """
+    try:
+        reason = control.stop_reason() if control is not None else None
+    except Exception as exc:  # noqa: BLE001 - plots must never take the job down
+        report_plot_failures(f"{type(exc).__name__}: {exc}", control)
+        return []
+    logged, failures = draw_search_plots(tracker, study, metrics, stop_reason=reason)
+    report_plot_failures(failures, control)
+    return logged
+
+
+def draw_search_plots(
+    tracker: MlflowTracker, study: optuna.Study, metrics: Sequence[str], *, stop_reason: str | None = None
+) -> tuple[list[str], str | None]:
+    """The drawing and logging of :func:`log_search_plots`, for a job that ended for ``stop_reason``.
+
+    Runs where the job's study and tracker are, the job's writer process included. Never raises.
+
+    Returns:
+        The artifact paths logged, and what failed in one line (``None`` when nothing did).
+    """
     failures: list[str] = []
     logged: list[str] = []
     try:
-        reason = control.stop_reason() if control is not None else None
         import optuna
 
         complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-        if tracker.parent_run_id is None or not should_plot(reason, len(complete)):
-            return []
+        if tracker.parent_run_id is None or not should_plot(stop_reason, len(complete)):
+            return [], None
         job_name = str(study.user_attrs.get("job_name") or study.study_name)
         with tempfile.TemporaryDirectory(prefix="automl-plots-") as folder:
             out = Path(folder)
@@ -96,13 +117,18 @@ def log_search_plots(
                 logged = [f"{PLOTS_DIR}/{name}" for name in files]
     except Exception as exc:  # noqa: BLE001 - plots must never take the job down
         failures.append(f"{type(exc).__name__}: {exc}")
-    if failures:
-        message = f"search plots left out ({'; '.join(failures)}); the job's results are not affected"
-        logger.warning(message)
-        if control is not None:
-            with contextlib.suppress(Exception):
-                control.on_event("plots_failed", message[:2000])
-    return logged
+    return logged, "; ".join(failures) if failures else None
+
+
+def report_plot_failures(failures: str | None, control: JobControl | None) -> None:
+    """Say that plots were left out (``failures``, from :func:`draw_search_plots`): one warning, one event."""
+    if not failures:
+        return
+    message = f"search plots left out ({failures}); the job's results are not affected"
+    logger.warning(message)
+    if control is not None:
+        with contextlib.suppress(Exception):
+            control.on_event("plots_failed", message[:2000])
 
 
 def plot_specs(study: optuna.Study, metrics: Sequence[str], job_name: str, *, n_complete: int) -> list[PlotSpec]:

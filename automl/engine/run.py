@@ -76,7 +76,6 @@ def _run(
     from automl.engine.samplers import SamplerRequest, create_sampler, startup_note
     from automl.engine.study_search import StudySearch
     from automl.engine.write_behind import RemoteTrialRuns
-    from automl.plots import log_search_plots
     from automl.tracking import MlflowTracker
 
     spec = plan.spec
@@ -110,6 +109,7 @@ def _run(
     phases.mark("tracking")
     status = MlflowStatus.FAILED
     callback: JobCallback | None = None
+    plots_left_to_writer = False
     # This job's state in the writer (None: its writes are made here).
     remote = writer.job(f"{study_name}-{uuid.uuid4().hex[:8]}") if writer is not None else None
     try:
@@ -197,7 +197,7 @@ def _run(
         searcher.drain()  # every trial durable in the study before anything reads it back
         callback.flush()
         phases.mark("settle")
-        log_search_plots(tracker, searcher.durable_study, plan.metrics, control)  # plots/ on the parent run; never raises
+        plots_left_to_writer = _log_plots(remote, tracker, searcher, plan, control)
         phases.mark("plots")
         early = ledger.early_stop_reason()
         if early is not None and control is not None:
@@ -220,7 +220,8 @@ def _run(
         if callback is not None:
             callback.shutdown()
         if remote is not None:
-            remote.close()  # every write of the job made before the job is reported done
+            # Every write of the job made before the job is reported done (only its plots may still be drawing).
+            remote.close(wait=not plots_left_to_writer)
         if status == MlflowStatus.KILLED:
             with contextlib.suppress(Exception):
                 tracker.finish_job(MlflowStatus.KILLED, metrics={}, params={}, tags={"automl.state": JobState.CANCELLED})
@@ -326,6 +327,30 @@ def _settle(searcher: Any, callback: JobCallback, control: JobControl | None) ->
         if record is None:  # proposed but never started: it still gets its MLflow run
             record = callback.open_record(trial_id, searcher.trial_number(trial_id) or 0, searcher.trial_params(trial_id))
         callback.close(record, outcome)
+
+
+def _log_plots(remote: Any, tracker: Any, searcher: Any, plan: SearchPlan, control: JobControl | None) -> bool:
+    """Log the search plots on the job's parent run; never raises.
+
+    With a writer process they are drawn there, after every write of the job, while the caller
+    already has its result (``True``: the writer was left to finish them). Without one, here.
+    """
+    from automl.plots import log_search_plots, report_plot_failures
+
+    if remote is None:
+        log_search_plots(tracker, searcher.durable_study, plan.metrics, control)
+        return False
+    try:
+        reason = control.stop_reason() if control is not None else None
+    except Exception:  # noqa: BLE001 - the stop reason decides only whether to plot
+        reason = None
+
+    def report(done: Any) -> None:
+        failure = done.exception()
+        report_plot_failures(f"{type(failure).__name__}: {failure}" if failure else done.result(), control)
+
+    remote.send("log_plots", list(plan.metrics), reason).add_done_callback(report)
+    return True
 
 
 def _first_trial_note(study: Any, tune_started: datetime) -> str | None:

@@ -107,6 +107,11 @@ class WriteBehind:
         """``send`` and wait for the result (raises the child's error)."""
         return self.send(op, *args).result()
 
+    def barrier(self) -> None:
+        """Wait until the child has done everything sent before (by every job): its plots too."""
+        with contextlib.suppress(WriterGone):
+            self.call("ping")
+
     def _read(self) -> None:
         while True:
             try:
@@ -170,10 +175,16 @@ class JobWriter:
         """``send`` and wait for the result (raises the child's error)."""
         return self.send(op, *args).result()
 
-    def close(self) -> None:
-        """Wait until the child has made every write of this job, then let it forget the job."""
-        with contextlib.suppress(WriterGone):
-            self.remote.send("close_job", self.key).result()
+    def close(self, *, wait: bool = True) -> None:
+        """Let the child forget the job once it has done everything of it; ``wait`` for that.
+
+        Not waiting is for a job whose writes were all answered already, with only work that
+        nobody waits for left behind them (its plots).
+        """
+        done = self.remote.send("close_job", self.key)
+        if wait:
+            with contextlib.suppress(WriterGone):
+                done.result()
 
 
 _SHARED: WriteBehind | None = None
@@ -204,7 +215,7 @@ def _close_shared() -> None:
 
 
 TRIAL_RUN_OPS = frozenset({"create_trial_run", "find_or_create_trial_run", "update_run", "reopen_trial"})
-JOB_OPS = frozenset({"open_study", "study_create", "study_write", "open_tracking"})
+JOB_OPS = frozenset({"open_study", "study_create", "study_write", "open_tracking", "log_plots"})
 
 
 class _JobWrites:
@@ -245,6 +256,15 @@ class _JobWrites:
         self.tracker = MlflowTracker(tracking_uri, artifact_root=artifact_root)
         self.tracker.experiment_id = experiment_id
         self.tracker.parent_run_id = parent_run_id
+
+    def log_plots(self, metrics: list[str], stop_reason: str | None) -> str | None:
+        """Draw the job's plots from its durable study onto its parent run; what failed, in one line."""
+        import optuna
+
+        from automl.plots import draw_search_plots
+
+        study = optuna.load_study(study_name=self.study_name, storage=self.storage)
+        return draw_search_plots(self.tracker, study, metrics, stop_reason=stop_reason)[1]
 
 
 class _Writer:
