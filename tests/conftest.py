@@ -17,6 +17,10 @@ import pytest
 os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
 os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
 
+# tests/ itself is importable (tests/controls.py, tests/postgres.py, tests/raycluster.py), whatever pytest's import mode.
+if str(Path(__file__).resolve().parent) not in sys.path:
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+
 SERVICE_ENV = ("AUTOML_HOME", "AUTOML_STORAGE_URL", "MLFLOW_TRACKING_URI", "RAY_ADDRESS", "AUTOML_SPACES_PATH")
 
 

@@ -6,32 +6,13 @@ from pathlib import Path
 
 import optuna
 import pytest
+from controls import RecordingControl
 
 from automl.plots import log_search_plots, plot_specs, should_plot
 from automl.states import StopReason
 from automl.tracking import RESULT_PREFIX, MlflowTracker
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-
-
-class RecordingControl:
-    """A job control that records events and reports a fixed stop reason (our own protocol)."""
-
-    def __init__(self, reason: str | None = None) -> None:
-        self.reason = reason
-        self.events: list[tuple[str, str]] = []
-
-    def stop_reason(self) -> str | None:
-        return self.reason
-
-    def on_tracking(self, experiment_id: str | None, run_id: str | None) -> None:
-        pass
-
-    def on_progress(self, finished: int, best: float | None) -> None:
-        pass
-
-    def on_event(self, kind: str, message: str) -> None:
-        self.events.append((kind, message))
 
 
 @pytest.fixture(scope="module")

@@ -6,6 +6,7 @@ import itertools
 from pathlib import Path
 
 import pytest
+from controls import RecordingControl
 
 from automl.engine import plan_search, run_search
 from automl.engine.phases import PhaseClock
@@ -30,25 +31,6 @@ def steps(params: dict, ctx) -> None:
         ctx.report(loss=(params["x"] - 0.5) ** 2 + 1.0 / step, step=step)
 
 
-class Events:
-    """A JobControl that records events and never stops the job."""
-
-    def __init__(self) -> None:
-        self.events: list[tuple[str, str]] = []
-
-    def stop_reason(self) -> str | None:
-        return None
-
-    def on_event(self, kind: str, message: str) -> None:
-        self.events.append((kind, message))
-
-    def on_tracking(self, experiment_id: str | None, run_id: str | None) -> None:
-        pass
-
-    def on_progress(self, finished: int, best: float | None, trial: object = None) -> None:
-        pass
-
-
 @pytest.mark.slow
 def test_a_search_reports_every_phase_in_its_result_and_its_events(automl_home: Path, ray_session: None) -> None:
     spec = JobSpec.model_validate(
@@ -63,7 +45,7 @@ def test_a_search_reports_every_phase_in_its_result_and_its_events(automl_home: 
             "tracking": {"register_model": False},
         }
     )
-    control = Events()
+    control = RecordingControl()
     result = run_search(plan_search(spec, objective=steps), control=control)
     assert list(result.phases) == PHASES
     assert all(seconds >= 0 for seconds in result.phases.values())
@@ -74,9 +56,7 @@ def test_a_search_reports_every_phase_in_its_result_and_its_events(automl_home: 
 
 
 @pytest.mark.slow
-def test_the_plots_are_drawn_by_the_writer_after_the_result_and_reach_the_job_run(
-    automl_home: Path, ray_session: None
-) -> None:
+def test_the_plots_are_drawn_by_the_writer_after_the_result_and_reach_the_job_run(automl_home: Path, ray_session: None) -> None:
     """The end-of-job plots are off the caller's path: handed to the job's writer process, which
     logs them on the parent run once it has made the job's other writes."""
     from mlflow import MlflowClient
@@ -95,7 +75,7 @@ def test_the_plots_are_drawn_by_the_writer_after_the_result_and_reach_the_job_ru
             "tracking": {"register_model": False},
         }
     )
-    control = Events()
+    control = RecordingControl()
     result = run_search(plan_search(spec, objective=steps), control=control)
     write_behind.shared().barrier()  # everything the writer was sent, the plots included, is done
     client = MlflowClient(tracking_uri=result.tracking_uri)

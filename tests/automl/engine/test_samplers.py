@@ -7,6 +7,7 @@ from typing import Any
 
 import optuna
 import pytest
+from controls import RecordingControl
 
 from automl.engine import plan_search, run_search
 from automl.engine.samplers import OPTUNA_STARTUP_TRIALS, SamplerRequest, create_sampler, startup_note, startup_trials
@@ -70,25 +71,6 @@ def test_the_note_says_the_count_what_set_it_and_what_counts() -> None:
         "sampler tpe: all 8 trials are random start-up draws (n_startup_trials 10: Optuna's default; "
         "sampler.options.n_startup_trials sets it)"
     )
-
-
-class RecordingControl:
-    """A job control that records events and never asks to stop (our own protocol)."""
-
-    def __init__(self) -> None:
-        self.events: list[tuple[str, str]] = []
-
-    def stop_reason(self) -> str | None:
-        return None
-
-    def on_tracking(self, experiment_id: str | None, run_id: str | None) -> None:
-        pass
-
-    def on_progress(self, finished: int, best: float | None, trial: Any = None) -> None:
-        pass
-
-    def on_event(self, kind: str, message: str) -> None:
-        self.events.append((kind, message))
 
 
 def quadratic(params: dict[str, Any]) -> float:
