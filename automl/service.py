@@ -186,7 +186,8 @@ def best_of_job(settings: Settings, job: JobView) -> dict[str, Any]:
     """The best trial of a job (params, value, number), its MLflow run and its registered model."""
     import yaml
 
-    from automl.spec import parse_spec, resolve_metrics
+    from automl.spec import parse_spec
+    from automl.spec_checks import resolve_metrics
 
     spec = parse_spec(yaml.safe_load(job.spec_yaml))
     metrics, spec_modes = resolve_metrics(spec, base_dir=Path(job.base_dir) if job.base_dir else None)
