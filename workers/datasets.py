@@ -1,42 +1,70 @@
-"""Loading the data the built-in trainers train on: bundled scikit-learn sets, tables and image arrays."""
+"""Loading the data the built-in trainers train on: bundled scikit-learn sets, tables and image arrays.
+
+The bundled sets are named here, and the split is made here; the files a job names are read by
+:mod:`workers.data_files`, whose :class:`DataError`, task names and suffixes this module
+re-exports (``workers.datasets.DataError`` is the name to catch). What must stay true: the cheap
+checks (``check_*``) keep no data; a load is cached per process and file version, its arrays
+read-only because every trial of the process shares them; the split depends only on
+``val_fraction`` and ``split_seed``.
+"""
 
 from __future__ import annotations
 
 import functools
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
-import pandas as pd
 from sklearn import datasets as sk_datasets
 from sklearn.model_selection import train_test_split
+
+from workers.data_files import (
+    CACHE_SIZE,
+    CLASSIFICATION,
+    IMAGE_KEYS,
+    IMAGE_SUFFIXES,
+    MAX_INFERRED_CLASSES,
+    REGRESSION,
+    TABLE_SUFFIXES,
+    TASKS,
+    DataError,
+    check_feature_columns,
+    check_target,
+    checked_images,
+    checked_table,
+    existing_path,
+    file_stamp,
+    infer_task,
+    read_image_file,
+    read_tabular_file,
+    table_columns,
+)
 
 if TYPE_CHECKING:
     # Only for hints: importing workers.trainers here at run time would be circular.
     from workers.trainers.base import DataConfig
 
-CLASSIFICATION = "classification"
-REGRESSION = "regression"
-TASKS = (CLASSIFICATION, REGRESSION)
-
-TABLE_SUFFIXES = (".csv", ".parquet")
-IMAGE_SUFFIXES = (".npz",)
-IMAGE_KEYS = ("images", "labels")
-
-# A numeric target with at most this many distinct integer values is taken for class labels.
-MAX_INFERRED_CLASSES = 20
-
-# The trainers compute in float32: a larger magnitude becomes infinity there, like an ``inf`` in the file.
-_FLOAT32_MAX = float(np.finfo(np.float32).max)
-
-# Loads kept per process: Ray runs many trials of a job in one worker process.
-_CACHE_SIZE = 8
-
-
-class DataError(ValueError):
-    """The data named by a job spec cannot be used; the message says which and what to do."""
+__all__ = [
+    "BUNDLED",
+    "CLASSIFICATION",
+    "IMAGE_DATASETS",
+    "IMAGE_KEYS",
+    "IMAGE_SUFFIXES",
+    "MAX_INFERRED_CLASSES",
+    "REGRESSION",
+    "TABLE_SUFFIXES",
+    "TASKS",
+    "BundledDataset",
+    "DataError",
+    "ImageData",
+    "TabularData",
+    "check_images",
+    "check_tabular",
+    "infer_task",
+    "load_images",
+    "load_tabular",
+]
 
 
 class BundledDataset(NamedTuple):
@@ -113,10 +141,10 @@ def check_tabular(data: DataConfig) -> str:
     if data.dataset in BUNDLED:
         return _bundled_task(data.dataset, requested)
     path = _table_path(data)
-    columns = _table_columns(path)
-    target = _check_target(data, columns)
-    _check_feature_columns(path, columns, target)
-    inferred = _checked_table(path, target, _file_stamp(path))
+    columns = table_columns(path)
+    target = check_target(data, columns)
+    check_feature_columns(path, columns, target)
+    inferred = checked_table(path, target, file_stamp(path))
     return requested or inferred
 
 
@@ -135,7 +163,7 @@ def check_images(data: DataConfig) -> str:
         _check_image_name(data.dataset)
         return CLASSIFICATION
     path = _image_path(data)
-    _checked_images(path, _file_stamp(path))
+    checked_images(path, file_stamp(path))
     return CLASSIFICATION
 
 
@@ -156,7 +184,7 @@ def load_tabular(data: DataConfig) -> TabularData:
         DataError: see :func:`check_tabular`; also an empty table after dropping missing
             values, or too few rows of a class to split.
     """
-    return _load_tabular_cached(data, _file_stamp(data.dataset))
+    return _load_tabular_cached(data, file_stamp(data.dataset))
 
 
 def load_images(data: DataConfig) -> ImageData:
@@ -175,25 +203,10 @@ def load_images(data: DataConfig) -> ImageData:
     Raises:
         DataError: see :func:`check_images`; also an unsupported array shape or label count.
     """
-    return _load_images_cached(data, _file_stamp(data.dataset))
+    return _load_images_cached(data, file_stamp(data.dataset))
 
 
-def infer_task(target: pd.Series) -> str:
-    """Classification for non-numeric targets or few distinct integer values, else regression.
-
-    An integer column with more than ``MAX_INFERRED_CLASSES`` distinct values is taken for a
-    regression target (counts, prices in cents...), not for hundreds of classes.
-    """
-    if not pd.api.types.is_numeric_dtype(target) or pd.api.types.is_bool_dtype(target):
-        return CLASSIFICATION
-    values = target.to_numpy(dtype=np.float64)
-    integral = bool(np.all(np.isfinite(values)) and np.all(values == np.round(values)))
-    if integral and target.nunique() <= MAX_INFERRED_CLASSES:
-        return CLASSIFICATION
-    return REGRESSION
-
-
-@functools.lru_cache(maxsize=_CACHE_SIZE)
+@functools.lru_cache(maxsize=CACHE_SIZE)
 def _load_tabular_cached(data: DataConfig, stamp: tuple[int, int] | None) -> TabularData:
     # ``stamp`` is only part of the cache key: a rewritten file is loaded again.
     _check_split(data)
@@ -212,7 +225,7 @@ def _load_tabular_cached(data: DataConfig, stamp: tuple[int, int] | None) -> Tab
             labels = np.asarray(bunch.target, dtype=np.float32)
             class_names = ()
     else:
-        features, labels, task, feature_names, class_names = _read_tabular_file(data, requested)
+        features, labels, task, feature_names, class_names = read_tabular_file(_table_path(data), data, requested)
 
     x_train, x_val, y_train, y_val = _split(data, features, labels, stratify=task == CLASSIFICATION)
     return TabularData(
@@ -228,40 +241,7 @@ def _load_tabular_cached(data: DataConfig, stamp: tuple[int, int] | None) -> Tab
     )
 
 
-def _read_tabular_file(
-    data: DataConfig, requested: str | None
-) -> tuple[np.ndarray, np.ndarray, str, tuple[str, ...], tuple[str, ...]]:
-    path = _table_path(data)
-    frame = _read_table(path)
-    frame.columns = [str(column) for column in frame.columns]
-    target = _check_target(data, list(frame.columns))
-    _check_feature_columns(path, list(frame.columns), target)
-    _check_finite_table(path, frame)
-    frame = frame.dropna()
-    if frame.empty:
-        raise DataError(f"{path}: no row is left after dropping rows with missing values; fill or drop them first")
-
-    features_frame = pd.get_dummies(frame.drop(columns=[target]), dtype=np.float32)
-    try:
-        features = features_frame.to_numpy(dtype=np.float32)
-    except (TypeError, ValueError) as error:
-        raise DataError(f"{path}: a feature column could not be read as numbers ({error})") from None
-    feature_names = tuple(str(column) for column in features_frame.columns)
-
-    task = requested or infer_task(frame[target])
-    if task == CLASSIFICATION:
-        labels, class_names = _encode_labels(frame[target].to_numpy())
-    else:
-        if not pd.api.types.is_numeric_dtype(frame[target]):
-            raise DataError(
-                f"{path}: target column {target!r} is not numeric, so it cannot be a regression target; "
-                "set task to classification or pick another column"
-            )
-        labels, class_names = frame[target].to_numpy(dtype=np.float32), ()
-    return features, labels, task, feature_names, class_names
-
-
-@functools.lru_cache(maxsize=_CACHE_SIZE)
+@functools.lru_cache(maxsize=CACHE_SIZE)
 def _load_images_cached(data: DataConfig, stamp: tuple[int, int] | None) -> ImageData:
     _check_split(data)
     _image_task(data)
@@ -272,19 +252,7 @@ def _load_images_cached(data: DataConfig, stamp: tuple[int, int] | None) -> Imag
         labels = np.asarray(bunch.target, dtype=np.int64)
         class_names = tuple(str(name) for name in bunch.target_names)
     else:
-        path = _image_path(data)
-        with _open_npz(path) as archive:
-            _check_image_keys(path, archive.files)
-            raw_images, raw_labels = archive["images"], archive["labels"]
-        _check_finite_images(path, raw_images)  # before float32, which turns 1e39 into inf
-        images = _channels_first(path, raw_images)
-        raw_labels = np.asarray(raw_labels).reshape(-1)
-        if raw_labels.shape[0] != images.shape[0]:
-            raise DataError(
-                f"{path}: 'images' holds {images.shape[0]} images but 'labels' holds {raw_labels.shape[0]} labels; "
-                "give one label per image"
-            )
-        labels, class_names = _encode_labels(raw_labels)
+        images, labels, class_names = read_image_file(_image_path(data))
 
     x_train, x_val, y_train, y_val = _split(data, images, labels, stratify=True)
     _, channels, height, width = images.shape
@@ -329,12 +297,6 @@ def _image_task(data: DataConfig) -> None:
         raise DataError(f"image dataset {data.dataset!r}: only classification is supported, got task {data.task!r}")
 
 
-def _unknown_dataset(name: str, known: tuple[str, ...] | list[str], suffixes: tuple[str, ...]) -> DataError:
-    return DataError(
-        f"unknown dataset {name!r}: use a bundled dataset ({', '.join(known)}) or a path to a {' or '.join(suffixes)} file"
-    )
-
-
 def _check_image_name(name: str) -> None:
     if name not in IMAGE_DATASETS:
         raise DataError(
@@ -343,170 +305,12 @@ def _check_image_name(name: str) -> None:
         )
 
 
-def _existing_path(name: str, suffixes: tuple[str, ...], known: tuple[str, ...] | list[str]) -> str:
-    if not name.lower().endswith(suffixes):
-        raise _unknown_dataset(name, known, suffixes)
-    if not os.path.isfile(name):
-        raise DataError(f"dataset file {name!r} does not exist (looked from {os.getcwd()!r}); check the path")
-    return name
-
-
 def _table_path(data: DataConfig) -> str:
-    return _existing_path(data.dataset, TABLE_SUFFIXES, list(BUNDLED))
+    return existing_path(data.dataset, TABLE_SUFFIXES, list(BUNDLED))
 
 
 def _image_path(data: DataConfig) -> str:
-    return _existing_path(data.dataset, IMAGE_SUFFIXES, IMAGE_DATASETS)
-
-
-def _file_stamp(name: str) -> tuple[int, int] | None:
-    try:
-        status = os.stat(name)
-    except OSError:
-        return None
-    return status.st_mtime_ns, status.st_size
-
-
-def _read_table(path: str, columns: list[str] | None = None) -> pd.DataFrame:
-    try:
-        if path.lower().endswith(".parquet"):
-            return pd.read_parquet(path, columns=columns)
-        return pd.read_csv(path, usecols=columns)
-    except (OSError, ValueError, ImportError) as error:
-        raise DataError(f"could not read table {path!r}: {error}") from None
-
-
-def _table_columns(path: str) -> list[str]:
-    try:
-        if path.lower().endswith(".parquet"):
-            import pyarrow.parquet as pq
-
-            return [str(name) for name in pq.read_schema(path).names]
-        return [str(name) for name in pd.read_csv(path, nrows=0).columns]
-    except (OSError, ValueError, ImportError) as error:
-        raise DataError(f"could not read the header of table {path!r}: {error}") from None
-
-
-def _check_target(data: DataConfig, columns: list[str]) -> str:
-    if not data.target:
-        raise DataError(f"table {data.dataset!r} needs a target column: set trainer.target to one of {', '.join(columns)}")
-    if data.target not in columns:
-        raise DataError(f"table {data.dataset!r} has no target column {data.target!r}; available columns: {', '.join(columns)}")
-    return data.target
-
-
-def _check_feature_columns(path: str, columns: list[str], target: str) -> None:
-    if all(column == target for column in columns):
-        raise DataError(
-            f"{path}: no feature column besides the target column {target!r}; "
-            "add the columns to predict it from, or pick another target"
-        )
-
-
-@functools.lru_cache(maxsize=_CACHE_SIZE)
-def _checked_table(path: str, target: str, stamp: tuple[int, int] | None) -> str:
-    """Read the whole table once per file version, refuse infinite values; return the inferred task.
-
-    Only the task is remembered, not the table: the driver keeps no data in memory.
-    """
-    frame = _read_table(path)
-    frame.columns = [str(column) for column in frame.columns]
-    _check_finite_table(path, frame)
-    return infer_task(frame[target].dropna())
-
-
-def _check_finite_table(path: str, frame: pd.DataFrame) -> None:
-    """Refuse infinite numbers (and those float32 cannot hold) in any numeric column, target included.
-
-    Missing values are left to the loader, which drops their rows; an infinite one would be
-    kept and turn every loss into NaN.
-    """
-    numeric = frame.select_dtypes(include=["number", "bool"])
-    if numeric.shape[1] == 0:
-        return
-    bad = _beyond_float32(numeric.to_numpy(dtype=np.float64, na_value=np.nan))
-    if not bad.any():
-        return
-    per_column = bad.sum(axis=0)
-    counts = ", ".join(f"column {column!r}: {int(n)}" for column, n in zip(numeric.columns, per_column, strict=True) if n)
-    rows = np.flatnonzero(bad.any(axis=1))
-    raise DataError(
-        f"{path}: {_count(len(rows), 'row')} hold{'s' if len(rows) == 1 else ''} infinite values or numbers beyond "
-        f"float32's ±3.4e38 ({counts}; first at data row {int(rows[0]) + 1}); "
-        "replace them with finite numbers or drop those rows"
-    )
-
-
-@functools.lru_cache(maxsize=_CACHE_SIZE)
-def _checked_images(path: str, stamp: tuple[int, int] | None) -> None:
-    with _open_npz(path) as archive:
-        _check_image_keys(path, archive.files)
-        images = archive["images"]
-    if images.dtype.kind in "fc":
-        _check_finite_images(path, images)
-
-
-def _check_finite_images(path: str, images: np.ndarray) -> None:
-    """Refuse NaN, infinite or beyond-float32 pixels: images have no missing-value rule, every pixel is used."""
-    if images.dtype.kind not in "fc" or images.ndim == 0 or images.size == 0:
-        return  # integers and booleans are always finite; a wrong shape is _channels_first's to name
-    values = np.asarray(images, dtype=np.float64).reshape(len(images), -1)
-    bad = _beyond_float32(values) | np.isnan(values)
-    if bad.any():
-        rows = np.flatnonzero(bad.any(axis=1))
-        raise DataError(
-            f"{path}: {_count(len(rows), 'image')} in 'images' hold{'s' if len(rows) == 1 else ''} NaN, infinite "
-            f"or beyond-float32 pixels (first: image {int(rows[0])}); replace those pixels or drop those images"
-        )
-
-
-def _count(n: int, noun: str) -> str:
-    return f"{n} {noun}{'' if n == 1 else 's'}"
-
-
-def _beyond_float32(values: np.ndarray) -> np.ndarray:
-    """Where ``values`` are infinite or too large for the float32 the trainers compute in (NaN is not)."""
-    with np.errstate(invalid="ignore"):
-        return np.abs(values) > _FLOAT32_MAX
-
-
-def _open_npz(path: str) -> Any:
-    try:
-        return np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as error:
-        raise DataError(f"could not read {path!r} as an .npz archive: {error}") from None
-
-
-def _check_image_keys(path: str, files: list[str]) -> None:
-    missing = [key for key in IMAGE_KEYS if key not in files]
-    if missing:
-        raise DataError(
-            f"{path}: missing array {', '.join(repr(key) for key in missing)}; "
-            f"the archive holds {', '.join(files) or 'nothing'}; save it with np.savez(path, images=..., labels=...)"
-        )
-
-
-def _channels_first(path: str, images: np.ndarray) -> np.ndarray:
-    if images.ndim == 3:
-        images = images[:, None, :, :]
-    elif images.ndim == 4 and images.shape[1] in (1, 3):
-        pass
-    elif images.ndim == 4 and images.shape[3] in (1, 3):
-        images = images.transpose(0, 3, 1, 2)
-    else:
-        raise DataError(f"{path}: 'images' has shape {images.shape}; use (N, H, W), (N, C, H, W) or (N, H, W, C) with C 1 or 3")
-    try:
-        return np.ascontiguousarray(images, dtype=np.float32)
-    except (TypeError, ValueError):
-        raise DataError(f"{path}: 'images' must hold numbers, got dtype {images.dtype}") from None
-
-
-def _encode_labels(values: np.ndarray) -> tuple[np.ndarray, tuple[str, ...]]:
-    """Class labels as indices into the sorted distinct values, and those values as names."""
-    if values.dtype.kind == "f" and np.all(values == np.round(values)):
-        values = values.astype(np.int64)  # 1.0 and 2.0 are named "1" and "2"
-    classes, indices = np.unique(values.astype(str) if values.dtype.kind == "O" else values, return_inverse=True)
-    return indices.astype(np.int64).reshape(-1), tuple(str(name) for name in classes)
+    return existing_path(data.dataset, IMAGE_SUFFIXES, IMAGE_DATASETS)
 
 
 def _split(
