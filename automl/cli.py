@@ -4,31 +4,47 @@ Exit codes: 0 success; 1 the job failed, was cancelled or no trial completed, or
 could not be reached; 2 the input was invalid (nothing was written). Errors print one line;
 ``--debug`` shows the traceback. Heavy libraries load only inside the commands that need
 them, so ``automl --help`` is instant.
+
+This module holds the commands and their options; how a command ends (exit codes, one line per
+error) is :mod:`automl.cli_exits`, and what a job command prints while a job runs is
+:mod:`automl.cli_output`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TextIO
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
 
+from automl.cli_exits import (
+    EXIT_FAILED,
+    EXIT_INVALID,
+    EXIT_OK,
+    err,
+    exit_for,
+    fail,
+    guard,
+    invalid,
+    job_id_or_exit,
+    out,
+    settings_or_exit,
+    state,
+    store_or_exit,
+)
+from automl.cli_output import follow, metrics_of, progress_factory, stdout_to_stderr
 from automl.states import JobState
 from automl.views import job_json, jobs_table, pareto_table, print_result, result_json, status_json, status_view
 
 if TYPE_CHECKING:
-    from automl.settings import Settings
-    from automl.store import JobStore, JobView
+    from automl.store import JobView
 
-EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
+__all__ = ["EXIT_FAILED", "EXIT_INVALID", "EXIT_OK", "app", "main"]
 
 app = typer.Typer(
     name="automl",
@@ -38,9 +54,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode="rich",
 )
-out = Console()
-err = Console(stderr=True)
-_state: dict[str, Any] = {"debug": False}
 
 DbUrl = Annotated[
     str | None,
@@ -79,7 +92,7 @@ def _main(debug: Annotated[bool, typer.Option("--debug", help="Show full traceba
     State lives in $AUTOML_HOME (default ~/.automl). Point at real services with
     AUTOML_DB_URL (job store), AUTOML_STORAGE_URL (Optuna), MLFLOW_TRACKING_URI and RAY_ADDRESS.
     """
-    _state["debug"] = debug
+    state["debug"] = debug
 
 
 @app.command()
@@ -101,25 +114,25 @@ def run(
     from automl.runner import Runner
     from automl.service import check_job_file, check_tracking, enqueue
 
-    checked = _guard(lambda: check_job_file(job_file))
-    settings = _settings(db_url, ray_address, tracking_uri, storage_url)
+    checked = guard(lambda: check_job_file(job_file))
+    settings = settings_or_exit(db_url, ray_address, tracking_uri, storage_url)
     # Before anything is queued: the tracking server first (a TCP check, seconds), then Ray.
-    _guard(lambda: check_tracking(checked.spec, settings))
+    guard(lambda: check_tracking(checked.spec, settings))
 
     def check_cluster() -> None:
         ensure_ray(settings.ray_address)
         check_resources(checked.spec)
 
-    _guard(check_cluster)
-    store = _store(settings)
-    job = _guard(lambda: enqueue(store, checked))
+    guard(check_cluster)
+    store = store_or_exit(settings)
+    job = guard(lambda: enqueue(store, checked))
     if not json_output:
         err.print(f"[bold]{job.name}[/bold] ({job.id}): {job.trials_total} trials")
-    factory = _progress_factory() if progress and not json_output else None
+    factory = progress_factory() if progress and not json_output else None
     runner = Runner(store, settings, concurrency=1, progress_factory=factory, poll_s=0.2)
 
-    with _stdout_to_stderr(json_output) as real_stdout:
-        _guard(lambda: runner.run(job_id=job.id, interrupt_cancels=True))
+    with stdout_to_stderr(json_output) as real_stdout:
+        guard(lambda: runner.run(job_id=job.id, interrupt_cancels=True))
         final = store.get(job.id)
         result = runner.results.get(job.id)
         if real_stdout is not None:
@@ -127,7 +140,7 @@ def run(
             real_stdout.write(json.dumps(document, indent=2, default=str) + "\n")
     if not json_output and result is not None:
         print_result(result, top=top, console=out)
-    _exit_for(final)
+    exit_for(final)
 
 
 @app.command()
@@ -140,11 +153,11 @@ def submit(
     """Validate a job spec and put it in the queue; a runner ([bold]automl worker[/bold]) runs it."""
     from automl.service import check_job_file, check_tracking, enqueue
 
-    checked = _guard(lambda: check_job_file(job_file))
+    checked = guard(lambda: check_job_file(job_file))
     # The spec's own tracking server only: runners track where their own settings say otherwise.
-    _guard(lambda: check_tracking(checked.spec))
-    store = _store(_settings(db_url))
-    job = _guard(lambda: enqueue(store, checked))
+    guard(lambda: check_tracking(checked.spec))
+    store = store_or_exit(settings_or_exit(db_url))
+    job = guard(lambda: enqueue(store, checked))
     if json_output and not wait:
         out.print_json(json.dumps(job_json(job)))
         return
@@ -154,10 +167,10 @@ def submit(
             f"queued [bold]{job.name}[/bold] as job {job.id} ({job.trials_total} trials); follow it with: automl status {job.id} --watch"
         )
     if wait:
-        final = _follow(store, job, quiet=json_output)
+        final = follow(store, job, quiet=json_output)
         if json_output:
             out.print_json(json.dumps(job_json(final)))
-        _exit_for(final)
+        exit_for(final)
 
 
 @app.command("list")
@@ -170,9 +183,9 @@ def list_jobs(
     """List jobs, newest first: state, trials done, best value."""
     for name in state or []:
         if name not in list(JobState):
-            _fail(_invalid(f"--state: unknown state {name!r} (one of {', '.join(JobState)})"))
-    store = _store(_settings(db_url))
-    jobs = _guard(lambda: store.list(states=tuple(state) if state else None, limit=limit))
+            fail(invalid(f"--state: unknown state {name!r} (one of {', '.join(JobState)})"))
+    store = store_or_exit(settings_or_exit(db_url))
+    jobs = guard(lambda: store.list(states=tuple(state) if state else None, limit=limit))
     if json_output:
         out.print_json(json.dumps([job_json(j) for j in jobs]))
     elif not jobs:
@@ -196,17 +209,17 @@ def status(
     """
     from automl.service import job_snapshot
 
-    job_id = _job_id(job_id)
-    settings = _settings(db_url, storage_url=storage_url)
-    store = _store(settings)
+    job_id = job_id_or_exit(job_id)
+    settings = settings_or_exit(db_url, storage_url=storage_url)
+    store = store_or_exit(settings)
 
     def read() -> tuple[JobView, Any, Any]:
-        job = _guard(lambda: store.get(job_id))
-        events = _guard(lambda: store.events(job.id, limit=10))
-        return job, events, _guard(lambda: job_snapshot(settings, job))
+        job = guard(lambda: store.get(job_id))
+        events = guard(lambda: store.events(job.id, limit=10))
+        return job, events, guard(lambda: job_snapshot(settings, job))
 
     job, events, snapshot = read()
-    metrics = _metrics_of(job)
+    metrics = metrics_of(job)
     if json_output:
         out.print_json(json.dumps(status_json(job, events, snapshot, metrics), default=str))
         return
@@ -220,15 +233,15 @@ def status(
             time.sleep(1.0)
             job, events, snapshot = read()
             live.update(status_view(job, events, snapshot, metrics))
-    _exit_for(job)
+    exit_for(job)
 
 
 @app.command()
 def cancel(job_id: JobId, db_url: DbUrl = None) -> None:
     """Cancel a job: a queued job leaves the queue; a running job's trials stop within seconds."""
-    job_id = _job_id(job_id)
-    store = _store(_settings(db_url))
-    job = _guard(lambda: store.cancel(job_id))
+    job_id = job_id_or_exit(job_id)
+    store = store_or_exit(settings_or_exit(db_url))
+    job = guard(lambda: store.cancel(job_id))
     if job.state == JobState.CANCELLED:
         out.print(f"job {job.id} cancelled")
     else:
@@ -246,11 +259,11 @@ def best(
     """The best trial of a job: its value, its hyperparameters and the registered model URI."""
     from automl.service import best_of_job
 
-    job_id = _job_id(job_id)
-    settings = _settings(db_url, tracking_uri=tracking_uri, storage_url=storage_url)
-    store = _store(settings)
-    job = _guard(lambda: store.get(job_id))
-    found = _guard(lambda: best_of_job(settings, job))
+    job_id = job_id_or_exit(job_id)
+    settings = settings_or_exit(db_url, tracking_uri=tracking_uri, storage_url=storage_url)
+    store = store_or_exit(settings)
+    job = guard(lambda: store.get(job_id))
+    found = guard(lambda: best_of_job(settings, job))
     if json_output:
         out.print_json(json.dumps(found, default=str))
     elif found["best_value"] is None:
@@ -291,12 +304,12 @@ def worker(
 
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     # --debug: a failed job's traceback too (the runner logs it at DEBUG; the reason is one line at ERROR).
-    logging.getLogger("automl").setLevel(logging.DEBUG if _state["debug"] else logging.INFO)
-    settings = _settings(db_url, ray_address, tracking_uri, storage_url)
-    store = _store(settings)
+    logging.getLogger("automl").setLevel(logging.DEBUG if state["debug"] else logging.INFO)
+    settings = settings_or_exit(db_url, ray_address, tracking_uri, storage_url)
+    store = store_or_exit(settings)
     runner = Runner(store, settings, concurrency=concurrency, lease_s=lease, poll_s=poll)
     err.print(f"runner {runner.runner_id}: {concurrency} job(s) at a time from {store.url} (Ctrl-C to stop)")
-    _guard(lambda: runner.run(until_idle=until_idle))
+    guard(lambda: runner.run(until_idle=until_idle))
     err.print(f"runner {runner.runner_id} stopped")
 
 
@@ -306,8 +319,8 @@ def validate(job_file: Annotated[Path, typer.Argument(help="The job spec (YAML).
     from automl.engine.plan import plan_search
     from automl.spec import load_spec
 
-    spec = _guard(lambda: load_spec(job_file))
-    plan = _guard(lambda: plan_search(spec, base_dir=job_file.resolve().parent))
+    spec = guard(lambda: load_spec(job_file))
+    plan = guard(lambda: plan_search(spec, base_dir=job_file.resolve().parent))
     objectives = ", ".join(f"{mode} {metric}" for metric, mode in zip(plan.metrics, plan.modes, strict=True))
     out.print(f"[green]ok[/green] {job_file}: job {spec.name!r}, {objectives}, {spec.budget.trials} trials")
 
@@ -339,7 +352,7 @@ def ui(
     """Open the MLflow UI on this service's runs (Ctrl-C stops it)."""
     from automl.settings import redact_url
 
-    settings = _settings(tracking_uri=tracking_uri)
+    settings = settings_or_exit(tracking_uri=tracking_uri)
     if settings.artifact_root is None:
         out.print(f"The tracking server has its own UI: open {redact_url(settings.tracking_uri)}")
         return
@@ -365,152 +378,6 @@ def ui(
     err.print(f"MLflow UI on http://{host}:{port} for {redact_url(settings.tracking_uri)} (Ctrl-C to stop)")
     sys.stdout.flush()
     os.execv(sys.executable, command)  # the UI takes over this process: signals reach it directly
-
-
-# -- helpers ------------------------------------------------------------------------------
-
-
-def _settings(
-    db_url: str | None = None,
-    ray_address: str | None = None,
-    tracking_uri: str | None = None,
-    storage_url: str | None = None,
-) -> Settings:
-    from automl.settings import resolve_settings
-
-    return _guard(
-        lambda: resolve_settings(db_url=db_url, ray_address=ray_address, tracking_uri=tracking_uri, storage_url=storage_url)
-    )
-
-
-def _job_id(text: str) -> str:
-    """The job id or prefix given, checked before any service is opened (exit 2 if it cannot be one)."""
-    from automl.store.jobs import check_job_id
-
-    return _guard(lambda: check_job_id(text))
-
-
-def _store(settings: Settings) -> JobStore:
-    from automl.service import open_job_store
-
-    return _guard(lambda: open_job_store(settings))
-
-
-def _guard(call: Any) -> Any:
-    """Run ``call``; turn any error into one line on stderr and the exit code it implies."""
-    try:
-        return call()
-    except typer.Exit:
-        raise
-    except Exception as exc:  # noqa: BLE001
-        _fail(exc)
-
-
-def _progress_factory() -> Any:
-    from automl.progress import RichProgress
-
-    return lambda job: RichProgress(err)
-
-
-def _follow(store: JobStore, job: JobView, *, quiet: bool) -> JobView:
-    """Poll a job until it ends, drawing a progress bar from its stored progress."""
-    from automl.progress import RichProgress
-
-    bar = None if quiet else RichProgress(err, label=job.name)
-    if bar is not None:
-        bar.start(job.trials_total)
-    seen = 0
-    job_id = job.id
-    try:
-        while True:
-            job = _guard(lambda: store.get(job_id))
-            if bar is not None:
-                while seen < job.trials_finished:
-                    bar.trial_done("finished", job.best_value)
-                    seen += 1
-            if job.is_final:
-                return job
-            time.sleep(1.0)
-    finally:
-        if bar is not None:
-            bar.stop()
-
-
-def _metrics_of(job: JobView) -> list[str]:
-    """The job's metric names, primary first, from its queued spec (resolved at submit)."""
-    import yaml
-
-    raw = (yaml.safe_load(job.spec_yaml) or {}).get("metric") or "value"
-    return [str(m) for m in raw] if isinstance(raw, list) else [str(raw)]
-
-
-@contextlib.contextmanager
-def _stdout_to_stderr(active: bool) -> Iterator[TextIO | None]:
-    """Send everything written to file descriptor 1 to stderr from now on; yield the real stdout.
-
-    With ``--json``, stdout must hold the JSON alone; Ray prints notices (a node marked
-    dead, a worker's log line) on the driver's stdout from its own threads, and may still do
-    so after the job has ended (seen in CI), so descriptor 1 is not given back: the JSON is
-    written to the real stdout, which the caller gets (``None`` when not ``active``).
-    """
-    if not active:
-        yield None
-        return
-    sys.stdout.flush()
-    try:
-        on_descriptor_1 = sys.stdout.fileno() == 1
-    except (AttributeError, OSError, ValueError):
-        on_descriptor_1 = False  # stdout replaced in-process (a test's CliRunner): fd 1 is given back after the run
-    saved = os.dup(1)
-    os.dup2(2, 1)
-    if on_descriptor_1:
-        real = os.fdopen(saved, "w", encoding="utf-8")
-        try:
-            yield real
-        finally:
-            real.close()
-        return
-    try:
-        yield sys.stdout
-    finally:
-        sys.stdout.flush()
-        os.dup2(saved, 1)
-        os.close(saved)
-
-
-def _exit_for(job: JobView) -> None:
-    if job.state == JobState.SUCCEEDED:
-        raise typer.Exit(EXIT_OK)
-    from rich.markup import escape
-
-    # A job's error may quote a trial's exception text: never let rich read it as markup.
-    err.print(f"[red]job {job.id} {job.state}[/red]" + (f": {escape(job.error)}" if job.error else ""), highlight=False)
-    raise typer.Exit(EXIT_FAILED)
-
-
-def _invalid(message: str) -> Exception:
-    from automl.errors import SpecError
-
-    return SpecError(message)
-
-
-def _fail(exc: BaseException) -> NoReturn:
-    """Print one line (or the traceback with --debug) and exit with the code the error implies."""
-    from automl.errors import AutomlError, InputError
-
-    if _state["debug"]:
-        import traceback
-
-        traceback.print_exception(exc)
-    code = EXIT_INVALID if isinstance(exc, InputError) else EXIT_FAILED
-    message = str(exc) if isinstance(exc, AutomlError) else f"{type(exc).__name__}: {exc}"
-    from rich.markup import escape
-
-    # Escaped: a message quotes the user's input, and "[/x]" in it is not markup (rich would raise).
-    err.print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
-    if not _state["debug"] and not isinstance(exc, AutomlError):
-        err.print("(run with --debug for the traceback)")
-    raise typer.Exit(code)
 
 
 def main() -> None:

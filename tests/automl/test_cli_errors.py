@@ -52,24 +52,6 @@ def test_unreachable_tracking_server(automl_home: Path, ray_session: None) -> No
     assert "hunter2" not in result.output
 
 
-def test_json_stdout_holds_the_document_alone_even_when_something_prints_after_the_job() -> None:
-    """Ray's threads print notices ("node ... marked dead") on the driver's stdout, sometimes after
-    the job has ended; with --json, descriptor 1 stays on stderr and the JSON goes to the real stdout."""
-    script = (
-        "import os, sys\n"
-        "from automl.cli import _stdout_to_stderr\n"
-        "with _stdout_to_stderr(True) as real:\n"
-        "    print('during the job')\n"
-        "    os.write(1, b'(raylet) notice during\\n')\n"
-        "    real.write('{\"job\": 1}\\n')\n"
-        "os.write(1, b'(raylet) notice after\\n')\n"
-        "print('printed after')\n"
-    )
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True)
-    assert done.stdout == '{"job": 1}\n'
-    assert "notice during" in done.stderr and "notice after" in done.stderr and "printed after" in done.stderr
-
-
 # -- what the job commands refuse before they touch anything -------------------------------------
 
 
