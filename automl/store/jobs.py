@@ -2,38 +2,37 @@
 
 It is the only module that issues SQL for its tables. Every change of a job's owner or state
 is one conditional UPDATE (compare-and-swap on the job's ``version`` and state), so two
-runners never hold the same job, on either database, without table locks.
+runners never hold the same job, on either database, without table locks. What it hands out
+(the views, the form of a job id) is :mod:`automl.store.records`; the schema's migrations are
+run by :mod:`automl.store.migrate`.
 """
 
 from __future__ import annotations
 
 import builtins
 import logging
-import re
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import CursorResult, Engine, Executable, create_engine, func, or_, select, text, update
+from sqlalchemy import CursorResult, Engine, Executable, create_engine, func, or_, select, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
-from automl.errors import AutomlError, InputError, is_transient
+from automl.errors import AutomlError, is_transient
 from automl.retry import retrying
 from automl.settings import redact_url
 from automl.sqlite import set_up_connections
 from automl.states import FINAL_JOB_STATES, JobState
-from automl.store.schema import HEAD_REVISION, Job, JobEvent
+from automl.store.migrate import at_head, upgrade
+from automl.store.records import EventView, JobView, check_job_id, job_view
+from automl.store.schema import Job, JobEvent
 from automl.store.snapshot import JobSnapshot
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
-MIGRATIONS = Path(__file__).resolve().parent / "migrations"
-VERSION_TABLE = "automl_alembic_version"
 # How long a store operation keeps retrying a locked or restarting database (a PostgreSQL restart
 # takes seconds); opening the store retries only briefly, so a wrong URL fails fast.
 RETRY_WINDOW_S = 30.0
@@ -48,85 +47,6 @@ class StoreUnavailable(AutomlError):
     """The job database cannot be reached."""
 
 
-class InvalidJobId(InputError):
-    """The text given as a job id (or id prefix) cannot name one job."""
-
-
-# A job id is 12 lowercase hex digits (``uuid4().hex[:12]``, made by :meth:`JobStore.submit`).
-JOB_ID_LENGTH = 12
-# The shortest prefix taken for an id: shorter ones (the empty one matches every id) name
-# several jobs too easily for a command that cancels.
-MIN_JOB_ID_PREFIX = 4
-_JOB_ID_TEXT = re.compile(f"[0-9a-f]{{1,{JOB_ID_LENGTH}}}")
-JOB_ID_FORM = f"a job id is {JOB_ID_LENGTH} hex digits (0-9, a-f), like 3cb2283bb2eb"
-
-
-def check_job_id(text: str) -> str:
-    """``text`` as a job id or id prefix (lower case), checked before any query uses it.
-
-    Raises:
-        InvalidJobId: ``text`` is not hex digits, is longer than an id, or is shorter than
-            :data:`MIN_JOB_ID_PREFIX` characters.
-    """
-    given = text.lower()
-    if len(given) < MIN_JOB_ID_PREFIX and _JOB_ID_TEXT.fullmatch(given or "0"):
-        raise InvalidJobId(
-            f"job id prefix {text!r} is too short: give at least {MIN_JOB_ID_PREFIX} characters of the id "
-            f"({JOB_ID_FORM}; see `automl list`)"
-        )
-    if not _JOB_ID_TEXT.fullmatch(given):
-        shown = repr(text) if len(text) <= 24 else f"{text[:16]!r}… ({len(text)} characters)"
-        raise InvalidJobId(
-            f"{shown} is not a job id: {JOB_ID_FORM}; give one, or a unique prefix of at least "
-            f"{MIN_JOB_ID_PREFIX} of its characters (see `automl list`)"
-        )
-    return given
-
-
-@dataclass(frozen=True)
-class JobView:
-    """A job as the store saw it at one moment (immutable; read it again for news)."""
-
-    id: str
-    name: str
-    state: str
-    spec_yaml: str
-    base_dir: str | None
-    created_at: datetime
-    updated_at: datetime
-    started_at: datetime | None
-    finished_at: datetime | None
-    runner_id: str | None
-    lease_expires_at: datetime | None
-    attempts: int
-    cancel_requested: bool
-    study_name: str
-    experiment_id: str | None
-    mlflow_run_id: str | None
-    trials_total: int
-    trials_finished: int
-    best_value: float | None
-    error: str | None
-    version: int
-    snapshot: JobSnapshot | None = None  # None: written before migration 0002; read the study
-    plan_json: str | None = None  # the checked plan (engine.plan.plan_to_json); None: written before 0003
-
-    @property
-    def is_final(self) -> bool:
-        return self.state in FINAL_JOB_STATES
-
-
-@dataclass(frozen=True)
-class EventView:
-    """One event of a job."""
-
-    job_id: str
-    at: datetime
-    kind: str
-    message: str
-    runner_id: str | None
-
-
 def _changed(session: Session, statement: Executable) -> int:
     """How many rows an UPDATE changed (the compare-and-set checks of claim, lease and state moves)."""
     result = session.execute(statement)
@@ -138,11 +58,6 @@ def _changed(session: Session, statement: Executable) -> int:
 def utcnow() -> datetime:
     """Naive UTC: stored the same way on SQLite and PostgreSQL. Runners' clocks are assumed in sync (NTP)."""
     return datetime.now(UTC).replace(tzinfo=None)
-
-
-def _view(job: Job) -> JobView:
-    fields = {name: getattr(job, name) for name in JobView.__dataclass_fields__ if name != "snapshot"}
-    return JobView(**fields, snapshot=JobSnapshot.from_json(job.snapshot))
 
 
 class JobStore:
@@ -208,7 +123,7 @@ class JobStore:
                 session.add(job)
                 session.add(JobEvent(job_id=job_id, at=now, kind="submitted", message=f"queued with {trials_total} trials"))
                 session.flush()
-                return _view(job)
+                return job_view(job)
 
         return self._retrying(work)
 
@@ -230,7 +145,7 @@ class JobStore:
                         what = "no job" if not matches else "several jobs"
                         raise JobNotFound(f"{what} with id {job_id!r}; see `automl list`")
                     job = matches[0]
-                return _view(job)
+                return job_view(job)
 
         return self._retrying(work)
 
@@ -242,7 +157,7 @@ class JobStore:
                 query = select(Job).order_by(Job.created_at.desc(), Job.id).limit(limit)
                 if states:
                     query = query.where(Job.state.in_(states))
-                return [_view(job) for job in session.scalars(query)]
+                return [job_view(job) for job in session.scalars(query)]
 
         return self._retrying(work)
 
@@ -319,7 +234,7 @@ class JobStore:
             else:
                 kind, message = "claimed", "claimed by a runner"
             session.add(JobEvent(job_id=candidate.id, at=now, kind=kind, message=message, runner_id=runner_id))
-            return _view(session.get_one(Job, candidate.id))
+            return job_view(session.get_one(Job, candidate.id))
 
     def renew(self, job_id: str, runner_id: str, *, lease_s: float) -> bool:
         """Extend the lease of a job this runner holds; ``False`` if it no longer holds it."""
@@ -427,7 +342,7 @@ class JobStore:
                     )
                     if moved == 1:
                         session.add(JobEvent(job_id=job.id, at=now, kind=JobState.CANCELLED, message="cancelled while queued"))
-                        return _view(session.get_one(Job, job.id))
+                        return job_view(session.get_one(Job, job.id))
                 moved = _changed(
                     session,
                     update(Job)
@@ -438,7 +353,7 @@ class JobStore:
                 if moved != 1:
                     raise AutomlError(f"job {job.id} already {current.state}; nothing to cancel")
                 session.add(JobEvent(job_id=job.id, at=now, kind="cancel_requested", message="cancel requested"))
-                return _view(current)
+                return job_view(current)
 
         return self._retrying(work)
 
@@ -469,50 +384,12 @@ def open_store(url: str, *, migrate: bool = True) -> JobStore:
     store = JobStore(engine)
     if migrate:
         try:
-            store._retrying(lambda: None if _at_head(engine) else upgrade(engine), window_s=OPEN_RETRY_WINDOW_S)
+            store._retrying(lambda: None if at_head(engine) else upgrade(engine), window_s=OPEN_RETRY_WINDOW_S)
         except StoreUnavailable:
             raise
         except Exception as exc:
             raise StoreUnavailable(f"cannot prepare the job database {store.url}: {_short(exc)}") from exc
     return store
-
-
-def upgrade(engine: Engine, revision: str = "head") -> None:
-    """Run the Alembic migrations up to ``revision`` (skipped when already there)."""
-    from alembic import command
-    from alembic.config import Config
-    from alembic.runtime.migration import MigrationContext
-    from alembic.script import ScriptDirectory
-
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
-    script = ScriptDirectory.from_config(config)
-    with engine.connect() as connection:
-        current = MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE}).get_current_revision()
-    if revision == "head" and current == script.get_current_head():
-        return
-    with engine.begin() as connection:
-        config.attributes["connection"] = connection
-        command.upgrade(config, revision)
-
-
-def _at_head(engine: Engine) -> bool:
-    """Whether the database is already at :data:`HEAD_REVISION`, read with one SELECT and no Alembic."""
-    try:
-        with engine.connect() as connection:
-            return connection.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).scalars().all() == [HEAD_REVISION]
-    except DBAPIError as exc:
-        if is_transient(exc):
-            raise  # the database is unreachable or busy: retried (or reported) by the caller
-        return False  # no version table yet: Alembic creates everything
-
-
-def current_revision(engine: Engine) -> str | None:
-    """The migration the database is at (``None`` for an empty database)."""
-    from alembic.runtime.migration import MigrationContext
-
-    with engine.connect() as connection:
-        return MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE}).get_current_revision()
 
 
 def _short(exc: BaseException) -> str:

@@ -14,7 +14,7 @@ from sqlalchemy import column, create_engine, insert, inspect, table
 from automl.errors import AutomlError
 from automl.results import TrialSummary, pareto_front, top_trials
 from automl.store import InvalidJobId, JobNotFound, open_store
-from automl.store.jobs import MIGRATIONS, current_revision, upgrade
+from automl.store.migrate import MIGRATIONS, current_revision, upgrade
 from automl.store.schema import HEAD_REVISION
 from automl.store.snapshot import TOP_K, JobSnapshot, SnapshotBuilder
 
