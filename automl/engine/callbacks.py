@@ -3,7 +3,7 @@
 Tune calls the searcher's ``on_trial_complete`` before these callbacks, so the outcome the
 Optuna study recorded is already known here and MLflow is told the same. What the callbacks
 learn goes into the search's :class:`~automl.engine.ledger.TrialLedger`; their writes go
-through a :class:`~automl.engine.tracking_writer.TrackingWriter`, so Tune's loop never waits
+through a :class:`~automl.tracking.writer.TrackingWriter`, so Tune's loop never waits
 on a store.
 """
 
@@ -20,11 +20,11 @@ from ray.tune.result import AUTO_RESULT_KEYS
 from automl.control import JobControl
 from automl.engine.ledger import TrialLedger, TrialRecord
 from automl.engine.study_search import INTERRUPTED, StudySearch, TrialOutcome, trial_outcome
-from automl.engine.tracking_writer import TrackingWriter
 from automl.faults import fault_point
 from automl.results import TrialSummary
 from automl.states import TrialState
 from automl.tracking import MlflowTracker, RunUpdate, TrialRuns, read_text, trace_tail
+from automl.tracking.writer import TrackingWriter
 from workers.context import FINAL_KEY, STEP_KEY
 from workers.trainable import TRIAL_NUMBER_KEY
 

@@ -335,7 +335,7 @@ def _log_plots(remote: Any, tracker: Any, searcher: Any, plan: SearchPlan, contr
     With a writer process they are drawn there, after every write of the job, while the caller
     already has its result (``True``: the writer was left to finish them). Without one, here.
     """
-    from automl.plots import log_search_plots, report_plot_failures
+    from automl.tracking.plots import log_search_plots, report_plot_failures
 
     if remote is None:
         log_search_plots(tracker, searcher.durable_study, plan.metrics, control)

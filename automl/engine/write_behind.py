@@ -261,7 +261,7 @@ class _JobWrites:
         """Draw the job's plots from its durable study onto its parent run; what failed, in one line."""
         import optuna
 
-        from automl.plots import draw_search_plots
+        from automl.tracking.plots import draw_search_plots
 
         study = optuna.load_study(study_name=self.study_name, storage=self.storage)
         return draw_search_plots(self.tracker, study, metrics, stop_reason=stop_reason)[1]

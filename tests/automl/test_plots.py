@@ -8,9 +8,9 @@ import optuna
 import pytest
 from controls import RecordingControl
 
-from automl.plots import log_search_plots, plot_specs, should_plot
 from automl.states import StopReason
 from automl.tracking import RESULT_PREFIX, MlflowTracker
+from automl.tracking.plots import log_search_plots, plot_specs, should_plot
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

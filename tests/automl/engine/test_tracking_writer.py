@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import threading
 
-from automl.engine.tracking_writer import TrackingWriter
 from automl.tracking import RunUpdate
+from automl.tracking.writer import TrackingWriter
 
 
 def blocked_writer() -> tuple[TrackingWriter, threading.Event, list[tuple[str, object]]]:

@@ -1,8 +1,10 @@
 """MLflow tracking of a job: one experiment, a parent run per job, a child run per trial.
 
-Only the driver writes to MLflow, through ``MlflowClient`` with explicit run ids (no global
-active run), one ``log_batch`` per trial report. The best trial's model is logged with
-``mlflow.pytorch`` to that trial's run and registered in the Model Registry.
+Only the driver (or the job's writer process) writes to MLflow, through ``MlflowClient`` with
+explicit run ids (no global active run), one ``log_batch`` per trial update. The best trial's
+model is logged with ``mlflow.pytorch`` to that trial's run and registered in the Model Registry.
+What must stay true: MLflow is imported only when a tracker is made; the fluent (process-wide)
+URIs are set only under a lock and put back, environment included (:func:`fluent_uris`).
 """
 
 from __future__ import annotations
@@ -13,108 +15,23 @@ import json
 import logging
 import os
 import threading
-import time
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any
 
 from automl.errors import TrackingError
 from automl.settings import redact_url
 from automl.sqlite import set_wal_on_file
-from automl.states import FINISHED_TRIAL_STATES, JobState, MlflowStatus, TrialState, mlflow_status
+from automl.states import JobState, MlflowStatus, TrialState
+from automl.tracking.notes import NOTE, SUMMARY_END, description_of, experiment_note, summary_note
+from automl.tracking.runs import TAG_PREFIX, RegisteredModel, RunUpdate
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
 logger = logging.getLogger(__name__)
 
-TAG_PREFIX = "automl."
 _FLUENT_LOCK = threading.Lock()
 FLUENT_URI_ENV = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")  # what MLflow's fluent setters export
-
-
-@dataclass(frozen=True)
-class RegisteredModel:
-    """Where the best model went: its URI to load, and its Model Registry name and version."""
-
-    model_uri: str
-    registry_uri: str | None
-    name: str | None
-    version: str | None
-    run_id: str
-
-
-@dataclass
-class RunUpdate:
-    """Writes to one trial's run that MLflow takes in one ``log_batch`` (and an end).
-
-    The tracking writer merges the updates of a run that queue up behind each other (params,
-    a few reports, the final state), so a busy driver makes fewer, larger writes.
-    """
-
-    metrics: list[tuple[str, float, int, int]] = field(default_factory=list)  # key, value, step, ms timestamp
-    params: dict[str, Any] = field(default_factory=dict)
-    tags: dict[str, str] = field(default_factory=dict)
-    error_text: str | None = None
-    end_status: str | None = None
-
-    @classmethod
-    def report(cls, metrics: Mapping[str, float], step: int) -> RunUpdate:
-        """One report's metrics at ``step``, stamped now."""
-        now = int(time.time() * 1000)
-        return cls(metrics=[(key, float(value), step, now) for key, value in metrics.items()])
-
-    @classmethod
-    def retry(cls, attempt: int, reason: str) -> RunUpdate:
-        """Attempt ``attempt`` of the trial failed and Tune is retrying it."""
-        return cls(tags={f"{TAG_PREFIX}retries": str(attempt), f"{TAG_PREFIX}retry_reason": reason[:4000]})
-
-    @classmethod
-    def end(cls, state: str, *, reason: str | None = None, error_text: str | None = None) -> RunUpdate:
-        """A trial's end with the state Optuna recorded for it."""
-        tags = {f"{TAG_PREFIX}state": state}
-        if reason:
-            tags[f"{TAG_PREFIX}fail_reason"] = reason[:4000]
-        return cls(
-            tags=tags,
-            error_text=error_text,
-            end_status=mlflow_status(state) if state in FINISHED_TRIAL_STATES else MlflowStatus.FAILED,
-        )
-
-    def merged(self, later: RunUpdate) -> RunUpdate:
-        """This update followed by ``later`` as one: metrics of both, the later tag, text and end win."""
-        return RunUpdate(
-            metrics=[*self.metrics, *later.metrics],
-            params={**self.params, **later.params},
-            tags={**self.tags, **later.tags},
-            error_text=later.error_text or self.error_text,
-            end_status=later.end_status or self.end_status,
-        )
-
-
-@runtime_checkable
-class TrialRuns(Protocol):
-    """The seam for tracking a job's trial runs: the four writes the Tune callback makes per trial.
-
-    :class:`MlflowTracker` makes them itself; ``automl.engine.write_behind.RemoteTrialRuns`` has the
-    job's writer process make them. Each returns once the write is made (or raises its error).
-    """
-
-    def create_trial_run(self, number: int, tags: Mapping[str, str]) -> str:
-        """Open trial ``number``'s run (RUNNING) with ``tags``; its id."""
-        ...
-
-    def find_or_create_trial_run(self, number: int, tags: Mapping[str, str]) -> str:
-        """The run of trial ``number`` if one exists (a create whose answer was lost), else a new one."""
-        ...
-
-    def update_run(self, run_id: str, update: RunUpdate) -> None:
-        """Apply one batch of writes (params, metrics, tags, an end) to a run."""
-        ...
-
-    def reopen_trial(self, run_id: str, tags: Mapping[str, str]) -> None:
-        """Mark a trial's run RUNNING again: the trial is retried after its runner stopped."""
-        ...
 
 
 class MlflowTracker:
@@ -354,7 +271,7 @@ class MlflowTracker:
                 for child in self.child_runs().values():
                     state = child.data.tags.get(f"{TAG_PREFIX}state", TrialState.RUNNING)
                     counts[state] = counts.get(state, 0) + 1
-            description = _description_of(run.data.tags.get(NOTE, ""))
+            description = description_of(run.data.tags.get(NOTE, ""))
             summary = summary_note(
                 state=tags.get(f"{TAG_PREFIX}state") or status.lower(),
                 counts=counts,
@@ -421,74 +338,6 @@ class MlflowTracker:
         return RegisteredModel(uri, self.tracking_uri, registered_name, version, run_id)
 
 
-NOTE = "mlflow.note.content"  # what the MLflow UI shows as a run's or an experiment's description
-RESULT_PREFIX = "**Result**: "  # how a job's summary starts; the spec's description follows it
-SUMMARY_END = "\n\n---\n\n"
-STATE_WORDS: dict[str, str] = {
-    TrialState.COMPLETE: "complete",
-    TrialState.PRUNED: "pruned",
-    TrialState.FAIL: "failed",
-    TrialState.RUNNING: "running",
-}
-
-
-def experiment_note(name: str) -> str:
-    """The description of a job's experiment, in Markdown: what its runs are and how to filter them."""
-    return (
-        f"Hyperparameter search jobs `{name}`: one run per job; expand it (⊞) for its trials, `trial-000`, "
-        "`trial-001`, .... A job's run holds its result (Description), its search plots (Artifacts, `plots/`) "
-        "and its spec (`job/`).\n\n"
-        "Filter the trials by state: `tags.automl.state = 'FAIL'` (or `'PRUNED'`, `'COMPLETE'`); "
-        "the jobs only: `tags.automl.kind = 'job'`."
-    )
-
-
-def summary_note(
-    *,
-    state: str,
-    counts: Mapping[str, int],
-    metrics: Mapping[str, float],
-    best_params: Mapping[str, Any],
-    tags: Mapping[str, str],
-    experiment_id: str,
-    plots: bool = False,
-) -> str:
-    """A job's result in Markdown, for its parent run's description in the MLflow UI."""
-    states = (*STATE_WORDS, *sorted(set(counts) - set(STATE_WORDS)))
-    parts = [f"{counts[s]} {STATE_WORDS.get(s, s.lower())}" for s in states if counts.get(s)]
-    total = sum(counts.values())
-    head = f"{RESULT_PREFIX}**{state}**, {total} trial{'s' if total != 1 else ''}" + (f" ({', '.join(parts)})" if parts else "")
-    best = next(((k.removeprefix("best_"), v) for k, v in metrics.items() if k.startswith("best_")), None)
-    if best is not None:
-        trial, run_id = tags.get(f"{TAG_PREFIX}best_trial"), tags.get(f"{TAG_PREFIX}best_run_id")
-        where = ""
-        if trial is not None:
-            name = f"trial-{int(trial):03d}"
-            where = f" in [{name}](#/experiments/{experiment_id}/runs/{run_id})" if run_id else f" in {name}"
-        head += f". Best `{best[0]}`: **{best[1]:.6g}**{where}"
-    lines = [head + "."]
-    if best_params:
-        lines += ["", "Best hyperparameters: " + ", ".join(f"`{k}` = {_short(v)}" for k, v in best_params.items()) + "."]
-    lines.append("")
-    if tags.get(f"{TAG_PREFIX}best_model_uri"):
-        lines.append(f"Model: `{tags[f'{TAG_PREFIX}best_model_uri']}`. ")
-    if plots:
-        lines.append("Plots: the `plots/` artifacts (optimization history, parallel coordinates, importances). ")
-    lines.append("Trials by state: search `tags.automl.state = 'PRUNED'` (or `'COMPLETE'`, `'FAIL'`).")
-    return "\n".join(lines)
-
-
-def _description_of(note: str) -> str:
-    """The spec's description in a parent run's note, without the summary a finish put before it."""
-    if note.startswith(RESULT_PREFIX):
-        return note.split(SUMMARY_END, 1)[1] if SUMMARY_END in note else ""
-    return note
-
-
-def _short(value: Any) -> str:
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
-
-
 @contextlib.contextmanager
 def fluent_uris(uri: str) -> Iterator[None]:
     """MLflow's fluent tracking and registry URIs set to ``uri`` for a block, then put back as they were.
@@ -547,19 +396,3 @@ def _sqlite_init_lock(tracking_uri: str) -> Iterator[str | None]:
 def _param_text(value: Any) -> str:
     text = value if isinstance(value, str) else json.dumps(value, default=str)
     return text[:6000]
-
-
-def trace_tail(text: str | None) -> str | None:
-    """The last line of a traceback: the exception and its message."""
-    if not text:
-        return None
-    lines = [line for line in text.strip().splitlines() if line.strip()]
-    return lines[-1].strip()[:500] if lines else None
-
-
-def read_text(path: str | None) -> str | None:
-    """A small local file's text, or ``None`` when it is not there."""
-    if not path or not os.path.exists(path):
-        return None
-    with open(path, encoding="utf-8", errors="replace") as handle:
-        return handle.read()
