@@ -146,7 +146,7 @@ def _pbt(req: SchedulerRequest) -> TrialScheduler:
 
 
 def _pbt_check(req: SchedulerRequest, limits: JobLimits) -> int:
-    from automl.engine.pbt import check_pbt
+    from automl.engine.pbt_options import check_pbt
 
     return check_pbt(
         req.options,

@@ -19,7 +19,8 @@ import pytest
 from mlflow import MlflowClient
 
 import automl
-from automl.engine.pbt import EXPLOITS_ATTR, FINAL_PARAMS_ATTR, clip, mutations, pbt_settings
+from automl.engine.pbt import EXPLOITS_ATTR, FINAL_PARAMS_ATTR
+from automl.engine.pbt_options import clip, mutations, pbt_settings
 from automl.engine.plan import plan_search
 from automl.errors import SpecError
 from automl.spaces import load_space
