@@ -45,6 +45,7 @@ def search(
     experiment: str | None = None,
     tracking_uri: str | None = None,
     register_model: bool = True,
+    plots: bool = True,
     progress: ProgressSink | bool = False,
 ) -> SearchResult:
     """Search the hyperparameters of ``objective`` with the same engine as the CLI.
@@ -88,6 +89,8 @@ def search(
         warm_start_from: an earlier search (its result, or its study name) whose best trials run first.
         experiment, tracking_uri: where MLflow records the search.
         register_model: register the best model (if the objective saved one) in the Model Registry.
+        plots: draw the search plots on the search's MLflow run when it ends (drawn by its writer
+            process after the result is returned; ``False`` for many small searches).
         progress: ``True`` for a progress bar on the terminal, or a :class:`ProgressSink`.
 
     Returns:
@@ -127,7 +130,12 @@ def search(
             },
             "seed": seed,
             "max_retries": max_retries,
-            "tracking": {"experiment": experiment, "tracking_uri": tracking_uri, "register_model": register_model},
+            "tracking": {
+                "experiment": experiment,
+                "tracking_uri": tracking_uri,
+                "register_model": register_model,
+                "plots": plots,
+            },
         },
         source="automl.search()",
     )

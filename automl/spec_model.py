@@ -174,6 +174,7 @@ class TrackingSpec(_Section):
     experiment: str | None = Field(default=None, description="the MLflow experiment (default: the job's name)")
     tracking_uri: str | None = None
     register_model: bool = True
+    plots: bool = Field(default=True, description="draw the search plots on the job's run when it ends")
     model_name: str | None = Field(default=None, description="the Model Registry name (default: the job's name)")
 
     @field_validator("experiment", "model_name")

@@ -337,6 +337,8 @@ def _log_plots(remote: Any, tracker: Any, searcher: Any, plan: SearchPlan, contr
     """
     from automl.tracking.plots import log_search_plots, report_plot_failures
 
+    if not plan.spec.tracking.plots:
+        return False
     if remote is None:
         log_search_plots(tracker, searcher.durable_study, plan.metrics, control)
         return False

@@ -56,9 +56,13 @@ def test_a_search_reports_every_phase_in_its_result_and_its_events(automl_home: 
 
 
 @pytest.mark.slow
-def test_the_plots_are_drawn_by_the_writer_after_the_result_and_reach_the_job_run(automl_home: Path, ray_session: None) -> None:
+@pytest.mark.parametrize("plots", [True, False])
+def test_the_plots_are_drawn_by_the_writer_after_the_result_and_reach_the_job_run(
+    automl_home: Path, ray_session: None, plots: bool
+) -> None:
     """The end-of-job plots are off the caller's path: handed to the job's writer process, which
-    logs them on the parent run once it has made the job's other writes."""
+    logs them on the parent run once it has made the job's other writes; ``tracking.plots: false``
+    skips them."""
     from mlflow import MlflowClient
 
     from automl.engine import write_behind
@@ -72,7 +76,7 @@ def test_the_plots_are_drawn_by_the_writer_after_the_result_and_reach_the_job_ru
             "mode": "min",
             "scheduler": {"name": "fifo"},
             "budget": {"trials": 3, "max_epochs": 2},
-            "tracking": {"register_model": False},
+            "tracking": {"register_model": False, "plots": plots},
         }
     )
     control = RecordingControl()
@@ -80,5 +84,8 @@ def test_the_plots_are_drawn_by_the_writer_after_the_result_and_reach_the_job_ru
     write_behind.shared().barrier()  # everything the writer was sent, the plots included, is done
     client = MlflowClient(tracking_uri=result.tracking_uri)
     logged = {f.path for f in client.list_artifacts(result.parent_run_id, "plots")}
-    assert {"plots/optimization_history.html", "plots/optimization_history.png"} <= logged
-    assert not [kind for kind, _ in control.events if kind == "plots_failed"]
+    if plots:
+        assert {"plots/optimization_history.html", "plots/optimization_history.png"} <= logged
+    else:
+        assert logged == set()
+    assert "plots_failed" not in control.kinds()
