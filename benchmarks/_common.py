@@ -124,6 +124,26 @@ def env(**values: str | None) -> Iterator[None]:
                 os.environ[k] = v
 
 
+def service_env(home: Path, **extra: str | None) -> contextlib.AbstractContextManager[None]:
+    """The environment of a service call on its own state folder ``home`` (plus ``extra``): what the
+    service sets for itself (setdefault) is left for it to set, so every call starts clean."""
+    return env(
+        AUTOML_HOME=str(home),
+        AUTOML_STORAGE_URL=None,
+        AUTOML_DB_URL=None,
+        MLFLOW_TRACKING_URI=None,
+        RAY_ADDRESS=None,
+        TUNE_DISABLE_AUTO_CALLBACK_LOGGERS=None,
+        RAY_AIR_NEW_OUTPUT=None,
+        **extra,
+    )
+
+
+def bare_tune_env() -> contextlib.AbstractContextManager[None]:
+    """Plain ``tune.Tuner`` as the bare-Tune paths run it: no automatic CSV/JSON/TensorBoard loggers, the old console output."""
+    return env(TUNE_DISABLE_AUTO_CALLBACK_LOGGERS="1", RAY_AIR_NEW_OUTPUT="0")
+
+
 @contextlib.contextmanager
 def quiet_fds() -> Iterator[None]:
     """Silence a block's output at the file-descriptor level (Tune's status tables, MLflow's

@@ -102,7 +102,7 @@ def run_bare_tune(n: int, sampler: str, seed: int, workdir: Path) -> dict[str, A
         ),
         run_config=tune.RunConfig(name=f"bare-{uuid.uuid4().hex[:6]}", storage_path=str(workdir), verbose=0),
     )
-    with C.env(TUNE_DISABLE_AUTO_CALLBACK_LOGGERS="1", RAY_AIR_NEW_OUTPUT="0"):
+    with C.bare_tune_env():
         wall, grid = C.timed(tuner.fit)
     return {"wall_s": wall, "trials": len(grid), "complete": sum(r.error is None for r in grid)}
 
@@ -145,17 +145,7 @@ def run_service(n: int, sampler: str, seed: int, home: Path, *, write_behind: bo
     driver process instead of the job's writer process (``AUTOML_WRITE_BEHIND=0``)."""
     import automl
 
-    # What the service sets for itself (setdefault) is left for it to set: start each call clean.
-    with C.env(
-        AUTOML_HOME=str(home),
-        AUTOML_STORAGE_URL=None,
-        AUTOML_DB_URL=None,
-        MLFLOW_TRACKING_URI=None,
-        RAY_ADDRESS=None,
-        TUNE_DISABLE_AUTO_CALLBACK_LOGGERS=None,
-        RAY_AIR_NEW_OUTPUT=None,
-        AUTOML_WRITE_BEHIND="1" if write_behind else "0",
-    ):
+    with C.service_env(home, AUTOML_WRITE_BEHIND="1" if write_behind else "0"):
         wall, result = C.timed(
             lambda: automl.search(
                 service_noop,

@@ -4,7 +4,7 @@ The sample-efficiency benchmark compares searches by the best validation accurac
 scored. This measures the noise under that score: the service default (TPE + ASHA) and random
 search each search the task once (the same job spec as ``sample_efficiency.py``'s MLP task,
 one job seed); then each best configuration is trained again K times, identical but for the
-trainer's seed (one per repeat, see ``sample_efficiency.retrain``), on the same train/validation split. If the two
+trainer's seed (one per repeat, see ``efficiency_runs.retrain``), on the same train/validation split. If the two
 bests' spreads overlap as much as the gaps between the methods' best scores, the top of the
 task is noise and a best-score comparison there says little about the searches.
 
@@ -21,7 +21,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common as C
-import sample_efficiency as S
+import efficiency_tasks as T
+from efficiency_runs import retrain
 
 # method -> (sampler, scheduler, trials in the search: the same budget of epochs as sample_efficiency's E = 256)
 SEARCHES = {"service": ("tpe", "asha", 64), "random": ("random", "fifo", 16)}
@@ -42,21 +43,16 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="automl-bench-seed-noise-") as tmp:
         home = Path(tmp) / "automl-home"
         C.init_ray()
-        from ray import cloudpickle
-
         import automl
-
-        # The trial code lives in sample_efficiency.py, which Ray's workers cannot import by name.
-        cloudpickle.register_pickle_by_value(S)
 
         for method, (sampler, scheduler, trials) in SEARCHES.items():
             spec = automl.JobSpec.model_validate(
-                S.mlp_spec(sampler, scheduler, 4 if args.smoke else trials, max_steps, args.job_seed)
+                T.mlp_spec(sampler, scheduler, 4 if args.smoke else trials, max_steps, args.job_seed)
             )
-            with out.status(f"{method}: searching"), S.service_env(home):
+            with out.status(f"{method}: searching"), C.service_env(home):
                 result = automl.run_spec(spec)
             with out.status(f"{method}: its best configuration, {repeats} trainer seeds"):
-                found = S.retrain(
+                found = retrain(
                     [result.best_params],
                     repeats=repeats,
                     max_steps=max_steps,
@@ -79,8 +75,8 @@ def main() -> int:
         "smoke": args.smoke,
         "machine": info,
         "settings": {
-            "task": f"sample_efficiency's MLP: {S.MLP_DATASET}, validation fraction {S.MLP_VAL_FRACTION}, space "
-            f"{S.MLP_SPACE}, {max_steps} epochs",
+            "task": f"sample_efficiency's MLP: {T.MLP_DATASET}, validation fraction {T.MLP_VAL_FRACTION}, space "
+            f"{T.MLP_SPACE}, {max_steps} epochs",
             "searches": {k: f"sampler {v[0]}, scheduler {v[1]}, {v[2]} trials" for k, v in SEARCHES.items()},
             "job_seed": args.job_seed,
             "repeats": repeats,

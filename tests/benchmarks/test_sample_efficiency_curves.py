@@ -1,7 +1,7 @@
 """The sample-efficiency benchmark's own arithmetic: epoch budgets, best-so-far curves, medians, ratios.
 
-Pure functions on hand-made trial lists (no Ray, no Optuna): the figures the benchmark reports
-depend on them, so they are checked where a mistake would show.
+Pure functions on hand-made trial lists (no Ray, no Optuna), in ``benchmarks/efficiency_curves.py``:
+the figures the benchmark reports depend on them, so they are checked where a mistake would show.
 """
 
 from __future__ import annotations
@@ -12,12 +12,12 @@ from types import ModuleType
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "sample_efficiency.py"
+MODULE = Path(__file__).resolve().parents[2] / "benchmarks" / "efficiency_curves.py"
 
 
 @pytest.fixture(scope="module")
 def se() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("sample_efficiency_under_test", SCRIPT)
+    spec = importlib.util.spec_from_file_location("efficiency_curves_under_test", MODULE)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
