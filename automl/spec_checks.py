@@ -147,9 +147,9 @@ def resolve_metrics(spec: JobSpec, *, base_dir: Path | None = None) -> tuple[tup
         names = spec.metric_names
         return names, tuple(modes_given[i] if i < len(modes_given) else "min" for i in range(len(names)))
     from workers.datasets import DataError
-    from workers.trainers import TRAINERS
+    from workers.trainers import trainer_card
 
-    trainer = TRAINERS[spec.trainer.name]
+    trainer = trainer_card(spec.trainer.name)
     try:
         task = spec.trainer.task or trainer.check_data(data_config(spec, base_dir=base_dir))
     except DataError:
@@ -182,9 +182,9 @@ def data_config(spec: JobSpec, *, base_dir: Path | None = None) -> Any:
 
 def _check_trainer(spec: JobSpec, trainer_spec: TrainerSpec, space: SearchSpace | None, base_dir: Path | None) -> None:
     from workers.datasets import DataError
-    from workers.trainers import TRAINERS
+    from workers.trainers import trainer_card
 
-    trainer = TRAINERS[trainer_spec.name]
+    trainer = trainer_card(trainer_spec.name)
     unknown = sorted(set(space.params if space else ()) - set(trainer.hyperparameters))
     if unknown:
         raise SpecError(

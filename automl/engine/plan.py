@@ -78,9 +78,9 @@ def scheduler_request(spec: JobSpec, space: Any, metric: str, mode: str) -> Sche
 
     mutable = None  # a custom objective reads its parameters itself: any of them may change
     if spec.trainer is not None:
-        from workers.trainers import get_trainer
+        from workers.trainers import trainer_card
 
-        mutable = frozenset(get_trainer(spec.trainer.name).mutable_hyperparameters)
+        mutable = frozenset(trainer_card(spec.trainer.name).mutable_hyperparameters)
     return SchedulerRequest(
         metric=metric,
         mode=mode,

@@ -1,8 +1,10 @@
-"""The built-in trainers, by the name a job spec gives them.
+"""The built-in trainers, by the name a job spec gives them: one registry entry per trainer,
+its torch-free card (:func:`trainer_card`, what the driver checks a spec against) and where
+its class is (:func:`get_trainer`, what a trial trains with).
 
 The trainer classes import torch and the datasets' libraries (seconds of CPU in every new Ray
 worker), so they load on first use: a custom objective's trials, and the driver's spec
-checks of names, never pay for them.
+checks, never pay for them.
 """
 
 from __future__ import annotations
@@ -10,20 +12,40 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from workers.trainers.base import DataConfig, Trainer
+from workers.trainers.base import DataConfig, Trainer, TrainerCard
+from workers.trainers.cards import CNNCard, MLPCard
 
 if TYPE_CHECKING:
     from workers.trainers.cnn import CNNTrainer
     from workers.trainers.mlp import MLPTrainer
 
-__all__ = ["TRAINERS", "TRAINER_NAMES", "CNNTrainer", "DataConfig", "MLPTrainer", "Trainer", "get_trainer"]
+__all__ = [
+    "TRAINERS",
+    "TRAINER_NAMES",
+    "CNNTrainer",
+    "DataConfig",
+    "MLPTrainer",
+    "Trainer",
+    "TrainerCard",
+    "get_trainer",
+    "trainer_card",
+]
 
-# name in the spec -> (module, class); one entry per trainer.
-_REGISTRY: dict[str, tuple[str, str]] = {
-    "mlp": ("workers.trainers.mlp", "MLPTrainer"),
-    "cnn": ("workers.trainers.cnn", "CNNTrainer"),
+# name in the spec -> (card, module, class); one entry per trainer.
+_REGISTRY: dict[str, tuple[type[TrainerCard], str, str]] = {
+    "mlp": (MLPCard, "workers.trainers.mlp", "MLPTrainer"),
+    "cnn": (CNNCard, "workers.trainers.cnn", "CNNTrainer"),
 }
 TRAINER_NAMES: tuple[str, ...] = tuple(_REGISTRY)
+
+
+def trainer_card(name: str) -> type[TrainerCard]:
+    """The card of the trainer called ``name``: its hyperparameters, metrics and data check (no torch).
+
+    Raises:
+        ValueError: ``name`` is not a built-in trainer; the message lists those that are.
+    """
+    return _entry(name)[0]
 
 
 def get_trainer(name: str) -> type[Trainer]:
@@ -32,19 +54,23 @@ def get_trainer(name: str) -> type[Trainer]:
     Raises:
         ValueError: ``name`` is not a built-in trainer; the message lists those that are.
     """
-    try:
-        module, attribute = _REGISTRY[name]
-    except KeyError:
-        raise ValueError(f"unknown trainer {name!r}; known trainers: {', '.join(sorted(_REGISTRY))}") from None
+    _card, module, attribute = _entry(name)
     trainer: type[Trainer] = getattr(importlib.import_module(module), attribute)
     return trainer
+
+
+def _entry(name: str) -> tuple[type[TrainerCard], str, str]:
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise ValueError(f"unknown trainer {name!r}; known trainers: {', '.join(sorted(_REGISTRY))}") from None
 
 
 def __getattr__(name: str) -> Any:
     # PEP 562: ``TRAINERS`` and the classes are built on first access, not at import.
     if name == "TRAINERS":
         return {key: get_trainer(key) for key in _REGISTRY}
-    for key, (_module, attribute) in _REGISTRY.items():
+    for key, (_card, _module, attribute) in _REGISTRY.items():
         if name == attribute:
             return get_trainer(key)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,4 +1,5 @@
-"""The contract every built-in trainer meets: which hyperparameters it reads, what it reports."""
+"""The contract every built-in trainer meets: its card (which hyperparameters it reads, what it
+reports; no torch) and its ``fit``, which trains inside a trial."""
 
 from __future__ import annotations
 
@@ -32,12 +33,12 @@ class DataConfig:
     split_seed: int = 0
 
 
-class Trainer(ABC):
-    """A built-in trainer: trains one model for one trial and reports a metric every epoch.
+class TrainerCard(ABC):
+    """What the driver knows of a built-in trainer without importing torch (``workers.trainers.cards``).
 
-    Subclasses declare ``name``, the ``hyperparameters`` they read (with the default used
+    A card declares ``name``, the ``hyperparameters`` the trainer reads (with the default used
     when the search space leaves one out), which of them a trial may change mid-training
-    (``mutable_hyperparameters``: what the PBT scheduler perturbs) and the metrics they report.
+    (``mutable_hyperparameters``: what the PBT scheduler perturbs) and the metrics it reports.
     """
 
     name: ClassVar[str]
@@ -67,6 +68,14 @@ class Trainer(ABC):
         Raises:
             workers.datasets.DataError: naming the dataset, the file or the column that is wrong.
         """
+
+
+class Trainer(TrainerCard):
+    """A built-in trainer: trains one model for one trial and reports a metric every epoch.
+
+    A trainer class inherits its :class:`TrainerCard` (the facts the driver checks a spec
+    against) and adds :meth:`fit`, which runs inside a trial.
+    """
 
     @abstractmethod
     def fit(self, ctx: TrialContext, data: DataConfig) -> None:

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
 from torch import nn
 
-from workers.datasets import CLASSIFICATION, ImageData, check_images, load_images
+from workers.datasets import CLASSIFICATION, ImageData, load_images
 from workers.models import build_cnn, column_stats
 from workers.trainers._loop import (
     classification_metrics,
@@ -19,36 +18,17 @@ from workers.trainers._loop import (
     train_epoch,
 )
 from workers.trainers.base import DataConfig, Trainer
-from workers.trainers.hyperparameters import COST_METRICS, TRAINING_DEFAULTS, resolve_params
+from workers.trainers.cards import CNNCard
+from workers.trainers.hyperparameters import resolve_params
 
 if TYPE_CHECKING:
     from workers.context import TrialContext
 
 __all__ = ["CNNTrainer"]
 
-_METRICS: Mapping[str, str] = MappingProxyType({"train_loss": "min", "val_loss": "min", "val_accuracy": "max", **COST_METRICS})
 
-
-class CNNTrainer(Trainer):
+class CNNTrainer(CNNCard, Trainer):
     """Two convolution blocks and a dense head, trained with cross-entropy on ``load_images`` data."""
-
-    name: ClassVar[str] = "cnn"
-    description: ClassVar[str] = "Small convolutional network for image classification."
-    hyperparameters: ClassVar[Mapping[str, Any]] = MappingProxyType({**TRAINING_DEFAULTS, "filters": 16})
-
-    @classmethod
-    def metrics(cls, task: str) -> Mapping[str, str]:
-        _check_task(task)
-        return _METRICS
-
-    @classmethod
-    def default_metric(cls, task: str) -> str:
-        _check_task(task)
-        return "val_accuracy"
-
-    @classmethod
-    def check_data(cls, data: DataConfig) -> str:
-        return check_images(data)
 
     @classmethod
     def build_model(cls, params: Mapping[str, Any], data: ImageData) -> nn.Sequential:
@@ -98,8 +78,3 @@ class CNNTrainer(Trainer):
                 "n_val": len(images.y_val),
             },
         )
-
-
-def _check_task(task: str) -> None:
-    if task != CLASSIFICATION:
-        raise ValueError(f"unknown task {task!r}; the cnn trainer supports {CLASSIFICATION} only")

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from sklearn.metrics import r2_score
 from torch import nn
 
-from workers.datasets import CLASSIFICATION, REGRESSION, TabularData, check_tabular, load_tabular
+from workers.datasets import CLASSIFICATION, REGRESSION, TabularData, load_tabular
 from workers.models import build_mlp, column_stats
 from workers.trainers._loop import (
     LossFn,
@@ -24,25 +23,16 @@ from workers.trainers._loop import (
     train_epoch,
 )
 from workers.trainers.base import DataConfig, Trainer
-from workers.trainers.hyperparameters import COST_METRICS, TRAINING_DEFAULTS, resolve_params
+from workers.trainers.cards import MLPCard
+from workers.trainers.hyperparameters import resolve_params
 
 if TYPE_CHECKING:
     from workers.context import TrialContext
 
 __all__ = ["MLPTrainer", "make_loader", "regression_metrics"]
 
-_METRICS: Mapping[str, Mapping[str, str]] = MappingProxyType(
-    {
-        CLASSIFICATION: MappingProxyType({"train_loss": "min", "val_loss": "min", "val_accuracy": "max", **COST_METRICS}),
-        REGRESSION: MappingProxyType(
-            {"train_loss": "min", "val_loss": "min", "val_rmse": "min", "val_r2": "max", **COST_METRICS}
-        ),
-    }
-)
-_DEFAULT_METRIC = MappingProxyType({CLASSIFICATION: "val_accuracy", REGRESSION: "val_loss"})
 
-
-class MLPTrainer(Trainer):
+class MLPTrainer(MLPCard, Trainer):
     """Multilayer perceptron for tabular data.
 
     Classification minimises cross-entropy. Regression minimises the mean squared error on
@@ -50,22 +40,6 @@ class MLPTrainer(Trainer):
     reports ``val_rmse`` in target units and ``val_r2``. ``train_loss`` leaves out the L1/L2
     penalty, so trials with different penalties can be compared on it.
     """
-
-    name: ClassVar[str] = "mlp"
-    description: ClassVar[str] = "Multilayer perceptron for tabular classification and regression."
-    hyperparameters: ClassVar[Mapping[str, Any]] = MappingProxyType({**TRAINING_DEFAULTS, "hidden_size": 64, "num_layers": 2})
-
-    @classmethod
-    def metrics(cls, task: str) -> Mapping[str, str]:
-        return _METRICS[_known_task(task)]
-
-    @classmethod
-    def default_metric(cls, task: str) -> str:
-        return _DEFAULT_METRIC[_known_task(task)]
-
-    @classmethod
-    def check_data(cls, data: DataConfig) -> str:
-        return check_tabular(data)
 
     @classmethod
     def build_model(cls, params: Mapping[str, Any], data: TabularData) -> nn.Sequential:
@@ -149,9 +123,3 @@ def regression_metrics(model: nn.Module, data: TabularData, *, target_std: float
 
 def _mse(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     return nn.functional.mse_loss(outputs.reshape(-1), targets)
-
-
-def _known_task(task: str) -> str:
-    if task not in _METRICS:
-        raise ValueError(f"unknown task {task!r}; the mlp trainer supports {', '.join(_METRICS)}")
-    return task
