@@ -156,8 +156,13 @@ def resolve_metrics(spec: JobSpec, *, base_dir: Path | None = None) -> tuple[tup
         task = "classification"
     names = spec.metric_names or (trainer.default_metric(task),)
     directions = trainer.metrics(task)
-    modes = tuple(modes_given[i] if i < len(modes_given) else directions.get(name, "min") for i, name in enumerate(names))
+    modes = tuple(modes_given[i] if i < len(modes_given) else _direction(directions.get(name)) for i, name in enumerate(names))
     return names, modes
+
+
+def _direction(direction: str | None) -> Mode:
+    """A trainer's direction for a metric as a mode; ``min`` for a metric it does not declare."""
+    return "max" if direction == "max" else "min"
 
 
 def data_config(spec: JobSpec, *, base_dir: Path | None = None) -> Any:

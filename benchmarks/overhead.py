@@ -214,7 +214,7 @@ FOCUS: list[tuple[str, str, str]] = [
     ("optuna RDB: get_trial", "optuna/storages/_rdb/storage.py", "get_trial"),
     ("optuna cached storage: get_all_trials", "optuna/storages/_cached_storage.py", "get_all_trials"),
     ("summary: summarize (end of job)", "automl/engine/summary.py", "summarize"),
-    ("engine: MlflowTracker.start_job", "automl/tracking.py", "start_job"),
+    ("engine: MlflowTracker.start_job", "automl/tracking/mlflow_tracker.py", "start_job"),
     ("sqlalchemy: Session.commit (all)", "sqlalchemy/orm/session.py", "commit"),
     ("sqlite3: Connection.commit / execute (C)", "~", "<method 'execute' of 'sqlite3.Cursor' objects>"),
 ]
