@@ -191,7 +191,7 @@ def _objective_ref(objective: Objective) -> str:
 
 def _progress_sink(progress: ProgressSink | bool) -> ProgressSink | None:
     if progress is True:
-        from automl.progress import RichProgress
+        from automl.cli.progress import RichProgress
 
         return RichProgress()
     return progress or None

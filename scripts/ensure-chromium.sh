@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Make sure a Chromium browser is at /usr/bin/chromium (or $AUTOML_CHROMIUM); the MLflow UI test
-# (tests/automl/test_mlflow_ui.py) drives it headless through Playwright's Python package.
+# (tests/automl/tracking/test_mlflow_ui.py) drives it headless through Playwright's Python package.
 # Idempotent: installs the Debian `chromium` package only when the browser is missing, and only
 # when running as root. Never runs `playwright install` (it downloads browsers from the internet).
 set -euo pipefail

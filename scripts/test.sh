@@ -24,6 +24,6 @@ fi
 bash scripts/ensure-postgres.sh
 # The MLflow UI test drives Debian's Chromium through Playwright; this installs the browser if missing.
 # Without it only that test fails (CI) or skips (elsewhere), saying why, so the other tests still run.
-bash scripts/ensure-chromium.sh || echo "chromium: not available; tests/automl/test_mlflow_ui.py will say what to do" >&2
+bash scripts/ensure-chromium.sh || echo "chromium: not available; tests/automl/tracking/test_mlflow_ui.py will say what to do" >&2
 
 exec .venv/bin/python -m pytest "$@"

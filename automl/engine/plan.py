@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING, Any
 
 from automl.errors import SpecError
 from automl.spaces import SearchSpace
-from automl.spec_checks import check_spec, data_config, import_objective, resolve_metrics
-from automl.spec_model import JobSpec
+from automl.spec.checks import check_spec, data_config, import_objective, resolve_metrics
+from automl.spec.model import JobSpec
 
 if TYPE_CHECKING:
     from automl.engine.schedulers import SchedulerRequest

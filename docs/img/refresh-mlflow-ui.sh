@@ -7,6 +7,6 @@ cd "$(dirname "$0")/../.."
 
 shots=$(mktemp -d)
 trap 'rm -rf "$shots"' EXIT
-.venv/bin/python -m pytest -q tests/automl/test_mlflow_ui.py --basetemp="$shots"
+.venv/bin/python -m pytest -q tests/automl/tracking/test_mlflow_ui.py --basetemp="$shots"
 cp "$shots"/test_mlflow_ui_shows_the_job_i0/screens/experiment.png docs/img/mlflow-ui.png
 echo "docs/img/mlflow-ui.png refreshed"

@@ -176,7 +176,7 @@ def test_passwords_never_leave_the_urls(
     split = _with_password("127.0.0.1:1/nowhere", "userinfo", password=f"pa@{PASSWORD}")
     cli("list", "--db-url", split, code=EXIT_INVALID)
     assert "%40" in outputs[f"list --db-url {split}"], "the error says how to write the '@'"
-    # (An unreachable tracking server given with a password: tests/automl/test_cli_errors.py.)
+    # (An unreachable tracking server given with a password: tests/automl/cli/test_cli_errors.py.)
     for command, text in outputs.items():
         assert PASSWORD not in text, f"`automl {command}` printed the password:\n{text}"
     assert "***" in outputs[f"list --db-url {down}"], "the error names the database, password hidden"

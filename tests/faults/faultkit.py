@@ -86,8 +86,8 @@ def submit(settings: Settings, spec: dict[str, Any], base_dir: Path) -> str:
 
 def run_queue(settings: Settings, **runner_options: Any) -> None:
     """Run a real runner in this process until the queue is empty (uses this process's Ray)."""
-    from automl.runner import Runner
     from automl.service import open_job_store
+    from automl.service.runner import Runner
 
     Runner(open_job_store(settings), settings, poll_s=0.2, **runner_options).run(until_idle=True)
 

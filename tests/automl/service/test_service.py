@@ -289,8 +289,8 @@ def test_status_reads_a_snapshot_that_agrees_with_the_study(tmp_path: Path, auto
 
     from automl.cli import app
     from automl.results import TrialSummary, pareto_front, top_trials
-    from automl.runner import Runner
     from automl.service import best_of_job, check_job_file, enqueue, open_job_store, study_trials
+    from automl.service.runner import Runner
     from automl.settings import resolve_settings
     from automl.store import JobStore
     from automl.store.snapshot import JobSnapshot
@@ -369,8 +369,8 @@ def test_status_reads_a_snapshot_that_agrees_with_the_study(tmp_path: Path, auto
 def test_a_runner_tracks_a_job_where_its_spec_says(tmp_path: Path, automl_home: Path, ray_session: None) -> None:
     """``tracking.tracking_uri`` in a spec overrides MLFLOW_TRACKING_URI (docs/tracking.md), for a
     job run by a runner too: runners tracked every job in their own store, whatever the spec said."""
-    from automl.runner import Runner
     from automl.service import check_job_file, enqueue, open_job_store
+    from automl.service.runner import Runner
     from automl.settings import resolve_settings
 
     (tmp_path / "slow_objective.py").write_text(SLOW_OBJECTIVE)
@@ -411,8 +411,8 @@ def test_a_runner_runs_the_plan_checked_at_submit_and_plans_only_older_jobs(
     """The spec is checked once, at submit; the queue keeps the plan and the runner trusts it. A
     job queued before plans were stored (no plan) is still run: the runner plans it itself."""
     import automl.engine.plan as plan_module
-    from automl.runner import Runner
     from automl.service import CheckedJob, check_job_file, enqueue, open_job_store
+    from automl.service.runner import Runner
     from automl.settings import resolve_settings
 
     checks: list[str] = []

@@ -1,4 +1,4 @@
-"""What the job commands print besides the views (:mod:`automl.views`): a followed job's progress
+"""What the job commands print besides the views (:mod:`automl.cli.views`): a followed job's progress
 bar, the metric names a status view shows, and stdout kept for the ``--json`` document alone.
 
 What must stay true: with ``--json``, stdout holds the document and nothing else, whatever Ray's
@@ -14,7 +14,7 @@ import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, TextIO
 
-from automl.cli_exits import err, guard
+from automl.cli.exits import err, guard
 
 if TYPE_CHECKING:
     from automl.store import JobStore, JobView
@@ -22,14 +22,14 @@ if TYPE_CHECKING:
 
 def progress_factory() -> Any:
     """What the runner calls for each job it runs here: a live progress bar on stderr."""
-    from automl.progress import RichProgress
+    from automl.cli.progress import RichProgress
 
     return lambda job: RichProgress(err)
 
 
 def follow(store: JobStore, job: JobView, *, quiet: bool) -> JobView:
     """Poll a job until it ends, drawing a progress bar from its stored progress."""
-    from automl.progress import RichProgress
+    from automl.cli.progress import RichProgress
 
     bar = None if quiet else RichProgress(err, label=job.name)
     if bar is not None:

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from automl.cli import EXIT_FAILED, EXIT_INVALID, app
 
-EXAMPLE = str(Path(__file__).resolve().parents[2] / "examples" / "iris.yaml")
+EXAMPLE = str(Path(__file__).resolve().parents[3] / "examples" / "iris.yaml")
 
 
 def _one_line(text: str) -> str:

@@ -65,7 +65,7 @@ def test_fractional_gpu_is_accepted() -> None:
 
 
 def test_example_jobs_are_valid() -> None:
-    examples = Path(__file__).resolve().parents[2] / "examples"
+    examples = Path(__file__).resolve().parents[3] / "examples"
     for path in examples.glob("*.yaml"):
         load_spec(path)
 

@@ -5,9 +5,9 @@ could not be reached; 2 the input was invalid (nothing was written). Errors prin
 ``--debug`` shows the traceback. Heavy libraries load only inside the commands that need
 them, so ``automl --help`` is instant.
 
-This module holds the commands and their options; how a command ends (exit codes, one line per
-error) is :mod:`automl.cli_exits`, and what a job command prints while a job runs is
-:mod:`automl.cli_output`.
+This module holds the commands and their options (``python -m automl.cli`` runs them); how a command ends (exit codes, one line per
+error) is :mod:`automl.cli.exits`, and what a job command prints while a job runs is
+:mod:`automl.cli.output`.
 """
 
 from __future__ import annotations
@@ -22,10 +22,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from automl.cli_exits import (
+from automl.cli.exits import (
     EXIT_FAILED,
-    EXIT_INVALID,
-    EXIT_OK,
     err,
     exit_for,
     fail,
@@ -37,14 +35,14 @@ from automl.cli_exits import (
     state,
     store_or_exit,
 )
-from automl.cli_output import follow, metrics_of, progress_factory, stdout_to_stderr
+from automl.cli.output import follow, metrics_of, progress_factory, stdout_to_stderr
+from automl.cli.views import job_json, jobs_table, pareto_table, print_result, result_json, status_json, status_view
 from automl.states import JobState
-from automl.views import job_json, jobs_table, pareto_table, print_result, result_json, status_json, status_view
 
 if TYPE_CHECKING:
     from automl.store import JobView
 
-__all__ = ["EXIT_FAILED", "EXIT_INVALID", "EXIT_OK", "app", "main"]
+__all__ = ["app", "main"]
 
 app = typer.Typer(
     name="automl",
@@ -111,8 +109,8 @@ def run(
     Ctrl-C cancels the job. Example: [bold]automl run examples/iris.yaml[/bold]
     """
     from automl.engine.cluster import check_resources, ensure_ray
-    from automl.runner import Runner
     from automl.service import check_job_file, check_tracking, enqueue
+    from automl.service.runner import Runner
 
     checked = guard(lambda: check_job_file(job_file))
     settings = settings_or_exit(db_url, ray_address, tracking_uri, storage_url)
@@ -300,7 +298,7 @@ def worker(
     storage_url: StorageUrl = None,
 ) -> None:
     """Run queued jobs, N at a time, until stopped. SIGTERM/Ctrl-C hand running jobs back to the queue."""
-    from automl.runner import Runner
+    from automl.service.runner import Runner
 
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     # --debug: a failed job's traceback too (the runner logs it at DEBUG; the reason is one line at ERROR).
@@ -384,7 +382,3 @@ def main() -> None:
     """The console-script entry point."""
     os.environ.setdefault("PYTHONWARNINGS", "ignore::DeprecationWarning")
     app()
-
-
-if __name__ == "__main__":
-    main()

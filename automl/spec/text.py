@@ -1,16 +1,8 @@
-"""The job spec: one frozen, validated description of a search job, loaded from YAML.
+"""The spec's text forms: a mapping or a file in (:func:`parse_spec`, :func:`load_spec`, which
+runs both steps of the check), YAML out (:func:`spec_to_yaml`).
 
-Validation happens in two steps, both before anything is written: the structure (types,
-ranges, names) in the pydantic model (:mod:`automl.spec_model`), then what needs the outside
-world (the dataset or table exists and has its target column, the objective imports, the space
-fits the trainer) in :func:`~automl.spec_checks.check_spec`. Either raises
-:class:`~automl.errors.SpecError` naming the field.
-
-This module holds the spec's text forms: a mapping or a file in (:func:`parse_spec`,
-:func:`load_spec`, which runs both steps), YAML out (:func:`spec_to_yaml`). It is also where
-the spec's names are imported from (``from automl.spec import JobSpec, check_spec``): the two
-modules below it hold them. What must stay true: a spec file that loads has passed both steps,
-and no text written from a spec holds a password.
+What must stay true: a spec file that loads has passed both steps, and no text written from a
+spec holds a password.
 """
 
 from __future__ import annotations
@@ -24,49 +16,8 @@ from pydantic import ValidationError
 
 from automl.errors import SpecError
 from automl.spaces import check_structure, format_validation_error, read_yaml
-from automl.spec_checks import MAX_GRID_POINTS, check_spec, data_config, import_objective, resolve_metrics
-from automl.spec_model import (
-    METRIC_PATTERN,
-    NAME_PATTERN,
-    NAME_RULE,
-    OBJECTIVE_PATTERN,
-    BudgetSpec,
-    JobSpec,
-    Mode,
-    ResourcesSpec,
-    SamplerSpec,
-    SchedulerSpec,
-    TrackingSpec,
-    TrainerSpec,
-    WarmStartSpec,
-    check_name,
-)
-
-__all__ = [
-    "MAX_GRID_POINTS",
-    "METRIC_PATTERN",
-    "NAME_PATTERN",
-    "NAME_RULE",
-    "OBJECTIVE_PATTERN",
-    "BudgetSpec",
-    "JobSpec",
-    "Mode",
-    "ResourcesSpec",
-    "SamplerSpec",
-    "SchedulerSpec",
-    "SpecError",
-    "TrackingSpec",
-    "TrainerSpec",
-    "WarmStartSpec",
-    "check_name",
-    "check_spec",
-    "data_config",
-    "import_objective",
-    "load_spec",
-    "parse_spec",
-    "resolve_metrics",
-    "spec_to_yaml",
-]
+from automl.spec.checks import check_spec
+from automl.spec.model import JobSpec
 
 
 def parse_spec(raw: Any, *, source: str | None = None) -> JobSpec:

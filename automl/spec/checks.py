@@ -19,7 +19,7 @@ from typing import Any
 
 from automl.errors import SpecError
 from automl.spaces import SearchSpace, load_space
-from automl.spec_model import JobSpec, Mode, TrainerSpec
+from automl.spec.model import JobSpec, Mode, TrainerSpec
 
 # The most grid points a grid search may enumerate up front.
 MAX_GRID_POINTS = 1_000_000

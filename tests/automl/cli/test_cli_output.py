@@ -1,4 +1,4 @@
-"""What the job commands print besides the views (automl.cli_output): stdout kept for the --json
+"""What the job commands print besides the views (automl.cli.output): stdout kept for the --json
 document alone, and the metric names a status view shows."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from automl.cli_output import metrics_of
+from automl.cli.output import metrics_of
 
 
 def test_json_stdout_holds_the_document_alone_even_when_something_prints_after_the_job() -> None:
@@ -17,7 +17,7 @@ def test_json_stdout_holds_the_document_alone_even_when_something_prints_after_t
     the job has ended; with --json, descriptor 1 stays on stderr and the JSON goes to the real stdout."""
     script = (
         "import os, sys\n"
-        "from automl.cli_output import stdout_to_stderr\n"
+        "from automl.cli.output import stdout_to_stderr\n"
         "with stdout_to_stderr(True) as real:\n"
         "    print('during the job')\n"
         "    os.write(1, b'(raylet) notice during\\n')\n"

@@ -270,7 +270,8 @@ class Runner:
         """Run one claimed job to a final state, or release it when the runner stops."""
         from automl.engine import plan_search, run_search
         from automl.engine.plan import plan_from_json
-        from automl.service import job_settings, study_trials
+        from automl.service.job_results import study_trials
+        from automl.service.submit import job_settings
         from automl.spec import parse_spec
         from automl.store.snapshot import SnapshotBuilder
 
@@ -318,7 +319,7 @@ class Runner:
 
     def _resnapshot(self, job: JobView, result: SearchResult | None = None) -> None:
         """Rewrite the job row's snapshot from the study (the record), as the job stops running here."""
-        from automl.service import snapshot_from_study
+        from automl.service.job_results import snapshot_from_study
         from automl.store.snapshot import JobSnapshot
 
         try:
