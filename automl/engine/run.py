@@ -70,19 +70,18 @@ def _run(
     parent_run_id: str | None,
 ) -> SearchResult:
     """One search: Optuna study, MLflow runs and Ray Tune; its per-trial writes made by the process's writer."""
-    from automl.engine import write_behind
     from automl.engine.callbacks import JobCallback
     from automl.engine.ledger import TrialLedger
     from automl.engine.samplers import SamplerRequest, create_sampler, startup_note
     from automl.engine.study_search import StudySearch
-    from automl.engine.write_behind import RemoteTrialRuns
+    from automl.engine.write_behind import RemoteTrialRuns, enabled, shared
     from automl.tracking import MlflowTracker
 
     spec = plan.spec
     phases = PhaseClock()
     # Started now if this is the process's first search: it imports MLflow and Optuna while
     # Ray and the stores open.
-    writer = write_behind.shared() if write_behind.enabled() else None
+    writer = shared() if enabled() else None
     phases.mark("writer")
     ensure_ray(settings.ray_address)
     check_resources(spec)
