@@ -13,9 +13,9 @@ restarting or locked database is retried with backoff for up to ``RETRY_S`` seco
 Only the process that holds the job's lease writes its study, so trial numbers agree between
 the two copies; :class:`StudyDiverged` is raised if they ever do not.
 
-In a search the trial writes go through the job's writer process
-(:mod:`automl.engine.write_behind`) instead: sent in order, not waited for one by one, drained before
-the job reports its result.
+Where the writes go is the :class:`DurableTrials` seam: made here (:class:`StorageTrials`), or,
+in a search, through the job's writer process (:class:`RemoteTrials`, :mod:`automl.engine.write_behind`):
+sent in order, not waited for one by one, drained before the job reports its result.
 """
 
 from __future__ import annotations
@@ -42,10 +42,32 @@ RETRY_S = 30.0  # how long a durable write waits for a database that restarts or
 
 
 class TrialWrites(Protocol):
-    """Where a study's trial writes go instead of its storage (the job's writer process,
-    :class:`automl.engine.write_behind.JobWriter`): sent in order, each answered by a future."""
+    """The job's writer process as :class:`RemoteTrials` sees it
+    (:class:`automl.engine.write_behind.JobWriter`): sent in order, each answered by a future."""
 
     def send(self, op: str, *args: Any) -> Future[Any]: ...
+
+
+class DurableTrials(Protocol):
+    """The seam between the working copy and the durable study: where its trial writes go.
+
+    :class:`StorageTrials` makes each write in this process, on the study's RDB storage;
+    :class:`RemoteTrials` sends them to the job's writer process. Either keeps the order the
+    writes were made in, and :meth:`drain` returns once every one is durable (or raises the
+    first that failed).
+    """
+
+    def create(self, template: FrozenTrial) -> None:
+        """Write a new trial (number, parameters, state, user attributes) in one transaction."""
+        ...
+
+    def write(self, number: int, method: str, *args: Any) -> None:
+        """``BaseStorage.<method>(trial id of number, *args)``: a parameter, a report, the end."""
+        ...
+
+    def drain(self) -> None:
+        """Wait until every write made so far is durable; raise the first that failed."""
+        ...
 
 
 def durably(call: Callable[..., T], *args: Any) -> T:
@@ -79,6 +101,59 @@ def create_durable_trial(storage: optuna.storages.BaseStorage, study_id: int, st
             f"was stored as {durable_number}; is a second runner holding this job?"
         )
     return durable_id
+
+
+class StorageTrials:
+    """Trial writes made here, each waited for (retried while the database restarts or is locked).
+
+    ``ids`` maps trial numbers to durable trial ids; the trials created here are added to it.
+    """
+
+    def __init__(self, storage: optuna.storages.BaseStorage, study_id: int, study_name: str, ids: dict[int, int]) -> None:
+        self.storage = storage
+        self.study_id = study_id
+        self.study_name = study_name
+        self.ids = ids
+
+    def create(self, template: FrozenTrial) -> None:
+        self.ids[template.number] = create_durable_trial(self.storage, self.study_id, self.study_name, template)
+
+    def write(self, number: int, method: str, *args: Any) -> None:
+        durably(getattr(self.storage, method), self.ids[number], *args)
+
+    def drain(self) -> None:
+        """Nothing to wait for: every write was made before it returned."""
+
+
+class RemoteTrials:
+    """Trial writes sent to the job's writer process (its study already opened there), in order,
+    not waited for one by one. A write that failed is raised at the next write (a diverged study
+    stops the job then, not only at the end) or by :meth:`drain`."""
+
+    def __init__(self, remote: TrialWrites) -> None:
+        self.remote = remote
+        self._in_flight: list[Future[Any]] = []
+
+    def create(self, template: FrozenTrial) -> None:
+        self._send("study_create", template)
+
+    def write(self, number: int, method: str, *args: Any) -> None:
+        self._send("study_write", method, number, *args)
+
+    def drain(self) -> None:
+        in_flight, self._in_flight = self._in_flight, []
+        for future in in_flight:
+            future.result()
+
+    def _send(self, op: str, *args: Any) -> None:
+        still = []
+        for future in self._in_flight:
+            if future.done():
+                future.result()
+            else:
+                still.append(future)
+        still.append(self.remote.send(op, *args))
+        self._in_flight = still
 
 
 class WorkingStudy:
@@ -117,50 +192,27 @@ class WorkingStudy:
         self._memory_ids: dict[int, int] = {}  # trial number -> working-copy trial id
         self._waiting: set[int] = set()  # numbers enqueued in the durable study, not yet started
         self._persisted_params: dict[int, set[str]] = {}
-        self._remote: TrialWrites | None = None
-        self._in_flight: list[Future[Any]] = []
+        self.trials: DurableTrials = StorageTrials(durable_storage, self._durable_study_id, study_name, self._durable_ids)
         for trial in durable_storage.get_all_trials(self._durable_study_id, deepcopy=False):
             self._copy_in(trial)
 
     def write_behind(self, remote: TrialWrites) -> None:
-        """Make the trial writes from now on through ``remote`` (its study already opened there),
-        without waiting for each: :meth:`drain` waits for them and raises what failed."""
-        self._remote = remote
+        """Make the trial writes from now on through the writer process ``remote`` (its study
+        already opened there), without waiting for each: :meth:`drain` waits for them."""
+        self.drain()
+        self.trials = RemoteTrials(remote)
 
     def drain(self) -> None:
-        """Wait until every trial write sent so far is durable; raise the first that failed."""
-        in_flight, self._in_flight = self._in_flight, []
-        for future in in_flight:
-            future.result()
-
-    def _send(self, op: str, *args: Any) -> None:
-        """Hand a write to the writer process, first raising any earlier one that failed (a
-        diverged study stops the job at its next write, not only at the end)."""
-        assert self._remote is not None
-        still = []
-        for future in self._in_flight:
-            if future.done():
-                future.result()
-            else:
-                still.append(future)
-        still.append(self._remote.send(op, *args))
-        self._in_flight = still
+        """Wait until every trial write made so far is durable; raise the first that failed."""
+        self.trials.drain()
 
     def _create(self, template: FrozenTrial) -> None:
-        if self._remote is not None:
-            self._send("study_create", template)
-            self._durable_ids[template.number] = -1  # the writer process knows the id
-            return
-        self._durable_ids[template.number] = create_durable_trial(
-            self.durable_storage, self._durable_study_id, self.durable.study_name, template
-        )
+        self.trials.create(template)
+        self._durable_ids.setdefault(template.number, -1)  # known durable (the writer process holds the id)
 
     def _write(self, number: int, method: str, *args: Any) -> None:
-        """``durable_storage.<method>(trial id, *args)`` for trial ``number``, here or in the writer process."""
-        if self._remote is not None:
-            self._send("study_write", method, number, *args)
-            return
-        durably(getattr(self.durable_storage, method), self._durable_ids[number], *args)
+        """``durable_storage.<method>(trial id, *args)`` for trial ``number``, wherever the writes go."""
+        self.trials.write(number, method, *args)
 
     def _copy_in(self, trial: FrozenTrial) -> None:
         memory_id = self.memory._storage.create_new_trial(self._memory_study_id, template_trial=trial)
