@@ -151,3 +151,21 @@ def test_a_spec_whose_own_tracking_server_is_down_is_refused_before_it_is_queued
     assert "cannot reach the MLflow tracking server at http://127.0.0.1:1" in output and "tracking.tracking_uri" in output, output
     assert "Traceback" not in result.output
     assert not (automl_home / "jobs.db").exists() or _jobs() == [], "nothing queued"
+
+
+def test_a_job_that_fails_in_its_runner_is_reported_once(tmp_path: Path, automl_home: Path, ray_session: None) -> None:
+    """``automl run`` prints the failed job's reason once (the job row's, as it exits), not also as the runner's log line."""
+    import ray
+
+    env = {**os.environ, "AUTOML_HOME": str(automl_home), "RAY_ADDRESS": ray.get_runtime_context().gcs_address, "COLUMNS": "400"}
+    storage = "postgresql://bob:hunter2@127.0.0.1:1/studies"  # queued fine; the study storage fails in the runner
+    result = subprocess.run(
+        [sys.executable, "-m", "automl.cli", "run", EXAMPLE, "--no-progress", "--storage-url", storage],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert result.returncode == EXIT_FAILED, result.stderr[-2000:]
+    assert result.stderr.count("cannot open the Optuna storage") == 1, result.stderr[-3000:]
+    assert "hunter2" not in result.stderr and "Traceback" not in result.stderr
