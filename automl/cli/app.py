@@ -354,13 +354,14 @@ def ui(
     if settings.artifact_root is None:
         out.print(f"The tracking server has its own UI: open {redact_url(settings.tracking_uri)}")
         return
+    # The store's URI (a password with it, for a database) goes by environment, not on the
+    # command line, where every user of the machine can read it (ps, /proc/PID/cmdline).
+    os.environ["MLFLOW_BACKEND_STORE_URI"] = settings.tracking_uri
     command = [
         sys.executable,
         "-m",
         "mlflow",
         "ui",
-        "--backend-store-uri",
-        settings.tracking_uri,
         "--host",
         host,
         "--port",

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -249,6 +250,33 @@ def test_a_tracking_server_named_by_automl_ui_hides_its_password(automl_home: Pa
     result = CliRunner().invoke(app, ["ui", "--tracking-uri", "https://bob:s3cr3t@mlflow.internal:5000"])
     assert result.exit_code == 0, result.output
     assert "https://bob:***@mlflow.internal:5000" in result.output and "s3cr3t" not in result.output
+
+
+def test_automl_ui_hands_a_database_store_s_password_to_mlflow_by_environment_not_command_line(
+    automl_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The MLflow UI runs as its own command: its arguments are readable by every user of the machine
+    (ps, /proc/PID/cmdline), its environment only by its owner. (os.execv is stopped here, in the CLI.)"""
+
+    class Executed(Exception):
+        pass
+
+    seen: dict[str, object] = {}
+
+    def execv(path: str, argv: list[str]) -> None:
+        seen.update(argv=list(argv), env=os.environ.get("MLFLOW_BACKEND_STORE_URI"))
+        raise Executed
+
+    monkeypatch.setattr(os, "execv", execv)
+    monkeypatch.delenv("MLFLOW_BACKEND_STORE_URI", raising=False)
+    uri = "postgresql://bob:s3cr3t@127.0.0.1:1/mlflow"
+    result = CliRunner().invoke(app, ["ui", "--tracking-uri", uri])
+    assert isinstance(result.exception, Executed), result.output
+    argv = seen["argv"]
+    assert isinstance(argv, list) and argv[1:4] == ["-m", "mlflow", "ui"] and "--backend-store-uri" not in argv
+    assert not any("s3cr3t" in str(arg) for arg in argv)
+    assert seen["env"] == uri
+    assert "s3cr3t" not in result.output and "bob:***@127.0.0.1:1" in result.output
 
 
 @pytest.mark.parametrize("uri", ["postgresql://bob:s3cr3t@db/mlflow", "postgresql://bob@db/mlflow?password=s3cr3t"])
