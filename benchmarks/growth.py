@@ -107,7 +107,8 @@ def status_in_process(settings: Any, store: Any, job_id: str) -> dict[str, float
     """What ``automl status JOB`` does after its imports, call by call (seconds)."""
     from rich.console import Console
 
-    from automl import service, views
+    from automl import service
+    from automl.cli import views
 
     times: dict[str, float] = {}
 
