@@ -89,7 +89,7 @@ def search(
         warm_start_from: an earlier search (its result, or its study name) whose best trials run first.
         experiment, tracking_uri: where MLflow records the search.
         register_model: register the best model (if the objective saved one) in the Model Registry.
-        plots: draw the search plots on the search's MLflow run when it ends (drawn by its writer
+        plots: draw the search plots on the search's MLflow run when it ends (drawn by a helper
             process after the result is returned; ``False`` for many small searches).
         progress: ``True`` for a progress bar on the terminal, or a :class:`ProgressSink`.
 

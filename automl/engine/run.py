@@ -108,7 +108,6 @@ def _run(
     phases.mark("tracking")
     status = MlflowStatus.FAILED
     callback: JobCallback | None = None
-    plots_left_to_writer = False
     # This job's state in the writer (None: its writes are made here).
     remote = writer.job(f"{study_name}-{uuid.uuid4().hex[:8]}") if writer is not None else None
     try:
@@ -196,7 +195,7 @@ def _run(
         searcher.drain()  # every trial durable in the study before anything reads it back
         callback.flush()
         phases.mark("settle")
-        plots_left_to_writer = _log_plots(remote, tracker, searcher, plan, control)
+        _log_plots(remote is not None, settings, study_name, tracker, searcher, plan, control)
         phases.mark("plots")
         early = ledger.early_stop_reason()
         if early is not None and control is not None:
@@ -219,8 +218,7 @@ def _run(
         if callback is not None:
             callback.shutdown()
         if remote is not None:
-            # Every write of the job made before the job is reported done (only its plots may still be drawing).
-            remote.close(wait=not plots_left_to_writer)
+            remote.close()  # every write of the job made before the job is reported done
         if status == MlflowStatus.KILLED:
             with contextlib.suppress(Exception):
                 tracker.finish_job(MlflowStatus.KILLED, metrics={}, params={}, tags={"automl.state": JobState.CANCELLED})
@@ -328,19 +326,28 @@ def _settle(searcher: Any, callback: JobCallback, control: JobControl | None) ->
         callback.close(record, outcome)
 
 
-def _log_plots(remote: Any, tracker: Any, searcher: Any, plan: SearchPlan, control: JobControl | None) -> bool:
+def _log_plots(
+    behind: bool,
+    settings: Settings,
+    study_name: str,
+    tracker: Any,
+    searcher: Any,
+    plan: SearchPlan,
+    control: JobControl | None,
+) -> None:
     """Log the search plots on the job's parent run; never raises.
 
-    With a writer process they are drawn there, after every write of the job, while the caller
-    already has its result (``True``: the writer was left to finish them). Without one, here.
+    ``behind`` (a search with a writer process): they are drawn by the process's plotter, from the
+    durable study, while the caller already has its result. Otherwise here.
     """
+    from automl.engine.write_behind import shared_plotter
     from automl.tracking.plots import log_search_plots, report_plot_failures
 
     if not plan.spec.tracking.plots:
-        return False
-    if remote is None:
+        return
+    if not behind:
         log_search_plots(tracker, searcher.durable_study, plan.metrics, control)
-        return False
+        return
     try:
         reason = control.stop_reason() if control is not None else None
     except Exception:  # noqa: BLE001 - the stop reason decides only whether to plot
@@ -350,8 +357,11 @@ def _log_plots(remote: Any, tracker: Any, searcher: Any, plan: SearchPlan, contr
         failure = done.exception()
         report_plot_failures(f"{type(failure).__name__}: {failure}" if failure else done.result(), control)
 
-    remote.send("log_plots", list(plan.metrics), reason).add_done_callback(report)
-    return True
+    plotter = shared_plotter().job(f"{study_name}-plots-{uuid.uuid4().hex[:8]}")
+    plotter.send("open_study", settings.storage_url, study_name)
+    plotter.send("open_tracking", settings.tracking_uri, settings.artifact_root, tracker.experiment_id, tracker.parent_run_id)
+    plotter.send("log_plots", list(plan.metrics), reason).add_done_callback(report)
+    plotter.close(wait=False)
 
 
 def _first_trial_note(study: Any, tune_started: datetime) -> str | None:

@@ -15,6 +15,7 @@ from automl.results import SearchResult, TrialSummary, primary_value, top_trials
 from automl.settings import Settings, redact_url
 from automl.spaces import SearchSpace
 from automl.states import JobState, MlflowStatus, TrialState, from_optuna
+from automl.tracking.plots import should_plot
 
 if TYPE_CHECKING:
     import optuna
@@ -104,6 +105,8 @@ def summarize(
             metrics=summary_metrics,
             params=summary_params,
             tags=summary_tags,
+            # The plots are drawn after the run is closed (automl.engine.run._log_plots): say whether they come.
+            plots=spec.tracking.plots and should_plot(None, len(complete)),
         )
     return SearchResult(
         job_name=spec.name,

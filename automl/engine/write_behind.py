@@ -6,7 +6,9 @@ MLflow runs). Made in a thread they still hold the driver's one GIL; made here, 
 another core, and the driver only pickles a message per write. Writes are carried out in the
 order they were sent, so a trial's end reaches MLflow after its study row exists. One child
 serves every search of a process (:func:`shared`; a runner's jobs side by side too), each job
-on its own state there (:class:`JobWriter`).
+on its own state there (:class:`JobWriter`). A second child of the same kind, the plotter
+(:func:`shared_plotter`, at the lowest CPU priority), draws each job's end-of-job plots from its
+durable study after the job's result was returned.
 
 What stays true:
 - the in-memory working study decides everything (trial numbers, what the sampler sees);
@@ -62,14 +64,15 @@ class RemoteError(RuntimeError):
 class WriteBehind:
     """The driver's end: sends writes to the child in order; each returns a future of its result."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, nice: int = 0) -> None:
+        """Start the child; ``nice`` > 0 runs it at that lower CPU priority (the plotter: its work waits for idle cores)."""
         # A fresh interpreter (never a fork: the driver runs Ray's threads), started as a module
         # rather than by multiprocessing's spawn, which would re-run the caller's __main__ script.
         here, there = socket.socketpair()
         package_root = str(Path(__file__).resolve().parent.parent)
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH")) if p)}
         self._process = subprocess.Popen(
-            [sys.executable, "-m", "automl.engine.write_behind", str(there.fileno())],
+            [sys.executable, "-m", "automl.engine.write_behind", str(there.fileno()), str(nice)],
             pass_fds=(there.fileno(),),
             stdin=subprocess.DEVNULL,
             stdout=2,  # stdout belongs to the CLI (`automl run --json`)
@@ -187,28 +190,41 @@ class JobWriter:
                 done.result()
 
 
-_SHARED: WriteBehind | None = None
+_SHARED: dict[str, WriteBehind] = {}
 _SHARED_LOCK = threading.Lock()
+WRITER, PLOTTER = "writer", "plotter"
+PLOTTER_NICE = 19  # the end-of-job plots use cores nothing else wants
 
 
 def shared() -> WriteBehind:
     """This process's writer (started on first use, started again if it died): every search of a
     process, and every job of a runner, shares one, so its start-up (importing MLflow: over a
     second of CPU) is paid once. Closed when the interpreter exits."""
-    global _SHARED
+    return _shared(WRITER, 0)
+
+
+def shared_plotter() -> WriteBehind:
+    """This process's plotter: a second child, at the lowest CPU priority, that draws each job's
+    plots from its durable study after the job's result was returned. Apart from the writer so
+    that a job's plots never hold up the next job's writes, and niced so that they take only
+    cores the trials leave idle. Closed (its plots finished) when the interpreter exits."""
+    return _shared(PLOTTER, PLOTTER_NICE)
+
+
+def _shared(role: str, nice: int) -> WriteBehind:
     with _SHARED_LOCK:
-        if _SHARED is None or not _SHARED.alive():
-            first = _SHARED is None
-            _SHARED = WriteBehind()
-            if first:
+        child = _SHARED.get(role)
+        if child is None or not child.alive():
+            if not _SHARED:
                 atexit.register(_close_shared)
-        return _SHARED
+            child = _SHARED[role] = WriteBehind(nice=nice)
+        return child
 
 
 def _close_shared() -> None:
     with _SHARED_LOCK:
-        if _SHARED is not None:
-            _SHARED.close(reap=False)
+        for child in _SHARED.values():
+            child.close(reap=False)
 
 
 # -- the child ---------------------------------------------------------------------------------
@@ -288,9 +304,11 @@ class _Writer:
         return getattr(writes, op)(*rest)
 
 
-def _serve(conn: Connection) -> None:
+def _serve(conn: Connection, nice: int = 0) -> None:
     """The child's loop: run each request in order and answer it; stop at ``None`` or when the driver is gone."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if nice:
+        os.nice(nice)
     # Import what the writes need now, while the driver is still starting Ray and the job's runs
     # (MLflow's client alone is over a second of CPU).
     try:
@@ -347,8 +365,18 @@ class RemoteTrialRuns:
         self.remote.call("reopen_trial", run_id, tags)
 
 
-__all__ = ["ENV", "JobWriter", "RemoteError", "RemoteTrialRuns", "WriteBehind", "WriterGone", "enabled", "shared"]
+__all__ = [
+    "ENV",
+    "JobWriter",
+    "RemoteError",
+    "RemoteTrialRuns",
+    "WriteBehind",
+    "WriterGone",
+    "enabled",
+    "shared",
+    "shared_plotter",
+]
 
 
 if __name__ == "__main__":
-    _serve(Connection(int(sys.argv[1])))
+    _serve(Connection(int(sys.argv[1])), int(sys.argv[2]) if len(sys.argv) > 2 else 0)

@@ -5,6 +5,7 @@
 - :mod:`~automl.tracking.mlflow_tracker`: :class:`MlflowTracker`, the job's experiment, parent
   run, trial runs and best model through ``MlflowClient``;
 - :mod:`~automl.tracking.notes`: the Markdown descriptions the MLflow UI shows;
+- :mod:`~automl.tracking.fluent`: MLflow's process-wide URIs, set for a block under a lock;
 - :mod:`~automl.tracking.writer`: :class:`~automl.tracking.writer.TrackingWriter`, the driver's
   background thread of ordered tracking and job-store writes;
 - :mod:`~automl.tracking.plots`: the search plots on a job's run.
@@ -15,7 +16,8 @@ trial loop import it); MLflow is imported when a tracker is made.
 
 from __future__ import annotations
 
-from automl.tracking.mlflow_tracker import FLUENT_URI_ENV, MlflowTracker, fluent_uris
+from automl.tracking.fluent import FLUENT_URI_ENV, fluent_uris
+from automl.tracking.mlflow_tracker import MlflowTracker
 from automl.tracking.notes import NOTE, RESULT_PREFIX, SUMMARY_END, description_of, experiment_note, summary_note
 from automl.tracking.runs import TAG_PREFIX, RegisteredModel, RunUpdate, TrialRuns, read_text, trace_tail
 

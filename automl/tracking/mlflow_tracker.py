@@ -14,7 +14,6 @@ import io
 import json
 import logging
 import os
-import threading
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +21,7 @@ from automl.errors import TrackingError
 from automl.settings import redact_url
 from automl.sqlite import set_wal_on_file
 from automl.states import JobState, MlflowStatus, TrialState
+from automl.tracking.fluent import FLUENT_LOCK, fluent_uris
 from automl.tracking.notes import NOTE, SUMMARY_END, description_of, experiment_note, summary_note
 from automl.tracking.runs import TAG_PREFIX, RegisteredModel, RunUpdate
 
@@ -29,9 +29,6 @@ if TYPE_CHECKING:
     from mlflow import MlflowClient
 
 logger = logging.getLogger(__name__)
-
-_FLUENT_LOCK = threading.Lock()
-FLUENT_URI_ENV = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")  # what MLflow's fluent setters export
 
 
 class MlflowTracker:
@@ -243,18 +240,32 @@ class MlflowTracker:
         self.update_run(run_id, RunUpdate.end(state, reason=reason, error_text=error_text))
 
     def finish_job(
-        self, status: str, *, metrics: Mapping[str, float], params: Mapping[str, Any], tags: Mapping[str, str]
+        self,
+        status: str,
+        *,
+        metrics: Mapping[str, float],
+        params: Mapping[str, Any],
+        tags: Mapping[str, str],
+        plots: bool | None = None,
     ) -> None:
-        """Write the job's summary on the parent run and close it with ``status``."""
+        """Write the job's summary on the parent run and close it with ``status``.
+
+        ``plots``: whether the run has (or is about to get) its search plots; ``None`` looks.
+        """
         if self.parent_run_id is None:
             return
-        note = self._summary_note(status, metrics, params, tags)
+        note = self._summary_note(status, metrics, params, tags, plots)
         summary = RunUpdate(params=dict(params), tags={**tags, **({NOTE: note} if note else {})})
         self.update_run(self.parent_run_id, RunUpdate.report(metrics, 0).merged(summary))
         self.client.set_terminated(self.parent_run_id, status)
 
     def _summary_note(
-        self, status: str, metrics: Mapping[str, float], params: Mapping[str, Any], tags: Mapping[str, str]
+        self,
+        status: str,
+        metrics: Mapping[str, float],
+        params: Mapping[str, Any],
+        tags: Mapping[str, str],
+        plots: bool | None = None,
     ) -> str | None:
         """The parent run's description: the spec's own, then the job's result in Markdown.
 
@@ -279,7 +290,7 @@ class MlflowTracker:
                 best_params={k.removeprefix("best."): v for k, v in params.items() if k.startswith("best.")},
                 tags=tags,
                 experiment_id=run.info.experiment_id,
-                plots=bool(self.client.list_artifacts(parent_run_id, "plots")),
+                plots=bool(self.client.list_artifacts(parent_run_id, "plots")) if plots is None else plots,
             )
         except Exception as exc:  # noqa: BLE001
             logger.warning("MLflow tracking: the summary of run %s was left out: %s", self.parent_run_id, exc)
@@ -307,7 +318,7 @@ class MlflowTracker:
         duration of the call and put back after. ``metadata`` (task, class and feature names)
         goes into the model's MLmodel file, so whoever loads it can map outputs back to names.
         """
-        with _FLUENT_LOCK:  # the fluent URIs are process-wide; a runner may log two jobs' models at once
+        with FLUENT_LOCK:  # the fluent URIs are process-wide; a runner may log two jobs' models at once
             return self._log_model_fluently(
                 run_id, model, registered_name=registered_name, input_example=input_example, metadata=metadata
             )
@@ -336,33 +347,6 @@ class MlflowTracker:
         version = None if info.registered_model_version is None else str(info.registered_model_version)
         uri = f"models:/{registered_name}/{version}" if registered_name and version else info.model_uri
         return RegisteredModel(uri, self.tracking_uri, registered_name, version, run_id)
-
-
-@contextlib.contextmanager
-def fluent_uris(uri: str) -> Iterator[None]:
-    """MLflow's fluent tracking and registry URIs set to ``uri`` for a block, then put back as they were.
-
-    ``mlflow.set_tracking_uri``/``set_registry_uri`` also export the URI to the environment, so
-    putting a default URI back (``./mlflow.db``) that way would leave ``MLFLOW_TRACKING_URI`` set,
-    and the process's next search (``automl.search`` again, in a notebook) would track there
-    instead of in ``$AUTOML_HOME``: the environment is put back as it was too.
-    """
-    import mlflow
-
-    previous_tracking, previous_registry = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
-    previous_env = {name: os.environ.get(name) for name in FLUENT_URI_ENV}
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
-    try:
-        yield
-    finally:
-        mlflow.set_tracking_uri(previous_tracking)
-        mlflow.set_registry_uri(previous_registry)
-        for name, value in previous_env.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
 
 
 @contextlib.contextmanager

@@ -57,12 +57,12 @@ def test_a_search_reports_every_phase_in_its_result_and_its_events(automl_home: 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("plots", [True, False])
-def test_the_plots_are_drawn_by_the_writer_after_the_result_and_reach_the_job_run(
+def test_the_plots_are_drawn_by_the_plotter_after_the_result_and_reach_the_job_run(
     automl_home: Path, ray_session: None, plots: bool
 ) -> None:
-    """The end-of-job plots are off the caller's path: handed to the job's writer process, which
-    logs them on the parent run once it has made the job's other writes; ``tracking.plots: false``
-    skips them."""
+    """The end-of-job plots are off the caller's path: handed to the process's plotter (a niced
+    helper process), which draws them from the durable study onto the parent run;
+    ``tracking.plots: false`` skips them."""
     from mlflow import MlflowClient
 
     from automl.engine import write_behind
@@ -81,11 +81,13 @@ def test_the_plots_are_drawn_by_the_writer_after_the_result_and_reach_the_job_ru
     )
     control = RecordingControl()
     result = run_search(plan_search(spec, objective=steps), control=control)
-    write_behind.shared().barrier()  # everything the writer was sent, the plots included, is done
+    write_behind.shared_plotter().barrier()  # everything the plotter was sent is done
     client = MlflowClient(tracking_uri=result.tracking_uri)
     logged = {f.path for f in client.list_artifacts(result.parent_run_id, "plots")}
+    note = client.get_run(result.parent_run_id).data.tags["mlflow.note.content"]  # the run's description
     if plots:
         assert {"plots/optimization_history.html", "plots/optimization_history.png"} <= logged
+        assert "Plots: the `plots/` artifacts" in note
     else:
-        assert logged == set()
+        assert logged == set() and "Plots:" not in note
     assert "plots_failed" not in control.kinds()

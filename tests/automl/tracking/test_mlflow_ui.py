@@ -166,6 +166,10 @@ def _run_job(tmp_path: Path) -> None:
     )
     result = CliRunner().invoke(app, ["run", str(job), "--no-progress"])
     assert result.exit_code == 0, result.output
+    # `automl run` in its own process waits for its plots as it exits; in this one, wait here.
+    from automl.engine.write_behind import shared_plotter
+
+    shared_plotter().barrier()
 
 
 def test_mlflow_ui_shows_the_job_its_trials_and_its_plots(
