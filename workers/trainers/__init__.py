@@ -13,7 +13,6 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from workers.trainers.base import DataConfig, Trainer, TrainerCard
-from workers.trainers.cards import CNNCard, MLPCard
 
 if TYPE_CHECKING:
     from workers.trainers.cnn import CNNTrainer
@@ -31,10 +30,13 @@ __all__ = [
     "trainer_card",
 ]
 
-# name in the spec -> (card, module, class); one entry per trainer.
-_REGISTRY: dict[str, tuple[type[TrainerCard], str, str]] = {
-    "mlp": (MLPCard, "workers.trainers.mlp", "MLPTrainer"),
-    "cnn": (CNNCard, "workers.trainers.cnn", "CNNTrainer"),
+# name in the spec -> (card in workers.trainers.cards, module, class); one entry per trainer.
+# Names, not objects: importing this package (every trial does) must not load the cards' data
+# libraries (scikit-learn: over a second in each new Ray worker), let alone torch.
+_CARDS = "workers.trainers.cards"
+_REGISTRY: dict[str, tuple[str, str, str]] = {
+    "mlp": ("MLPCard", "workers.trainers.mlp", "MLPTrainer"),
+    "cnn": ("CNNCard", "workers.trainers.cnn", "CNNTrainer"),
 }
 TRAINER_NAMES: tuple[str, ...] = tuple(_REGISTRY)
 
@@ -45,7 +47,8 @@ def trainer_card(name: str) -> type[TrainerCard]:
     Raises:
         ValueError: ``name`` is not a built-in trainer; the message lists those that are.
     """
-    return _entry(name)[0]
+    card: type[TrainerCard] = getattr(importlib.import_module(_CARDS), _entry(name)[0])
+    return card
 
 
 def get_trainer(name: str) -> type[Trainer]:
@@ -59,7 +62,7 @@ def get_trainer(name: str) -> type[Trainer]:
     return trainer
 
 
-def _entry(name: str) -> tuple[type[TrainerCard], str, str]:
+def _entry(name: str) -> tuple[str, str, str]:
     try:
         return _REGISTRY[name]
     except KeyError:
