@@ -31,20 +31,25 @@ def steps(params: dict, ctx) -> None:
         ctx.report(loss=(params["x"] - 0.5) ** 2 + 1.0 / step, step=step)
 
 
-@pytest.mark.slow
-def test_a_search_reports_every_phase_in_its_result_and_its_events(automl_home: Path, ray_session: None) -> None:
-    spec = JobSpec.model_validate(
+def three_trial_spec(name: str, **tracking: object) -> JobSpec:
+    """A job of 3 trials of :func:`steps`, 2 epochs each, its model not registered; ``tracking`` on top."""
+    return JobSpec.model_validate(
         {
-            "name": "phases",
+            "name": name,
             "objective": f"{__name__}:steps",
             "space": {"x": {"type": "float", "low": 0.0, "high": 1.0}},
             "metric": "loss",
             "mode": "min",
             "scheduler": {"name": "fifo"},
             "budget": {"trials": 3, "max_epochs": 2},
-            "tracking": {"register_model": False},
+            "tracking": {"register_model": False, **tracking},
         }
     )
+
+
+@pytest.mark.slow
+def test_a_search_reports_every_phase_in_its_result_and_its_events(automl_home: Path, ray_session: None) -> None:
+    spec = three_trial_spec("phases")
     control = RecordingControl()
     result = run_search(plan_search(spec, objective=steps), control=control)
     assert list(result.phases) == PHASES
@@ -67,18 +72,7 @@ def test_the_plots_are_drawn_by_the_plotter_after_the_result_and_reach_the_job_r
 
     from automl.engine import write_behind
 
-    spec = JobSpec.model_validate(
-        {
-            "name": "plots-behind",
-            "objective": f"{__name__}:steps",
-            "space": {"x": {"type": "float", "low": 0.0, "high": 1.0}},
-            "metric": "loss",
-            "mode": "min",
-            "scheduler": {"name": "fifo"},
-            "budget": {"trials": 3, "max_epochs": 2},
-            "tracking": {"register_model": False, "plots": plots},
-        }
-    )
+    spec = three_trial_spec("plots-behind", plots=plots)
     control = RecordingControl()
     result = run_search(plan_search(spec, objective=steps), control=control)
     write_behind.shared_plotter().barrier()  # everything the plotter was sent is done
