@@ -157,10 +157,19 @@ class RayCluster:
         env.update(self.auth_env(), RAY_ADDRESS=self.address)
         return env
 
-    def _node_env(self) -> dict[str, str]:
+    def node_dir(self, node: str) -> Path:
+        """The node's own working directory; its ``HOME`` and ``AUTOML_HOME`` are inside. The nodes
+        share no folder with each other or with a driver (what a job needs must travel with it)."""
+        return self.base_dir / node
+
+    def _node_env(self, node: str) -> dict[str, str]:
         env = self.driver_env()
         del env["RAY_ADDRESS"]
         env["RAY_USAGE_STATS_ENABLED"] = "0"
+        home = self.node_dir(node) / "home"
+        home.mkdir(parents=True, exist_ok=True)
+        env.update(HOME=str(home), AUTOML_HOME=str(self.node_dir(node) / "automl"))
+        env.pop("AUTOML_DATA_CACHE", None)
         return env
 
     def log_file(self, node: str) -> Path:
@@ -188,8 +197,8 @@ class RayCluster:
         try:
             return subprocess.Popen(
                 [self.ray, "start", "--block", *args],
-                cwd=self.base_dir,
-                env=self._node_env(),
+                cwd=self.node_dir(node),
+                env=self._node_env(node),
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,

@@ -133,6 +133,8 @@ class TrialContext:
             scheduler sets it so that every step it may exploit a trial at has a checkpoint.
         restored: the training state the trial resumes from (a checkpoint of its own, or of
             the trial PBT cloned); the context's step starts at that state's step.
+        data_path: the local copy of the job's data file (its spec's ``data``), on whatever node
+            the trial runs; ``None`` when the job names none.
     """
 
     def __init__(
@@ -146,6 +148,7 @@ class TrialContext:
         device: str = "cpu",
         checkpoint_interval: int = 0,
         restored: SavedState | None = None,
+        data_path: str | None = None,
     ) -> None:
         self.params: Mapping[str, Any] = MappingProxyType(dict(params))
         self.trial_number = trial_number
@@ -153,6 +156,7 @@ class TrialContext:
         self.max_epochs = max_epochs
         self.device = device
         self.checkpoint_interval = max(0, int(checkpoint_interval))
+        self.data_path = data_path
         self._reporter = reporter
         self._restored = restored
         self._step = restored.step if restored else 0

@@ -6,6 +6,7 @@ Everything a trial needs besides its hyperparameters travels in one frozen
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import inspect
 import sys
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from workers.context import SavedState, TrialContext, as_number, read_state
+from workers.data_cache import DataRef, local_copy
 from workers.trainers.base import DataConfig
 
 # The searcher adds this key to each trial's config: the Optuna trial number.
@@ -36,6 +38,8 @@ class TrialPlan:
         import_paths: folders to put on ``sys.path`` before importing the objective.
         checkpoint_interval: trials save their training state every this many steps (0: only
             the final model); set for the PBT scheduler, which clones trials from checkpoints.
+        data_file: the job's data file as any node fetches it (uploaded at submit, or in a
+            bucket); the trainer reads its local copy, a custom objective gets it as ``ctx.data_path``.
     """
 
     max_epochs: int
@@ -49,6 +53,7 @@ class TrialPlan:
     objective: Callable[..., Any] | str | None = None
     import_paths: tuple[str, ...] = ()
     checkpoint_interval: int = 0
+    data_file: DataRef | None = None
 
 
 def restored_state() -> SavedState | None:
@@ -109,6 +114,7 @@ def run_trial(config: dict[str, Any], plan: TrialPlan) -> None:
         device=trial_device(plan.gpus),
         checkpoint_interval=plan.checkpoint_interval,
         restored=restored_state(),
+        data_path=local_copy(plan.data_file) if plan.data_file is not None else None,
     )
     try:
         run_with_context(ctx, plan)
@@ -130,7 +136,8 @@ def run_with_context(ctx: TrialContext, plan: TrialPlan) -> None:
         from workers.trainers import get_trainer
 
         assert plan.data is not None
-        get_trainer(plan.trainer)().fit(ctx, plan.data)
+        data = dataclasses.replace(plan.data, dataset=ctx.data_path) if ctx.data_path else plan.data
+        get_trainer(plan.trainer)().fit(ctx, data)
         ctx.finish()
         return
     objective = resolve_objective(plan.objective, plan.import_paths)
@@ -153,14 +160,18 @@ def run_with_context(ctx: TrialContext, plan: TrialPlan) -> None:
 
 
 def resolve_objective(objective: Callable[..., Any] | str | None, import_paths: tuple[str, ...] = ()) -> Callable[..., Any]:
-    """The objective function: given, or imported from ``module:function``."""
+    """The objective function: given, or imported from ``module:function``.
+
+    ``import_paths`` go on ``sys.path`` either way: a function shipped by value still imports its
+    project's other modules when it runs.
+    """
+    for folder in import_paths:
+        if folder not in sys.path:
+            sys.path.insert(0, folder)
     if callable(objective):
         return objective
     if not isinstance(objective, str):
         raise TypeError("a trial needs a trainer or an objective")
-    for folder in import_paths:
-        if folder not in sys.path:
-            sys.path.insert(0, folder)
     module_name, _, attr_path = objective.partition(":")
     target: Any = importlib.import_module(module_name)
     for attr in attr_path.split("."):

@@ -171,6 +171,36 @@ def submit(
         exit_for(final)
 
 
+@app.command()
+def rerun(
+    job_id: JobId,
+    wait: Annotated[bool, typer.Option("--wait", help="Follow the new job with a progress bar until it ends.")] = False,
+    json_output: JsonFlag = False,
+    db_url: DbUrl = None,
+) -> None:
+    """Run a job again as a new job: the same spec, code package and data file, by their hashes."""
+    from automl.service import rerun as rerun_job
+
+    job_id = job_id_or_exit(job_id)
+    store = store_or_exit(settings_or_exit(db_url))
+    job, notes = guard(lambda: rerun_job(store, job_id))
+    if json_output and not wait:
+        out.print_json(json.dumps({**job_json(job), "rerun_of": job_id, "differences": notes}))
+        return
+    if not json_output:
+        out.print(f"{job.id}")
+        code = f"code {job.code_sha256[:12]}" if job.code_sha256 else "no code package"
+        data = f"data {job.data_sha256[:12]}" if job.data_sha256 else "no data file"
+        err.print(f"queued [bold]{job.name}[/bold] again as job {job.id}: the same spec, {code}, {data}")
+        for note in notes:
+            err.print(f"  {note}")
+    if wait:
+        final = follow(store, job, quiet=json_output)
+        if json_output:
+            out.print_json(json.dumps(job_json(final)))
+        exit_for(final)
+
+
 @app.command("list")
 def list_jobs(
     state: Annotated[list[str] | None, typer.Option("--state", "-s", help="Only jobs in this state (repeatable).")] = None,

@@ -179,6 +179,10 @@ def status_view(job: JobView, events: list[EventView], snapshot: JobSnapshot, me
     if job.error:
         parts.append(Text.assemble("  ", ("error:", "red"), f" {job.error}"))
     parts.append(f"  Optuna study: {job.study_name}   MLflow run: {job.mlflow_run_id or '-'}")
+    if job.code_sha256 or job.data_sha256:
+        code = f"code {job.code_sha256[:12]}" if job.code_sha256 else "no code package"
+        data = f"data {job.data_source} ({job.data_sha256[:12]})" if job.data_sha256 else "no data file"
+        parts.append(f"  {code}   {data}")
     if snapshot.top:
         parts.append(trials_table(list(snapshot.top[:top]), metric=metric, title="Top trials"))
     if snapshot.pareto and len(metrics) > 1:

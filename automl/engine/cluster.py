@@ -10,7 +10,7 @@ import contextlib
 import logging
 import os
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from automl.errors import AutomlError, SpecError
 
@@ -25,10 +25,11 @@ def default_concurrency(spec: JobSpec) -> int:
     return max(1, int(cpus // spec.resources.cpus_per_trial))
 
 
-def ensure_ray(address: str | None) -> None:
+def ensure_ray(address: str | None, *, runtime_env: dict[str, Any] | None = None) -> None:
     """Connect to the Ray cluster at ``address``, or start a local Ray sized to this machine.
 
-    Reuses an instance already started in this process (tests share one).
+    Reuses an instance already started in this process (tests share one). ``runtime_env`` is the
+    Ray job's environment (a job's own driver ships its code package as ``working_dir`` with it).
 
     Raises:
         AutomlError: the cluster cannot be reached.
@@ -46,6 +47,7 @@ def ensure_ray(address: str | None) -> None:
             log_to_driver=False,
             logging_level=logging.ERROR,
             configure_logging=True,
+            runtime_env=runtime_env,
         )
     except (ConnectionError, RuntimeError, ValueError) as exc:
         if "InvalidAuthToken" in f"{exc} {exc.__cause__}" or "AuthenticationError" in f"{exc} {exc.__cause__}":

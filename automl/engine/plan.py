@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import os
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -98,6 +99,7 @@ def plan_search(
     base_dir: Path | None = None,
     objective: Callable[..., Any] | None = None,
     space: Callable[..., Any] | None = None,
+    data_path: str | None = None,
 ) -> SearchPlan:
     """Resolve ``spec`` into a :class:`SearchPlan`, checking it against the outside world.
 
@@ -106,6 +108,7 @@ def plan_search(
         base_dir: the folder relative paths in the spec are read from (the spec file's folder).
         objective: the custom objective itself, when given in code rather than as ``module:function``.
         space: an Optuna define-by-run function, when given in code.
+        data_path: the data file's local copy, when the spec names it in a bucket.
 
     Raises:
         SpecError: naming what is wrong, before anything is written.
@@ -113,12 +116,12 @@ def plan_search(
     from automl.engine.schedulers import JobLimits, check_scheduler
     from workers.trainable import TrialPlan
 
-    resolved_space = check_spec(spec, base_dir=base_dir, space=space, import_objective_ref=False)
+    resolved_space = check_spec(spec, base_dir=base_dir, space=space, import_objective_ref=False, data_path=data_path)
     if objective is None and spec.objective is not None:
         # Import it here and ship the function itself, by value when it is the user's own file:
         # the nodes of a cluster do not have the driver's folders.
         objective = import_objective(spec.objective, base_dir=base_dir)
-    metrics, modes = resolve_metrics(spec, base_dir=base_dir)
+    metrics, modes = resolve_metrics(spec, base_dir=base_dir, data_path=data_path)
     _check_sampler(spec, resolved_space, len(metrics))
     _check_warm_start(spec, resolved_space)
     # Scheduler options that cannot work are refused here; PBT says how often trials must checkpoint.
@@ -136,7 +139,7 @@ def plan_search(
         metric=metrics[0],
         metrics=metrics,
         trainer=spec.trainer.name if spec.trainer else None,
-        data=data_config(spec, base_dir=base_dir) if spec.trainer else None,
+        data=data_config(spec, base_dir=base_dir, data_path=data_path) if spec.trainer else None,
         objective=objective if objective is not None else spec.objective,
         import_paths=import_paths,
         checkpoint_interval=checkpoint_interval,
@@ -169,7 +172,7 @@ def plan_to_json(plan: SearchPlan) -> str:
             **{
                 f.name: getattr(trial, f.name)
                 for f in dataclasses.fields(trial)
-                if f.name not in ("objective", "data", "metrics")
+                if f.name not in ("objective", "data", "metrics", "data_file")
             },
             "metrics": list(trial.metrics),
             "data": dataclasses.asdict(trial.data) if trial.data is not None else None,
@@ -179,12 +182,13 @@ def plan_to_json(plan: SearchPlan) -> str:
     return json.dumps(record, sort_keys=True)
 
 
-def plan_from_json(text: str, *, base_dir: Path | None = None) -> SearchPlan | None:
+def plan_from_json(text: str, *, base_dir: Path | None = None, code_dir: Path | None = None) -> SearchPlan | None:
     """The plan :func:`plan_to_json` stored, rebuilt without checking it again (``None``: a plan of
     another format, to be planned from the spec instead).
 
     The objective is imported (from ``base_dir``, the folders the plan names, and the current one)
-    and shipped to the trials as :func:`plan_search` ships it.
+    and shipped to the trials as :func:`plan_search` ships it. With ``code_dir`` (the job's unpacked
+    code package) it is imported from there alone, and the trials import from there too.
     """
     from workers.trainable import TrialPlan
     from workers.trainers.base import DataConfig
@@ -194,10 +198,14 @@ def plan_from_json(text: str, *, base_dir: Path | None = None) -> SearchPlan | N
         return None
     spec = JobSpec.model_validate(record["spec"])
     trial = dict(record["trial"])
-    objective = import_objective(spec.objective, base_dir=base_dir) if spec.objective is not None else None
+    if code_dir is not None and spec.objective is not None:
+        forget_modules_outside(code_dir, spec.objective.partition(":")[0])
+    objective = import_objective(spec.objective, base_dir=code_dir or base_dir) if spec.objective is not None else None
     if objective is not None:
         _pickle_by_value_if_local(objective)
     import_paths = tuple(dict.fromkeys([*trial.pop("import_paths"), str(Path.cwd().resolve())]))
+    if code_dir is not None:
+        import_paths = (str(code_dir),)
     data = trial.pop("data")
     metrics = tuple(trial.pop("metrics"))
     trial_plan = TrialPlan(
@@ -254,6 +262,20 @@ def _check_warm_start(spec: JobSpec, space: Any) -> None:
                 inside = False
             if not inside:
                 raise SpecError(f"{field}.{name}: {value!r} is outside the space ({dist})")
+
+
+def forget_modules_outside(code_dir: Path, module_name: str) -> None:
+    """Drop ``module_name`` (and its submodules) from ``sys.modules`` when it was imported from
+    somewhere other than ``code_dir``: a runner that ran another job's package with a module of
+    the same name (``train``) must import this job's own."""
+    root = str(code_dir.resolve())
+    top = module_name.partition(".")[0]
+    for name, module in list(sys.modules.items()):
+        if name != top and not name.startswith(f"{top}."):
+            continue
+        path = getattr(module, "__file__", None) or ""
+        if not path.startswith(root + os.sep):
+            del sys.modules[name]
 
 
 def _pickle_by_value_if_local(objective: Callable[..., Any]) -> None:

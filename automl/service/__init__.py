@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from automl.service.job_results import best_of_job, job_snapshot, snapshot_from_study, study_directions, study_trials
 from automl.service.runner import Runner
-from automl.service.submit import CheckedJob, check_job_file, check_tracking, enqueue, job_settings, open_job_store
+from automl.service.submit import CheckedJob, check_job_file, check_tracking, enqueue, job_settings, open_job_store, rerun
 
 __all__ = [
     "CheckedJob",
@@ -22,6 +22,7 @@ __all__ = [
     "job_settings",
     "job_snapshot",
     "open_job_store",
+    "rerun",
     "snapshot_from_study",
     "study_directions",
     "study_trials",

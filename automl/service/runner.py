@@ -23,6 +23,7 @@ import yaml
 
 from automl.errors import AutomlError
 from automl.faults import fault_point
+from automl.service.driver_process import DriverProcesses
 from automl.states import JobState, StopReason
 
 if TYPE_CHECKING:
@@ -138,6 +139,18 @@ class StoreControl:
         self.store.add_event(self.job.id, kind, message, runner_id=self.runner_id)
 
 
+def cluster_resources(settings: Settings) -> str:
+    """What the job's Ray cluster has, in words (a job's ``resources`` event; ``rerun`` compares)."""
+    import ray
+
+    from automl.engine.cluster import ensure_ray
+
+    ensure_ray(settings.ray_address)
+    total = ray.cluster_resources()
+    nodes = sum(1 for node in ray.nodes() if node.get("Alive"))
+    return f"{nodes} node(s), {total.get('CPU', 0):g} CPUs, {total.get('GPU', 0):g} GPUs"
+
+
 def default_runner_id() -> str:
     """``host:pid:random``: unique per runner process, readable in ``status``."""
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
@@ -153,6 +166,9 @@ class Runner:
         lease_s: how long a lease lasts without a heartbeat.
         poll_s: how often to look for new jobs when idle.
         progress_factory: makes a progress sink for a job (the CLI's bar), or ``None``.
+        own_drivers: run a job whose code travels to a cluster (or that needs packages installed)
+            in a driver process of its own (:mod:`automl.service.job_driver`): Ray gives each
+            driver one ``runtime_env``. ``False`` in that driver itself.
     """
 
     def __init__(
@@ -165,6 +181,7 @@ class Runner:
         lease_s: float = DEFAULT_LEASE_S,
         poll_s: float = 2.0,
         progress_factory: Callable[[JobView], ProgressSink | None] | None = None,
+        own_drivers: bool = True,
     ) -> None:
         self.store = store
         self.settings = settings
@@ -173,6 +190,8 @@ class Runner:
         self.lease_s = lease_s
         self.poll_s = poll_s
         self.progress_factory = progress_factory
+        self.own_drivers = own_drivers
+        self.drivers = DriverProcesses()  # the jobs running in drivers of their own
         self.stopping = threading.Event()
         self.heartbeat = Heartbeat(store, self.runner_id, lease_s=lease_s)
         self.results: dict[str, SearchResult | None] = {}
@@ -183,12 +202,14 @@ class Runner:
         if not self.stopping.is_set():
             logger.warning("runner %s stopping: releasing its jobs", self.runner_id)
         self.stopping.set()
+        self.drivers.signal_all(signal.SIGTERM)
 
     def cancel_all(self, *_: Any) -> None:
         """Cancel the jobs running here (``automl run``'s Ctrl-C); a second Ctrl-C quits at once."""
         logger.warning("cancelling the running job(s)")
         for flags in self.heartbeat.held():
             flags.cancel.set()
+        self.drivers.signal_all(signal.SIGUSR1)
         signal.signal(signal.SIGINT, signal.default_int_handler)
 
     def run(self, *, until_idle: bool = False, job_id: str | None = None, interrupt_cancels: bool = False) -> None:
@@ -268,10 +289,22 @@ class Runner:
 
     def run_job(self, job: JobView) -> None:
         """Run one claimed job to a final state, or release it when the runner stops."""
+        from automl.service.driver_process import DriverRunner, drive_in_child, needs_own_driver
+
+        if self.own_drivers and needs_own_driver(job, self.settings):
+            lent = DriverRunner(self.store, self.settings, self.runner_id, self.lease_s, self.drivers, self.stopping)
+            sink = self.progress_factory(job) if self.progress_factory else None
+            self.results[job.id] = drive_in_child(lent, job, sink)
+            return
+        self.run_job_here(job)
+
+    def run_job_here(self, job: JobView) -> None:
+        """Run one claimed job in this process, to a final state, or release it when the runner stops."""
         from automl.engine import plan_search, run_search
         from automl.engine.plan import plan_from_json
         from automl.service.job_results import study_trials
         from automl.service.submit import job_settings
+        from automl.shipping.travel import attach_data, job_provenance, unpacked_code
         from automl.spec import parse_spec
         from automl.store.snapshot import SnapshotBuilder
 
@@ -279,11 +312,16 @@ class Runner:
         control = StoreControl(self.store, job, self.runner_id, flags, self.stopping)
         try:
             base_dir = Path(job.base_dir) if job.base_dir else None
+            code_dir = unpacked_code(self.store, job, self.settings)
             # The plan checked at submit is trusted; only a job queued before plans were stored
             # (or with a plan of an older format) is parsed and planned here. The cluster's resources,
             # which can change between submit and run, are checked by run_search either way.
-            stored = plan_from_json(job.plan_json, base_dir=base_dir) if job.plan_json else None
-            plan = stored or plan_search(parse_spec(yaml.safe_load(job.spec_yaml), source=f"job {job.id}"), base_dir=base_dir)
+            stored = plan_from_json(job.plan_json, base_dir=base_dir, code_dir=code_dir) if job.plan_json else None
+            plan = stored or plan_search(
+                parse_spec(yaml.safe_load(job.spec_yaml), source=f"job {job.id}"), base_dir=code_dir or base_dir
+            )
+            plan = attach_data(plan, self.store, job, self.settings)
+            control.on_event("resources", cluster_resources(self.settings))
             spec = plan.spec
             # Start the snapshot from what the study holds (a resumed job); trials then add to it.
             control.snapshot = SnapshotBuilder(plan.modes, study_trials(self.settings, job.study_name))
@@ -297,6 +335,7 @@ class Runner:
                 progress=sink,
                 control=control,
                 parent_run_id=job.mlflow_run_id,
+                provenance=job_provenance(self.store, job),
             )
             self.results[job.id] = result
             self._conclude(job, control, result)

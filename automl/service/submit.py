@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from automl.engine.plan import SearchPlan
     from automl.settings import Settings
+    from automl.shipping.code import CodePackage
+    from automl.shipping.data import DataFile
     from automl.spec import JobSpec
     from automl.store import JobStore, JobView
 
@@ -34,12 +36,15 @@ def open_job_store(settings: Settings) -> JobStore:
 
 @dataclass(frozen=True)
 class CheckedJob:
-    """A job spec that passed every check, with the folder its relative paths are read from and
-    the plan it was checked into (what the queue stores, so a runner does not check it again)."""
+    """A job spec that passed every check, with the folder its relative paths are read from, the
+    plan it was checked into (what the queue stores, so a runner does not check it again), and
+    what travels with it: its code package and its data file."""
 
     spec: JobSpec
     base_dir: Path
     plan: SearchPlan | None = None
+    code: CodePackage | None = None
+    data: DataFile | None = None
 
 
 def check_job_file(spec_path: str | Path) -> CheckedJob:
@@ -49,11 +54,16 @@ def check_job_file(spec_path: str | Path) -> CheckedJob:
         SpecError: naming the field that is wrong.
     """
     from automl.engine.plan import plan_search
+    from automl.shipping.code import job_code
+    from automl.shipping.data import read_data_file
     from automl.spec import load_spec
 
     path = Path(spec_path)
     spec = load_spec(path)
-    plan = plan_search(spec, base_dir=path.resolve().parent)
+    base_dir = path.resolve().parent
+    data = read_data_file(spec, base_dir)
+    plan = plan_search(spec, base_dir=base_dir, data_path=data.local_path if data is not None else None)
+    code = job_code(spec, base_dir, plan.trial_plan.objective if callable(plan.trial_plan.objective) else None)
     # The queued spec names its metric(s) and direction(s), defaults resolved, so readers need no
     # trainer; every objective of a multi-objective job stays.
     resolved: dict[str, Any]
@@ -62,7 +72,7 @@ def check_job_file(spec_path: str | Path) -> CheckedJob:
     else:
         resolved = {"metric": plan.metric, "mode": plan.mode}
     spec = spec.model_copy(update=resolved)
-    return CheckedJob(spec, path.resolve().parent, dataclasses.replace(plan, spec=spec))
+    return CheckedJob(spec, base_dir, dataclasses.replace(plan, spec=spec), code, data)
 
 
 def job_settings(settings: Settings, spec: JobSpec) -> Settings:
@@ -114,11 +124,78 @@ def enqueue(store: JobStore, job: CheckedJob) -> JobView:
         except (InvalidJobId, JobNotFound) as exc:
             raise SpecError(f"warm_start.from_job: {exc}") from None
         spec = spec.model_copy(update={"warm_start": spec.warm_start.model_copy(update={"from_study": earlier.study_name})})
-        job = CheckedJob(spec, job.base_dir, dataclasses.replace(job.plan, spec=spec) if job.plan is not None else None)
+        plan = dataclasses.replace(job.plan, spec=spec) if job.plan is not None else None
+        job = dataclasses.replace(job, spec=spec, plan=plan)
     return store.submit(
         name=job.spec.name,
         spec_yaml=spec_to_yaml(job.spec),
         trials_total=job.spec.budget.trials,
         base_dir=str(job.base_dir),
         plan_json=plan_to_json(job.plan) if job.plan is not None else None,
+        travels=store_travels(store, job),
     )
+
+
+def store_travels(store: JobStore, job: CheckedJob) -> dict[str, str | None]:
+    """Put the job's code package and uploaded data file in the job store; return the job row's
+    names for them (hashes, and where the data came from)."""
+    travels: dict[str, str | None] = {}
+    if job.code is not None:
+        travels["code_sha256"] = store.blobs.put("code", job.code.content)
+    if job.data is not None:
+        if job.data.upload and store.blobs.put("data", job.data.content()) != job.data.sha256:
+            from automl.errors import InputError
+
+            raise InputError(f"{job.data.field}: {job.data.source} changed while the job was being submitted; submit it again")
+        travels.update(data_sha256=job.data.sha256, data_source=job.data.source)
+    return travels
+
+
+def rerun(store: JobStore, job_id: str) -> tuple[JobView, list[str]]:
+    """Queue job ``job_id`` again as a new job: the same spec, plan, code package and data file.
+
+    Returns:
+        The new job, and one line per thing that is not, or may not be, the same (empty: nothing).
+
+    Raises:
+        JobNotFound, InvalidJobId: no such job.
+        InputError: the job's code package or data file is no longer in the job store.
+    """
+    from automl.errors import InputError
+    from automl.shipping.data import fetch_object
+
+    earlier = store.get(job_id)
+    notes: list[str] = []
+    travels: dict[str, str | None] = {
+        "code_sha256": earlier.code_sha256,
+        "data_sha256": earlier.data_sha256,
+        "data_source": earlier.data_source,
+    }
+    for what, sha in (("code package", earlier.code_sha256), ("data file", earlier.data_sha256)):
+        uploaded = what == "code package" or not (earlier.data_source or "").startswith("s3://")
+        if sha is not None and uploaded and not store.blobs.has(sha):
+            raise InputError(f"job {earlier.id}'s {what} {sha[:12]} is no longer in the job store; submit its spec again")
+    if earlier.data_source and earlier.data_source.startswith("s3://") and earlier.data_sha256:
+        now: DataFile = fetch_object("data", earlier.data_source)
+        if now.sha256 != earlier.data_sha256:
+            travels["data_sha256"] = now.sha256
+            notes.append(
+                f"data: {earlier.data_source} changed since job {earlier.id} (sha256 {earlier.data_sha256[:12]} then, "
+                f"{now.sha256[:12]} now): this job trains on it as it is now"
+            )
+    ran_on = [e.message for e in store.events(earlier.id, limit=200) if e.kind == "resources"]
+    notes.append(
+        "cluster: "
+        + (f"job {earlier.id} ran on {ran_on[-1]}; " if ran_on else "")
+        + "this job runs on whatever cluster the runner that claims it has (its resources are checked then)"
+    )
+    job = store.submit(
+        name=earlier.name,
+        spec_yaml=earlier.spec_yaml,
+        trials_total=earlier.trials_total,
+        base_dir=earlier.base_dir,
+        plan_json=earlier.plan_json,
+        travels=travels,
+    )
+    store.add_event(job.id, "rerun", f"a rerun of job {earlier.id}")
+    return job, notes

@@ -31,6 +31,7 @@ def check_spec(
     base_dir: Path | None = None,
     space: Any = None,
     import_objective_ref: bool = True,
+    data_path: str | None = None,
 ) -> Any:
     """Check what the structure alone cannot: the space, the data, the metric, the objective.
 
@@ -39,6 +40,8 @@ def check_spec(
         base_dir: the folder relative paths are read from.
         space: a space given in code (an Optuna define-by-run function); ``spec.space`` is then not read.
         import_objective_ref: whether to import ``spec.objective`` (not when the function is given in code).
+        data_path: where the trainer's data file is on this machine when it is not where the spec
+            says (a bucket object's local copy, see :mod:`automl.shipping.data`).
 
     Returns:
         The resolved search space (``space`` itself when given).
@@ -48,7 +51,7 @@ def check_spec(
     """
     resolved = space if space is not None else load_space(spec.space, base_dir=base_dir)
     if spec.trainer is not None:
-        _check_trainer(spec, spec.trainer, resolved if isinstance(resolved, SearchSpace) else None, base_dir)
+        _check_trainer(spec, spec.trainer, resolved if isinstance(resolved, SearchSpace) else None, base_dir, data_path)
     if spec.objective is not None and import_objective_ref:
         import_objective(spec.objective, base_dir=base_dir)
     if spec.sampler.name == "grid" and isinstance(resolved, SearchSpace):
@@ -135,7 +138,9 @@ def _check_scheduler(spec: JobSpec) -> None:
         ) from None
 
 
-def resolve_metrics(spec: JobSpec, *, base_dir: Path | None = None) -> tuple[tuple[str, ...], tuple[Mode, ...]]:
+def resolve_metrics(
+    spec: JobSpec, *, base_dir: Path | None = None, data_path: str | None = None
+) -> tuple[tuple[str, ...], tuple[Mode, ...]]:
     """The metrics to optimise and their directions: the spec's, else the trainer's defaults.
 
     The first is the primary metric: the scheduler stops trials on it, and among the Pareto
@@ -151,7 +156,7 @@ def resolve_metrics(spec: JobSpec, *, base_dir: Path | None = None) -> tuple[tup
 
     trainer = trainer_card(spec.trainer.name)
     try:
-        task = spec.trainer.task or trainer.check_data(data_config(spec, base_dir=base_dir))
+        task = spec.trainer.task or trainer.check_data(data_config(spec, base_dir=base_dir, data_path=data_path))
     except DataError:
         task = "classification"
     names = spec.metric_names or (trainer.default_metric(task),)
@@ -165,13 +170,16 @@ def _direction(direction: str | None) -> Mode:
     return "max" if direction == "max" else "min"
 
 
-def data_config(spec: JobSpec, *, base_dir: Path | None = None) -> Any:
-    """The trainer's :class:`~workers.trainers.base.DataConfig` for this spec (paths made absolute)."""
+def data_config(spec: JobSpec, *, base_dir: Path | None = None, data_path: str | None = None) -> Any:
+    """The trainer's :class:`~workers.trainers.base.DataConfig` for this spec (paths made absolute;
+    ``data_path``: the data file's local copy, when the spec names it in a bucket)."""
     from workers.trainers.base import DataConfig
 
     assert spec.trainer is not None
     dataset = spec.trainer.dataset
-    if _looks_like_path(dataset):
+    if data_path is not None:
+        dataset = data_path
+    elif _looks_like_path(dataset):
         path = Path(dataset).expanduser()
         if not path.is_absolute() and base_dir is not None and not path.exists():
             path = base_dir / path
@@ -185,7 +193,9 @@ def data_config(spec: JobSpec, *, base_dir: Path | None = None) -> Any:
     )
 
 
-def _check_trainer(spec: JobSpec, trainer_spec: TrainerSpec, space: SearchSpace | None, base_dir: Path | None) -> None:
+def _check_trainer(
+    spec: JobSpec, trainer_spec: TrainerSpec, space: SearchSpace | None, base_dir: Path | None, data_path: str | None = None
+) -> None:
     from workers.datasets import DataError
     from workers.trainers import trainer_card
 
@@ -198,7 +208,7 @@ def _check_trainer(spec: JobSpec, trainer_spec: TrainerSpec, space: SearchSpace 
         )
     _check_trainable_values(trainer, space)
     try:
-        inferred = trainer.check_data(data_config(spec, base_dir=base_dir))
+        inferred = trainer.check_data(data_config(spec, base_dir=base_dir, data_path=data_path))
     except DataError as exc:
         raise SpecError(f"trainer.dataset: {exc}") from None
     except (OSError, ValueError, RuntimeError) as exc:  # the path itself: unreadable, a folder, '~nobody'

@@ -189,6 +189,32 @@ class TrackingSpec(_Section):
         return None if uri is None else _check_text(uri, limit=MAX_PATH_CHARS)
 
 
+class CodeSpec(_Section):
+    """The project folder a custom objective's job ships to the runners and nodes (docs/service.md)."""
+
+    dir: str | None = Field(default=None, description="the folder to pack, relative to the spec file (default: its folder)")
+    exclude: list[str] = Field(default_factory=list, description=".gitignore-style patterns left out of the package")
+    requirements: str | None = Field(
+        default=None, description="a pip requirements file inside the folder: installed on the nodes for this job only"
+    )
+    max_mb: RealNumber = Field(default=100.0, gt=0, le=500, description="refuse a package bigger than this (unpacked)")
+    ship: bool = Field(default=True, description="false: runners import the objective from their own installed packages")
+
+    @field_validator("dir", "requirements")
+    @classmethod
+    def _path_text(cls, path: str | None) -> str | None:
+        if path is not None and not path.strip():
+            raise ValueError("must name a path (or leave the field out)")
+        return None if path is None else _check_text(path, limit=MAX_PATH_CHARS)
+
+    @field_validator("exclude")
+    @classmethod
+    def _patterns(cls, patterns: list[str]) -> list[str]:
+        for pattern in patterns:
+            _check_text(pattern, limit=1024)
+        return patterns
+
+
 class JobSpec(_Section):
     """A whole search job. Frozen: nothing downstream changes it."""
 
@@ -196,6 +222,10 @@ class JobSpec(_Section):
     description: str = ""
     trainer: TrainerSpec | None = None
     objective: str | None = Field(default=None, description="a custom objective as package.module:function")
+    code: CodeSpec = Field(default_factory=CodeSpec, description="what of the objective's project travels with the job")
+    data: str | None = Field(
+        default=None, description="a data file the custom objective reads (a path or s3:// URI); it gets a local copy"
+    )
     space: str | dict[str, Any] = Field(description="a preset name, a path to a YAML space, or the space inline")
     metric: str | list[str] | None = Field(default=None, description="the metric to optimise, or several (a Pareto front)")
     mode: Mode | list[Mode] | None = Field(default=None, description="min or max, one per metric")
@@ -220,6 +250,13 @@ class JobSpec(_Section):
             raise ValueError(f"{ref[:100]!r} must look like package.module:function")
         return ref
 
+    @field_validator("data")
+    @classmethod
+    def _data_text(cls, data: str | None) -> str | None:
+        if data is not None and not data.strip():
+            raise ValueError("must name a path or an s3:// URI (or leave the field out)")
+        return None if data is None else _check_text(data, limit=MAX_PATH_CHARS)
+
     @field_validator("space")
     @classmethod
     def _space_shape(cls, space: str | dict[str, Any]) -> str | dict[str, Any]:
@@ -243,6 +280,10 @@ class JobSpec(_Section):
     def _one_thing_to_train(self) -> JobSpec:
         if (self.trainer is None) == (self.objective is None):
             raise ValueError("give exactly one of 'trainer' (a built-in trainer) or 'objective' (module:function)")
+        if self.trainer is not None and self.code != CodeSpec():
+            raise ValueError("'code' is for a custom objective's project; a built-in trainer ships no code")
+        if self.trainer is not None and self.data is not None:
+            raise ValueError("'data' is for a custom objective; a built-in trainer reads trainer.dataset")
         if self.objective is not None and self.metric is None:
             raise ValueError("'metric' is required with a custom objective: name the metric it reports")
         metrics = self.metric if isinstance(self.metric, list) else None

@@ -26,6 +26,7 @@ from automl.retry import retrying
 from automl.settings import redact_url
 from automl.sqlite import set_up_connections
 from automl.states import FINAL_JOB_STATES, JobState
+from automl.store.blobs import BlobStore
 from automl.store.migrate import at_head, upgrade
 from automl.store.records import EventView, JobView, check_job_id, job_view
 from automl.store.schema import Job, JobEvent
@@ -67,6 +68,7 @@ class JobStore:
         self.engine = engine
         self.url = redact_url(engine.url.render_as_string(hide_password=False))
         self._sessions = sessionmaker(engine, expire_on_commit=False)
+        self.blobs = BlobStore(engine, self._retrying)
 
     # -- plumbing -------------------------------------------------------------------------
 
@@ -95,9 +97,17 @@ class JobStore:
     # -- submitting and reading -----------------------------------------------------------
 
     def submit(
-        self, *, name: str, spec_yaml: str, trials_total: int, base_dir: str | None = None, plan_json: str | None = None
+        self,
+        *,
+        name: str,
+        spec_yaml: str,
+        trials_total: int,
+        base_dir: str | None = None,
+        plan_json: str | None = None,
+        travels: dict[str, str | None] | None = None,
     ) -> JobView:
-        """Enqueue a job; return it with its new id. ``plan_json``: what its spec was checked into."""
+        """Enqueue a job; return it with its new id. ``plan_json``: what its spec was checked into;
+        ``travels``: ``code_sha256``, ``data_sha256``, ``data_source`` (stored in :attr:`blobs` first)."""
         job_id = uuid.uuid4().hex[:12]
         now = utcnow()
 
@@ -119,6 +129,7 @@ class JobStore:
                     version=0,
                     snapshot=JobSnapshot().to_json(),
                     plan_json=plan_json,
+                    **(travels or {}),
                 )
                 session.add(job)
                 session.add(JobEvent(job_id=job_id, at=now, kind="submitted", message=f"queued with {trials_total} trials"))

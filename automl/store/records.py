@@ -83,6 +83,9 @@ class JobView:
     version: int
     snapshot: JobSnapshot | None = None  # None: written before migration 0002; read the study
     plan_json: str | None = None  # the checked plan (engine.plan.plan_to_json); None: written before 0003
+    code_sha256: str | None = None  # the job's code package (automl.shipping.code); None: it ships none
+    data_sha256: str | None = None  # the job's data file, uploaded or in a bucket; None: none named
+    data_source: str | None = None  # where the data file came from: the submitter's path or an s3:// URI
 
     @property
     def is_final(self) -> bool:

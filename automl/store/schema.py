@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import BigInteger, Boolean, DateTime, Float, ForeignKey, Index, Integer, LargeBinary, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 # The newest Alembic revision under migrations/versions (a test keeps the two equal): a store
 # already there opens without loading Alembic at all, which keeps `automl status` quick.
-HEAD_REVISION = "0003"
+HEAD_REVISION = "0004"
 
 
 class Base(DeclarativeBase):
@@ -47,6 +47,11 @@ class Job(Base):
     # JSON of the job's checked plan (automl.engine.plan.plan_to_json; migration 0003). NULL for
     # jobs written before it: a runner then plans them from spec_yaml.
     plan_json: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # What travels with the job (migration 0004): the sha256 of its code package and of its data
+    # file in automl_blobs (a data file in a bucket is not copied: data_source is its URI). NULL: nothing.
+    code_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    data_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    data_source: Mapped[str | None] = mapped_column(Text, nullable=True)
     # Bumped by every change of owner or state: a claim only succeeds on the version it read.
     version: Mapped[int] = mapped_column(Integer, default=0)
 
@@ -64,6 +69,18 @@ class JobEvent(Base):
     kind: Mapped[str] = mapped_column(String(32))
     message: Mapped[str] = mapped_column(Text)
     runner_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
+
+
+class Blob(Base):
+    """A code package or data file, stored once by the sha256 of its bytes (migration 0004)."""
+
+    __tablename__ = "automl_blobs"
+
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))  # "code" or "data"
+    size: Mapped[int] = mapped_column(BigInteger)
+    content: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
 
 
 metadata = Base.metadata

@@ -19,9 +19,10 @@ pytestmark = pytest.mark.slow
 
 TRIALS = 4
 
-# Each trial writes the id of the Ray node it runs on into nodes/<trial number>.json next to
-# this module (the nodes share this machine's filesystem; an environment variable of the
-# driver would not reach the trial: Ray workers inherit their raylet's environment).
+# Each trial writes the id of the Ray node it runs on into <test folder>/nodes/<trial number>.json
+# (the nodes share this machine's filesystem; an environment variable of the driver would not
+# reach the trial: Ray workers inherit their raylet's environment). The folder is written into
+# the module: the job's code travels as a package, so the module's own folder is a copy of it.
 OBJECTIVE = textwrap.dedent(
     """
     import json
@@ -31,7 +32,7 @@ OBJECTIVE = textwrap.dedent(
 
     import ray
 
-    OUT = Path(__file__).resolve().parent / "nodes"
+    OUT = Path(NODES_DIR)
 
 
     def objective(params, ctx):
@@ -51,7 +52,7 @@ OBJECTIVE = textwrap.dedent(
 
 
 def test_cli_run_spreads_trials_over_a_two_node_cluster(tmp_path: Path, ray_cluster) -> None:
-    (tmp_path / "nodes_objective.py").write_text(OBJECTIVE)
+    (tmp_path / "nodes_objective.py").write_text(OBJECTIVE.replace("NODES_DIR", repr(str(tmp_path / "nodes"))))
     spec = tmp_path / "cluster.yaml"
     spec.write_text(
         yaml.safe_dump(
