@@ -3,6 +3,8 @@
 With no configuration everything is embedded under one state directory (``AUTOML_HOME``,
 default ``~/.automl``): the Optuna study database, the MLflow store and artifacts, and Ray
 Tune's trial folders. One environment variable per component points it at the real thing.
+Tune's trial folders and checkpoints (``AUTOML_TRIAL_STORAGE``) may be a bucket
+(``s3://bucket/prefix``), for a cluster whose machines share no filesystem.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote, unquote_plus, urlsplit, urlunsplit
 
 HOME_ENV = "AUTOML_HOME"
@@ -17,6 +20,10 @@ STORAGE_ENV = "AUTOML_STORAGE_URL"
 DB_ENV = "AUTOML_DB_URL"
 TRACKING_ENV = "MLFLOW_TRACKING_URI"
 RAY_ADDRESS_ENV = "RAY_ADDRESS"
+TRIAL_STORAGE_ENV = "AUTOML_TRIAL_STORAGE"
+# The schemes a trial storage URI may have: a bucket of an S3-compatible store (AWS, MinIO, Ceph...),
+# through pyarrow's S3 filesystem, which every Ray node has. A plain path (or file://) is a folder.
+TRIAL_STORAGE_SCHEMES = ("s3",)
 
 
 @dataclass(frozen=True)
@@ -29,7 +36,10 @@ class Settings:
         storage_url: the Optuna RDB storage URL (SQLAlchemy URL).
         tracking_uri: the MLflow tracking URI (also used as the model registry URI).
         artifact_root: where a local MLflow store keeps artifacts (``None`` for a server).
-        ray_results: Ray Tune's storage path (trial folders and checkpoints).
+        ray_results: the local folder under ``home`` for Tune's trial folders (the default trial storage).
+        trial_storage: where Tune keeps the trial folders and checkpoints: a local folder (every node
+            must see it at the same path) or ``s3://bucket/prefix`` (every node reads and writes the
+            bucket with its own AWS credentials; see :func:`open_trial_storage`).
         ray_address: a Ray cluster address, or ``None`` for a local Ray instance.
     """
 
@@ -40,6 +50,16 @@ class Settings:
     artifact_root: str | None
     ray_results: Path
     ray_address: str | None
+    trial_storage: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.trial_storage:  # built by hand without one: Tune's folders under the state directory
+            object.__setattr__(self, "trial_storage", str(self.ray_results))
+
+    @property
+    def trial_storage_is_local(self) -> bool:
+        """Whether the trial storage is a folder on this machine (not a bucket)."""
+        return not is_remote_storage(self.trial_storage)
 
 
 def state_home() -> Path:
@@ -53,6 +73,7 @@ def resolve_settings(
     tracking_uri: str | None = None,
     storage_url: str | None = None,
     ray_address: str | None = None,
+    trial_storage: str | None = None,
 ) -> Settings:
     """Resolve each location: the explicit argument, else its environment variable, else embedded.
 
@@ -68,6 +89,7 @@ def resolve_settings(
     _check_database_url(storage, f"the Optuna storage URL ({STORAGE_ENV} or --storage-url)")
     if local_tracking:
         _check_database_url(tracking, f"the MLflow tracking URI ({TRACKING_ENV} or --tracking-uri)")
+    trials = _trial_storage((trial_storage or os.environ.get(TRIAL_STORAGE_ENV) or "").strip() or str(home / "ray_results"))
     return Settings(
         home=home,
         db_url=db,
@@ -76,7 +98,45 @@ def resolve_settings(
         artifact_root=(home / "artifacts").as_uri() if local_tracking else None,
         ray_results=home / "ray_results",
         ray_address=ray_address or os.environ.get(RAY_ADDRESS_ENV) or None,
+        trial_storage=trials,
     )
+
+
+def is_remote_storage(value: str) -> bool:
+    """Whether a trial storage value names a bucket (``scheme://``, not ``file://``) rather than a folder."""
+    scheme, sep, _ = value.partition("://")
+    return bool(sep) and scheme.lower() != "file"
+
+
+def _trial_storage(value: str) -> str:
+    """The trial storage as Tune is given it: an absolute folder, or ``s3://bucket[/prefix]`` as written.
+
+    Raises:
+        InputError: a scheme pyarrow's S3 filesystem does not serve, no bucket, or credentials in
+            the URI (they would travel to every node and into Tune's saved experiment, in the bucket).
+    """
+    from automl.errors import InputError
+
+    value = value.strip()
+    what = f"the trial storage ({TRIAL_STORAGE_ENV})"
+    if not is_remote_storage(value):
+        path = value.removeprefix("file://") if value.startswith("file://") else value
+        return str(Path(path).expanduser().resolve())
+    scheme, _, rest = value.partition("://")
+    if scheme.lower() not in TRIAL_STORAGE_SCHEMES:
+        raise InputError(
+            f"{what}: {redact_url(value)} is neither a folder nor s3://bucket/prefix; "
+            f"only {', '.join(s + '://' for s in TRIAL_STORAGE_SCHEMES)} buckets and local folders are supported"
+        )
+    location = rest.partition("?")[0]
+    if "@" in location.partition("/")[0]:
+        raise InputError(
+            f"{what}: {redact_url(value)} holds credentials; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY "
+            "on every node instead (a URI is copied to every node and into the bucket)"
+        )
+    if not location.partition("/")[0]:
+        raise InputError(f"{what}: {redact_url(value)} names no bucket; write s3://bucket/prefix")
+    return f"{scheme.lower()}://{rest}".rstrip("/")
 
 
 def _check_database_url(url: str, what: str) -> None:
@@ -102,18 +162,84 @@ def _check_database_url(url: str, what: str) -> None:
 
 
 def prepare(settings: Settings) -> None:
-    """Create the local folders a search writes to, naming the path when that fails."""
+    """Create the local folders a search writes to, naming the path when that fails.
+
+    A bucket is not checked here (this runs for every job store opened): :func:`open_trial_storage`
+    checks it when a search starts.
+    """
     from automl.errors import AutomlError
 
-    for folder in (settings.home, settings.ray_results):
+    folders = [(settings.home, HOME_ENV)]
+    if settings.trial_storage_is_local:
+        trials = Path(settings.trial_storage)
+        folders.append((trials, HOME_ENV if trials == settings.ray_results else TRIAL_STORAGE_ENV))
+    for folder, variable in folders:
         try:
             folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise AutomlError(
-                f"cannot create the state directory {folder}: {exc.strerror}. Set {HOME_ENV} to a writable folder."
+                f"cannot create the state directory {folder}: {exc.strerror}. Set {variable} to a writable folder."
             ) from exc
         if not os.access(folder, os.W_OK):
-            raise AutomlError(f"the state directory {folder} is not writable. Set {HOME_ENV} to a writable folder.")
+            raise AutomlError(f"the state directory {folder} is not writable. Set {variable} to a writable folder.")
+
+
+def open_trial_storage(settings: Settings) -> tuple[str, Any]:
+    """Tune's ``storage_path`` and ``storage_filesystem`` for the trial storage, a bucket checked first.
+
+    A folder is handed to Tune as it is (``None``: Tune's local filesystem). A bucket is opened
+    with ``pyarrow.fs.FileSystem.from_uri``, which reads the endpoint and the credentials as AWS
+    clients do: ``AWS_ENDPOINT_URL_S3`` or ``AWS_ENDPOINT_URL`` (an S3-compatible store such as
+    MinIO; ``from_uri`` honours them, a bare ``S3FileSystem()`` does not), ``AWS_ACCESS_KEY_ID`` /
+    ``AWS_SECRET_ACCESS_KEY`` (or a profile, or an instance role), ``AWS_REGION``. The filesystem
+    Tune is given travels to each trial (and into Tune's saved experiment) with its endpoint and
+    without the keys: each process signs with its own credentials, and Tune hands the driver's
+    ``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``/``AWS_SESSION_TOKEN`` to its trial actors.
+
+    Raises:
+        AutomlError: the bucket cannot be reached, does not exist, or refuses these credentials,
+            in one line naming ``AUTOML_TRIAL_STORAGE`` (credentials never shown).
+    """
+    if settings.trial_storage_is_local:
+        return settings.trial_storage, None
+    from automl.errors import AutomlError
+
+    uri = settings.trial_storage
+    shown = redact_url(uri)
+    try:
+        import pyarrow.fs
+
+        filesystem, path = pyarrow.fs.FileSystem.from_uri(uri)
+        bucket = path.partition("/")[0]
+        found = filesystem.get_file_info(bucket)
+    except (OSError, ValueError) as exc:  # pyarrow's errors are OSError/ArrowException: the store's answer
+        raise AutomlError(f"the trial storage {shown} ({TRIAL_STORAGE_ENV}) cannot be used: {_hide_secrets(exc)}") from None
+    if found.type == pyarrow.fs.FileType.NotFound:
+        raise AutomlError(
+            f"the trial storage {shown} ({TRIAL_STORAGE_ENV}): the bucket {bucket!r} does not exist "
+            f"at {_endpoint(uri)}; create it, or set {TRIAL_STORAGE_ENV} to an existing bucket"
+        )
+    return path, filesystem
+
+
+def _endpoint(uri: str) -> str:
+    """The S3 endpoint a bucket URI is reached at, for messages: the URI's, the environment's, or AWS."""
+    from urllib.parse import parse_qs
+
+    query = parse_qs(uri.partition("?")[2])
+    endpoint = (query.get("endpoint_override") or [""])[0]
+    endpoint = endpoint or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or ""
+    return redact_url(endpoint) if endpoint else "AWS S3 (set AWS_ENDPOINT_URL for another store)"
+
+
+def _hide_secrets(exc: BaseException) -> str:
+    """An exception's text on one line, any AWS secret in the environment replaced by ``***``."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    for name in ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+        secret = os.environ.get(name)
+        if secret and len(secret) >= 4:
+            text = text.replace(secret, HIDDEN)
+    return text
 
 
 # Query parameters that carry a credential: libpq's ``password``/``sslpassword``, MySQL's

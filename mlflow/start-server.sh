@@ -9,7 +9,8 @@
 #                                 (use a database of its own: MLflow and Optuna both keep an alembic_version table)
 #   MLFLOW_ARTIFACTS_DESTINATION  a directory (created if missing) or s3://bucket/prefix
 #                                 (default: /var/lib/mlflow/artifacts; for S3 set AWS_ACCESS_KEY_ID,
-#                                 AWS_SECRET_ACCESS_KEY and, for MinIO & co., MLFLOW_S3_ENDPOINT_URL; needs boto3)
+#                                 AWS_SECRET_ACCESS_KEY and, for MinIO & co., MLFLOW_S3_ENDPOINT_URL; needs
+#                                 boto3, which the image has: docker/image-requirements.txt)
 #   MLFLOW_HOST                   interface to listen on (default 127.0.0.1; 0.0.0.0 in a container)
 #   MLFLOW_PORT                   port (default 5000)
 #   MLFLOW_WORKERS                server worker processes (default 2)
@@ -37,7 +38,15 @@ workers=${MLFLOW_WORKERS:-2}
 python=${MLFLOW_PYTHON:-python3}
 
 case "$artifacts" in
-  *://*) ;;  # s3://, gs://, ... : the server talks to the store with its own credentials
+  s3://*)
+    # MLflow talks to S3 through boto3; without it the server would start and fail at the first upload.
+    if ! "$python" -c "import boto3" 2>/dev/null; then
+      echo "mlflow/start-server.sh: MLFLOW_ARTIFACTS_DESTINATION is an s3:// bucket, and $python has no boto3;" \
+           "install it (pip install boto3; the automl-service image has it)." >&2
+      exit 2
+    fi
+    ;;
+  *://*) ;;  # gs://, ... : the server talks to the store with its own credentials
   *)
     if ! mkdir -p "$artifacts" 2>/dev/null || [ ! -w "$artifacts" ]; then
       echo "mlflow/start-server.sh: the artifact directory $artifacts is not writable by $(id -un);" \

@@ -143,3 +143,41 @@ def ray_cluster():
         yield cluster
     finally:
         cluster.stop()
+
+
+# -- S3 --------------------------------------------------------------------------------------------
+
+
+def _s3server_helper():
+    """tests/s3server.py, importable whatever pytest's import mode."""
+    tests_dir = str(Path(__file__).resolve().parent)
+    if tests_dir not in sys.path:
+        sys.path.insert(0, tests_dir)
+    import s3server
+
+    return s3server
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """A real S3-protocol server (tests/s3server.py: moto's server mode in a subprocess on loopback)
+    for the whole run, with one bucket (``s3_server.bucket``), stopped at the end.
+
+    ``s3_server.env`` holds what a process needs to use it (``AWS_ENDPOINT_URL``, the keys, the
+    region, ``MLFLOW_S3_ENDPOINT_URL``): ``monkeypatch.setenv`` each for this process, or merge it
+    into a subprocess's environment. ``s3_server.uri("prefix")`` is ``s3://BUCKET/prefix`` (give each
+    test its own prefix); ``s3_server.keys("prefix")`` lists what is there. Failing to start fails
+    the tests that use it: CI must run them.
+    """
+    s3 = _s3server_helper()
+    problem = None
+    try:
+        server = s3.start_server()
+    except s3.S3ServerError as exc:
+        problem = f"could not start the test S3 server: {exc}"
+    if problem is not None:  # failed outside the except block: no chained traceback in the report
+        pytest.fail(problem, pytrace=False)
+    try:
+        yield server
+    finally:
+        server.stop()

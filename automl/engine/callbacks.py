@@ -215,8 +215,8 @@ class JobCallback(Callback):
             record.outcome = outcome
             return  # left RUNNING everywhere: the next runner retries it in the same MLflow run
         fault_point("trial_recorded")
-        checkpoint = trial.checkpoint
-        record.checkpoint_path = checkpoint.path if checkpoint is not None else None
+        # Kept whole: with the trials' storage in a bucket its path is a key there, not a local folder.
+        record.checkpoint = trial.checkpoint
         self.close(record, outcome, error_text)
 
     def close(self, record: TrialRecord, outcome: TrialOutcome, error_text: str | None = None) -> None:

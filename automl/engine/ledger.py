@@ -36,7 +36,9 @@ class TrialRecord:
     params: dict[str, Any]
     run_ref: Future[str | None] | str | None = None
     outcome: TrialOutcome | None = None
-    checkpoint_path: str | None = None
+    # The trial's last checkpoint (a ``ray.tune.Checkpoint``: a path and the filesystem it is on,
+    # a bucket's or the local one); read it with ``checkpoint.as_directory()``, never by path.
+    checkpoint: Any = None
     last_metrics: dict[str, float] = field(default_factory=dict)
 
     @property

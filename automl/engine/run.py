@@ -22,7 +22,7 @@ from automl.engine.plan import SearchPlan
 from automl.engine.studies import open_storage, prior_trials, warm_start_configs
 from automl.engine.summary import job_params, job_tags, space_artifact, summarize
 from automl.results import SearchResult
-from automl.settings import Settings, prepare, resolve_settings
+from automl.settings import Settings, open_trial_storage, prepare, resolve_settings
 from automl.spaces import SearchSpace
 from automl.spec import spec_to_yaml
 from automl.states import JobState, MlflowStatus, StopReason, TrialState, from_optuna
@@ -30,6 +30,7 @@ from automl.states import JobState, MlflowStatus, StopReason, TrialState, from_o
 if TYPE_CHECKING:
     from automl.control import JobControl
     from automl.engine.callbacks import JobCallback, ProgressSink
+    from automl.shipping.provenance import Provenance
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +43,7 @@ def run_search(
     progress: ProgressSink | None = None,
     control: JobControl | None = None,
     parent_run_id: str | None = None,
+    provenance: Provenance | None = None,
 ) -> SearchResult:
     """Run the search described by ``plan`` to the end and return its result.
 
@@ -49,6 +51,7 @@ def run_search(
     stopped), its finished trials stay, its trials left RUNNING are retried with the same
     parameters and trial numbers, and only the missing trials run, so the job ends with exactly
     ``budget.trials`` finished trials. ``parent_run_id`` reopens the job's MLflow run.
+    ``provenance`` (the job's code package and data file) is recorded on a new run.
 
     Raises:
         AutomlError: the state directory, the tracking store or Ray cannot be used.
@@ -58,7 +61,7 @@ def run_search(
     prepare(settings)
     study_name = study_name or f"{spec.name}-{uuid.uuid4().hex[:8]}"
     with quiet_libraries():
-        return _run(plan, settings, study_name, progress, control, parent_run_id)
+        return _run(plan, settings, study_name, progress, control, parent_run_id, provenance)
 
 
 def _run(
@@ -68,6 +71,7 @@ def _run(
     progress: ProgressSink | None,
     control: JobControl | None,
     parent_run_id: str | None,
+    provenance: Provenance | None = None,
 ) -> SearchResult:
     """One search: Optuna study, MLflow runs and Ray Tune; its per-trial writes made by the process's writer."""
     from automl.engine.callbacks import JobCallback
@@ -83,6 +87,8 @@ def _run(
     # Ray and the stores open.
     writer = shared() if enabled() else None
     phases.mark("writer")
+    # The bucket, if the trials keep their checkpoints in one, is checked before anything is written.
+    trial_storage = open_trial_storage(settings)
     ensure_ray(settings.ray_address)
     check_resources(spec)
     phases.mark("ray")
@@ -103,6 +109,8 @@ def _run(
             artifacts={"job/spec.yaml": spec_to_yaml(spec), **space_artifact(plan)},
             description=spec.description,
         )
+        if provenance is not None and tracker.parent_run_id is not None:
+            _log_provenance(tracker, provenance)
     if control is not None:
         control.on_tracking(tracker.experiment_id, tracker.parent_run_id)
     phases.mark("tracking")
@@ -186,7 +194,7 @@ def _run(
         tune_started = datetime.now()  # noqa: DTZ005 - Optuna stamps its trials with naive local times
         try:
             if remaining > 0:
-                _tuner(plan, study_name, settings, searcher, callback, remaining, concurrency, control).fit()
+                _tuner(plan, study_name, trial_storage, searcher, callback, remaining, concurrency, control).fit()
         finally:
             if progress is not None:
                 progress.stop()
@@ -230,14 +238,19 @@ def _run(
 def _tuner(
     plan: SearchPlan,
     study_name: str,
-    settings: Settings,
+    trial_storage: tuple[str, Any],
     searcher: Any,
     callback: JobCallback,
     num_samples: int,
     concurrency: int,
     control: JobControl | None,
 ) -> Any:
-    """The Tune run: our searcher and scheduler, actors reused, Tune's own output and loggers off."""
+    """The Tune run: our searcher and scheduler, actors reused, Tune's own output and loggers off.
+
+    ``trial_storage`` is Tune's storage path and filesystem (:func:`~automl.settings.open_trial_storage`):
+    a local folder, or a bucket that every trial writes its checkpoints to and restores them from
+    (PBT's clones, a failed trial's retry), and that the driver reads the best model from.
+    """
     from ray import tune
     from ray.tune.registry import register_trainable
 
@@ -259,6 +272,7 @@ def _tuner(
     scheduler = build_scheduler(spec.scheduler.name, plan.scheduler_request())
     # Each kind's setup hook: most run beside the searcher; PBT brings a population search around it.
     setup = scheduler_kind(spec.scheduler.name).setup(scheduler, searcher, study_name, callback.tag_run, concurrency)
+    storage_path, storage_filesystem = trial_storage
     return tune.Tuner(
         name,
         tune_config=tune.TuneConfig(
@@ -272,7 +286,8 @@ def _tuner(
         ),
         run_config=tune.RunConfig(
             name=f"{study_name}-{uuid.uuid4().hex[:6]}",
-            storage_path=str(settings.ray_results),
+            storage_path=storage_path,
+            storage_filesystem=storage_filesystem,
             callbacks=[callback, TrialTimeout(searcher, callback.ledger, spec.budget.trial_timeout_s)]
             if spec.budget.trial_timeout_s
             else [callback],
@@ -282,6 +297,16 @@ def _tuner(
             checkpoint_config=tune.CheckpointConfig(num_to_keep=setup.checkpoints_to_keep),
         ),
     )
+
+
+def _log_provenance(tracker: Any, provenance: Provenance) -> None:
+    """The job's code and data hashes on its run; a failure to write them is logged, not fatal."""
+    from automl.tracking.provenance import log_provenance
+
+    try:
+        log_provenance(tracker.client, tracker.parent_run_id, provenance)
+    except Exception as exc:  # noqa: BLE001 - the search matters more than its provenance record
+        logger.warning("could not record the job's code and data on its MLflow run: %s", exc)
 
 
 def _reconcile_tracking(tracker: Any, finished: list[Any], metric: str) -> dict[int, str]:

@@ -132,25 +132,41 @@ def summarize(
 
 def _log_best_model(spec: JobSpec, tracker: Any, record: Any, ledger: TrialLedger) -> Any:
     """Load the best trial's checkpointed model and log it (registered) to that trial's MLflow run."""
-    if record.checkpoint_path is None or record.run_id is None:
+    if record.checkpoint is None or record.run_id is None:
         return None
-    import json
-
     import numpy as np
-    import torch
 
-    from workers.context import MODEL_FILE, MODEL_INFO_FILE
-
-    model_path = os.path.join(record.checkpoint_path, MODEL_FILE)
-    if not os.path.exists(model_path):
+    # A checkpoint in a bucket that cannot be read now (the store is down) costs the model, not the job.
+    loaded = ledger.safely(read_checkpointed_model, record.checkpoint)
+    if loaded is None:
         return None
-    model = torch.load(model_path, weights_only=False, map_location="cpu")
-    info_path = os.path.join(record.checkpoint_path, MODEL_INFO_FILE)
-    info = json.loads(Path(info_path).read_text()) if os.path.exists(info_path) else {}
+    model, info = loaded
     shape = info.get("input_shape")
     example = np.zeros((2, *shape), dtype=np.float32) if shape else None
     name = spec.registered_model_name if spec.tracking.register_model else None
     return ledger.safely(tracker.log_model, record.run_id, model, registered_name=name, input_example=example, metadata=info)
+
+
+def read_checkpointed_model(checkpoint: Any) -> tuple[Any, dict[str, Any]] | None:
+    """The model a trial saved in ``checkpoint`` (a ``ray.tune.Checkpoint``) and its info, or ``None`` if it holds none.
+
+    Read through the checkpoint, never by its path: a local folder is read where it is, one in a
+    bucket is downloaded to a temporary folder first (removed after).
+    """
+    import json
+
+    import torch
+
+    from workers.context import MODEL_FILE, MODEL_INFO_FILE
+
+    with checkpoint.as_directory() as folder:
+        model_path = os.path.join(folder, MODEL_FILE)
+        if not os.path.exists(model_path):
+            return None
+        model = torch.load(model_path, weights_only=False, map_location="cpu")
+        info_path = os.path.join(folder, MODEL_INFO_FILE)
+        info = json.loads(Path(info_path).read_text()) if os.path.exists(info_path) else {}
+    return model, info
 
 
 def job_params(plan: SearchPlan) -> dict[str, Any]:
@@ -181,6 +197,8 @@ def job_tags(plan: SearchPlan, settings: Settings, study_name: str) -> dict[str,
         "automl.job_name": plan.spec.name,
         "automl.study_name": study_name,
         "automl.optuna_storage": redact_url(settings.storage_url),
+        # Where the trials' folders and checkpoints are: a local folder or a bucket.
+        "automl.trial_storage": redact_url(settings.trial_storage),
         "automl.state": JobState.RUNNING,
     }
 
