@@ -235,6 +235,7 @@ def test_an_mlflow_server_keeps_a_job_s_artifacts_in_the_bucket(
 def test_the_trial_storage_is_a_folder_by_default_and_a_bucket_when_set(
     automl_home: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
+    monkeypatch.delenv(TRIAL_STORAGE_ENV, raising=False)  # the automl_home fixture leaves it as the shell has it
     assert resolve_settings().trial_storage == str(automl_home / "ray_results")
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv(TRIAL_STORAGE_ENV, "trials")
