@@ -225,7 +225,10 @@ class RayCluster:
             ["--head", f"--port={self.port}", "--include-dashboard=false", f"--temp-dir={self.temp_dir}", *common],
         )
         # The worker node retries the GCS until the head is up, so both start at once.
-        self.worker = self._spawn("worker", [f"--address={self.address}", *common])
+        # Its own temp dir too, as on a machine of its own: on one shared with the head, the two
+        # nodes' runtime-env agents would build a job's pip environment in the same folder at once.
+        (self.base_dir / "w").mkdir(exist_ok=True)
+        self.worker = self._spawn("worker", [f"--address={self.address}", f"--temp-dir={self.base_dir / 'w'}", *common])
         nodes = self._wait_for_nodes(NODES, timeout, watch=("head", "worker"))
         heads = [n["id"] for n in nodes if n["head"]]
         others = [n["id"] for n in nodes if not n["head"]]

@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-import os
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -120,7 +119,7 @@ def plan_search(
     if objective is None and spec.objective is not None:
         # Import it here and ship the function itself, by value when it is the user's own file:
         # the nodes of a cluster do not have the driver's folders.
-        objective = import_objective(spec.objective, base_dir=base_dir)
+        objective = import_objective(spec.objective, base_dir=base_dir, missing_ok=spec.code.requirements is not None)
     metrics, modes = resolve_metrics(spec, base_dir=base_dir, data_path=data_path)
     _check_sampler(spec, resolved_space, len(metrics))
     _check_warm_start(spec, resolved_space)
@@ -198,9 +197,10 @@ def plan_from_json(text: str, *, base_dir: Path | None = None, code_dir: Path | 
         return None
     spec = JobSpec.model_validate(record["spec"])
     trial = dict(record["trial"])
-    if code_dir is not None and spec.objective is not None:
-        forget_modules_outside(code_dir, spec.objective.partition(":")[0])
-    objective = import_objective(spec.objective, base_dir=code_dir or base_dir) if spec.objective is not None else None
+    # A job's own code package is imported by its trials alone (from the package: the working
+    # directory Ray gives them, or the folder it is unpacked in here), never by the runner, which
+    # may lack what its requirements install; it was imported when the job was submitted.
+    objective = import_objective(spec.objective, base_dir=base_dir) if spec.objective and code_dir is None else None
     if objective is not None:
         _pickle_by_value_if_local(objective)
     import_paths = tuple(dict.fromkeys([*trial.pop("import_paths"), str(Path.cwd().resolve())]))
@@ -212,7 +212,7 @@ def plan_from_json(text: str, *, base_dir: Path | None = None, code_dir: Path | 
         **trial,
         metrics=metrics,
         data=DataConfig(**data) if data is not None else None,
-        objective=objective,
+        objective=objective or spec.objective,
         import_paths=import_paths,
     )
     return SearchPlan(
@@ -262,20 +262,6 @@ def _check_warm_start(spec: JobSpec, space: Any) -> None:
                 inside = False
             if not inside:
                 raise SpecError(f"{field}.{name}: {value!r} is outside the space ({dist})")
-
-
-def forget_modules_outside(code_dir: Path, module_name: str) -> None:
-    """Drop ``module_name`` (and its submodules) from ``sys.modules`` when it was imported from
-    somewhere other than ``code_dir``: a runner that ran another job's package with a module of
-    the same name (``train``) must import this job's own."""
-    root = str(code_dir.resolve())
-    top = module_name.partition(".")[0]
-    for name, module in list(sys.modules.items()):
-        if name != top and not name.startswith(f"{top}."):
-            continue
-        path = getattr(module, "__file__", None) or ""
-        if not path.startswith(root + os.sep):
-            del sys.modules[name]
 
 
 def _pickle_by_value_if_local(objective: Callable[..., Any]) -> None:

@@ -53,7 +53,7 @@ def check_spec(
     if spec.trainer is not None:
         _check_trainer(spec, spec.trainer, resolved if isinstance(resolved, SearchSpace) else None, base_dir, data_path)
     if spec.objective is not None and import_objective_ref:
-        import_objective(spec.objective, base_dir=base_dir)
+        import_objective(spec.objective, base_dir=base_dir, missing_ok=spec.code.requirements is not None)
     if spec.sampler.name == "grid" and isinstance(resolved, SearchSpace):
         _check_grid_size(resolved)
     _check_sampler_options(spec, resolved)
@@ -237,8 +237,12 @@ def _check_trainable_values(trainer: Any, space: SearchSpace | None) -> None:
                 raise SpecError(f"space.params.{name}: the trainer cannot train with {value!r}: {exc}") from None
 
 
-def import_objective(ref: str, *, base_dir: Path | None = None) -> Any:
+def import_objective(ref: str, *, base_dir: Path | None = None, missing_ok: bool = False) -> Any:
     """Import ``package.module:function``, looking in the spec's folder and the current one too.
+
+    With ``missing_ok`` (a job whose ``code.requirements`` the nodes install), a module the
+    objective imports that is not installed here is no error: ``None`` is returned, and the
+    trials import the objective where its requirements are.
 
     Raises:
         SpecError: naming the module or attribute that could not be found.
@@ -249,6 +253,11 @@ def import_objective(ref: str, *, base_dir: Path | None = None) -> Any:
             sys.path.insert(0, str(folder.resolve()))
     try:
         target: Any = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        missing = (exc.name or "").partition(".")[0]
+        if missing_ok and missing and missing != module_name.partition(".")[0]:
+            return None
+        raise SpecError(f"objective: cannot import module {module_name!r}: {type(exc).__name__}: {exc}") from None
     except (Exception, SystemExit) as exc:  # noqa: BLE001 - any import failure is the user's to see
         raise SpecError(f"objective: cannot import module {module_name!r}: {type(exc).__name__}: {exc}") from None
     for attr in attr_path.split("."):
