@@ -47,6 +47,7 @@ def search(
     register_model: bool = True,
     plots: bool = True,
     progress: ProgressSink | bool = False,
+    code_dir: str | Path | bool | None = None,
 ) -> SearchResult:
     """Search the hyperparameters of ``objective`` with the same engine as the CLI.
 
@@ -93,6 +94,10 @@ def search(
             process after the result is returned; ``False`` for many small searches).
         progress: ``True`` for a progress bar on the terminal, or a :class:`ProgressSink`.
 
+    On a Ray cluster (``RAY_ADDRESS``) the objective's module folder travels to every node as
+    Ray's ``working_dir``, so the modules it imports need not be installed there; ``code_dir``
+    names another folder, or ``False`` ships none (see docs/service.md, "Jobs that travel").
+
     Returns:
         The :class:`~automl.results.SearchResult`.
 
@@ -100,6 +105,8 @@ def search(
         SpecError: an argument is invalid (named in the message); nothing was written.
     """
     from automl.engine import plan_search, run_search
+    from automl.settings import resolve_settings
+    from automl.shipping.travel import ship_caller_code
 
     space_field, define_by_run = _space_field(space)
     spec = parse_spec(
@@ -140,7 +147,9 @@ def search(
         source="automl.search()",
     )
     plan = plan_search(spec, objective=objective, space=define_by_run)
-    return run_search(plan, progress=_progress_sink(progress))
+    settings = resolve_settings(tracking_uri=spec.tracking.tracking_uri)
+    provenance = ship_caller_code(objective, code_dir, settings)
+    return run_search(plan, settings=settings, progress=_progress_sink(progress), provenance=provenance)
 
 
 def run_job(path: str | Path, *, progress: ProgressSink | bool = False) -> SearchResult:

@@ -21,7 +21,15 @@ os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
 if str(Path(__file__).resolve().parent) not in sys.path:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-SERVICE_ENV = ("AUTOML_HOME", "AUTOML_STORAGE_URL", "MLFLOW_TRACKING_URI", "RAY_ADDRESS", "AUTOML_SPACES_PATH")
+SERVICE_ENV = (
+    "AUTOML_HOME",
+    "AUTOML_STORAGE_URL",
+    "AUTOML_TRIAL_STORAGE",
+    "AUTOML_DATA_CACHE",
+    "MLFLOW_TRACKING_URI",
+    "RAY_ADDRESS",
+    "AUTOML_SPACES_PATH",
+)
 
 
 @pytest.fixture(scope="session")
@@ -44,6 +52,7 @@ def automl_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         monkeypatch.delenv(name, raising=False)
     home = tmp_path / "automl-home"
     monkeypatch.setenv("AUTOML_HOME", str(home))
+    monkeypatch.setenv("AUTOML_DATA_CACHE", str(tmp_path / "data-cache"))  # not the user's ~/.cache
     return home
 
 

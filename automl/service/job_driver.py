@@ -19,29 +19,10 @@ import logging
 import os
 import signal
 import sys
-from pathlib import Path
-from typing import Any
 
 from automl.states import JobState
 
 logger = logging.getLogger(__name__)
-
-
-# Where the driver's bucket is, passed on to its trials (Tune passes the AWS keys on itself, and
-# keys do not belong in a runtime_env, which Ray's state API shows).
-PASSED_ENV = ("AWS_ENDPOINT_URL", "AWS_REGION", "AWS_DEFAULT_REGION")
-
-
-def runtime_env(code_dir: Path, requirements: list[str]) -> dict[str, Any]:
-    """The Ray job environment of a job's driver: its package as the working directory of every
-    trial, on every node, and its requirements installed for it alone."""
-    env: dict[str, Any] = {"working_dir": str(code_dir)}
-    passed = {name: os.environ[name] for name in PASSED_ENV if os.environ.get(name)}
-    if passed:
-        env["env_vars"] = passed
-    if requirements:
-        env["pip"] = {"packages": requirements, "pip_check": False}
-    return env
 
 
 def _die_with_parent() -> None:
@@ -72,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     from automl.service.runner import Runner
     from automl.service.submit import open_job_store
     from automl.settings import prepare, resolve_settings
-    from automl.shipping.travel import job_requirements, unpacked_code
+    from automl.shipping.travel import job_requirements, runtime_env, unpacked_code
 
     settings = resolve_settings()
     store = open_job_store(settings)

@@ -8,8 +8,9 @@ the job row and the blobs it names.
 from __future__ import annotations
 
 import dataclasses
+import os
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from automl.shipping.provenance import Provenance
 
@@ -19,6 +20,23 @@ if TYPE_CHECKING:
     from automl.store import JobStore, JobView
 
 CODE_CACHE = "code"  # under the state directory: one folder per package hash
+
+
+# Where the driver's bucket is, passed on to its trials (Tune passes the AWS keys on itself, and
+# keys do not belong in a runtime_env, which Ray's state API shows).
+PASSED_ENV = ("AWS_ENDPOINT_URL", "AWS_REGION", "AWS_DEFAULT_REGION")
+
+
+def runtime_env(code_dir: Path, requirements: list[str]) -> dict[str, Any]:
+    """The Ray job environment of a job's driver: its package as the working directory of every
+    trial, on every node, and its requirements installed for it alone."""
+    env: dict[str, Any] = {"working_dir": str(code_dir)}
+    passed = {name: os.environ[name] for name in PASSED_ENV if os.environ.get(name)}
+    if passed:
+        env["env_vars"] = passed
+    if requirements:
+        env["pip"] = {"packages": requirements, "pip_check": False}
+    return env
 
 
 def code_cache(settings: Settings) -> Path:
@@ -78,3 +96,46 @@ def job_provenance(store: JobStore, job: JobView) -> Provenance | None:
         return None
     code_zip = store.blobs.get(job.code_sha256) if job.code_sha256 else None
     return Provenance(job.code_sha256, code_zip, job.data_sha256, job.data_source)
+
+
+def ship_caller_code(objective: object, code_dir: str | Path | bool | None, settings: Settings) -> Provenance | None:
+    """For ``automl.search`` on a Ray cluster: ship the objective's project folder as this
+    process's Ray ``working_dir``, so its other modules import on every node; ``None`` when
+    nothing ships.
+
+    ``code_dir``: the folder to ship; ``None`` (the default): the objective's module folder, when
+    the search connects to a cluster (``RAY_ADDRESS``) and the module is the user's own file, not
+    an installed one; ``False``: never. Ray must not be running in this process yet (its
+    ``runtime_env`` is set once, at ``ray.init``).
+
+    Raises:
+        SpecError: the folder is over the size limit (its largest files named).
+    """
+    import logging
+    import sys
+
+    import ray
+
+    from automl.engine.cluster import ensure_ray
+    from automl.shipping.code import DEFAULT_MAX_MB, installed_module, pack_folder, unpack
+
+    if code_dir is False or (code_dir is None and not settings.ray_address):
+        return None
+    folder = Path(code_dir) if isinstance(code_dir, (str, Path)) else None
+    if folder is None:
+        module = sys.modules.get(getattr(objective, "__module__", "") or "")
+        file_name = getattr(module, "__file__", None)
+        if not file_name or installed_module(Path(file_name).resolve()):
+            return None
+        folder = Path(file_name).resolve().parent
+    if ray.is_initialized():
+        logging.getLogger(__name__).warning(
+            "Ray already runs in this process, so the objective's folder %s does not travel with the search; "
+            "start Ray with ray.init(runtime_env={'working_dir': ...}) yourself, or let automl.search start it",
+            folder,
+        )
+        return None
+    package = pack_folder(folder, max_mb=DEFAULT_MAX_MB, field="code_dir")
+    unpacked = unpack(package.content, package.sha256, code_cache(settings))
+    ensure_ray(settings.ray_address, runtime_env=runtime_env(unpacked, []))
+    return Provenance(code_sha256=package.sha256, code_zip=package.content)

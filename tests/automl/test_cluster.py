@@ -115,3 +115,78 @@ def test_cli_run_spreads_trials_over_a_two_node_cluster(tmp_path: Path, ray_clus
     used = {r["node_id"] for r in records.values()}
     assert used <= cluster_nodes, f"trials ran on {used}, not all on the cluster's nodes {cluster_nodes}"
     assert used == cluster_nodes, f"trials ran only on {used}; the cluster has {cluster_nodes}"
+
+
+# automl.search from a script whose objective imports a module of its own project: on a cluster,
+# the project's folder travels as Ray's working_dir (the nodes have their own HOME and working
+# directory, tests/raycluster.py), so `import helper` works on every node (the objective itself is
+# pickled by value, but a module it uses is imported where it runs).
+API_SCRIPT = textwrap.dedent(
+    """
+    import json
+    import sys
+
+    import automl
+    from train import objective
+
+    result = automl.search(
+        objective,
+        {"x": {"type": "float", "low": -1.0, "high": 1.0}},
+        n_trials=4,
+        max_steps=1,
+        name="api-travels",
+        sampler="random",
+        scheduler="fifo",
+        max_concurrent=2,
+        register_model=False,
+        plots=False,
+    )
+    from mlflow import MlflowClient
+
+    client = MlflowClient(result.tracking_uri)
+    runs = client.search_runs([result.experiment_id], f"tags.mlflow.parentRunId = '{result.parent_run_id}'")
+    tags = client.get_run(result.parent_run_id).data.tags
+    json.dump({"states": result.state_counts, "nodes": sorted({r.data.metrics.get("on_worker") for r in runs}),
+               "from_project": sorted({r.data.metrics.get("from_project") for r in runs}),
+               "code": tags.get("automl.code_sha256")}, sys.stdout)
+    """
+)
+API_TRAIN = textwrap.dedent(
+    """
+    import time
+
+    import helper
+    import ray
+
+    WORKER_NODE = {worker!r}
+    PROJECT = {project!r}
+
+
+    def objective(params, ctx):
+        time.sleep(1.0)
+        on_worker = 1.0 if ray.get_runtime_context().get_node_id() == WORKER_NODE else 0.0
+        # Ray also hands its workers the driver's sys.path, which on this one machine reaches the
+        # project folder itself: the helper must come from the package that travelled instead.
+        from_project = 1.0 if helper.__file__.startswith(PROJECT) else 0.0
+        ctx.report(loss=(params["x"] - helper.offset) ** 2, on_worker=on_worker, from_project=from_project)
+    """
+)
+
+
+def test_the_python_api_ships_the_objective_s_project_to_the_cluster(tmp_path: Path, ray_cluster) -> None:
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "train.py").write_text(API_TRAIN.format(worker=ray_cluster.worker_node_id, project=str(project)))
+    (project / "helper.py").write_text("offset = 0.25\n")
+    (project / "search.py").write_text(API_SCRIPT)
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("AUTOML_", "MLFLOW_"))}
+    env = ray_cluster.driver_env({**base, "AUTOML_HOME": str(tmp_path / "home")})
+    proc = subprocess.run(
+        [sys.executable, "search.py"], cwd=project, env=env, capture_output=True, text=True, timeout=240, check=False
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["states"] == {"COMPLETE": 4}, out
+    assert out["nodes"] == [0.0, 1.0], "trials ran on both nodes, each importing the project's helper module"
+    assert out["from_project"] == [0.0], "the helper module came from the package that travelled"
+    assert out["code"] and len(out["code"]) == 64, "the run names the code it ran"
