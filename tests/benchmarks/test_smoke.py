@@ -81,6 +81,38 @@ def test_overhead_smoke(tmp_path: Path) -> None:
     assert set(hooks["phases"]) >= {"before_tune_s", "tune_start_to_first_trial_s", "first_trial_to_last_trial_s"}
 
 
+def test_code_shipping_smoke(tmp_path: Path) -> None:
+    data = run_smoke("code_shipping", tmp_path)
+    sizes = [f"{size:g}" for size in data["settings"]["sizes_mb"]]
+    assert len(sizes) == 2 and data["settings"]["repeats"] == 1
+    for size in sizes:  # the package alone: as large as the folder (random filler), packed and unpacked
+        packing = data["packing"][size]
+        assert packing["files"] >= 2 and packing["unpacked_bytes"] >= data["settings"]["sizes_mb"][0] * 2**20
+        assert packing["package_bytes"] >= packing["unpacked_bytes"] * 0.95, packing
+        assert positive(packing["pack_median_s"]) and positive(packing["unpack_median_s"])
+    runs = data["runs"]
+    assert sorted((r["size_mb"], r["variant"]) for r in runs) == sorted(
+        (size, variant) for size in data["settings"]["sizes_mb"] for variant in ("shipped", "not_shipped", "own_driver")
+    )
+    where = {"shipped": "runner's code cache", "not_shipped": "project folder", "own_driver": "ray working_dir"}
+    for run in runs:
+        assert run["imported_from"] == where[run["variant"]], run
+        assert (run["code_sha256"] is None) == (run["variant"] == "not_shipped"), run
+        assert run["driver_log"] is (run["variant"] == "own_driver"), run
+        assert positive(run["submit_to_first_trial_s"]) and positive(run["submit_s"]) and positive(run["job_s"]), run
+        for part in ("claim_to_search_start_s", "search_start_to_trial_created_s", "trial_created_to_objective_s"):
+            assert isinstance(run[part], float), (part, run)
+        assert positive(run["phases"]["trials"]), run
+    assert len({r["code_sha256"] for r in runs if r["code_sha256"]}) == 2 * len(sizes), "a new package every submit"
+    for size in sizes:
+        row = data["summary"][size]
+        for variant in ("shipped", "not_shipped", "own_driver"):
+            assert positive(row[variant]["submit_to_first_trial_s"]["median"]), (size, variant)
+        for variant in ("shipped", "own_driver"):  # a difference: either sign
+            assert isinstance(row[variant]["added_s"]["median"], float), (size, variant)
+    assert set(data["aim"]) >= {"added_shipped_median_s", "added_own_driver_median_s", "shipped_met", "own_driver_met"}
+
+
 def test_seed_noise_smoke(tmp_path: Path) -> None:
     data = run_smoke("seed_noise", tmp_path)
     for method in ("service", "random"):
