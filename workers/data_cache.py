@@ -35,12 +35,15 @@ class DataRef:
         sha256: the hash recorded at submit; a fetched copy must match it.
         source: where it came from: an ``s3://`` URI (read from there) or the submitter's path.
         blob: a Ray object reference to the bytes when they were uploaded at submit, else ``None``.
+        endpoint: the S3 endpoint the driver reads buckets at (``AWS_ENDPOINT_URL``, not a secret),
+            for a node whose own environment names none; the keys come from the node's environment.
     """
 
     name: str
     sha256: str
     source: str
     blob: Any = None
+    endpoint: str | None = None
 
 
 def cache_dir() -> Path:
@@ -53,8 +56,9 @@ def is_object_uri(text: str) -> bool:
     return text.startswith("s3://")
 
 
-def read_chunks(uri: str) -> Iterator[bytes]:
-    """The bytes of an object in a bucket, in chunks (``AWS_*`` variables give the endpoint and keys).
+def read_chunks(uri: str, endpoint: str | None = None) -> Iterator[bytes]:
+    """The bytes of an object in a bucket, in chunks (``AWS_*`` variables give the endpoint and keys;
+    ``endpoint`` is used when the environment names none).
 
     Raises:
         DataFetchError: the object cannot be read; the message names the URI and the reason only.
@@ -62,7 +66,11 @@ def read_chunks(uri: str) -> Iterator[bytes]:
     from pyarrow import fs
 
     try:
-        filesystem, path = fs.FileSystem.from_uri(uri)
+        if endpoint and not os.environ.get("AWS_ENDPOINT_URL"):
+            filesystem: fs.FileSystem = fs.S3FileSystem(endpoint_override=endpoint)
+            path = uri.removeprefix("s3://")
+        else:
+            filesystem, path = fs.FileSystem.from_uri(uri)
         with filesystem.open_input_stream(path) as stream:
             while chunk := stream.read(CHUNK):
                 yield chunk
@@ -116,6 +124,6 @@ def _chunks(ref: DataRef) -> Iterator[bytes]:
 
         yield bytes(ray.get(ref.blob))
     elif is_object_uri(ref.source):
-        yield from read_chunks(ref.source)
+        yield from read_chunks(ref.source, ref.endpoint)
     else:
         raise DataFetchError(f"{ref.source}: the job's data file was not uploaded with it; submit the job again")

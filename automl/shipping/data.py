@@ -10,6 +10,7 @@ anything is written, and no credential appears in it.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import tempfile
@@ -106,13 +107,23 @@ def read_data_file(spec: JobSpec, base_dir: Path | None) -> DataFile | None:
     return DataFile(field, str(path), path.name, digest.hexdigest(), size, str(path), upload=True)
 
 
+# Objects this process fetched, by URI and the object's size and modification time: a spec is
+# checked more than once at submit (parsed, then planned), and each check reads the data.
+_FETCHED: dict[tuple[str, int, object], DataFile] = {}
+
+
 def fetch_object(field: str, uri: str) -> DataFile:
-    """Read an object from its bucket into this machine's data cache, hashing it on the way."""
+    """Read an object from its bucket into this machine's data cache, hashing it on the way (once
+    per process while the object stays the same size and age)."""
     from workers.data_cache import DataFetchError, cache_dir, read_chunks
 
     name = uri.rstrip("/").rpartition("/")[2]
     if not name:
         raise SpecError(f"{field}: {uri!r} names no object; give s3://bucket/path/to/file.csv")
+    stamp = _object_stamp(uri)
+    known = _FETCHED.get((uri, *stamp)) if stamp is not None else None
+    if known is not None and Path(known.local_path).is_file():
+        return dataclasses.replace(known, field=field)
     cache = cache_dir()
     cache.mkdir(parents=True, exist_ok=True)
     handle, staging = tempfile.mkstemp(prefix=".fetch-", dir=cache)
@@ -133,4 +144,19 @@ def fetch_object(field: str, uri: str) -> DataFile:
     finally:
         if os.path.exists(staging):
             os.unlink(staging)
-    return DataFile(field, uri, name, sha256, size, str(target), upload=False)
+    fetched = DataFile(field, uri, name, sha256, size, str(target), upload=False)
+    if stamp is not None:
+        _FETCHED[(uri, *stamp)] = fetched
+    return fetched
+
+
+def _object_stamp(uri: str) -> tuple[int, object] | None:
+    """The object's size and modification time (``None`` when they cannot be read: fetch it anyway)."""
+    from pyarrow import fs
+
+    try:
+        filesystem, path = fs.FileSystem.from_uri(uri)
+        info = filesystem.get_file_info(path)
+    except (OSError, ValueError):
+        return None
+    return (info.size, info.mtime) if info.type == fs.FileType.File and info.size is not None else None

@@ -86,7 +86,8 @@ def attach_data(plan: SearchPlan, store: JobStore, job: JobView, settings: Setti
         ensure_ray(settings.ray_address)
         blob = ray.put(store.blobs.get(job.data_sha256))
     name = job.data_source.rstrip("/").rpartition("/")[2]
-    ref = DataRef(name=name, sha256=job.data_sha256, source=job.data_source, blob=blob)
+    endpoint = os.environ.get("AWS_ENDPOINT_URL") if blob is None else None
+    ref = DataRef(name=name, sha256=job.data_sha256, source=job.data_source, blob=blob, endpoint=endpoint)
     return dataclasses.replace(plan, trial_plan=dataclasses.replace(plan.trial_plan, data_file=ref))
 
 

@@ -179,6 +179,10 @@ def data_config(spec: JobSpec, *, base_dir: Path | None = None, data_path: str |
     dataset = spec.trainer.dataset
     if data_path is not None:
         dataset = data_path
+    elif dataset.startswith("s3://"):  # read into this machine's data cache (once per process)
+        from automl.shipping.data import fetch_object
+
+        dataset = fetch_object("trainer.dataset", dataset).local_path
     elif _looks_like_path(dataset):
         path = Path(dataset).expanduser()
         if not path.is_absolute() and base_dir is not None and not path.exists():
