@@ -25,7 +25,7 @@ import pathspec
 from automl.errors import SpecError
 
 if TYPE_CHECKING:
-    from automl.spec import JobSpec
+    from automl.spec.model import JobSpec
 
 # What no project wants shipped: version control, caches, virtual environments, build leftovers.
 DEFAULT_EXCLUDES = (

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 from automl.errors import SpecError
 
 if TYPE_CHECKING:
-    from automl.spec import JobSpec
+    from automl.spec.model import JobSpec
 
 DEFAULT_MAX_UPLOAD_MB = 1024.0  # bigger files belong in a bucket: name their s3:// URI instead
 MAX_UPLOAD_ENV = "AUTOML_MAX_DATA_MB"
