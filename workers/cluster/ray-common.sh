@@ -22,12 +22,16 @@ if [ "$RAY_AUTH_MODE" = token ]; then
   fi
 fi
 
-# Checkpoints go to the runner's $AUTOML_HOME/ray_results: nodes must see it at the same path (shared storage).
+# A job's code and data travel with it (docs/service.md, "Jobs that travel"); nodes need none of the users' files.
+# Checkpoints go to the runners' AUTOML_TRIAL_STORAGE: a bucket (s3://...), or by default the runner's
+# $AUTOML_HOME/ray_results, which nodes must then see at the same path (shared storage).
 if [ -n "${AUTOML_HOME:-}" ]; then
   mkdir -p "$AUTOML_HOME" 2>/dev/null && [ -w "$AUTOML_HOME" ] \
-    || die "AUTOML_HOME=$AUTOML_HOME is not writable here; mount the shared state directory (the runner's AUTOML_HOME) at this path."
+    || die "AUTOML_HOME=$AUTOML_HOME is not writable here; mount the shared state directory (the runner's AUTOML_HOME) at this path," \
+           "or, with the runners' checkpoints in a bucket (AUTOML_TRIAL_STORAGE=s3://...), point it at any writable local folder."
 else
-  echo "workers/cluster: AUTOML_HOME is not set; trials on this node write checkpoints to the runner's" \
+  echo "workers/cluster: AUTOML_HOME is not set; fine when the runners keep checkpoints in a bucket" \
+       "(AUTOML_TRIAL_STORAGE=s3://...); otherwise trials on this node write them to the runner's" \
        "\$AUTOML_HOME/ray_results, which must be on storage this node shares at the same path." >&2
 fi
 
