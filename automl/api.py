@@ -153,19 +153,25 @@ def search(
 
 
 def run_job(path: str | Path, *, progress: ProgressSink | bool = False) -> SearchResult:
-    """Run the job spec at ``path`` in this process, as ``automl run`` does."""
-    from automl.engine import plan_search, run_search
-
-    spec = load_spec(path)
-    plan = plan_search(spec, base_dir=Path(path).resolve().parent)
-    return run_search(plan, progress=_progress_sink(progress))
+    """Run the job spec at ``path`` in this process, as ``automl run`` does (without the job queue)."""
+    return run_spec(load_spec(path), base_dir=Path(path).resolve().parent, progress=progress)
 
 
 def run_spec(spec: JobSpec, *, base_dir: Path | None = None, progress: ProgressSink | bool = False) -> SearchResult:
-    """Run an already parsed :class:`JobSpec`."""
+    """Run an already parsed :class:`JobSpec`; its data file (``data:``, or a trainer's file) reaches
+    the trials wherever they run, and its hash is recorded on the job's MLflow run."""
     from automl.engine import plan_search, run_search
+    from automl.settings import resolve_settings
+    from automl.shipping.data import read_data_file
+    from automl.shipping.provenance import Provenance
+    from automl.shipping.travel import attach_local_data
 
-    return run_search(plan_search(spec, base_dir=base_dir), progress=_progress_sink(progress))
+    data = read_data_file(spec, base_dir)
+    plan = plan_search(spec, base_dir=base_dir, data_path=data.local_path if data is not None else None)
+    settings = resolve_settings(tracking_uri=spec.tracking.tracking_uri)
+    plan = attach_local_data(plan, data, settings)
+    provenance = Provenance(data_sha256=data.sha256, data_source=data.source) if data is not None else None
+    return run_search(plan, settings=settings, progress=_progress_sink(progress), provenance=provenance)
 
 
 def _space_field(space: Any) -> tuple[Any, Callable[..., Any] | None]:

@@ -50,10 +50,32 @@ class TrialPlan:
     metrics: tuple[str, ...] = ()
     trainer: str | None = None
     data: DataConfig | None = None
-    objective: Callable[..., Any] | str | None = None
+    objective: Callable[..., Any] | str | PickledObjective | None = None
     import_paths: tuple[str, ...] = ()
     checkpoint_interval: int = 0
     data_file: DataRef | None = None
+
+    def __reduce__(self) -> tuple[Any, tuple[dict[str, Any]]]:
+        # A function objective travels as its own pickle, opened by the trial only after it has
+        # put ``import_paths`` on sys.path: unpickling it imports the modules it uses (a helper
+        # module beside it), which would fail while Ray opens the plan, before the trial starts.
+        fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        if callable(self.objective):
+            from ray import cloudpickle
+
+            fields["objective"] = PickledObjective(cloudpickle.dumps(self.objective))
+        return (_trial_plan, (fields,))
+
+
+@dataclass(frozen=True)
+class PickledObjective:
+    """An objective function as pickled bytes, unpickled by :func:`resolve_objective`."""
+
+    data: bytes
+
+
+def _trial_plan(fields: dict[str, Any]) -> TrialPlan:
+    return TrialPlan(**fields)
 
 
 def restored_state() -> SavedState | None:
@@ -159,7 +181,9 @@ def run_with_context(ctx: TrialContext, plan: TrialPlan) -> None:
     ctx.finish(values)
 
 
-def resolve_objective(objective: Callable[..., Any] | str | None, import_paths: tuple[str, ...] = ()) -> Callable[..., Any]:
+def resolve_objective(
+    objective: Callable[..., Any] | str | PickledObjective | None, import_paths: tuple[str, ...] = ()
+) -> Callable[..., Any]:
     """The objective function: given, or imported from ``module:function``.
 
     ``import_paths`` go on ``sys.path`` either way: a function shipped by value still imports its
@@ -168,6 +192,10 @@ def resolve_objective(objective: Callable[..., Any] | str | None, import_paths: 
     for folder in import_paths:
         if folder not in sys.path:
             sys.path.insert(0, folder)
+    if isinstance(objective, PickledObjective):
+        from ray import cloudpickle
+
+        objective = cloudpickle.loads(objective.data)
     if callable(objective):
         return objective
     if not isinstance(objective, str):

@@ -184,8 +184,9 @@ def rerun(
     job_id = job_id_or_exit(job_id)
     store = store_or_exit(settings_or_exit(db_url))
     job, notes = guard(lambda: rerun_job(store, job_id))
+    earlier_id = store.get(job_id).id
     if json_output and not wait:
-        out.print_json(json.dumps({**job_json(job), "rerun_of": job_id, "differences": notes}))
+        out.print_json(json.dumps({**job_json(job), "rerun_of": earlier_id, "differences": notes}))
         return
     if not json_output:
         out.print(f"{job.id}")
@@ -343,14 +344,18 @@ def worker(
 
 @app.command()
 def validate(job_file: Annotated[Path, typer.Argument(help="The job spec (YAML).", show_default=False)]) -> None:
-    """Check a job spec without running it: fields, search space, data and objective."""
-    from automl.engine.plan import plan_search
-    from automl.spec import load_spec
+    """Check a job spec without running it: fields, search space, data, objective, and what travels with it."""
+    from automl.service import check_job_file
 
-    spec = guard(lambda: load_spec(job_file))
-    plan = guard(lambda: plan_search(spec, base_dir=job_file.resolve().parent))
+    checked = guard(lambda: check_job_file(job_file))
+    spec, plan = checked.spec, checked.plan
+    assert plan is not None
     objectives = ", ".join(f"{mode} {metric}" for metric, mode in zip(plan.metrics, plan.modes, strict=True))
     out.print(f"[green]ok[/green] {job_file}: job {spec.name!r}, {objectives}, {spec.budget.trials} trials")
+    if checked.code is not None:
+        out.print(f"  code: {len(checked.code.files)} files, {checked.code.size / 2**20:.1f} MB, {checked.code.sha256[:12]}")
+    if checked.data is not None:
+        out.print(f"  data: {checked.data.source}, {checked.data.size / 2**20:.1f} MB, {checked.data.sha256[:12]}")
 
 
 @app.command()

@@ -38,6 +38,36 @@ def _die_with_parent() -> None:
         os._exit(1)
 
 
+ENVIRONMENT_TIMEOUT_S = 900.0  # building a pip environment on a slow node takes minutes, not hours
+
+
+def environment_problem(timeout_s: float = ENVIRONMENT_TIMEOUT_S) -> str | None:
+    """Build the job's Ray environment now, with one empty task, and say why it cannot be built.
+
+    Ray builds a ``runtime_env`` (its pip packages, its working directory) when the first task
+    needs it; a requirement pip cannot install would otherwise leave every trial pending for ever.
+
+    Returns:
+        ``None`` when the environment is ready, else one line: pip's own error where it gave one.
+    """
+    import ray
+    from ray.exceptions import GetTimeoutError, RuntimeEnvSetupError
+
+    @ray.remote(num_cpus=0)
+    def ready() -> bool:
+        return True
+
+    try:
+        ray.get(ready.remote(), timeout=timeout_s)
+    except RuntimeEnvSetupError as exc:
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        errors = [line for line in lines if line.startswith("ERROR:")]
+        return (errors or lines or ["(Ray gave no reason)"])[-1][:500]
+    except GetTimeoutError:
+        return f"the job's environment was not ready after {timeout_s:.0f} s"
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m automl.service.job_driver JOB_ID --runner-id ID --lease-s S`` (started by a runner)."""
     parser = argparse.ArgumentParser(prog="automl.service.job_driver", description=__doc__.splitlines()[0])
@@ -65,7 +95,15 @@ def main(argv: list[str] | None = None) -> int:
     prepare(settings)
     code_dir = unpacked_code(store, job, settings)
     assert code_dir is not None  # needs_own_driver: only a job with a code package comes here
-    ensure_ray(settings.ray_address, runtime_env=runtime_env(code_dir, job_requirements(code_dir, job)))
+    requirements = job_requirements(code_dir, job)
+    ensure_ray(settings.ray_address, runtime_env=runtime_env(code_dir, requirements))
+    problem = environment_problem()
+    if problem is not None:
+        what = "install the job's code.requirements" if requirements else "set up the job's code package"
+        message = f"the Ray nodes could not {what}: {problem}"
+        logger.error("job %s failed: %s", job.id, message)
+        store.finish(job.id, args.runner_id, JobState.FAILED, message=message, error=message)
+        return 0
     # After ray.init, which installs its own SIGTERM handler.
     signal.signal(signal.SIGTERM, runner.stop)
     signal.signal(signal.SIGUSR1, runner.cancel_all)

@@ -54,6 +54,7 @@ def check_job_file(spec_path: str | Path) -> CheckedJob:
         SpecError: naming the field that is wrong.
     """
     from automl.engine.plan import plan_search
+    from automl.errors import SpecError
     from automl.shipping.code import job_code
     from automl.shipping.data import read_data_file
     from automl.spec import load_spec
@@ -61,9 +62,12 @@ def check_job_file(spec_path: str | Path) -> CheckedJob:
     path = Path(spec_path)
     spec = load_spec(path)
     base_dir = path.resolve().parent
-    data = read_data_file(spec, base_dir)
-    plan = plan_search(spec, base_dir=base_dir, data_path=data.local_path if data is not None else None)
-    code = job_code(spec, base_dir, plan.trial_plan.objective if callable(plan.trial_plan.objective) else None)
+    try:
+        data = read_data_file(spec, base_dir)
+        plan = plan_search(spec, base_dir=base_dir, data_path=data.local_path if data is not None else None)
+        code = job_code(spec, base_dir, plan.trial_plan.objective if callable(plan.trial_plan.objective) else None)
+    except SpecError as exc:
+        raise SpecError(exc.problems, source=exc.source or str(path)) from None
     # The queued spec names its metric(s) and direction(s), defaults resolved, so readers need no
     # trainer; every objective of a multi-objective job stays.
     resolved: dict[str, Any]

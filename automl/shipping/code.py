@@ -37,7 +37,8 @@ DEFAULT_EXCLUDES = (
     "*.pyo",
     ".venv/",
     "venv/",
-    ".env/",
+    ".env",  # a secrets file (or folder) must not travel into the job store and MLflow
+    ".envrc",
     ".tox/",
     ".nox/",
     ".mypy_cache/",
@@ -240,4 +241,11 @@ def read_requirements(text: str) -> list[str]:
     options = [line for line in requirements if line.startswith("-")]
     if options:
         raise SpecError(f"code.requirements: {options[0]!r} is a pip option; list the packages themselves, one per line")
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    for line in requirements:
+        try:
+            Requirement(line)
+        except InvalidRequirement as exc:
+            raise SpecError(f"code.requirements: {line[:200]!r} is not a requirement pip reads: {exc}") from None
     return requirements

@@ -23,7 +23,10 @@ from automl.errors import SpecError
 if TYPE_CHECKING:
     from automl.spec.model import JobSpec
 
-DEFAULT_MAX_UPLOAD_MB = 1024.0  # bigger files belong in a bucket: name their s3:// URI instead
+# Bigger files belong in a bucket (name their s3:// URI instead): a database holds under 1 GB in one
+# value (SQLite 10^9 bytes, PostgreSQL 1 GiB), and a job store is no file server.
+DEFAULT_MAX_UPLOAD_MB = 512.0
+MAX_UPLOAD_MB = 900.0
 MAX_UPLOAD_ENV = "AUTOML_MAX_DATA_MB"
 _DATA_SUFFIXES = (".csv", ".parquet", ".npz")
 
@@ -90,7 +93,7 @@ def read_data_file(spec: JobSpec, base_dir: Path | None) -> DataFile | None:
     if not path.is_file():
         where = f" (looked in {base_dir})" if base_dir is not None and not Path(text).is_absolute() else ""
         raise SpecError(f"{field}: data file {text!r} does not exist{where}; check the path")
-    limit = float(os.environ.get(MAX_UPLOAD_ENV) or DEFAULT_MAX_UPLOAD_MB)
+    limit = upload_limit_mb()
     size = path.stat().st_size
     if size > limit * 1024 * 1024:
         raise SpecError(
@@ -105,6 +108,26 @@ def read_data_file(spec: JobSpec, base_dir: Path | None) -> DataFile | None:
     except OSError as exc:
         raise SpecError(f"{field}: cannot read {text!r}: {exc.strerror or exc}") from None
     return DataFile(field, str(path), path.name, digest.hexdigest(), size, str(path), upload=True)
+
+
+def upload_limit_mb() -> float:
+    """The largest data file a job uploads with it, in MB: ``$AUTOML_MAX_DATA_MB``, else 512 (at most 900).
+
+    Raises:
+        InputError: the variable is not a number in (0, 900].
+    """
+    from automl.errors import InputError
+
+    text = os.environ.get(MAX_UPLOAD_ENV)
+    if not text:
+        return DEFAULT_MAX_UPLOAD_MB
+    try:
+        limit = float(text)
+    except ValueError:
+        limit = float("nan")
+    if not 0 < limit <= MAX_UPLOAD_MB:
+        raise InputError(f"{MAX_UPLOAD_ENV}={text!r}: give a number of MB above 0 and at most {MAX_UPLOAD_MB:g}")
+    return limit
 
 
 # Objects this process fetched, by URI and the object's size and modification time: a spec is

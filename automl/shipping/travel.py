@@ -17,6 +17,7 @@ from automl.shipping.provenance import Provenance
 if TYPE_CHECKING:
     from automl.engine.plan import SearchPlan
     from automl.settings import Settings
+    from automl.shipping.data import DataFile
     from automl.store import JobStore, JobView
 
 CODE_CACHE = "code"  # under the state directory: one folder per package hash
@@ -74,20 +75,36 @@ def job_requirements(code_dir: Path | None, job: JobView) -> list[str]:
 def attach_data(plan: SearchPlan, store: JobStore, job: JobView, settings: Settings) -> SearchPlan:
     """``plan`` with the job's data file as every node fetches it: an uploaded file's bytes put in
     Ray's object store once, or the bucket URI each node reads. Ray must be up."""
-    from automl.engine.cluster import ensure_ray
-    from workers.data_cache import DataRef, is_object_uri
+    from workers.data_cache import is_object_uri
 
     if job.data_sha256 is None or job.data_source is None:
         return plan
+    content = None if is_object_uri(job.data_source) else store.blobs.get(job.data_sha256)
+    return with_data_file(plan, job.data_sha256, job.data_source, content, settings)
+
+
+def attach_local_data(plan: SearchPlan, data: DataFile | None, settings: Settings) -> SearchPlan:
+    """``plan`` with a data file read here (``automl.run_job``, no job store) as every node fetches it."""
+    if data is None:
+        return plan
+    return with_data_file(plan, data.sha256, data.source, data.content() if data.upload else None, settings)
+
+
+def with_data_file(plan: SearchPlan, sha256: str, source: str, content: bytes | None, settings: Settings) -> SearchPlan:
+    """``plan`` whose trials fetch the data file ``sha256``: ``content`` through Ray's object store,
+    or (``None``) from its bucket, at the S3 endpoint this process uses when the node names none."""
+    from automl.engine.cluster import ensure_ray
+    from workers.data_cache import DataRef
+
     blob = None
-    if not is_object_uri(job.data_source):
+    if content is not None:
         import ray
 
         ensure_ray(settings.ray_address)
-        blob = ray.put(store.blobs.get(job.data_sha256))
-    name = job.data_source.rstrip("/").rpartition("/")[2]
-    endpoint = os.environ.get("AWS_ENDPOINT_URL") if blob is None else None
-    ref = DataRef(name=name, sha256=job.data_sha256, source=job.data_source, blob=blob, endpoint=endpoint)
+        blob = ray.put(content)
+    endpoint = os.environ.get("AWS_ENDPOINT_URL") if content is None else None
+    name = source.rstrip("/").rpartition("/")[2]
+    ref = DataRef(name=name, sha256=sha256, source=source, blob=blob, endpoint=endpoint)
     return dataclasses.replace(plan, trial_plan=dataclasses.replace(plan.trial_plan, data_file=ref))
 
 

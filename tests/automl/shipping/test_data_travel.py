@@ -172,3 +172,29 @@ def test_a_fetched_copy_must_have_the_hash_the_job_recorded(
     other = hashlib.sha256(b"y\n2\n").hexdigest()
     s3_server.client().put_object(Bucket=s3_server.bucket, Key=key, Body=b"y\n2\n")
     assert Path(local_copy(DataRef("d.csv", other, uri, endpoint=s3_server.endpoint_url))).read_bytes() == b"y\n2\n"
+
+
+def test_the_python_api_hands_the_spec_s_data_file_to_the_objective(tmp_path: Path, automl_home: Path, ray_session: None) -> None:
+    import automl
+
+    project = tmp_path / "api-project"
+    project.mkdir()
+    (project / "train.py").write_text(TRAIN)
+    (project / "helper.py").write_text(HELPER)
+    (project / "data.csv").write_text("y\n0.5\n")
+    spec = {
+        "name": "api-data",
+        "objective": "train:objective",
+        "data": "data.csv",
+        "space": {"x": {"type": "float", "low": 0.0, "high": 1.0}},
+        "metric": "loss",
+        "sampler": {"name": "random"},
+        "scheduler": {"name": "fifo"},
+        "budget": {"trials": 1, "max_epochs": 1},
+        "tracking": {"plots": False},
+    }
+    (project / "job.yaml").write_text(yaml.safe_dump(spec))
+    result = automl.run_job(project / "job.yaml")
+    assert result.state_counts == {"COMPLETE": 1}, result.trials
+    run = MlflowClient(tracking_uri=result.tracking_uri).get_run(result.parent_run_id)
+    assert run.data.tags["automl.data_sha256"] == hashlib.sha256(b"y\n0.5\n").hexdigest()

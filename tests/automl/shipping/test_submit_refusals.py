@@ -38,13 +38,16 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def refused(spec_file: Path, automl_home: Path) -> str:
-    """Submit ``spec_file``; assert it was refused cleanly; return its one line."""
-    result = CliRunner().invoke(app, ["submit", str(spec_file)])
-    assert result.exit_code == EXIT_INVALID, result.output
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1, result.stderr
-    assert result.stdout == ""
-    assert not automl_home.exists(), "nothing may be written for a job that cannot travel"
+    """Submit ``spec_file``; assert it was refused cleanly, by ``validate`` too; return its one line
+    (which names the file)."""
+    for command in ("submit", "validate"):
+        result = CliRunner().invoke(app, [command, str(spec_file)])
+        assert result.exit_code == EXIT_INVALID, result.output
+        lines = result.stderr.splitlines()
+        assert len(lines) == 1, result.stderr
+        assert result.stdout == ""
+        assert lines[0].startswith(f"error: invalid job spec {spec_file}: "), lines[0]
+        assert not automl_home.exists(), "nothing may be written for a job that cannot travel"
     return lines[0]
 
 
@@ -93,3 +96,37 @@ def test_an_s3_object_that_cannot_be_read_hides_the_credentials(
     missing_bucket = "s3://no-such-bucket-automl/x.csv"
     line = refused(write(project, custom(data=missing_bucket)), automl_home)
     assert f"data: cannot read {missing_bucket}" in line and SECRET not in line, line
+
+
+def test_a_requirement_pip_could_not_read(project: Path, automl_home: Path) -> None:
+    (project / "requirements.txt").write_text("inflection==0.5.1\nnumpy>=>1\n")
+    line = refused(write(project, custom(code={"requirements": "requirements.txt"})), automl_home)
+    assert "code.requirements: 'numpy>=>1' is not a requirement pip reads" in line, line
+
+
+def test_an_upload_limit_that_is_not_a_number_names_the_variable(
+    project: Path, automl_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AUTOML_MAX_DATA_MB", "lots")
+    result = CliRunner().invoke(app, ["submit", str(write(project, custom(data="data.csv")))])
+    assert result.exit_code == EXIT_INVALID, result.output
+    assert "AUTOML_MAX_DATA_MB='lots': give a number of MB above 0 and at most 900" in result.stderr
+    assert not automl_home.exists()
+
+
+def test_a_data_file_over_the_upload_limit_points_to_a_bucket(
+    project: Path, automl_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AUTOML_MAX_DATA_MB", "0.5")
+    (project / "big.csv").write_bytes(b"a\n" + b"1\n" * 400_000)
+    line = refused(write(project, custom(data="big.csv")), automl_home)
+    assert "data: 'big.csv' is 1 MB, over the 0.5 MB a job uploads with it (AUTOML_MAX_DATA_MB)" in line, line
+    assert "name its s3:// URI" in line, line
+
+
+def test_validate_says_what_travels(project: Path, automl_home: Path) -> None:
+    (project / ".env").write_text("SECRET=1\n")
+    result = CliRunner().invoke(app, ["validate", str(write(project, custom(data="data.csv")))])
+    assert result.exit_code == 0, result.output
+    said = " ".join(result.stdout.split())
+    assert "code: 3 files" in said and "data: " in said, said  # train.py, data.csv, job.yaml: not .env
