@@ -33,6 +33,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 POLL_S = 0.5
+# A job whose driver died this many times (its attempts) fails instead of going back to the queue:
+# a driver that dies every time is a fault of the job, not of the machine it ran on.
+MAX_DRIVER_ATTEMPTS = 3
 
 
 def needs_own_driver(job: JobView, settings: Settings) -> bool:
@@ -117,6 +120,7 @@ def drive_in_child(runner: DriverRunner, job: JobView, sink: ProgressSink | None
         if sink is not None:
             sink.stop()
     _settle(runner, job, process.returncode, log_path)
+    _say_how_it_ended(runner.store, job)
     result = result_file(runner.settings, job.id)
     if not result.is_file():
         return None
@@ -145,19 +149,33 @@ def _follow(store: JobStore, job: JobView, process: subprocess.Popen[bytes], sin
 
 
 def _settle(runner: DriverRunner, job: JobView, returncode: int | None, log_path: Path) -> None:
-    """A driver that ended with its job still running here: fail the job (release it if the runner
-    is stopping), with the driver's last line."""
+    """A driver that died with its job still running here: the job goes back to the queue and
+    resumes from its study, as after a runner's death; after :data:`MAX_DRIVER_ATTEMPTS` it fails.
+    Either way with the driver's last line."""
     now = runner.store.get(job.id)
     if now.state != JobState.RUNNING or now.runner_id != runner.runner_id:
         return
     lines = [line for line in log_path.read_text(errors="replace").splitlines() if line.strip()]
     last = lines[-1][:500] if lines else "(no output)"
     message = f"the job's Ray driver exited with code {returncode} without ending the job: {last} (log: {log_path})"
-    logger.error("job %s: %s", job.id, message)
-    if runner.stopping.is_set():
+    if runner.stopping.is_set() or now.attempts < MAX_DRIVER_ATTEMPTS:
+        logger.error("job %s: %s; it goes back to the queue (attempt %d)", job.id, message, now.attempts)
         runner.store.release(job.id, runner.runner_id, message=message)
     else:
+        message += f" (attempt {now.attempts} of {MAX_DRIVER_ATTEMPTS})"
+        logger.error("job %s failed: %s", job.id, message)
         runner.store.finish(job.id, runner.runner_id, JobState.FAILED, message=message, error=message)
+
+
+def _say_how_it_ended(store: JobStore, job: JobView) -> None:
+    """The runner's own log says how a job its driver ran ended, as for a job run in its process."""
+    now = store.get(job.id)
+    last = store.events(job.id, limit=1)
+    said = last[-1].message if last else now.state
+    if now.state == JobState.FAILED:
+        logger.error("job %s failed: %s", job.id, " ".join((now.error or said).split()))
+    elif now.is_final:
+        logger.info("job %s (%s): %s: %s", job.id, job.name, now.state, said)
 
 
 def write_result(settings: Settings, job_id: str, result: SearchResult) -> None:

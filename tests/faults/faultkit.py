@@ -54,7 +54,11 @@ def objective_module(folder: Path, source: str, **constants: Any) -> str:
 
 
 def job_spec(name: str, objective: str, *, trials: int, **fields: Any) -> dict[str, Any]:
-    """A small custom-objective job over one float ``x`` in [0, 1], FIFO, one trial at a time."""
+    """A small custom-objective job over one float ``x`` in [0, 1], FIFO, one trial at a time.
+
+    Its code does not travel (``code.ship: false``): these runners share this machine's disk, and
+    the faults are the runner process's own; a job whose code travels runs in a driver process of
+    its own (tests/faults/test_fault_runner.py has that case too)."""
     spec: dict[str, Any] = {
         "name": name,
         "objective": objective,
@@ -66,6 +70,7 @@ def job_spec(name: str, objective: str, *, trials: int, **fields: Any) -> dict[s
         "budget": {"trials": trials, "max_epochs": 1},
         "resources": {"cpus_per_trial": 1, "max_concurrent": 1},
         "seed": 5,
+        "code": {"ship": False},
     }
     for key, value in fields.items():
         if isinstance(value, dict) and isinstance(spec.get(key), dict):

@@ -95,6 +95,31 @@ def test_runner_killed_between_a_trial_finishing_and_its_recording_loses_nothing
     assert records.event_kinds().count("reclaimed") == 3
 
 
+def test_a_job_s_own_driver_that_dies_sends_the_job_back_to_the_queue_and_nothing_is_lost(
+    automl_home: Path, tmp_path: Path, workers: Workers
+) -> None:
+    """A job whose code travels runs in a Ray driver of its own (the runner has RAY_ADDRESS). Each
+    driver here dies as its second trial reports (the fault is inherited from the runner): the runner
+    puts the job back in the queue and takes it again, and the third driver, with one trial left,
+    finishes it: three trials, each recorded once."""
+    from automl.service import open_job_store
+
+    settings = settings_for(automl_home)
+    ref = objective_module(tmp_path, QUICK, SLEEP=0.1)
+    spec = job_spec("driver-dies", ref, trials=3, code={"ship": True})
+    job_id = submit(settings, spec, tmp_path)
+    assert workers.wait(index=_start(workers, "trial_reported:2")) == 0, workers.log(0)
+    log = workers.log(0)
+    assert log.count("the job's Ray driver exited with code 86") == 2, log
+    assert log.count("it goes back to the queue") == 2, log  # the driver's last words, each time: its fault
+    records = assert_records_agree(settings, job_id, trials=3)
+    assert records.job.state == "succeeded", records.job.error
+    assert records.job.attempts == 3 and records.job.code_sha256 is not None
+    assert records.event_kinds().count("released") == 2
+    assert f"job {job_id} (driver-dies): succeeded" in log, log
+    assert open_job_store(settings).get(job_id).trials_finished == 3
+
+
 def _start(workers: Workers, fault: str | None) -> int:
     workers.start("--until-idle", "--lease", "3", fault=fault)
     return len(workers.processes) - 1
