@@ -127,7 +127,14 @@ API_SCRIPT = textwrap.dedent(
     import sys
 
     import automl
+
+    # The project is on this driver's path only to import the objective: Ray hands its workers the
+    # driver's sys.path as it is at ray.init, which on this one machine would reach the project
+    # folder itself and hide whether the package travelled.
+    sys.path.insert(0, PROJECT)
     from train import objective
+
+    sys.path.remove(PROJECT)
 
     result = automl.search(
         objective,
@@ -178,11 +185,11 @@ def test_the_python_api_ships_the_objective_s_project_to_the_cluster(tmp_path: P
     project.mkdir()
     (project / "train.py").write_text(API_TRAIN.format(worker=ray_cluster.worker_node_id, project=str(project)))
     (project / "helper.py").write_text("offset = 0.25\n")
-    (project / "search.py").write_text(API_SCRIPT)
+    (tmp_path / "search.py").write_text(API_SCRIPT.replace("PROJECT", repr(str(project)), 2))
     base = {k: v for k, v in os.environ.items() if not k.startswith(("AUTOML_", "MLFLOW_"))}
     env = ray_cluster.driver_env({**base, "AUTOML_HOME": str(tmp_path / "home")})
     proc = subprocess.run(
-        [sys.executable, "search.py"], cwd=project, env=env, capture_output=True, text=True, timeout=240, check=False
+        [sys.executable, "search.py"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240, check=False
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
