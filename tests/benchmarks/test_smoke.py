@@ -84,7 +84,7 @@ def test_overhead_smoke(tmp_path: Path) -> None:
 def test_code_shipping_smoke(tmp_path: Path) -> None:
     data = run_smoke("code_shipping", tmp_path)
     sizes = [f"{size:g}" for size in data["settings"]["sizes_mb"]]
-    assert len(sizes) == 2 and data["settings"]["repeats"] == 1
+    assert len(sizes) == 1 and data["settings"]["repeats"] == 1  # one size: each job costs seconds
     for size in sizes:  # the package alone: as large as the folder (random filler), packed and unpacked
         packing = data["packing"][size]
         assert packing["files"] >= 2 and packing["unpacked_bytes"] >= data["settings"]["sizes_mb"][0] * 2**20
