@@ -27,12 +27,12 @@ import optuna
 import pytest
 import yaml
 from mlflow import MlflowClient
+from mlflowserver import start_server, stop_server
 
 from automl.store import open_store
 
 pytestmark = pytest.mark.slow
 
-REPO = Path(__file__).resolve().parents[2]
 TRIALS = 4
 LEASE_S = 6
 # What the project's objective reads: its helper module, its CSV through ctx.data_path, and a
@@ -88,50 +88,6 @@ def own_place(root: Path, name: str, base: dict[str, str]) -> tuple[Path, dict[s
     return place, env
 
 
-def start_mlflow_server(
-    tmp_path: Path, backend: str, artifacts: str, s3_env: dict[str, str]
-) -> tuple[str, subprocess.Popen[bytes]]:
-    """The production start script (mlflow/start-server.sh): runs in PostgreSQL, artifacts in the bucket."""
-    import socket
-    import urllib.request
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    env = {
-        **os.environ,
-        **s3_env,
-        "MLFLOW_BACKEND_STORE_URI": backend,
-        "MLFLOW_ARTIFACTS_DESTINATION": artifacts,
-        "MLFLOW_HOST": "127.0.0.1",
-        "MLFLOW_PORT": str(port),
-        "MLFLOW_WORKERS": "1",
-        "MLFLOW_PYTHON": sys.executable,
-    }
-    log = tmp_path / "mlflow.log"
-    with log.open("ab") as out:
-        server = subprocess.Popen(
-            ["bash", str(REPO / "mlflow" / "start-server.sh")],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=2) as answer:
-                if answer.status == 200:
-                    return url, server
-        except OSError:
-            pass
-        if server.poll() is not None:
-            break
-        time.sleep(0.5)
-    raise AssertionError(f"the MLflow server did not come up:\n{log.read_text(errors='replace')[-3000:]}")
-
-
 def events(store: Any, job_id: str, studies_db: str | None = None) -> str:
     """The job's events, and its trials' fail reasons, for a failure's message."""
     lines = [f"{e.kind}: {e.message}" for e in store.events(job_id, limit=100)]
@@ -156,7 +112,9 @@ def test_a_job_travels_to_a_cluster_that_shares_no_folder_and_survives_its_runne
     jobs_db = postgres_server.new_database(f"travel_jobs_{tag}")
     studies_db = postgres_server.new_database(f"travel_studies_{tag}")
     tracking_db = postgres_server.new_database(f"travel_mlflow_{tag}")
-    tracking_uri, mlflow_server = start_mlflow_server(tmp_path, tracking_db, s3_server.uri(f"mlflow-{tag}"), s3_server.env)
+    tracking_uri, mlflow_server = start_server(
+        tmp_path, backend=tracking_db, artifacts=s3_server.uri(f"mlflow-{tag}"), env=s3_server.env
+    )
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("AUTOML_", "MLFLOW_", "RAY_ADDRESS"))}
     shared = {**clean, **s3_server.env, "AUTOML_DB_URL": jobs_db}
     runner_env = {
@@ -254,5 +212,4 @@ def test_a_job_travels_to_a_cluster_that_shares_no_folder_and_survives_its_runne
         status = run_cli(["status", rerun["id"]], env=elsewhere_env, cwd=elsewhere)
         assert f"code {final.code_sha256[:12]}" in status.stdout, status.stdout
     finally:
-        os.killpg(mlflow_server.pid, signal.SIGKILL)
-        mlflow_server.wait(timeout=30)
+        stop_server(mlflow_server)

@@ -14,11 +14,8 @@ from __future__ import annotations
 import contextlib
 import http.server
 import os
-import subprocess
-import sys
 import threading
 import time
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,6 +24,7 @@ from typing import Any
 import optuna
 import pytest
 from mlflow import MlflowClient
+from mlflowserver import start_server, stop_server
 
 import automl
 from automl.engine.pbt import EXPLOITS_ATTR
@@ -178,30 +176,10 @@ def test_an_mlflow_server_keeps_a_job_s_artifacts_in_the_bucket(
 ) -> None:
     # The production start script, its artifacts in the bucket; clients reach them only through it.
     prefix = f"mlflow-{uuid.uuid4().hex[:8]}"
-    port = _free_port()
-    env = {
-        **os.environ,
-        **s3_server.env,
-        "MLFLOW_BACKEND_STORE_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
-        "MLFLOW_ARTIFACTS_DESTINATION": s3_server.uri(prefix),
-        "MLFLOW_HOST": "127.0.0.1",
-        "MLFLOW_PORT": str(port),
-        "MLFLOW_WORKERS": "1",
-        "MLFLOW_PYTHON": sys.executable,
-    }
-    log = tmp_path / "mlflow.log"
-    with log.open("ab") as out:
-        server = subprocess.Popen(
-            ["bash", str(REPO / "mlflow" / "start-server.sh")],
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    url, server = start_server(
+        tmp_path, backend=f"sqlite:///{tmp_path / 'mlflow.db'}", artifacts=s3_server.uri(prefix), env=s3_server.env
+    )
     try:
-        url = f"http://127.0.0.1:{port}"
-        _wait_healthy(url, server, log)
         result = automl.search(
             climb,
             RATE,
@@ -228,8 +206,7 @@ def test_an_mlflow_server_keeps_a_job_s_artifacts_in_the_bucket(
         assert [k for k in s3_server.keys(bucket) if k.endswith("/model.pt")]
         assert_no_local_checkpoints(automl_home)
     finally:
-        os.killpg(server.pid, 9)
-        server.wait(timeout=30)
+        stop_server(server)
 
 
 def test_the_trial_storage_is_a_folder_by_default_and_a_bucket_when_set(
@@ -302,24 +279,3 @@ def _refusing_store() -> Iterator[str]:
     finally:
         server.shutdown()
         server.server_close()
-
-
-def _free_port() -> int:
-    from s3server import free_port
-
-    return free_port()
-
-
-def _wait_healthy(url: str, server: subprocess.Popen, log: Path, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise AssertionError(f"mlflow/start-server.sh exited with {server.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.2)
-    raise AssertionError(f"the MLflow server at {url} was not healthy within {timeout:.0f} s:\n{log.read_text()[-3000:]}")
