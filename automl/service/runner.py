@@ -335,7 +335,8 @@ class Runner:
                 progress=sink,
                 control=control,
                 parent_run_id=job.mlflow_run_id,
-                provenance=job_provenance(self.store, job),
+                # Recorded when the job's run is created; a resumed job's run has it already.
+                provenance=job_provenance(self.store, job) if job.mlflow_run_id is None else None,
             )
             self.results[job.id] = result
             self._conclude(job, control, result)
