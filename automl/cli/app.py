@@ -31,6 +31,7 @@ from automl.cli.exits import (
     invalid,
     job_id_or_exit,
     out,
+    service_or_exit,
     settings_or_exit,
     state,
     store_or_exit,
@@ -106,13 +107,20 @@ def run(
 ) -> None:
     """Submit a job and run it here, in the foreground, with a live progress bar.
 
-    Ctrl-C cancels the job. Example: [bold]automl run examples/iris.yaml[/bold]
+    Ctrl-C cancels the job. Example: [bold]automl run examples/iris.yaml[/bold]. With
+    AUTOML_SERVER set, the job goes to the server and this follows it as [bold]submit --wait[/bold] does.
     """
+    from automl.client import server_from_env
     from automl.engine.cluster import check_resources, ensure_ray
     from automl.service import check_job_file, check_tracking, enqueue
     from automl.service.runner import Runner
 
     checked = guard(lambda: check_job_file(job_file))
+    remote = guard(server_from_env)
+    if remote is not None:
+        guard(lambda: check_tracking(checked.spec))
+        _run_through(remote, checked, json_output=json_output, progress=progress)
+        return
     settings = settings_or_exit(db_url, ray_address, tracking_uri, storage_url)
     # Before anything is queued: the tracking server first (a TCP check, seconds), then Ray.
     guard(lambda: check_tracking(checked.spec, settings))
@@ -141,6 +149,20 @@ def run(
     exit_for(final)
 
 
+def _run_through(service: Any, checked: Any, *, json_output: bool, progress: bool) -> None:
+    """``automl run`` with a server: queue the job there, follow it, print its best trial."""
+    job = guard(lambda: service.submit(checked))
+    if not json_output:
+        err.print(f"[bold]{job.name}[/bold] ({job.id}): {job.trials_total} trials, queued on {service.where}")
+    final = follow(service, job, quiet=json_output or not progress)
+    found = guard(lambda: service.best(final))
+    if json_output:
+        out.print_json(json.dumps({"job": job_json(final), "best": found}, default=str))
+    else:
+        _print_best(final, found)
+    exit_for(final)
+
+
 @app.command()
 def submit(
     job_file: Annotated[Path, typer.Argument(help="The job spec (YAML).", show_default=False)],
@@ -148,14 +170,18 @@ def submit(
     json_output: JsonFlag = False,
     db_url: DbUrl = None,
 ) -> None:
-    """Validate a job spec and put it in the queue; a runner ([bold]automl worker[/bold]) runs it."""
-    from automl.service import check_job_file, check_tracking, enqueue
+    """Validate a job spec and put it in the queue; a runner ([bold]automl worker[/bold]) runs it.
+
+    With AUTOML_SERVER and AUTOML_TOKEN set, the job (and its code package and data file) goes
+    to [bold]automl server[/bold] instead of the job store.
+    """
+    from automl.service import check_job_file, check_tracking
 
     checked = guard(lambda: check_job_file(job_file))
     # The spec's own tracking server only: runners track where their own settings say otherwise.
     guard(lambda: check_tracking(checked.spec))
-    store = store_or_exit(settings_or_exit(db_url))
-    job = guard(lambda: enqueue(store, checked))
+    store = service_or_exit(db_url)
+    job = guard(lambda: store.submit(checked))
     if json_output and not wait:
         out.print_json(json.dumps(job_json(job)))
         return
@@ -179,12 +205,10 @@ def rerun(
     db_url: DbUrl = None,
 ) -> None:
     """Run a job again as a new job: the same spec, code package and data file, by their hashes."""
-    from automl.service import rerun as rerun_job
-
     job_id = job_id_or_exit(job_id)
-    store = store_or_exit(settings_or_exit(db_url))
-    job, notes = guard(lambda: rerun_job(store, job_id))
-    earlier_id = store.get(job_id).id
+    store = service_or_exit(db_url)
+    earlier_id = guard(lambda: store.get(job_id)).id
+    job, notes = guard(lambda: store.rerun(earlier_id))
     if json_output and not wait:
         out.print_json(json.dumps({**job_json(job), "rerun_of": earlier_id, "differences": notes}))
         return
@@ -213,7 +237,7 @@ def list_jobs(
     for name in state or []:
         if name not in list(JobState):
             fail(invalid(f"--state: unknown state {name!r} (one of {', '.join(JobState)})"))
-    store = store_or_exit(settings_or_exit(db_url))
+    store = service_or_exit(db_url)
     jobs = guard(lambda: store.list(states=tuple(state) if state else None, limit=limit))
     if json_output:
         out.print_json(json.dumps([job_json(j) for j in jobs]))
@@ -236,16 +260,13 @@ def status(
     It reads the job's row (the runner keeps counts, top trials and the Pareto front there), not
     its Optuna study, so it stays quick however many trials the job has.
     """
-    from automl.service import job_snapshot
-
     job_id = job_id_or_exit(job_id)
-    settings = settings_or_exit(db_url, storage_url=storage_url)
-    store = store_or_exit(settings)
+    store = service_or_exit(db_url, storage_url=storage_url)
 
     def read() -> tuple[JobView, Any, Any]:
         job = guard(lambda: store.get(job_id))
         events = guard(lambda: store.events(job.id, limit=10))
-        return job, events, guard(lambda: job_snapshot(settings, job))
+        return job, events, guard(lambda: store.snapshot(job))
 
     job, events, snapshot = read()
     metrics = metrics_of(job)
@@ -269,7 +290,7 @@ def status(
 def cancel(job_id: JobId, db_url: DbUrl = None) -> None:
     """Cancel a job: a queued job leaves the queue; a running job's trials stop within seconds."""
     job_id = job_id_or_exit(job_id)
-    store = store_or_exit(settings_or_exit(db_url))
+    store = service_or_exit(db_url)
     job = guard(lambda: store.cancel(job_id))
     if job.state == JobState.CANCELLED:
         out.print(f"job {job.id} cancelled")
@@ -286,29 +307,31 @@ def best(
     tracking_uri: TrackingUri = None,
 ) -> None:
     """The best trial of a job: its value, its hyperparameters and the registered model URI."""
-    from automl.service import best_of_job
-
     job_id = job_id_or_exit(job_id)
-    settings = settings_or_exit(db_url, tracking_uri=tracking_uri, storage_url=storage_url)
-    store = store_or_exit(settings)
+    store = service_or_exit(db_url, storage_url=storage_url, tracking_uri=tracking_uri)
     job = guard(lambda: store.get(job_id))
-    found = guard(lambda: best_of_job(settings, job))
+    found = guard(lambda: store.best(job))
     if json_output:
         out.print_json(json.dumps(found, default=str))
-    elif found["best_value"] is None:
-        err.print(f"job {job.id} ({job.state}) has no completed trial yet")
     else:
-        out.print(
-            f"[bold]{job.name}[/bold] ({job.id}, {job.state}): best {found['metric']} = {found['best_value']:.6g} (trial {found['best_trial']})"
-        )
-        for name, value in sorted(found["best_params"].items()):
-            out.print(f"  {name} = {value}")
-        if found["model_uri"]:
-            out.print(f"Model: {found['model_uri']}")
-        if found["pareto_front"]:
-            out.print(pareto_table(found["pareto_front"], found["metrics"]))
+        _print_best(job, found)
     if found["best_value"] is None:
         raise typer.Exit(EXIT_FAILED)
+
+
+def _print_best(job: JobView, found: dict[str, Any]) -> None:
+    if found["best_value"] is None:
+        err.print(f"job {job.id} ({job.state}) has no completed trial yet")
+        return
+    out.print(
+        f"[bold]{job.name}[/bold] ({job.id}, {job.state}): best {found['metric']} = {found['best_value']:.6g} (trial {found['best_trial']})"
+    )
+    for name, value in sorted(found["best_params"].items()):
+        out.print(f"  {name} = {value}")
+    if found["model_uri"]:
+        out.print(f"Model: {found['model_uri']}")
+    if found["pareto_front"]:
+        out.print(pareto_table(found["pareto_front"], found["metrics"]))
 
 
 @app.command()
@@ -412,6 +435,16 @@ def ui(
     err.print(f"MLflow UI on http://{host}:{port} for {redact_url(settings.tracking_uri)} (Ctrl-C to stop)")
     sys.stdout.flush()
     os.execv(sys.executable, command)  # the UI takes over this process: signals reach it directly
+
+
+def _add_operator_commands() -> None:
+    from automl.cli.admin import admin_app, serve
+
+    app.command("server")(serve)
+    app.add_typer(admin_app, name="admin")
+
+
+_add_operator_commands()
 
 
 def main() -> None:

@@ -21,6 +21,7 @@ from rich.console import Console
 from automl.states import JobState
 
 if TYPE_CHECKING:
+    from automl.service.job_service import JobService
     from automl.settings import Settings
     from automl.store import JobStore, JobView
 
@@ -106,3 +107,17 @@ def store_or_exit(settings: Settings) -> JobStore:
     from automl.service import open_job_store
 
     return guard(lambda: open_job_store(settings))
+
+
+def service_or_exit(db_url: str | None = None, storage_url: str | None = None, tracking_uri: str | None = None) -> JobService:
+    """The jobs this command works on: through ``automl server`` when ``AUTOML_SERVER`` is set
+    (the options naming stores are then the server's business and ignored), else the job store
+    the settings name, opened here."""
+    from automl.client import server_from_env
+    from automl.service.job_service import LocalJobService
+
+    remote = guard(server_from_env)
+    if remote is not None:
+        return remote
+    settings = settings_or_exit(db_url, tracking_uri=tracking_uri, storage_url=storage_url)
+    return LocalJobService(store_or_exit(settings), settings)

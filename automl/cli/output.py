@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Any, TextIO
 from automl.cli.exits import err, guard
 
 if TYPE_CHECKING:
-    from automl.store import JobStore, JobView
+    from automl.service.job_service import JobService
+    from automl.store import JobView
 
 
 def progress_factory() -> Any:
@@ -27,7 +28,7 @@ def progress_factory() -> Any:
     return lambda job: RichProgress(err)
 
 
-def follow(store: JobStore, job: JobView, *, quiet: bool) -> JobView:
+def follow(store: JobService, job: JobView, *, quiet: bool) -> JobView:
     """Poll a job until it ends, drawing a progress bar from its stored progress."""
     from automl.cli.progress import RichProgress
 

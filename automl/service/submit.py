@@ -110,33 +110,98 @@ def check_tracking(spec: JobSpec, settings: Settings | None = None) -> None:
         check_tracking_server(settings.tracking_uri)
 
 
-def enqueue(store: JobStore, job: CheckedJob) -> JobView:
+def enqueue(store: JobStore, job: CheckedJob, *, owner: str | None = None) -> JobView:
     """Put a checked job in the queue (an earlier job named for warm start becomes its study).
 
     Raises:
         SpecError: ``warm_start.from_job`` is not a job id, or names no job of this store.
     """
+    return submit_form(store, job_form(job, store_travels(store, job)), owner=owner)
+
+
+@dataclass(frozen=True)
+class JobForm:
+    """What the queue takes for a job, as it crosses from a client to ``automl server``: the plan
+    it was checked into (with its spec) and the hashes of what travels with it, already stored."""
+
+    plan_json: str
+    base_dir: str | None = None
+    code_sha256: str | None = None
+    data_sha256: str | None = None
+    data_source: str | None = None
+
+
+def job_form(job: CheckedJob, travels: dict[str, str | None]) -> JobForm:
+    """The form of a checked job whose code and data are stored under the hashes in ``travels``."""
     from automl.engine.plan import plan_to_json
-    from automl.errors import SpecError
-    from automl.spec import spec_to_yaml
+
+    assert job.plan is not None, "check_job_file always plans"
+    return JobForm(plan_to_json(job.plan), str(job.base_dir), **travels)
+
+
+def job_travels(job: CheckedJob) -> dict[str, str | None]:
+    """The hashes a checked job's code package and data file are stored under (not storing them)."""
+    travels: dict[str, str | None] = {}
+    if job.code is not None:
+        travels["code_sha256"] = job.code.sha256
+    if job.data is not None:
+        travels.update(data_sha256=job.data.sha256, data_source=job.data.source)
+    return travels
+
+
+def submit_form(store: JobStore, form: JobForm, *, owner: str | None = None, sees_all: bool = True) -> JobView:
+    """Queue the job a form describes, for ``owner``; ``sees_all=False`` (a user of ``automl server``
+    who is not an admin) lets its warm start read only that owner's earlier jobs.
+
+    The plan's spec is the job's spec; nothing is checked again but what a client cannot be
+    trusted with: that the spec is a spec, that the blobs it names are stored, and whose study a
+    warm start reads.
+
+    Raises:
+        SpecError: the plan is not one, its spec is invalid, or its warm start names no job (of the owner).
+        InputError: a code package or data file it names is not stored.
+    """
+    import json
+
+    from automl.errors import InputError, SpecError
+    from automl.spec import parse_spec, spec_to_yaml
     from automl.store import InvalidJobId, JobNotFound
 
-    spec = job.spec
+    try:
+        record = json.loads(form.plan_json)
+        raw_spec = record["spec"]
+    except (ValueError, TypeError, KeyError):
+        raise SpecError("plan_json: not a plan written by `automl submit` (JSON with a 'spec')") from None
+    spec = parse_spec(raw_spec, source="the submitted plan")
+    scope = None if sees_all else owner
     if spec.warm_start.from_job is not None:
         try:
-            earlier = store.get(spec.warm_start.from_job)
+            earlier = store.get(spec.warm_start.from_job, owner=scope)
         except (InvalidJobId, JobNotFound) as exc:
             raise SpecError(f"warm_start.from_job: {exc}") from None
         spec = spec.model_copy(update={"warm_start": spec.warm_start.model_copy(update={"from_study": earlier.study_name})})
-        plan = dataclasses.replace(job.plan, spec=spec) if job.plan is not None else None
-        job = dataclasses.replace(job, spec=spec, plan=plan)
+    elif (
+        spec.warm_start.from_study is not None
+        and scope is not None
+        and not store.has_study(spec.warm_start.from_study, owner=scope)
+    ):
+        raise SpecError(
+            f"warm_start.from_study: no study {spec.warm_start.from_study!r} of yours; name one of your jobs with from_job"
+        )
+    record["spec"] = spec.model_dump(mode="json")
+    for what, sha in (("code package", form.code_sha256), ("data file", form.data_sha256)):
+        in_bucket = what == "data file" and (form.data_source or "").startswith("s3://")
+        if sha is not None and not in_bucket and not store.blobs.has(sha):
+            raise InputError(f"the {what} {sha[:12]} is not in the job store: upload it before the job")
+    travels = {"code_sha256": form.code_sha256, "data_sha256": form.data_sha256, "data_source": form.data_source}
     return store.submit(
-        name=job.spec.name,
-        spec_yaml=spec_to_yaml(job.spec),
-        trials_total=job.spec.budget.trials,
-        base_dir=str(job.base_dir),
-        plan_json=plan_to_json(job.plan) if job.plan is not None else None,
-        travels=store_travels(store, job),
+        name=spec.name,
+        spec_yaml=spec_to_yaml(spec),
+        trials_total=spec.budget.trials,
+        base_dir=form.base_dir,
+        plan_json=json.dumps(record, sort_keys=True),
+        travels={k: v for k, v in travels.items() if v is not None},
+        owner=owner,
     )
 
 
@@ -155,7 +220,7 @@ def store_travels(store: JobStore, job: CheckedJob) -> dict[str, str | None]:
     return travels
 
 
-def rerun(store: JobStore, job_id: str) -> tuple[JobView, list[str]]:
+def rerun(store: JobStore, job_id: str, *, owner: str | None = None, sees_all: bool = True) -> tuple[JobView, list[str]]:
     """Queue job ``job_id`` again as a new job: the same spec, plan, code package and data file.
 
     Returns:
@@ -168,7 +233,7 @@ def rerun(store: JobStore, job_id: str) -> tuple[JobView, list[str]]:
     from automl.errors import InputError
     from automl.shipping.data import fetch_object
 
-    earlier = store.get(job_id)
+    earlier = store.get(job_id, owner=None if sees_all else owner)
     notes: list[str] = []
     travels: dict[str, str | None] = {
         "code_sha256": earlier.code_sha256,
@@ -200,6 +265,7 @@ def rerun(store: JobStore, job_id: str) -> tuple[JobView, list[str]]:
         base_dir=earlier.base_dir,
         plan_json=earlier.plan_json,
         travels=travels,
+        owner=owner if owner is not None else earlier.owner,
     )
     store.add_event(job.id, "rerun", f"a rerun of job {earlier.id}")
     return job, notes

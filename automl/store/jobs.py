@@ -27,10 +27,12 @@ from automl.settings import redact_url
 from automl.sqlite import set_up_connections
 from automl.states import FINAL_JOB_STATES, JobState
 from automl.store.blobs import BlobStore
+from automl.store.deliveries import DeliveryStore
 from automl.store.migrate import at_head, upgrade
 from automl.store.records import EventView, JobView, check_job_id, job_view
 from automl.store.schema import Job, JobEvent
 from automl.store.snapshot import JobSnapshot
+from automl.store.users import UserStore
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -69,6 +71,8 @@ class JobStore:
         self.url = redact_url(engine.url.render_as_string(hide_password=False))
         self._sessions = sessionmaker(engine, expire_on_commit=False)
         self.blobs = BlobStore(engine, self._retrying)
+        self.users = UserStore(engine, self._retrying)
+        self.deliveries = DeliveryStore(engine, self._retrying)
 
     # -- plumbing -------------------------------------------------------------------------
 
@@ -105,9 +109,11 @@ class JobStore:
         base_dir: str | None = None,
         plan_json: str | None = None,
         travels: dict[str, str | None] | None = None,
+        owner: str | None = None,
     ) -> JobView:
         """Enqueue a job; return it with its new id. ``plan_json``: what its spec was checked into;
-        ``travels``: ``code_sha256``, ``data_sha256``, ``data_source`` (stored in :attr:`blobs` first)."""
+        ``travels``: ``code_sha256``, ``data_sha256``, ``data_source`` (stored in :attr:`blobs` first);
+        ``owner``: the user who submitted it through ``automl server``."""
         job_id = uuid.uuid4().hex[:12]
         now = utcnow()
 
@@ -129,6 +135,8 @@ class JobStore:
                     version=0,
                     snapshot=JobSnapshot().to_json(),
                     plan_json=plan_json,
+                    owner=owner,
+                    notified=False,
                     **(travels or {}),
                 )
                 session.add(job)
@@ -138,8 +146,9 @@ class JobStore:
 
         return self._retrying(work)
 
-    def get(self, job_id: str) -> JobView:
-        """The job with this id, or the only one whose id starts with it.
+    def get(self, job_id: str, *, owner: str | None = None) -> JobView:
+        """The job with this id, or the only one whose id starts with it; with ``owner``, only
+        that user's jobs are looked at (another's job is not found, as if it did not exist).
 
         Raises:
             InvalidJobId: ``job_id`` cannot name one job (see :func:`check_job_id`); nothing was queried.
@@ -150,8 +159,13 @@ class JobStore:
         def work() -> JobView:
             with self._session() as session:
                 job = session.get(Job, job_id)
+                if job is not None and owner is not None and job.owner != owner:
+                    job = None
                 if job is None:
-                    matches = session.scalars(select(Job).where(Job.id.startswith(job_id, autoescape=True)).limit(2)).all()
+                    query = select(Job).where(Job.id.startswith(job_id, autoescape=True))
+                    if owner is not None:
+                        query = query.where(Job.owner == owner)
+                    matches = session.scalars(query.limit(2)).all()
                     if len(matches) != 1:
                         what = "no job" if not matches else "several jobs"
                         raise JobNotFound(f"{what} with id {job_id!r}; see `automl list`")
@@ -160,15 +174,29 @@ class JobStore:
 
         return self._retrying(work)
 
-    def list(self, *, states: tuple[str, ...] | None = None, limit: int = 50) -> list[JobView]:
-        """The newest jobs first, optionally only in ``states``."""
+    def list(self, *, states: tuple[str, ...] | None = None, limit: int = 50, owner: str | None = None) -> list[JobView]:
+        """The newest jobs first, optionally only in ``states``, only ``owner``'s."""
 
         def work() -> list[JobView]:
             with self._session() as session:
                 query = select(Job).order_by(Job.created_at.desc(), Job.id).limit(limit)
                 if states:
                     query = query.where(Job.state.in_(states))
+                if owner is not None:
+                    query = query.where(Job.owner == owner)
                 return [job_view(job) for job in session.scalars(query)]
+
+        return self._retrying(work)
+
+    def has_study(self, study_name: str, *, owner: str | None = None) -> bool:
+        """Whether a job (of ``owner``, if given) has the Optuna study ``study_name``."""
+
+        def work() -> bool:
+            with self._session() as session:
+                query = select(Job.id).where(Job.study_name == study_name)
+                if owner is not None:
+                    query = query.where(Job.owner == owner)
+                return session.scalar(query.limit(1)) is not None
 
         return self._retrying(work)
 
@@ -332,14 +360,15 @@ class JobStore:
 
         return self._retrying(work)
 
-    def cancel(self, job_id: str) -> JobView:
+    def cancel(self, job_id: str, *, owner: str | None = None) -> JobView:
         """Cancel a job: a queued one leaves the queue now; a running one is stopped by its runner.
+        With ``owner``, only that user's job (another's is not found).
 
         Raises:
             JobNotFound: no such job.
             AutomlError: the job already finished.
         """
-        job = self.get(job_id)
+        job = self.get(job_id, owner=owner)
 
         def work() -> JobView:
             now = utcnow()

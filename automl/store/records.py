@@ -86,6 +86,7 @@ class JobView:
     code_sha256: str | None = None  # the job's code package (automl.shipping.code); None: it ships none
     data_sha256: str | None = None  # the job's data file, uploaded or in a bucket; None: none named
     data_source: str | None = None  # where the data file came from: the submitter's path or an s3:// URI
+    owner: str | None = None  # who submitted it through `automl server`; None: the embedded store
 
     @property
     def is_final(self) -> bool:

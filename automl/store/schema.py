@@ -9,7 +9,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 # The newest Alembic revision under migrations/versions (a test keeps the two equal): a store
 # already there opens without loading Alembic at all, which keeps `automl status` quick.
-HEAD_REVISION = "0004"
+HEAD_REVISION = "0005"
 
 
 class Base(DeclarativeBase):
@@ -54,8 +54,15 @@ class Job(Base):
     data_source: Mapped[str | None] = mapped_column(Text, nullable=True)
     # Bumped by every change of owner or state: a claim only succeeds on the version it read.
     version: Mapped[int] = mapped_column(Integer, default=0)
+    # The user who submitted it through `automl server` (migration 0005); NULL: the embedded store.
+    owner: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # Its webhooks were queued (automl_deliveries) after it finished (migration 0005).
+    notified: Mapped[bool] = mapped_column(Boolean, default=False)
 
-    __table_args__ = (Index("ix_automl_jobs_state_created", "state", "created_at"),)
+    __table_args__ = (
+        Index("ix_automl_jobs_state_created", "state", "created_at"),
+        Index("ix_automl_jobs_owner_created", "owner", "created_at"),
+    )
 
 
 class JobEvent(Base):
@@ -81,6 +88,51 @@ class Blob(Base):
     size: Mapped[int] = mapped_column(BigInteger)
     content: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class User(Base):
+    """Someone who may use `automl server` (migration 0005). ``role``: ``user`` or ``admin``."""
+
+    __tablename__ = "automl_users"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    role: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class Token(Base):
+    """A user's API token: only the sha256 of its secret is kept (migration 0005)."""
+
+    __tablename__ = "automl_tokens"
+
+    id: Mapped[str] = mapped_column(String(16), primary_key=True)
+    user_name: Mapped[str] = mapped_column(String(64), ForeignKey("automl_users.name", ondelete="CASCADE"), index=True)
+    secret_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    label: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+
+
+class Delivery(Base):
+    """One webhook call for a finished job, retried with backoff until it is answered 2xx (migration 0005)."""
+
+    __tablename__ = "automl_deliveries"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job_id: Mapped[str] = mapped_column(String(32), ForeignKey("automl_jobs.id", ondelete="CASCADE"), index=True)
+    url: Mapped[str] = mapped_column(Text)
+    event: Mapped[str] = mapped_column(String(32))
+    payload: Mapped[str] = mapped_column(Text)  # the JSON body, fixed when queued: every retry sends the same bytes
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    next_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True, index=True)  # NULL: done or given up
+    delivered_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    gave_up_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    status_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
 metadata = Base.metadata
