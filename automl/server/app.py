@@ -23,7 +23,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from automl.server.auth import TokenCache
 from automl.server.config import ServerConfig
-from automl.server.limits import BodyLimit
+from automl.server.limits import BodyLimit, BodyTooLarge
 
 if TYPE_CHECKING:
     from automl.settings import Settings
@@ -108,11 +108,12 @@ def _add_error_answers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return JSONResponse(error_body(str(exc.detail), "HTTPError"), status_code=exc.status_code, headers=exc.headers)
+        kind = "BodyTooLarge" if isinstance(exc, BodyTooLarge) else "HTTPError"
+        return JSONResponse(error_body(str(exc.detail), kind), status_code=exc.status_code, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def bad_request(request: Request, exc: RequestValidationError) -> JSONResponse:
-        problems = [f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg', 'invalid')}" for e in exc.errors()]
+        problems = [_problem(e) for e in exc.errors()]
         return JSONResponse(error_body("; ".join(problems), "RequestValidationError", problems=problems), status_code=422)
 
     @app.exception_handler(AutomlError)
@@ -134,3 +135,12 @@ def _add_error_answers(app: FastAPI) -> None:
         logger.error("request %s %s failed (reference %s)", request.method, request.url.path, reference, exc_info=exc)
         message = f"internal error (reference {reference}); the server's log has the details"
         return JSONResponse(error_body(message, "InternalError"), status_code=500)
+
+
+def _problem(error: dict[str, Any]) -> str:
+    """One line for one of pydantic's errors: where, and what is wrong (for a body that is not JSON, where it broke)."""
+    if error.get("type") == "json_invalid":  # loc is ("body", character offset), msg a bare "JSON decode error"
+        loc = error.get("loc", ())
+        at = f" at character {loc[1]}" if len(loc) > 1 else ""
+        return f"body: not valid JSON{at}: {(error.get('ctx') or {}).get('error', 'cannot be decoded')}"
+    return f"{'.'.join(str(p) for p in error.get('loc', ()))}: {error.get('msg', 'invalid')}"

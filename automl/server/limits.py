@@ -11,15 +11,21 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+from starlette.exceptions import HTTPException
+
 Scope = dict[str, Any]
 Message = dict[str, Any]
 Receive = Callable[[], Any]
 Send = Callable[[Message], Any]
 
 
-class BodyTooLarge(Exception):
+class BodyTooLarge(HTTPException):
+    """Raised from the body's ``receive`` as the bytes come. An HTTP error, so that a route that
+    reads the body (FastAPI parsing JSON, which answers 400 to any other error) lets it through to
+    be answered 413."""
+
     def __init__(self, limit: int) -> None:
-        super().__init__(f"the request body is over the limit of {describe(limit)}")
+        super().__init__(413, f"the request body is over the limit of {describe(limit)}")
         self.limit = limit
 
 

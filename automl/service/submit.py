@@ -170,7 +170,7 @@ def submit_form(store: JobStore, form: JobForm, *, owner: str | None = None, see
     try:
         record = json.loads(form.plan_json)
         raw_spec = record["spec"]
-    except (ValueError, TypeError, KeyError):
+    except (ValueError, TypeError, KeyError, RecursionError):  # RecursionError: JSON nested past Python's stack
         raise SpecError("plan_json: not a plan written by `automl submit` (JSON with a 'spec')") from None
     spec = parse_spec(raw_spec, source="the submitted plan")
     scope = None if sees_all else owner
