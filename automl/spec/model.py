@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from automl.engine.samplers import SAMPLERS
 from automl.engine.schedulers import SCHEDULERS
 from automl.spaces import MAX_INT, MAX_PATH_CHARS, RealNumber, WholeNumber
+from automl.webhooks import check_webhook_url, shown_url
 
 # Names become file names, MLflow experiment and model names and Optuna study names: no '/',
 # no '..', nothing that could leave the folder it is written in. Matched with fullmatch.
@@ -215,6 +216,27 @@ class CodeSpec(_Section):
         return patterns
 
 
+def _webhook_url(url: str) -> str:
+    from automl.settings import url_has_password  # the same reading of a URL as redact_url's
+
+    check_webhook_url(url)
+    if url_has_password(url):
+        # The spec is stored with the job and logged to MLflow: a password in it would be too.
+        raise ValueError(
+            f"{shown_url(url)} holds a password; a job file is stored and logged, so give a hook that needs one "
+            "in AUTOML_WEBHOOKS on the runners and server, and trust calls by their signature (AUTOML_WEBHOOK_SECRET)"
+        )
+    return url
+
+
+class NotifySpec(_Section):
+    """Who is told when the job ends (succeeded, failed, cancelled, stopped early): see docs/service.md, Webhooks."""
+
+    webhooks: list[Annotated[str, AfterValidator(_webhook_url)]] = Field(
+        default_factory=list, max_length=10, description="http(s) URLs, each POSTed the job's result when it ends"
+    )
+
+
 class JobSpec(_Section):
     """A whole search job. Frozen: nothing downstream changes it."""
 
@@ -237,6 +259,7 @@ class JobSpec(_Section):
     max_retries: WholeNumber = Field(default=0, ge=0, le=100, description="times Tune retries a trial that raised")
     warm_start: WarmStartSpec = Field(default_factory=WarmStartSpec)
     tracking: TrackingSpec = Field(default_factory=TrackingSpec)
+    notify: NotifySpec = Field(default_factory=NotifySpec, description="webhooks called when the job ends")
 
     @field_validator("name")
     @classmethod
