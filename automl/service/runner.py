@@ -29,6 +29,7 @@ from automl.states import JobState, StopReason
 if TYPE_CHECKING:
     from automl.engine.callbacks import ProgressSink
     from automl.results import SearchResult, TrialSummary
+    from automl.service.notify import Notifier
     from automl.settings import Settings
     from automl.store import JobStore, JobView
     from automl.store.snapshot import SnapshotBuilder
@@ -196,6 +197,7 @@ class Runner:
         self.heartbeat = Heartbeat(store, self.runner_id, lease_s=lease_s)
         self.results: dict[str, SearchResult | None] = {}
         self._threads: dict[str, threading.Thread] = {}
+        self.notifier: Notifier | None = None  # sends the webhooks of jobs that ended, while run() runs
 
     def stop(self, *_: Any) -> None:
         """Stop taking jobs; running jobs stop their trials and go back to the queue."""
@@ -223,8 +225,11 @@ class Runner:
         (``automl run``): claim it, run it, return.
         """
         from automl.engine.cluster import ensure_ray
+        from automl.service.notify import notifier_from_env
         from automl.settings import prepare
 
+        # Before anything else: a wrong AUTOML_WEBHOOKS stops the runner at once, naming it.
+        notifier = notifier_from_env(self.store)
         # The state directory first: with the job store elsewhere (PostgreSQL) nothing else has
         # made it yet, and the default Optuna storage and Tune's results live there.
         prepare(self.settings)
@@ -234,6 +239,8 @@ class Runner:
             signal.signal(signal.SIGTERM, self.stop)
             signal.signal(signal.SIGINT, self.cancel_all if interrupt_cancels else self.stop)
         self.heartbeat.start()
+        # On its own thread: a receiver that hangs holds up no job and, past a second, not the exit.
+        self.notifier = notifier.start()
         waited_for: list[str] = []
         try:
             while not self.stopping.is_set():
@@ -257,6 +264,7 @@ class Runner:
             self._reap()
         finally:
             self.heartbeat.stop()
+            notifier.stop()  # a last look: the webhooks of the jobs that just ended
 
     def _say_waiting(self, held: list[JobView], before: list[str]) -> list[str]:
         """Log, once per change, which jobs keep an idle ``--until-idle`` runner from exiting."""
@@ -286,6 +294,8 @@ class Runner:
         for job_id, thread in list(self._threads.items()):
             if not thread.is_alive():
                 del self._threads[job_id]
+                if self.notifier is not None:
+                    self.notifier.wake()  # the job ended: its webhooks now, not at the next poll
 
     def run_job(self, job: JobView) -> None:
         """Run one claimed job to a final state, or release it when the runner stops."""
