@@ -180,6 +180,12 @@ class _HideHookUrls(logging.Filter):
         super().__init__()
         self.urls: set[str] = set()
 
+    def hide(self, url: str) -> None:
+        """Shorten ``url`` from now on, as given and as httpx writes it (a host lower-cased, a ``/`` added, ...)."""
+        import httpx
+
+        self.urls.update((url, str(httpx.URL(url))))
+
     def filter(self, record: logging.LogRecord) -> bool:
         if isinstance(record.args, tuple) and self.urls:
             record.args = tuple(shown_url(str(a)) if str(a) in self.urls else a for a in record.args)
@@ -332,9 +338,10 @@ class Notifier:
             self._said_unsigned = True
             logger.warning("webhook calls go unsigned: set AUTOML_WEBHOOK_SECRET so receivers can trust them")
         status: int | None = None
-        _hide_hook_urls.urls.add(delivery.url)
         try:
-            response = self._http().post(delivery.url, content=body, headers=headers)
+            client = self._http()
+            _hide_hook_urls.hide(delivery.url)
+            response = client.post(delivery.url, content=body, headers=headers)
             status = response.status_code
             error = f"HTTP {status} {response.reason_phrase}".strip()
         except Exception as exc:  # noqa: BLE001 - whatever the call raised, the delivery is tried again
