@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from automl.api import run_job, run_spec, search
     from automl.errors import AutomlError, SpecError
+    from automl.jobs_api import JobStatus, best, cancel, connect, jobs, status, submit, wait_for
     from automl.results import SearchResult, TrialSummary
     from automl.spaces import SearchSpace, load_space
     from automl.spec import JobSpec, load_spec
@@ -21,16 +22,24 @@ if TYPE_CHECKING:
 __all__ = [
     "AutomlError",
     "JobSpec",
+    "JobStatus",
     "SearchResult",
     "SearchSpace",
     "SpecError",
     "TrialContext",
     "TrialSummary",
+    "best",
+    "cancel",
+    "connect",
+    "jobs",
     "load_space",
     "load_spec",
     "run_job",
     "run_spec",
     "search",
+    "status",
+    "submit",
+    "wait_for",
 ]
 
 # A library logs; the application (our CLI's worker command, or the user's) decides where to.
@@ -49,6 +58,7 @@ _WHERE = {
     "JobSpec": "automl.spec",
     "load_spec": "automl.spec",
     "TrialContext": "workers.context",
+    **dict.fromkeys(("JobStatus", "best", "cancel", "connect", "jobs", "status", "submit", "wait_for"), "automl.jobs_api"),
 }
 
 

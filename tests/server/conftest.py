@@ -7,4 +7,4 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from server_fixture import server  # noqa: E402,F401 - a fixture, found by name
+from server_fixture import server  # noqa: F401 - a fixture, found by name

@@ -51,7 +51,7 @@ def submit(server: Any, user: str, tmp_path: Path, **changes: Any) -> str:
 
 def test_no_token_a_bad_token_an_expired_or_revoked_one_and_a_disabled_user_get_401(server: Any) -> None:
     users = server.store.users
-    expired_view, expired = users.create_token("alice", expires_in=timedelta(microseconds=1))
+    _, expired = users.create_token("alice", expires_in=timedelta(microseconds=1))
     revoked_view, revoked = users.create_token("alice")
     users.revoke_token(revoked_view.id)
     _, carol = users.create_token(users.add_user("carol").name)
@@ -114,9 +114,9 @@ def test_a_user_sees_and_cancels_only_their_own_jobs_and_another_s_job_is_404(se
 def test_warm_start_reads_only_the_caller_s_own_earlier_jobs(server: Any, tmp_path: Path) -> None:
     theirs = submit(server, "bob", tmp_path)
     study = server.store.get(theirs).study_name
-    with pytest.raises(InputError, match="warm_start.from_job: no job with id"):
+    with pytest.raises(InputError, match=r"warm_start\.from_job: no job with id"):
         submit(server, "alice", tmp_path, warm_start={"from_job": theirs})
-    with pytest.raises(InputError, match="warm_start.from_study: no study"):
+    with pytest.raises(InputError, match=r"warm_start\.from_study: no study"):
         submit(server, "alice", tmp_path, warm_start={"from_study": study})
     mine = submit(server, "alice", tmp_path)
     again = submit(server, "alice", tmp_path, warm_start={"from_job": mine})
@@ -205,3 +205,30 @@ def test_the_api_describes_itself_and_health_needs_no_token(server: Any) -> None
         "/api/v1/blobs/{kind}/{sha256}",
     ):
         assert path in paths, path
+
+
+def test_the_python_api_goes_through_the_server_when_one_is_named_and_to_the_local_store_when_not(
+    server: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import automl
+
+    path = tmp_path / "job.yaml"
+    path.write_text(yaml.safe_dump(SPEC))
+    for name, value in server.env("bob").items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("AUTOML_HOME", str(tmp_path / "bob-home"))  # bob's machine: no store of its own is opened
+    job = automl.submit(path)
+    assert job.owner == "bob" and [j.id for j in automl.jobs()] == [job.id]
+    seen = automl.status(job.id[:6])
+    assert seen.job.id == job.id and seen.snapshot.counts == {} and [e.kind for e in seen.events] == ["submitted"]
+    assert automl.cancel(job.id).state == "cancelled"
+    assert automl.best(job.id)["best_value"] is None
+    assert not (tmp_path / "bob-home").exists()
+    with pytest.raises(JobNotFound):
+        automl.status(job.id, service=automl.connect(server.url, server.tokens["alice"]))
+
+    monkeypatch.delenv("AUTOML_SERVER")
+    monkeypatch.delenv("AUTOML_TOKEN")
+    local = automl.submit(path)  # the embedded default: this machine's own job store
+    assert local.owner is None and [j.id for j in automl.jobs()] == [local.id]
+    assert (tmp_path / "bob-home" / "jobs.db").exists()
