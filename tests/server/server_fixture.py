@@ -36,7 +36,7 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_server(*, config_overrides: dict | None = None) -> LiveServer:
+def start_server(*, config_overrides: dict | None = None, log_level: str = "warning") -> LiveServer:
     """Start a server on the job store the environment names (the caller's ``automl_home``)."""
     import uvicorn
 
@@ -53,7 +53,7 @@ def start_server(*, config_overrides: dict | None = None) -> LiveServer:
         tokens[name] = store.users.create_token(name)[1]
     config = ServerConfig(**{"auth_cache_s": 0.0, "notifier": False, **(config_overrides or {})})
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(settings, config), host="127.0.0.1", port=port, log_level="warning"))
+    server = uvicorn.Server(uvicorn.Config(create_app(settings, config), host="127.0.0.1", port=port, log_level=log_level))
     thread = threading.Thread(target=server.run, name="automl-server", daemon=True)
     thread.start()
     deadline = time.monotonic() + 30

@@ -232,3 +232,31 @@ def test_the_python_api_goes_through_the_server_when_one_is_named_and_to_the_loc
     local = automl.submit(path)  # the embedded default: this machine's own job store
     assert local.owner is None and [j.id for j in automl.jobs()] == [local.id]
     assert (tmp_path / "bob-home" / "jobs.db").exists()
+
+
+def test_no_token_reaches_the_server_s_log_even_at_debug(
+    automl_home: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    from server_fixture import start_server
+
+    caplog.set_level(logging.DEBUG)
+    live = start_server(log_level="debug")
+    for name in ("uvicorn", "uvicorn.access", "uvicorn.error"):  # uvicorn's loggers do not propagate
+        logging.getLogger(name).addHandler(caplog.handler)
+    try:
+        submit(live, "alice", tmp_path)
+        with httpx.Client(base_url=live.url, timeout=10) as raw:
+            for token in (live.tokens["alice"], live.tokens["bob"] + "x", "aml_deadbeef_wrong"):
+                raw.get("/api/v1/jobs", headers={"Authorization": f"Bearer {token}"})
+                raw.get("/api/v1/jobs", cookies={"automl_token": token})
+                raw.post("/api/v1/jobs", headers={"Authorization": f"Bearer {token}"}, content=b"{not json")
+    finally:
+        live.stop()
+        for name in ("uvicorn", "uvicorn.access", "uvicorn.error"):
+            logging.getLogger(name).removeHandler(caplog.handler)
+    logged = "\n".join(f"{r.name} {r.getMessage()}" for r in caplog.records)
+    assert "GET /api/v1/jobs" in logged, "the access log was captured"
+    for secret in (*live.tokens.values(), "aml_deadbeef_wrong"):
+        assert secret not in logged and secret.split("_")[-1][:20] not in logged
