@@ -26,13 +26,13 @@ import yaml
 
 pytestmark = pytest.mark.slow
 
-TRIALS = 6
+TRIALS = 4
 OBJECTIVE = """
 import time
 
 def objective(params, ctx):
     for step in range(1, ctx.max_epochs + 1):
-        time.sleep(0.4)
+        time.sleep(0.3)
         ctx.report(loss=(params["x"] - 0.3) ** 2 + 1.0 / step, step=step)
 """
 SERVICE_ENV = ("AUTOML_DB_URL", "AUTOML_STORAGE_URL", "MLFLOW_TRACKING_URI", "RAY_ADDRESS", "AUTOML_HOME", "AUTOML_TRIAL_STORAGE")
@@ -166,7 +166,7 @@ def deployment(tmp_path: Path, postgres_url: str, ray_session: None) -> Iterator
                 "metric": "loss",
                 "mode": "min",
                 "scheduler": {"name": "fifo"},
-                "budget": {"trials": TRIALS, "max_epochs": 4},
+                "budget": {"trials": TRIALS, "max_epochs": 3},
                 "resources": {"max_concurrent": 2},
                 "seed": 3,
             }
@@ -188,29 +188,20 @@ def test_a_job_finishes_through_a_server_killed_and_restarted_while_it_runs(depl
     from automl.store import open_store
 
     d = deployment
-    T = time.monotonic()
-
-    def mark(w):
-        print(f"[{time.monotonic() - T:6.1f}] {w}", flush=True)
-
     submitted = d.cli("submit", "job.yaml", "--json")
     assert submitted.returncode == 0, f"automl submit exited {submitted.returncode}: {submitted.stderr}\n{d.log('server')}"
-    mark("submitted")
     job_id = json.loads(submitted.stdout)["id"]
 
     store = open_store(d.service_env["AUTOML_DB_URL"])  # the test's own look at the store, never the user's
     try:
 
-        def running_with_a_trial_reported() -> bool:
+        def running() -> bool:
             job = store.get(job_id)
             assert not job.is_final, f"the job ended before the server was killed: {job.state} {job.error}\n{d.log('runner')}"
-            return job.state == "running" and job.trials_finished >= 1
+            return job.state == "running"
 
-        wait_for(running_with_a_trial_reported, 90, "the job to run its first trial", lambda: d.log("runner"))
-        mark("running")
+        wait_for(running, 60, "a runner to claim the job", lambda: d.log("runner"))
         d.kill_server()
-        mark("killed")
-        at_kill = store.get(job_id)
 
         # The outage, as the user sees it: one line naming the server, exit 1, no traceback.
         down = d.cli("status", job_id)
@@ -220,35 +211,29 @@ def test_a_job_finishes_through_a_server_killed_and_restarted_while_it_runs(depl
         assert "cannot be reached" in lines[0] and "Traceback" not in down.stderr, down.stderr
         assert d.user_env["AUTOML_TOKEN"] not in down.stderr + down.stdout
 
-        mark("outage cli done")
-        # Meanwhile the runner goes on: it talks to the job store, not to the server.
+        # Meanwhile the runner goes on: it talks to the job store, never to the server.
         wait_for(
-            lambda: store.get(job_id).trials_finished > at_kill.trials_finished,
-            60,
+            lambda: store.get(job_id).trials_finished >= 1,
+            90,
             "the runner to finish a trial while the server is down",
             lambda: d.log("runner"),
         )
-        mark("trial during outage")
         d.start_server()  # the same port: clients keep their AUTOML_SERVER
-        mark("restarted")
         wait_for(lambda: store.get(job_id).is_final, 120, "the job to end", lambda: d.log("runner"))
     finally:
         store.engine.dispose()
 
-    mark("final")
     listed = d.cli_json("list")
     assert isinstance(listed, list) and [j["id"] for j in listed] == [job_id], listed
-    mark("listed")
     status = d.cli_json("status", job_id)
     assert isinstance(status, dict)
-    job = status["job"] if "job" in status else status
+    job = status["job"]
     assert job["state"] == "succeeded", status
     assert job["trials_finished"] == TRIALS and job["trial_states"] == {"COMPLETE": TRIALS}, status
-    mark("status")
+    assert len(status["top_trials"]) == TRIALS and [e["kind"] for e in status["events"]][-1] == "succeeded", status
     best = d.cli_json("best", job_id)
     assert isinstance(best, dict) and best["best_value"] is not None and set(best["best_params"]) == {"x"}, best
     assert best["best_trial"] in range(TRIALS), best
-    mark("best")
     # The user's shell never opened a job store of its own.
     assert not list(Path(d.user_env["AUTOML_HOME"]).glob("*.db")), list(Path(d.user_env["AUTOML_HOME"]).iterdir())
     assert d.starts == 2
