@@ -77,18 +77,21 @@ def best_of_job(settings: Settings, job: JobView) -> dict[str, Any]:
     """The best trial of a job (params, value, number), its MLflow run and its registered model."""
     import yaml
 
-    from automl.spec import parse_spec
-    from automl.spec.checks import resolve_metrics
+    raw = yaml.safe_load(job.spec_yaml) or {}
+    metrics, spec_modes = _queued_metrics(raw)
+    if not metrics:  # a job queued before specs were stored with their metrics resolved
+        from automl.spec import parse_spec
+        from automl.spec.checks import resolve_metrics
 
-    spec = parse_spec(yaml.safe_load(job.spec_yaml))
-    metrics, spec_modes = resolve_metrics(spec, base_dir=Path(job.base_dir) if job.base_dir else None)
+        resolved = resolve_metrics(parse_spec(raw), base_dir=Path(job.base_dir) if job.base_dir else None)
+        metrics, spec_modes = list(resolved[0]), list(resolved[1])
     snapshot = job_snapshot(settings, job)
     modes = list(snapshot.directions or spec_modes)
     front = list(snapshot.pareto) if len(modes) > 1 else []
     best = next(iter(top_trials(front or list(snapshot.top), modes[0], 1)), None)
-    model_uri = best_run_id = None
-    if job.mlflow_run_id:
-        tags = _parent_tags(settings, spec.tracking.tracking_uri, job.mlflow_run_id)
+    model_uri, best_run_id = snapshot.model_uri, snapshot.best_run_id
+    if job.mlflow_run_id and not snapshot.concluded:  # still running, or ended before snapshots kept these
+        tags = _parent_tags(settings, (raw.get("tracking") or {}).get("tracking_uri"), job.mlflow_run_id)
         model_uri = tags.get("automl.best_model_uri")
         best_run_id = tags.get("automl.best_run_id")
     return {
@@ -109,6 +112,16 @@ def best_of_job(settings: Settings, job: JobView) -> dict[str, Any]:
         "mlflow_run_id": job.mlflow_run_id,
         "study_name": job.study_name,
     }
+
+
+def _queued_metrics(raw: dict[str, Any]) -> tuple[list[str], list[str]]:
+    """The metric(s) and mode(s) a queued spec names (resolved at submit); empty if it names none."""
+    metric, mode = raw.get("metric"), raw.get("mode")
+    if not metric or not mode:
+        return [], []
+    metrics = [str(m) for m in metric] if isinstance(metric, list) else [str(metric)]
+    modes = [str(m) for m in mode] if isinstance(mode, list) else [str(mode)]
+    return metrics, modes
 
 
 def _parent_tags(settings: Settings, spec_tracking_uri: str | None, run_id: str) -> dict[str, str]:

@@ -8,6 +8,7 @@ in the queue (``release``); the trials it interrupted are retried by whoever res
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import signal
@@ -374,7 +375,13 @@ class Runner:
 
         try:
             if result is not None:
-                snapshot = JobSnapshot.of_trials(result.trials, result.modes or (result.mode,))
+                best_run = next((t.run_id for t in result.trials if t.number == result.best_trial_number), None)
+                snapshot = dataclasses.replace(
+                    JobSnapshot.of_trials(result.trials, result.modes or (result.mode,)),
+                    model_uri=result.model_uri,
+                    best_run_id=best_run,
+                    concluded=True,
+                )
             else:
                 snapshot = snapshot_from_study(self.settings, job.study_name)
             self.store.record_snapshot(job.id, self.runner_id, snapshot)

@@ -36,6 +36,11 @@ class JobSnapshot:
     directions: tuple[str, ...] = ()
     top: tuple[TrialSummary, ...] = ()
     pareto: tuple[TrialSummary, ...] = ()
+    # Written from the job's result as it ended (``concluded``): the best model and the best trial's
+    # MLflow run, so `automl best` needs no MLflow round trip (and no MLflow import) for a finished job.
+    model_uri: str | None = None
+    best_run_id: str | None = None
+    concluded: bool = False
 
     @property
     def finished(self) -> int:
@@ -51,6 +56,7 @@ class JobSnapshot:
                 "directions": list(self.directions),
                 "top": [_trial_json(t) for t in self.top],
                 "pareto": [_trial_json(t) for t in self.pareto],
+                **({"model_uri": self.model_uri, "best_run_id": self.best_run_id, "concluded": True} if self.concluded else {}),
             },
             separators=(",", ":"),
             default=str,
@@ -67,6 +73,9 @@ class JobSnapshot:
             directions=tuple(data.get("directions", ())),
             top=tuple(_trial_from_json(t) for t in data.get("top", ())),
             pareto=tuple(_trial_from_json(t) for t in data.get("pareto", ())),
+            model_uri=data.get("model_uri"),
+            best_run_id=data.get("best_run_id"),
+            concluded=bool(data.get("concluded", False)),
         )
 
     @classmethod
