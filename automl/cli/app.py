@@ -129,7 +129,12 @@ def run(
         ensure_ray(settings.ray_address)
         check_resources(checked.spec)
 
-    guard(check_cluster)
+    if json_output or not progress:
+        guard(check_cluster)
+    else:
+        where = f"connecting to the Ray cluster at {settings.ray_address}" if settings.ray_address else "starting Ray"
+        with err.status(f"{where}…"):
+            guard(check_cluster)
     store = store_or_exit(settings)
     job = guard(lambda: enqueue(store, checked))
     if not json_output:

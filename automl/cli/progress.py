@@ -22,17 +22,23 @@ class RichProgress:
             BarColumn(),
             MofNCompleteColumn(),
             TimeElapsedColumn(),
-            TextColumn("{task.fields[states]}  best: [bold green]{task.fields[best]}"),
+            TextColumn("{task.fields[waiting]}{task.fields[states]}  best: [bold green]{task.fields[best]}"),
             console=self.console,
             transient=False,
         )
         self._progress.start()
-        self._task = self._progress.add_task(self.label, total=total, states="", best="-")
+        self._task = self._progress.add_task(self.label, total=total, states="", best="-", waiting="")
+
+    def waiting(self, what: str | None) -> None:
+        """Show what the job waits for (``None``: nothing; the trials run)."""
+        if self._progress is not None and self._task is not None:
+            self._progress.update(self._task, waiting=f"[cyan]{what}…[/cyan]  " if what else "")
 
     def trial_done(self, state: str, best: float | None) -> None:
         if self._progress is None or self._task is None:
             return
         self._states[state] = self._states.get(state, 0) + 1
+        self.waiting(None)
         states = " ".join(f"{name.lower()}={count}" for name, count in sorted(self._states.items()))
         self._progress.update(self._task, advance=1, states=states, best="-" if best is None else f"{best:.4g}")
 

@@ -64,6 +64,10 @@ class ProgressSink(Protocol):
 
     def start(self, total: int) -> None: ...
 
+    def waiting(self, what: str | None) -> None:
+        """Say what the job waits for before trials run (starting Ray, ...); ``None`` once they do."""
+        ...
+
     def trial_done(self, state: str, best: float | None) -> None: ...
 
     def stop(self) -> None: ...
@@ -131,6 +135,8 @@ class JobCallback(Callback):
         return trace_tail(read_text(trial.error_file)) if trial is not None else None
 
     def on_trial_start(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
+        if self.progress is not None:
+            self.progress.waiting(None)
         self._trials[trial.trial_id] = trial
         if self.ledger.get(trial.trial_id) is not None:
             return  # a retry of a failed trial (FailureConfig): it keeps its run

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from automl.engine.cluster import check_resources, default_concurrency, ensure_ray, quiet_libraries
 from automl.engine.phases import PhaseClock
 from automl.engine.plan import SearchPlan
-from automl.engine.studies import open_storage, prior_trials, warm_start_configs
+from automl.engine.studies import name_metrics, open_storage, prior_trials, warm_start_configs
 from automl.engine.summary import job_params, job_tags, space_artifact, summarize
 from automl.results import SearchResult
 from automl.settings import Settings, open_trial_storage, prepare, resolve_settings
@@ -60,8 +60,12 @@ def run_search(
     settings = settings or resolve_settings(tracking_uri=spec.tracking.tracking_uri)
     prepare(settings)
     study_name = study_name or f"{spec.name}-{uuid.uuid4().hex[:8]}"
-    with quiet_libraries():
-        return _run(plan, settings, study_name, progress, control, parent_run_id, provenance)
+    try:
+        with quiet_libraries():
+            return _run(plan, settings, study_name, progress, control, parent_run_id, provenance)
+    finally:
+        if progress is not None:  # started before Ray: stopped whatever ended the run
+            progress.stop()
 
 
 def _run(
@@ -83,18 +87,24 @@ def _run(
 
     spec = plan.spec
     phases = PhaseClock()
+    if progress is not None:  # the bar shows from the start, saying what it waits for until trials run
+        progress.start(spec.budget.trials)
+    say = progress.waiting if progress is not None else (lambda what: None)
     # Started now if this is the process's first search: it imports MLflow and Optuna while
     # Ray and the stores open.
     writer = shared() if enabled() else None
     phases.mark("writer")
     # The bucket, if the trials keep their checkpoints in one, is checked before anything is written.
     trial_storage = open_trial_storage(settings)
+    say(f"connecting to the Ray cluster at {settings.ray_address}" if settings.ray_address else "starting Ray")
     ensure_ray(settings.ray_address)
     check_resources(spec)
     phases.mark("ray")
+    say("opening the Optuna study")
     storage = open_storage(settings.storage_url)
     prior = prior_trials(storage, study_name)
     phases.mark("stores")
+    say("opening the job's MLflow run")
     finished = [t for t in prior if t.state.is_finished()]
     stale = [t for t in prior if from_optuna(t.state) == TrialState.RUNNING]
     tracker = MlflowTracker(settings.tracking_uri, artifact_root=settings.artifact_root)
@@ -149,6 +159,7 @@ def _run(
         )
         searcher.durable_study.set_user_attr("job_name", spec.name)
         searcher.durable_study.set_user_attr("mlflow_parent_run_id", tracker.parent_run_id)
+        name_metrics(searcher.durable_study, plan.metrics)
         if not prior:
             warm = warm_start_configs(spec, storage, plan)
             for config in warm:
@@ -187,9 +198,9 @@ def _run(
         )
         remaining = spec.budget.trials - len(finished)
         if progress is not None:
-            progress.start(spec.budget.trials)
             for t in finished:
                 progress.trial_done(from_optuna(t.state), ledger.best_value)
+        say("starting the first trials")
         phases.mark("set-up")
         tune_started = datetime.now()  # noqa: DTZ005 - Optuna stamps its trials with naive local times
         try:
