@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Boolean, DateTime, Float, ForeignKey, Index, Integer, LargeBinary, String, Text
+from sqlalchemy import BigInteger, Boolean, DateTime, Float, ForeignKey, Index, Integer, LargeBinary, String, Text, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 # The newest Alembic revision under migrations/versions (a test keeps the two equal): a store
@@ -62,6 +62,13 @@ class Job(Base):
     __table_args__ = (
         Index("ix_automl_jobs_state_created", "state", "created_at"),
         Index("ix_automl_jobs_owner_created", "owner", "created_at"),
+        # Partial: only the finished jobs whose webhooks are not queued yet (the notifiers' poll).
+        Index(
+            "ix_automl_jobs_unnotified",
+            "state",
+            postgresql_where=text("notified = false"),
+            sqlite_where=text("notified = 0"),
+        ),
     )
 
 

@@ -45,6 +45,14 @@ def upgrade() -> None:
     op.create_index("ix_automl_jobs_owner_created", "automl_jobs", ["owner", "created_at"])
     op.add_column("automl_jobs", sa.Column("notified", sa.Boolean, nullable=False, server_default=sa.false()))
     op.execute("UPDATE automl_jobs SET notified = true WHERE state IN ('succeeded', 'failed', 'cancelled')")
+    # The notifiers' once-a-second look for finished jobs not yet notified reads this index, not every job.
+    op.create_index(
+        "ix_automl_jobs_unnotified",
+        "automl_jobs",
+        ["state"],
+        postgresql_where=sa.text("notified = false"),
+        sqlite_where=sa.text("notified = 0"),
+    )
     op.create_table(
         "automl_deliveries",
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
@@ -64,6 +72,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("automl_deliveries")
+    op.drop_index("ix_automl_jobs_unnotified", table_name="automl_jobs")
     op.drop_index("ix_automl_jobs_owner_created", table_name="automl_jobs")
     with op.batch_alter_table("automl_jobs") as batch:
         batch.drop_column("notified")
