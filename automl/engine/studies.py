@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import logging
 import threading
+import warnings
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from automl.errors import AutomlError, SpecError, exception_chain
@@ -54,6 +56,19 @@ def prior_trials(storage: Any, study_name: str) -> list[Any]:
     except KeyError:
         return []
     return storage.get_all_trials(study_id, deepcopy=False)
+
+
+def name_metrics(study: optuna.Study, metrics: Sequence[str]) -> None:
+    """Name the study's objectives after the job's metrics (optuna-dashboard labels its plots with
+    them), unless they are named already (a resumed job)."""
+    import optuna
+
+    if study.metric_names is not None:
+        return
+    with warnings.catch_warnings():
+        # "experimental" since Optuna 3.2, unchanged since; the names are a label, not a contract.
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.set_metric_names(list(metrics))
 
 
 _STORAGES: dict[str, Any] = {}
