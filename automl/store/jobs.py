@@ -200,6 +200,18 @@ class JobStore:
 
         return self._retrying(work)
 
+    def study_names(self, *, owner: str | None = None) -> set[str]:
+        """The Optuna studies of the jobs (of ``owner``, if given): what the studies' dashboard may show them."""
+
+        def work() -> set[str]:
+            with self._session() as session:
+                query = select(Job.study_name).distinct()
+                if owner is not None:
+                    query = query.where(Job.owner == owner)
+                return set(session.scalars(query))
+
+        return self._retrying(work)
+
     def events(self, job_id: str, *, limit: int = 20) -> builtins.list[EventView]:  # list: the method above
         """The job's latest events, oldest first."""
 
