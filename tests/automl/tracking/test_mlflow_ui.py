@@ -1,9 +1,8 @@
 """The MLflow UI on a finished job, in a real headless Chromium: what a person sees there.
 
 A small real search runs through ``automl run``; MLflow's own UI server serves its store on a
-loopback port; Playwright drives Debian's Chromium (``/usr/bin/chromium``, installed by
-``scripts/ensure-chromium.sh``) through the experiment, the job's run and its plots, and saves
-screenshots under the test's tmp dir.
+loopback port; Playwright drives Debian's Chromium (:mod:`browser`) through the experiment, the
+job's run and its plots, and saves screenshots under the test's tmp dir.
 """
 
 from __future__ import annotations
@@ -23,6 +22,7 @@ from typing import Any
 import optuna
 import pytest
 import yaml
+from browser import launch, require_browser  # tests/, on sys.path by its conftest
 from mlflow import MlflowClient
 from typer.testing import CliRunner
 
@@ -30,42 +30,16 @@ from automl.cli import app
 
 pytestmark = pytest.mark.slow
 
-CHROMIUM = os.environ.get("AUTOML_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-]
 TRIALS = 5
 PLOTS = ("optimization_history", "parallel_coordinate", "param_importances", "learning_curves")
 SERVER_START_S = 120  # mlflow ui imports a lot; on a loaded 2-core machine it takes a while
 UI_WAIT_MS = 30_000
 
 
-def _missing_browser() -> str | None:
-    """Why the browser cannot be driven here, or ``None`` when it can."""
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        return "the Python package 'playwright' is missing: pip install -e '.[dev]' (do not run 'playwright install')"
-    if not os.access(CHROMIUM, os.X_OK):
-        return f"no Chromium at {CHROMIUM}: run 'bash scripts/ensure-chromium.sh' (as root it installs Debian's 'chromium')"
-    return None
-
-
 @pytest.fixture(scope="module")
 def browser_ready() -> None:
     """Fail on CI when the browser is missing (CI must run this test); skip, saying why, elsewhere."""
-    problem = _missing_browser()
-    if problem is None:
-        return
-    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-        pytest.fail(f"the MLflow UI test cannot run: {problem}", pytrace=False)
-    pytest.skip(problem)
+    require_browser("the MLflow UI test")
 
 
 def _free_port() -> int:
@@ -203,13 +177,7 @@ def test_mlflow_ui_shows_the_job_its_trials_and_its_plots(
     base = f"{mlflow_ui['url']}/#/experiments/{experiment.experiment_id}"
     view = "?workflowType=machine_learning"
     with sync_playwright() as playwright:
-        context = playwright.chromium.launch_persistent_context(
-            str(tmp_path / "chromium-profile"),  # a fresh profile: nothing remembered from another run
-            executable_path=CHROMIUM,
-            headless=True,
-            args=CHROMIUM_ARGS,
-            viewport={"width": 1400, "height": 900},
-        )
+        context = launch(playwright, tmp_path / "chromium-profile", viewport={"width": 1400, "height": 900})
         # No internet here: plotly.js, which the HTML plots load from its CDN, comes from the
         # plotly package instead, so the test sees the interactive plots render.
         plotly_js = Path(__import__("plotly").__file__).parent / "package_data" / "plotly.min.js"
