@@ -30,11 +30,14 @@ from automl.cli.exits import (
     guard,
     invalid,
     job_id_or_exit,
+    json_mode,
     out,
     service_or_exit,
     settings_or_exit,
     state,
     store_or_exit,
+    tables,
+    width,
 )
 from automl.cli.output import follow, metrics_of, progress_factory, stdout_to_stderr
 from automl.cli.views import job_json, jobs_table, pareto_table, print_result, result_json, status_json, status_view
@@ -49,7 +52,7 @@ app = typer.Typer(
     name="automl",
     help="Hyperparameter search for PyTorch models: Optuna searches, Ray Tune runs the trials, MLflow records them.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
     rich_markup_mode="rich",
 )
@@ -80,18 +83,47 @@ StorageUrl = Annotated[
         show_default=False,
     ),
 ]
-JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for scripts instead of tables.")]
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for scripts instead of tables (an error too).")]
+WideFlag = Annotated[
+    bool, typer.Option("--wide", help="Full-width tables, every column, whatever the terminal's width (or a pipe's 80).")
+]
 JobId = Annotated[str, typer.Argument(help="The job id (a unique prefix of 4 or more characters is enough).", show_default=False)]
 
 
+def _show_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        def of(name: str) -> str:
+            try:
+                return version(name)
+            except PackageNotFoundError:
+                return "-"
+
+        libraries = ", ".join(f"{name} {of(name)}" for name in ("optuna", "ray", "mlflow", "torch"))
+        out.print(f"automl {of('automl-service')} ({libraries})", highlight=False)
+        raise typer.Exit()
+
+
 @app.callback()
-def _main(debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks on errors.")] = False) -> None:
+def _main(
+    debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks on errors.")] = False,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            help="Print the version (and Optuna's, Ray's, MLflow's, PyTorch's) and exit.",
+            callback=_show_version,
+            is_eager=True,
+        ),
+    ] = False,
+) -> None:
     """Hyperparameter search for PyTorch models.
 
     State lives in $AUTOML_HOME (default ~/.automl). Point at real services with
     AUTOML_DB_URL (job store), AUTOML_STORAGE_URL (Optuna), MLFLOW_TRACKING_URI and RAY_ADDRESS.
     """
-    state["debug"] = debug
+    state.update(debug=debug, json=False, wide=False)
 
 
 @app.command()
@@ -110,6 +142,7 @@ def run(
     Ctrl-C cancels the job. Example: [bold]automl run examples/iris.yaml[/bold]. With
     AUTOML_SERVER set, the job goes to the server and this follows it as [bold]submit --wait[/bold] does.
     """
+    json_mode(json_output)
     from automl.client import server_from_env
     from automl.engine.cluster import check_resources, ensure_ray
     from automl.service import check_job_file, check_tracking, enqueue
@@ -180,6 +213,7 @@ def submit(
     With AUTOML_SERVER and AUTOML_TOKEN set, the job (and its code package and data file) goes
     to [bold]automl server[/bold] instead of the job store.
     """
+    json_mode(json_output)
     from automl.service import check_job_file, check_tracking
 
     checked = guard(lambda: check_job_file(job_file))
@@ -210,6 +244,7 @@ def rerun(
     db_url: DbUrl = None,
 ) -> None:
     """Run a job again as a new job: the same spec, code package and data file, by their hashes."""
+    json_mode(json_output)
     job_id = job_id_or_exit(job_id)
     store = service_or_exit(db_url)
     earlier_id = guard(lambda: store.get(job_id)).id
@@ -236,9 +271,11 @@ def list_jobs(
     state: Annotated[list[str] | None, typer.Option("--state", "-s", help="Only jobs in this state (repeatable).")] = None,
     limit: Annotated[int, typer.Option(help="At most this many jobs, newest first.")] = 50,
     json_output: JsonFlag = False,
+    wide: WideFlag = False,
     db_url: DbUrl = None,
 ) -> None:
     """List jobs, newest first: state, trials done, best value."""
+    json_mode(json_output, wide)
     for name in state or []:
         if name not in list(JobState):
             fail(invalid(f"--state: unknown state {name!r} (one of {', '.join(JobState)})"))
@@ -249,7 +286,7 @@ def list_jobs(
     elif not jobs:
         err.print("no jobs" + (f" in state {', '.join(state)}" if state else "") + "; submit one with: automl submit JOB.yaml")
     else:
-        out.print(jobs_table(jobs))
+        tables().print(jobs_table(jobs, width()))
 
 
 @app.command()
@@ -257,6 +294,7 @@ def status(
     job_id: JobId,
     watch: Annotated[bool, typer.Option("--watch", "-w", help="Refresh until the job ends.")] = False,
     json_output: JsonFlag = False,
+    wide: WideFlag = False,
     db_url: DbUrl = None,
     storage_url: StorageUrl = None,
 ) -> None:
@@ -265,6 +303,7 @@ def status(
     It reads the job's row (the runner keeps counts, top trials and the Pareto front there), not
     its Optuna study, so it stays quick however many trials the job has.
     """
+    json_mode(json_output, wide)
     job_id = job_id_or_exit(job_id)
     store = service_or_exit(db_url, storage_url=storage_url)
 
@@ -279,15 +318,15 @@ def status(
         out.print_json(json.dumps(status_json(job, events, snapshot, metrics), default=str))
         return
     if not watch:
-        out.print(status_view(job, events, snapshot, metrics))
+        tables().print(status_view(job, events, snapshot, metrics, width=width()))
         return
     from rich.live import Live
 
-    with Live(status_view(job, events, snapshot, metrics), console=out, refresh_per_second=2) as live:
+    with Live(status_view(job, events, snapshot, metrics, width=out.width), console=out, refresh_per_second=2) as live:
         while not job.is_final:
             time.sleep(1.0)
             job, events, snapshot = read()
-            live.update(status_view(job, events, snapshot, metrics))
+            live.update(status_view(job, events, snapshot, metrics, width=out.width))
     exit_for(job)
 
 
@@ -312,6 +351,7 @@ def best(
     tracking_uri: TrackingUri = None,
 ) -> None:
     """The best trial of a job: its value, its hyperparameters and the registered model URI."""
+    json_mode(json_output)
     job_id = job_id_or_exit(job_id)
     store = service_or_exit(db_url, storage_url=storage_url, tracking_uri=tracking_uri)
     job = guard(lambda: store.get(job_id))
@@ -336,7 +376,7 @@ def _print_best(job: JobView, found: dict[str, Any]) -> None:
     if found["model_uri"]:
         out.print(f"Model: {found['model_uri']}")
     if found["pareto_front"]:
-        out.print(pareto_table(found["pareto_front"], found["metrics"]))
+        out.print(pareto_table(found["pareto_front"], found["metrics"], out.width))
 
 
 @app.command()

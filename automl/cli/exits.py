@@ -30,8 +30,25 @@ EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
 # The command line's two streams: results on stdout, everything else (errors, progress) on stderr.
 out = Console()
 err = Console(stderr=True)
-# Set by the root command's --debug option.
-state: dict[str, Any] = {"debug": False}
+# Set by the root command's --debug option, and by a command's --json (errors as a JSON object on stdout).
+state: dict[str, Any] = {"debug": False, "json": False, "wide": False}
+WIDE = 1000  # what --wide prints at: no table squeezed, no line wrapped
+
+
+def json_mode(active: bool, wide: bool = False) -> None:
+    """What a command's ``--json`` and ``--wide`` ask for: errors as JSON on stdout; full-width tables."""
+    state["json"] = active
+    state["wide"] = wide
+
+
+def width() -> int:
+    """The width tables are laid out for: the terminal's (80 when piped), or :data:`WIDE` with ``--wide``."""
+    return WIDE if state["wide"] else out.width
+
+
+def tables() -> Console:
+    """Where a command prints its tables: stdout, :data:`WIDE` columns wide with ``--wide``."""
+    return Console(width=WIDE) if state["wide"] else out
 
 
 def guard(call: Any) -> Any:
@@ -74,6 +91,12 @@ def fail(exc: BaseException) -> NoReturn:
     message = str(exc) if isinstance(exc, AutomlError) else f"{type(exc).__name__}: {exc}"
     from rich.markup import escape
 
+    if state["json"]:  # a script reads stdout: the error is a JSON object there (the exit code is the same)
+        import json
+        import sys
+
+        sys.stdout.write(json.dumps({"error": message, "kind": type(exc).__name__, "exit_code": code}) + "\n")
+        sys.stdout.flush()
     # Escaped: a message quotes the user's input, and "[/x]" in it is not markup (rich would raise).
     err.print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
     if not state["debug"] and not isinstance(exc, AutomlError):

@@ -32,48 +32,68 @@ STATE_STYLE: dict[str, str] = {
 }
 
 
-def trials_table(trials: list[TrialSummary], *, metric: str, title: str) -> Table:
+def fitted_headers(headers: list[str], rows: list[list[str]], width: int | None) -> list[str]:
+    """The column headers as they are, or broken after their underscores (``learning_`` over
+    ``rate``) when the table would not fit ``width`` columns otherwise: the values stay whole."""
+    if width is None or not headers:
+        return headers
+    widths = [max([len(h), *(len(row[i]) for row in rows)]) for i, h in enumerate(headers)]
+    if sum(w + 2 for w in widths) <= width:  # each column: its padding (collapsed to one space between columns)
+        return headers
+    return [h.replace("_", "_\n") if len(h) > 4 else h for h in headers]
+
+
+def _value_table(title: str, headers: list[str], rows: list[list[str]], *, first_styled: int, width: int | None) -> Table:
+    """A table of figures: no value is ever cut; long headers break at underscores to make room."""
+    # One space between columns, none at the edges: 2 more columns of figures fit in 80.
+    table = Table(
+        title=title, header_style="bold", title_justify="left", box=box.SIMPLE_HEAD, collapse_padding=True, pad_edge=False
+    )
+    for index, header in enumerate(fitted_headers(headers, rows, width)):
+        style = "green" if 1 <= index <= first_styled else None
+        table.add_column(
+            header, justify="right", no_wrap=True, style=style, min_width=max(len(r[index]) for r in rows) if rows else None
+        )
+    for row in rows:
+        table.add_row(*row)
+    return table
+
+
+def trials_table(trials: list[TrialSummary], *, metric: str, title: str, width: int | None = None) -> Table:
     """The given (completed) trials, one row each, one column per hyperparameter."""
     param_names = sorted({name for t in trials for name in t.params})
-    table = Table(title=title, header_style="bold", title_justify="left", box=box.SIMPLE_HEAD)
-    table.add_column("trial", justify="right", min_width=5, no_wrap=True)
-    table.add_column(metric, justify="right", style="green", no_wrap=True)
-    for name in param_names:
-        table.add_column(name, justify="right", no_wrap=True)
-    for trial in trials:
-        table.add_row(
-            str(trial.number),
-            "-" if trial.value is None else f"{trial.value:.4g}",
-            *[fmt(trial.params.get(name)) for name in param_names],
-        )
-    return table
+    rows = [
+        [str(t.number), "-" if t.value is None else f"{t.value:.4g}", *[fmt(t.params.get(name)) for name in param_names]]
+        for t in trials
+    ]
+    return _value_table(title, ["trial", metric, *param_names], rows, first_styled=1, width=width)
 
 
-def pareto_table(front: list[dict[str, Any]], metrics: list[str]) -> Table:
+def pareto_table(front: list[dict[str, Any]], metrics: list[str], width: int | None = None) -> Table:
     """The Pareto front of a multi-objective job: one row per trial, one column per metric."""
-    table = Table(title=f"Pareto front ({len(front)} trials)", header_style="bold", title_justify="left", box=box.SIMPLE_HEAD)
-    table.add_column("trial", justify="right")
-    for name in metrics:
-        table.add_column(name, justify="right", style="green")
     params = sorted({k for row in front for k in row["params"]})
-    for name in params:
-        table.add_column(name, justify="right")
-    for row in sorted(front, key=lambda r: r["values"][metrics[0]]):
-        table.add_row(
-            str(row["trial"]), *[f"{row['values'][m]:.4g}" for m in metrics], *[fmt(row["params"].get(p)) for p in params]
-        )
-    return table
+    rows = [
+        [str(row["trial"]), *[f"{row['values'][m]:.4g}" for m in metrics], *[fmt(row["params"].get(p)) for p in params]]
+        for row in sorted(front, key=lambda r: r["values"][metrics[0]])
+    ]
+    return _value_table(
+        f"Pareto front ({len(front)} trials)", ["trial", *metrics, *params], rows, first_styled=len(metrics), width=width
+    )
 
 
 def print_result(result: SearchResult, *, top: int = 5, console: Console | None = None) -> None:
     """The end-of-job report: the best trials as a table, and where to see everything."""
     console = console or Console()
     counts = ", ".join(f"{n} {state.lower()}" for state, n in sorted(result.state_counts.items()))
-    console.print(trials_table(result.top(top), metric=result.metric, title=f"Top trials of {result.job_name} ({counts})"))
+    console.print(
+        trials_table(
+            result.top(top), metric=result.metric, title=f"Top trials of {result.job_name} ({counts})", width=console.width
+        )
+    )
     for trial in [t for t in result.trials if t.state == TrialState.FAIL][:5]:
         console.print(f"[red]trial {trial.number} failed:[/red] {escape(trial.fail_reason or '')}", highlight=False)
     if result.pareto_front:
-        console.print(pareto_table(front_rows(result.pareto_front, list(result.metrics)), list(result.metrics)))
+        console.print(pareto_table(front_rows(result.pareto_front, list(result.metrics)), list(result.metrics), console.width))
     if result.best_value is not None:
         console.print(f"Best: trial {result.best_trial_number}, {result.metric} = {result.best_value:.6g}")
     if result.model_uri:
@@ -112,30 +132,43 @@ def result_json(result: SearchResult) -> dict[str, Any]:
     }
 
 
-def jobs_table(jobs: list[JobView]) -> Table:
-    """Jobs, newest first: id, name, state, progress, best, age, runner."""
+def jobs_table(jobs: list[JobView], width: int | None = None) -> Table:
+    """Jobs, newest first: id, name, state, progress, best, age, owner (when any has one), runner.
+
+    Narrower than the table needs (80 columns, or piped), the runner column goes and the
+    submission time loses its year and seconds; ids, names, states and figures are never cut.
+    """
+    owners = any(job.owner for job in jobs)
+    full = width is None or width >= 100 + (10 if owners else 0)
     table = Table(header_style="bold", box=box.SIMPLE_HEAD)
-    columns: tuple[tuple[str, JustifyMethod], ...] = (
+    columns: list[tuple[str, JustifyMethod]] = [
         ("id", "left"),
         ("name", "left"),
         ("state", "left"),
         ("trials", "right"),
         ("best", "right"),
         ("submitted", "left"),
-        ("runner", "left"),
-    )
+    ]
+    if owners:
+        columns.append(("owner", "left"))
+    if full:
+        columns.append(("runner", "left"))
     for name, justify in columns:
-        table.add_column(name, justify=justify, no_wrap=name != "runner")
+        table.add_column(name, justify=justify, no_wrap=name != "runner", min_width=12 if name == "id" else None)
     for job in jobs:
-        table.add_row(
+        cells = [
             job.id,
             job.name,
             _styled(job.state) + (" (cancelling)" if job.cancel_requested and job.state == JobState.RUNNING else ""),
             f"{job.trials_finished}/{job.trials_total}",
             "-" if job.best_value is None else f"{job.best_value:.4g}",
-            when(job.created_at),
-            job.runner_id or "",
-        )
+            when(job.created_at) if full else when(job.created_at)[5:16],
+        ]
+        if owners:
+            cells.append(job.owner or "-")
+        if full:
+            cells.append(job.runner_id or "")
+        table.add_row(*cells)
     return table
 
 
@@ -162,7 +195,9 @@ def status_json(job: JobView, events: list[EventView], snapshot: JobSnapshot, me
     }
 
 
-def status_view(job: JobView, events: list[EventView], snapshot: JobSnapshot, metrics: list[str], top: int = 5) -> Group:
+def status_view(
+    job: JobView, events: list[EventView], snapshot: JobSnapshot, metrics: list[str], top: int = 5, width: int | None = None
+) -> Group:
     """A job's status: state, progress by trial state, best so far, top trials, Pareto front, recent events."""
     metric = metrics[0]
     best = "-" if job.best_value is None else f"{job.best_value:.6g}"
@@ -178,15 +213,16 @@ def status_view(job: JobView, events: list[EventView], snapshot: JobSnapshot, me
         parts.append(f"  runner: {job.runner_id} (lease until {when(job.lease_expires_at)}, attempt {job.attempts})")
     if job.error:
         parts.append(Text.assemble("  ", ("error:", "red"), f" {job.error}"))
-    parts.append(f"  Optuna study: {job.study_name}   MLflow run: {job.mlflow_run_id or '-'}")
+    parts.append(f"  Optuna study: {job.study_name}")
+    parts.append(f"  MLflow run: {job.mlflow_run_id or '-'}")
     if job.code_sha256 or job.data_sha256:
         code = f"code {job.code_sha256[:12]}" if job.code_sha256 else "no code package"
         data = f"data {job.data_source} ({job.data_sha256[:12]})" if job.data_sha256 else "no data file"
         parts.append(f"  {code}   {data}")
     if snapshot.top:
-        parts.append(trials_table(list(snapshot.top[:top]), metric=metric, title="Top trials"))
+        parts.append(trials_table(list(snapshot.top[:top]), metric=metric, title="Top trials", width=width))
     if snapshot.pareto and len(metrics) > 1:
-        parts.append(pareto_table(front_rows(snapshot.pareto, metrics), metrics))
+        parts.append(pareto_table(front_rows(snapshot.pareto, metrics), metrics, width))
     if events:
         table = Table("when", "event", "", header_style="bold", box=box.SIMPLE_HEAD, title="Recent events", title_justify="left")
         for event in events:
