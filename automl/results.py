@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from automl.states import TrialState
@@ -24,6 +25,10 @@ class TrialSummary:
     run_id: str | None = None
     fail_reason: str | None = None
     values: tuple[float, ...] | None = None
+    started_at: datetime | None = None  # as Optuna stamps them: naive local time
+    finished_at: datetime | None = None
+    intermediate: dict[int, float] = field(default_factory=dict)  # the primary metric by step, as reported
+    user_attrs: dict[str, Any] = field(default_factory=dict)
 
 
 def primary_value(trial: TrialSummary) -> float:
@@ -117,21 +122,51 @@ class SearchResult:
         return top_trials(self.trials, self.mode, n)
 
     def trials_frame(self) -> pd.DataFrame:
-        """Every trial as a table: number, state, value, one column per hyperparameter, run id."""
+        """Every trial as a table, with the columns ``optuna.Study.trials_dataframe()`` has and their
+        names: ``number``, ``value_<metric>`` (``values_<metric>`` each, with several metrics),
+        ``datetime_start``, ``datetime_complete``, ``duration``, ``params_*``, ``user_attrs_*``,
+        ``state`` and ``intermediate_values_<step>``; then the trial's MLflow ``run_id`` and its
+        ``fail_reason``."""
         import pandas as pd
 
-        rows = [
-            {
+        several = len(self.metrics) > 1
+
+        def row(t: TrialSummary) -> dict[str, Any]:
+            # As Optuna names them for a study whose metrics are named (every job's study is).
+            if several:
+                values = dict(zip([f"values_{m}" for m in self.metrics], t.values or [None] * len(self.metrics), strict=True))
+            else:
+                values = {f"value_{self.metric}": t.value}
+            return {
                 "number": t.number,
+                **values,
+                "datetime_start": t.started_at,
+                "datetime_complete": t.finished_at,
+                "duration": t.finished_at - t.started_at if t.started_at and t.finished_at else None,
+                **{f"params_{k}": v for k, v in sorted(t.params.items())},
+                **{f"user_attrs_{k}": v for k, v in sorted(t.user_attrs.items())},
                 "state": t.state,
-                "value": t.value,
-                **{f"params_{k}": v for k, v in t.params.items()},
+                **{f"intermediate_values_{step}": v for step, v in sorted(t.intermediate.items())},
                 "run_id": t.run_id,
                 "fail_reason": t.fail_reason,
             }
-            for t in self.trials
-        ]
-        return pd.DataFrame(rows)
+
+        frame = pd.DataFrame([row(t) for t in self.trials])
+        for column in ("datetime_start", "datetime_complete"):
+            if column in frame:
+                frame[column] = pd.to_datetime(frame[column])
+        if "duration" in frame:
+            frame["duration"] = pd.to_timedelta(frame["duration"])
+
+        # Optuna's column order, whichever trial brought a column first.
+        def group(prefix: str) -> list[str]:
+            return sorted(c for c in frame.columns if c.startswith(prefix))
+
+        steps = sorted(group("intermediate_values_"), key=lambda c: int(c.rsplit("_", 1)[1]))
+        named = [f"values_{m}" for m in self.metrics] if several else [f"value_{self.metric}"]
+        head = ["number", *named, "datetime_start", "datetime_complete", "duration"]
+        order = [*head, *group("params_"), *group("user_attrs_"), "state", *steps, "run_id", "fail_reason"]
+        return frame[[c for c in order if c in frame.columns]]
 
     def load_best_model(self) -> torch.nn.Module:
         """Load the best model from MLflow (the Model Registry when it was registered).

@@ -52,6 +52,10 @@ def summarize(
             run_id=record.run_id if record else None,
             fail_reason=reason,
             values=values,
+            started_at=t.datetime_start,
+            finished_at=t.datetime_complete,
+            intermediate={int(step): float(v) for step, v in t.intermediate_values.items()},
+            user_attrs={k: v for k, v in t.user_attrs.items() if k != "fail_reason"},
         )
 
     trials = tuple(summary(t) for t in study.get_trials(deepcopy=False))
