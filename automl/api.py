@@ -66,8 +66,9 @@ def search(
 
     Args:
         objective: ``f(params)`` or ``f(params, ctx)``; returns the final metric or ``None``.
-        space: a preset name or YAML path, a mapping of parameters (our format or Optuna
-            distributions), a :class:`SearchSpace`, or an Optuna define-by-run function
+        space: a preset name or YAML path, a mapping of parameters (our format, Optuna
+            distributions, or Ray Tune domains such as ``tune.loguniform(1e-4, 1e-1)`` and
+            ``tune.choice([16, 32])``), a :class:`SearchSpace`, or an Optuna define-by-run function
             ``f(trial) -> dict | None`` for conditional spaces.
         n_trials: how many trials to run.
         metric, mode: the metric to optimise and its direction (``min`` or ``max``); or lists,
@@ -181,10 +182,15 @@ def _space_field(space: Any) -> tuple[Any, Callable[..., Any] | None]:
     if isinstance(space, (str, Path)):
         return str(space), None
     if isinstance(space, Mapping):
-        if space and all(_is_optuna_distribution(v) for v in space.values()):
+        if space and all(_is_tune_domain(v) or _is_optuna_distribution(v) for v in space.values()):
             from automl.spaces import space_from_distributions
 
-            return space_from_distributions(space).model_dump(mode="json", exclude_none=True), None
+            return space_from_distributions(_as_optuna(space)).model_dump(mode="json", exclude_none=True), None
+        if any(_is_tune_domain(v) or _is_optuna_distribution(v) for v in space.values()):
+            mixed = sorted(k for k, v in space.items() if not (_is_tune_domain(v) or _is_optuna_distribution(v)))
+            raise SpecError(
+                f"space: give every parameter as a Tune domain or an Optuna distribution, or none; {', '.join(mixed)} are not"
+            )
         return dict(space), None
     if callable(space):
         return f"define-by-run:{getattr(space, '__qualname__', 'function')}", space
@@ -193,6 +199,26 @@ def _space_field(space: Any) -> tuple[Any, Callable[..., Any] | None]:
 
 def _is_optuna_distribution(value: Any) -> bool:
     return type(value).__module__.startswith("optuna.distributions")
+
+
+def _is_tune_domain(value: Any) -> bool:
+    """A Ray Tune search-space domain (``tune.uniform``, ``tune.loguniform``, ``tune.choice``, ``tune.randint``...)."""
+    return type(value).__module__.startswith("ray.tune.search.sample")
+
+
+def _as_optuna(space: Mapping[str, Any]) -> dict[str, Any]:
+    """Tune domains as Optuna distributions, converted by Ray's own Optuna searcher (its bounds rules:
+    ``tune.randint``'s upper bound is exclusive, ``tune.qrandint``'s inclusive); Optuna's stay."""
+    tune_part = {k: v for k, v in space.items() if _is_tune_domain(v)}
+    converted: dict[str, Any] = {}
+    if tune_part:
+        from ray.tune.search.optuna import OptunaSearch
+
+        try:
+            converted = OptunaSearch.convert_search_space(tune_part)
+        except ValueError as exc:  # e.g. tune.randn: no bounds for Optuna
+            raise SpecError(f"space: {exc}") from None
+    return {k: converted.get(k, v) for k, v in space.items()}
 
 
 def _objective_ref(objective: Objective) -> str:

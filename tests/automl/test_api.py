@@ -189,3 +189,26 @@ def test_search_refuses_a_boolean_trial_count() -> None:
     # n_trials=True used to mean one trial; a count must be a number. Refused before Ray or MLflow start.
     with pytest.raises(SpecError, match=r"budget\.trials: expected a number, got the boolean true"):
         automl.search(lambda params: params["x"], {"x": {"type": "float", "low": 0, "high": 1}}, n_trials=True)
+
+
+def test_a_space_of_ray_tune_domains_is_searched_with_tune_s_own_bounds(automl_home: Path, ray_session: None) -> None:
+    from ray import tune
+
+    space = {
+        "lr": tune.loguniform(1e-4, 1e-1),
+        "width": tune.randint(8, 10),  # Tune's upper bound is exclusive: 8 or 9
+        "step": tune.qrandint(0, 4, 2),  # and qrandint's inclusive: 0, 2 or 4
+        "act": tune.choice(["relu", "tanh"]),
+        "dropout": tune.quniform(0.0, 0.5, 0.1),
+    }
+    result = automl.search(
+        lambda p: p["lr"] * p["width"], space, n_trials=6, max_steps=1, metric="loss", plots=False, name="tune-space"
+    )
+    seen = result.trials_frame()
+    assert set(seen["params_width"]) <= {8, 9} and set(seen["params_step"]) <= {0, 2, 4}
+    assert set(seen["params_act"]) <= {"relu", "tanh"} and seen["params_lr"].between(1e-4, 1e-1).all()
+    assert all(abs(d * 10 - round(d * 10)) < 1e-9 for d in seen["params_dropout"])
+    study = optuna.load_study(study_name=result.study_name, storage=f"sqlite:///{automl_home / 'studies.db'}")
+    assert study.trials[0].distributions["lr"] == optuna.distributions.FloatDistribution(1e-4, 1e-1, log=True)
+    with pytest.raises(automl.SpecError, match=r"space: give every parameter"):
+        automl.search(lambda p: 0.0, {"lr": tune.uniform(0, 1), "x": {"type": "float", "low": 0, "high": 1}}, n_trials=1)
