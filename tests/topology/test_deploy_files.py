@@ -38,6 +38,7 @@ TOPOLOGY_COMMANDS = {
     "ray-head": ["bash", "workers/cluster/start-head.sh"],
     "ray-gpu-worker": ["bash", "workers/cluster/start-worker.sh"],
     "runner": ["bash", "workers/cluster/start-runner.sh"],
+    "server": ["bash", "workers/cluster/start-server.sh"],
 }
 
 
@@ -114,6 +115,15 @@ def test_compose_runs_the_topology_scripts_with_what_they_need(compose: dict) ->
     )
     for name in ("ray-gpu-worker", "runner"):
         assert env[name]["RAY_HEAD_ADDRESS"] == f"ray-head:{env['ray-head']['RAY_PORT']}", name
+    # The server holds what the runner holds of the service (its stores, MLflow, the webhooks' secret) and
+    # nothing of Ray's; it listens on every interface of its container and is published on the host's loopback.
+    server = env["server"]
+    shared = ("AUTOML_DB_URL", "AUTOML_STORAGE_URL", "MLFLOW_TRACKING_URI", "AUTOML_WEBHOOKS", "AUTOML_WEBHOOK_SECRET")
+    assert {k: server[k] for k in shared} == {k: runner[k] for k in shared}
+    assert not {k for k in server if k.startswith("RAY_")}, "the server needs no Ray and holds none of its secrets"
+    assert server["AUTOML_SERVER_HOST"] == "0.0.0.0"
+    assert services["server"]["ports"] == [f"127.0.0.1:{server['AUTOML_SERVER_PORT']}:{server['AUTOML_SERVER_PORT']}"]
+    assert str(server["AUTOML_SERVER_WORKERS"]) == example_env()["SERVER_WORKERS"]
     for name in ("ray-head", "ray-gpu-worker", "runner"):
         assert env[name]["RAY_AUTH_MODE"] == "token" and env[name]["RAY_AUTH_TOKEN"] == example_env()["RAY_AUTH_TOKEN"], name
         # Checkpoints: every node and the runner see AUTOML_HOME at the same path, on one named volume.
@@ -140,6 +150,9 @@ def test_compose_health_checks_volumes_and_startup_order(compose: dict) -> None:
     assert waits["mlflow"] == {"postgres"}
     assert waits["runner"] == {"postgres", "mlflow", "ray-head"}
     assert waits["ray-gpu-worker"] == {"ray-head"}
+    assert waits["server"] == {"postgres"}
+    assert "volumes" not in services["server"], "the server is stateless: everything it knows is in the job store"
+    assert services["server"]["healthcheck"]["test"][-2:] == ["workers/cluster/healthcheck.sh", "server"]
     assert (REPO / "docker" / "postgres-init" / "10-mlflow-database.sql").read_text().count("CREATE DATABASE mlflow") == 1
 
 
@@ -149,7 +162,7 @@ def test_compose_gpu_workers_reserve_the_gpus_they_declare_to_ray(compose: dict)
     assert device["driver"] == "nvidia" and "gpu" in device["capabilities"]
     assert str(device["count"]) == str(worker["environment"]["RAY_NUM_GPUS"]) == example_env()["GPUS_PER_WORKER"]
     assert worker["image"].endswith(":cuda") and "whl/cu" in worker["build"]["args"]["TORCH_INDEX_URL"]
-    for name in ("mlflow", "ray-head", "runner"):
+    for name in ("mlflow", "ray-head", "runner", "server"):
         assert compose["services"][name]["image"].endswith(":cpu"), name
     raw = yaml.safe_load(COMPOSE.read_text())["services"]["ray-gpu-worker"]
     assert raw["environment"]["RAY_NUM_GPUS"] == raw["deploy"]["resources"]["reservations"]["devices"][0]["count"], (
@@ -224,12 +237,21 @@ def test_shell_scripts_pass_shellcheck(script: Path) -> None:
     assert check.returncode == 0, check.stdout + check.stderr
 
 
-def run_script(script: str, **env: str) -> subprocess.CompletedProcess:
+def run_script(script: str, *args: str, **env: str) -> subprocess.CompletedProcess:
     base = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_", "MLFLOW_", "AUTOML_"))}
     base.update(
         PATH=f"{BIN}{os.pathsep}{base.get('PATH', '')}", AUTOML_PYTHON=sys.executable, MLFLOW_PYTHON=sys.executable, **env
     )
-    return subprocess.run(["bash", str(REPO / script)], env=base, capture_output=True, text=True, timeout=60)
+    return subprocess.run(["bash", str(REPO / script), *args], env=base, capture_output=True, text=True, timeout=60)
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on (it was free a moment ago)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def test_scripts_refuse_a_missing_setting_naming_it(tmp_path: Path) -> None:
@@ -239,6 +261,10 @@ def test_scripts_refuse_a_missing_setting_naming_it(tmp_path: Path) -> None:
     assert worker.returncode == 2 and "RAY_HEAD_ADDRESS" in worker.stderr, worker.stderr
     runner = run_script("workers/cluster/start-runner.sh", RAY_AUTH_TOKEN="x" * 32)
     assert runner.returncode == 2 and "RAY_HEAD_ADDRESS" in runner.stderr, runner.stderr
+    server = run_script("workers/cluster/start-server.sh")
+    assert server.returncode == 2 and "AUTOML_DB_URL" in server.stderr, server.stderr
+    unwell = run_script("workers/cluster/healthcheck.sh", "server", AUTOML_SERVER_PORT=str(closed_port()))
+    assert unwell.returncode != 0 and "Connection refused" in unwell.stderr, unwell.stderr
     head = run_script("workers/cluster/start-head.sh")  # token auth is the default: no token, no start
     assert head.returncode == 2 and "RAY_AUTH_TOKEN" in head.stderr, head.stderr
     blocked = tmp_path / "file"
