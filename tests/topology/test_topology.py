@@ -1,14 +1,17 @@
 """The production topology end to end, as local processes on loopback: a real PostgreSQL server, the
 MLflow tracking server on it started by ``mlflow/start-server.sh``, a two-node Ray cluster started by
-``workers/cluster/start-head.sh`` and ``start-worker.sh``, and a runner (``automl worker``). A job
-submitted with ``automl submit`` completes; its runs are read back over MLflow's REST API and with
-the Python client, and the best model is loaded from the registry through the server.
+``workers/cluster/start-head.sh`` and ``start-worker.sh``, a runner (``automl worker``), and
+``automl server`` started by ``workers/cluster/start-server.sh``, with a user and a token made by
+``automl admin``. A job submitted with ``automl submit`` through the server (the user's shell holds
+only its URL and the token) completes on the cluster; its runs are read back over MLflow's REST API and
+with the Python client, and the best model is loaded from the registry through the MLflow server.
 
 The scripts are the ones ``docker/compose.yaml`` runs in its containers, with the same variables.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import json
 import os
@@ -16,6 +19,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.parse
 import urllib.request
@@ -39,6 +43,7 @@ MODEL_NAME = "topology-iris-model"
 EXPERIMENT = "topology"
 HYPERPARAMETERS = {"learning_rate", "batch_size", "dropout", "l1", "l2"}
 START_TIMEOUT_S = 120
+USER = "topology-user"
 
 
 def base_env(**extra: str) -> dict[str, str]:
@@ -165,12 +170,14 @@ def stop_session(process: subprocess.Popen) -> None:
 @dataclass
 class Topology:
     root: Path
-    env: dict[str, str]  # what a runner or a user's shell has: the four URLs plus Ray's auth
+    env: dict[str, str]  # what a user's shell has: automl server's URL and a token (AUTOML_SERVER, AUTOML_TOKEN)
     mlflow: MlflowServer
     cluster: ScriptCluster
     job_id: str
     submitted: dict
     runner_log: Path
+    shared_home: Path  # the runner's and the Ray nodes' AUTOML_HOME (checkpoints)
+    job_store_url: str
 
     def cli(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
         return subprocess.run(
@@ -219,6 +226,69 @@ def start_mlflow(root: Path, backend_url: str) -> MlflowServer:
     return MlflowServer(process, f"http://127.0.0.1:{port}", log, artifacts, env)
 
 
+def start_server(root: Path, service: dict[str, str]) -> tuple[subprocess.Popen, dict[str, str], Path]:
+    """``workers/cluster/start-server.sh`` with what compose gives it (the runner's URLs), on loopback."""
+    env = base_env(
+        **service,
+        AUTOML_HOME=str(root / "server-home"),  # its own: the server keeps nothing there
+        AUTOML_SERVER_HOST="127.0.0.1",  # compose: 0.0.0.0 inside its container
+        AUTOML_SERVER_PORT=str(raycluster.free_port()),
+        AUTOML_SERVER_WORKERS="1",  # two cores, shared
+        AUTOML_COMMAND=str(BIN / "automl"),
+        AUTOML_PYTHON=sys.executable,
+    )
+    log = root / "server.log"
+    with open(log, "ab") as out:
+        process = subprocess.Popen(
+            ["bash", str(REPO / "workers" / "cluster" / "start-server.sh")],
+            cwd=root,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    return process, env, log
+
+
+def operator_setup(
+    root: Path, service: dict[str, str], migrated: threading.Event
+) -> tuple[str, subprocess.Popen, dict[str, str], Path]:
+    """What an operator does on the server's machine: ``automl admin user add``, ``automl admin token
+    create`` (its secret printed once), then the server. The first command migrates the job store (then
+    ``migrated`` is set: nothing else may open it before, or two would create its tables at once)."""
+    admin_env = base_env(AUTOML_HOME=str(root / "admin-home"), **service)
+    for command in (["user", "add", USER], ["token", "create", USER, "--label", "topology", "--json"]):
+        done = subprocess.run(
+            [str(BIN / "automl"), "admin", *command], env=admin_env, capture_output=True, text=True, timeout=120, check=False
+        )
+        assert done.returncode == 0, f"automl admin {' '.join(command)} exited {done.returncode}: {done.stderr}"
+        migrated.set()
+    token = json.loads(done.stdout)["token"]
+    return token, *start_server(root, service)
+
+
+def wait_server_healthy(process: subprocess.Popen, env: dict[str, str], log: Path, timeout: float) -> None:
+    """Until ``healthcheck.sh server`` (compose's health check of the server) passes."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if process.poll() is not None:
+            raise AssertionError(f"start-server.sh exited with {process.returncode}:\n{log.read_text(errors='replace')}")
+        check = subprocess.run(
+            ["bash", str(REPO / "workers" / "cluster" / "healthcheck.sh"), "server"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+        if check.returncode == 0:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"automl server not healthy within {timeout:.0f}s: {check.stderr[-500:]}\n{log.read_text()}")
+        time.sleep(0.3)
+
+
 def job_spec() -> dict:
     return {
         "name": JOB_NAME,
@@ -250,18 +320,25 @@ def topology(tmp_path_factory: pytest.TempPathFactory, postgres_server) -> Itera
     )
     cluster.automl_home = home
     runner = None
+    # What the runner and the server hold (compose's x-service-env).
+    service = {
+        "AUTOML_DB_URL": f"{plain}/topology_jobs",
+        "AUTOML_STORAGE_URL": f"{plain}/topology_jobs",
+        "MLFLOW_TRACKING_URI": mlflow_server.url,
+    }
+    migrated = threading.Event()
+    operator = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+    started: concurrent.futures.Future | None = None
     try:
         cluster.launch()
+        # While Ray and MLflow start: the operator makes a user and a token, then starts the server.
+        started = operator.submit(operator_setup, root, service, migrated)
         cluster.wait_ready(START_TIMEOUT_S)
         # The runner's Ray node joins, and compose's health check of the head runs, while MLflow makes its
-        # tables; the job is submitted once MLflow is healthy.
-        service = {
-            "AUTOML_DB_URL": f"{plain}/topology_jobs",
-            "AUTOML_STORAGE_URL": f"{plain}/topology_jobs",
-            "MLFLOW_TRACKING_URI": mlflow_server.url,
-        }
-        # What a user's shell has: the service's URLs, RAY_ADDRESS and the cluster's auth.
-        env = cluster.driver_env(base_env(AUTOML_HOME=str(home), **service))
+        # tables; the job is submitted once MLflow and the server are healthy.
+        while not migrated.wait(0.2):  # the runner opens a migrated store
+            if started.done():
+                started.result()  # raises what stopped the operator
         runner_log = root / "runner.log"
         runner_env = cluster.script_env(
             {
@@ -290,6 +367,11 @@ def topology(tmp_path_factory: pytest.TempPathFactory, postgres_server) -> Itera
             text=True,
         )
         mlflow_server.wait_healthy(START_TIMEOUT_S)
+        token, server, server_env, server_log = started.result(timeout=START_TIMEOUT_S)
+        wait_server_healthy(server, server_env, server_log, START_TIMEOUT_S)
+        # What a user's shell has: the server's URL and a token; no database URL, no Ray auth.
+        server_url = f"http://{server_env['AUTOML_SERVER_HOST']}:{server_env['AUTOML_SERVER_PORT']}"
+        env = base_env(AUTOML_HOME=str(root / "user-home"), AUTOML_SERVER=server_url, AUTOML_TOKEN=token)
         head_output, _ = head_check.communicate(timeout=120)
         assert head_check.returncode == 0, f"workers/cluster/healthcheck.sh head failed:\n{head_output}"
         assert runner.poll() is None, (
@@ -298,11 +380,12 @@ def topology(tmp_path_factory: pytest.TempPathFactory, postgres_server) -> Itera
 
         spec = root / "job.yaml"
         spec.write_text(yaml.safe_dump(job_spec()))
-        topo = Topology(root, env, mlflow_server, cluster, "", {}, runner_log)
+        topo = Topology(root, env, mlflow_server, cluster, "", {}, runner_log, home, service["AUTOML_DB_URL"])
         submitted = topo.cli("submit", str(spec), "--wait", "--json", timeout=240)
         assert submitted.returncode == 0, (
             f"automl submit --wait exited {submitted.returncode}\nstdout:\n{submitted.stdout}\nstderr:\n{submitted.stderr[-3000:]}"
             f"\nrunner log:\n{runner_log.read_text(errors='replace')[-4000:]}\nmlflow log:\n{mlflow_server.tail()}"
+            f"\nserver log:\n{server_log.read_text(errors='replace')[-3000:]}"
         )
         topo.submitted = json.loads(submitted.stdout)
         topo.job_id = topo.submitted["id"]
@@ -312,6 +395,9 @@ def topology(tmp_path_factory: pytest.TempPathFactory, postgres_server) -> Itera
         # Nothing needs a graceful stop: the job is over and every store is thrown away.
         if runner is not None:
             stop_session(runner)  # the runner and its own Ray node
+        operator.shutdown(wait=True)
+        if started is not None and started.done() and started.exception() is None:
+            stop_session(started.result()[1])
         mlflow_server.stop()
         cluster.stop()
         for name in names:
@@ -326,8 +412,19 @@ def test_job_submitted_through_the_cli_succeeds_on_the_cluster(topology: Topolog
     assert job["mlflow_run_id"] and job["experiment_id"], job
     # The job's rows and the study are in PostgreSQL, not in SQLite files under AUTOML_HOME; the
     # shared state directory holds the trials' checkpoints.
-    home = Path(topology.env["AUTOML_HOME"])
+    home = topology.shared_home
     assert not list(home.glob("*.db")), f"embedded databases were written: {list(home.glob('*.db'))}"
+    # It went through the server, as the user whose token the shell holds; that shell opened no store.
+    assert set(topology.env) >= {"AUTOML_SERVER", "AUTOML_TOKEN"} and "AUTOML_DB_URL" not in topology.env
+    user_home = Path(topology.env["AUTOML_HOME"])
+    assert not (user_home.exists() and list(user_home.glob("*.db"))), list(user_home.glob("*.db"))
+    from automl.store import open_store
+
+    store = open_store(topology.job_store_url)
+    try:
+        assert store.get(topology.job_id).owner == USER
+    finally:
+        store.engine.dispose()
     assert list((home / "ray_results").rglob("checkpoint_*")), "no trial checkpoint in AUTOML_HOME/ray_results"
 
 
