@@ -6,14 +6,35 @@ The job store, study storage and MLflow locations are the service's usual settin
 
 from __future__ import annotations
 
-from pydantic import Field
+from typing import Any
+
+from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from automl.errors import InputError
+
+ENV_PREFIX = "AUTOML_SERVER_"
 
 
 class ServerConfig(BaseSettings):
     """How ``automl server`` listens and what it accepts."""
 
-    model_config = SettingsConfigDict(env_prefix="AUTOML_SERVER_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore")
+
+    def __init__(self, **values: Any) -> None:
+        """Read the settings (``values`` over the environment).
+
+        Raises:
+            InputError: a setting is out of range or of the wrong type; one line naming each variable.
+        """
+        try:
+            super().__init__(**values)
+        except ValidationError as exc:
+            problems = [
+                f"{ENV_PREFIX}{'_'.join(str(part) for part in e['loc']).upper()}={e.get('input')!r}: {e['msg']}"
+                for e in exc.errors()
+            ]
+            raise InputError("; ".join(problems)) from None
 
     host: str = Field(default="127.0.0.1", description="the address to listen on (0.0.0.0 in a container)")
     port: int = Field(default=8080, ge=1, le=65535)

@@ -323,6 +323,20 @@ def test_unknown_paths_are_404(bad: Bad) -> None:
         refused(bad.call("GET", path.format(job=bad.job_id)), 404, r"not found")
 
 
+def test_a_bad_server_setting_is_one_line_naming_its_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What `automl server` (and start-server.sh) print and exit 2 with, instead of pydantic's report."""
+    from automl.errors import InputError
+    from automl.server.config import ServerConfig
+
+    monkeypatch.setenv("AUTOML_SERVER_PORT", "http")
+    monkeypatch.setenv("AUTOML_SERVER_AUTH_CACHE_S", "600")
+    with pytest.raises(InputError) as refused_settings:
+        ServerConfig()
+    message = str(refused_settings.value)
+    assert "\n" not in message and message.startswith("AUTOML_SERVER_PORT='http': Input should be a valid integer"), message
+    assert "AUTOML_SERVER_AUTH_CACHE_S='600': Input should be less than or equal to 60" in message
+
+
 def test_the_live_server_still_answers(bad: Bad) -> None:
     """After all of the above (run last in this module): the server serves a good request as before."""
     assert bad.call("GET", "/whoami").json() == {"name": "alice", "role": "user"}
