@@ -201,7 +201,9 @@ async def stream(
             await asyncio.sleep(every_s)
             quiet += every_s
 
-    return StreamingResponse(messages(), media_type="text/event-stream", headers={"Cache-Control": "no-store"})
+    # X-Accel-Buffering: nginx, in front, passes each message on at once instead of holding them in its buffer.
+    headers = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
+    return StreamingResponse(messages(), media_type="text/event-stream", headers=headers)
 
 
 def _sse(event: str, data: Any) -> str:
