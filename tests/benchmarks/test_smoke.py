@@ -113,6 +113,22 @@ def test_code_shipping_smoke(tmp_path: Path) -> None:
     assert set(data["aim"]) >= {"added_shipped_median_s", "added_own_driver_median_s", "shipped_met", "own_driver_met"}
 
 
+def test_server_load_smoke(tmp_path: Path) -> None:
+    data = run_smoke("server_load", tmp_path, timeout=120)  # about 10 s: a server, no runner, 2 clients for 3 s
+    assert data["no_errors"] is True, data["error_samples"]
+    endpoints = data["endpoints"]
+    assert set(endpoints) == {"list", "status", "get", "events", "whoami", "best"}
+    for name, row in endpoints.items():
+        assert row["requests"] >= 1 and row["errors"] == 0, (name, row)
+        assert 0 < row["p50_ms"] <= row["p95_ms"] <= row["p99_ms"] <= row["max_ms"], (name, row)
+        assert positive(data["first_call_ms"][name]), name
+    total = data["total"]
+    assert total["requests"] == sum(r["requests"] for r in endpoints.values()) and positive(total["rate_per_s"])
+    assert data["streams"]["connections"] == 1 and data["streams"]["errors"] == 0 and data["streams"]["messages"] >= 1
+    assert positive(data["server"]["cpu_s"]) and positive(data["server"]["cpu_ms_per_request"])
+    assert data["settings"]["job_store"] == "sqlite" and data["settings"]["jobs"]["running"] == 0  # no runner in the smoke
+
+
 def test_seed_noise_smoke(tmp_path: Path) -> None:
     data = run_smoke("seed_noise", tmp_path)
     for method in ("service", "random"):
