@@ -62,11 +62,14 @@ FINAL_JOB_STATES = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANC
 # A trial in one of these has ended (Optuna's ``TrialState.is_finished``).
 FINISHED_TRIAL_STATES = frozenset({TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL})
 
+# A pruned trial ended as the search meant it to (its scheduler stopped it early), so its run is
+# FINISHED, as Ray Tune's own MLflow logger ends early-stopped trials: the MLflow UI draws KILLED
+# and FAILED alike as a red cross. Its tag ``automl.state`` stays PRUNED, which tells it apart.
 _MLFLOW_STATUS = {
     TrialState.RUNNING: MlflowStatus.RUNNING,
     TrialState.WAITING: MlflowStatus.SCHEDULED,
     TrialState.COMPLETE: MlflowStatus.FINISHED,
-    TrialState.PRUNED: MlflowStatus.KILLED,
+    TrialState.PRUNED: MlflowStatus.FINISHED,
     TrialState.FAIL: MlflowStatus.FAILED,
 }
 

@@ -37,7 +37,7 @@ def objective(params, ctx):
 """
 
 
-RUN_STATUS = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED"}
+RUN_STATUS = {"COMPLETE": "FINISHED", "PRUNED": "FINISHED", "FAIL": "FAILED"}  # automl.states.mlflow_status
 _modules = itertools.count(1)
 
 

@@ -20,7 +20,7 @@ from automl.cli import app
 
 pytestmark = pytest.mark.slow
 HYPERPARAMETERS = {"learning_rate", "batch_size", "dropout", "l1", "l2"}
-RUN_STATUS = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED"}
+RUN_STATUS = {"COMPLETE": "FINISHED", "PRUNED": "FINISHED", "FAIL": "FAILED"}  # automl.states.mlflow_status
 
 
 def test_cli_run_searches_tracks_and_registers(tmp_path: Path, automl_home: Path, ray_session: None) -> None:
