@@ -133,12 +133,12 @@ def result_json(result: SearchResult) -> dict[str, Any]:
 
 
 def jobs_table(jobs: list[JobView], width: int | None = None) -> Table:
-    """Jobs, newest first: id, name, state, progress, best, age, owner (when any has one), runner.
+    """Jobs, newest first: id, name, state, progress, best, age, owner (when they are several users'), runner.
 
     Narrower than the table needs (80 columns, or piped), the runner column goes and the
     submission time loses its year and seconds; ids, names, states and figures are never cut.
     """
-    owners = any(job.owner for job in jobs)
+    owners = len({job.owner for job in jobs}) > 1  # an admin's view of several users' jobs
     full = width is None or width >= 100 + (10 if owners else 0)
     table = Table(header_style="bold", box=box.SIMPLE_HEAD)
     columns: list[tuple[str, JustifyMethod]] = [

@@ -4,7 +4,8 @@ The job tables' queries and updates are :mod:`automl.store.jobs`'s alone; this m
 their schema, through the migrations, and reads its version, kept in a version table of its own
 (Optuna and MLflow keep their own ``alembic_version`` in a shared database). What must stay true: a database already at head is
 recognised with one SELECT and no Alembic import (every open of the store asks); a transient
-database error is raised, never taken for "no schema yet".
+database error is raised, never taken for "no schema yet"; on PostgreSQL, processes opening an
+empty database at once migrate it one at a time (an advisory lock), so none fails on another's tables.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from automl.store.schema import HEAD_REVISION
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 VERSION_TABLE = "automl_alembic_version"
+# The PostgreSQL advisory lock the migrations run under (any fixed number; this one spells "automl").
+MIGRATION_LOCK_KEY = 0x6175746F6D6C
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
@@ -36,6 +39,10 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
     if revision == "head" and current == script.get_current_head():
         return
     with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            # Servers and runners starting together on an empty database: one migrates, the others
+            # wait here, then find it done (Alembic reads the version again on this connection).
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
         config.attributes["connection"] = connection
         command.upgrade(config, revision)
 

@@ -259,3 +259,17 @@ def test_racing_runners_never_claim_the_same_job(store_url: str) -> None:
     assert sum(1 for batch in claims if batch) >= 2, "the runners did not race"
     for job in store.list(limit=100):
         assert job.state == "running" and job.attempts == 1
+
+
+def test_processes_opening_an_empty_postgresql_store_at_once_all_open_it(postgres_url: str) -> None:
+    """Servers and runners started together on a new database: one migrates, the others wait for it."""
+    import subprocess
+    import sys
+
+    opener = "import sys; from automl.store import open_store; open_store(sys.argv[1]).list(limit=1); print('ok')"
+    openers = [
+        subprocess.Popen([sys.executable, "-c", opener, postgres_url], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(4)
+    ]
+    results = [p.communicate(timeout=120) for p in openers]
+    assert [p.returncode for p in openers] == [0, 0, 0, 0], [err[-800:] for _, err in results]
