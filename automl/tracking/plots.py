@@ -1,9 +1,9 @@
 """The search plots of a job, made by Optuna's own ``optuna.visualization`` from the job's study
 and logged under ``plots/`` of the job's MLflow parent run, where the MLflow UI shows them.
 
-Each plot is logged twice: an interactive plotly ``.html`` (what ``MlflowClient.log_figure``
-writes: plotly.js comes from its CDN) and a ``.png`` drawn by ``optuna.visualization.matplotlib``
-that previews anywhere, offline too. Plots are a view of the results, never a reason for a job to
+Each plot is logged twice: an interactive plotly ``.html`` with plotly.js embedded in it (so it
+renders without internet access, in the MLflow UI's artifact viewer or saved to disk; about
+4.7 MB each) and a ``.png`` drawn by ``optuna.visualization.matplotlib`` that previews anywhere. Plots are a view of the results, never a reason for a job to
 fail: a plot that cannot be drawn is skipped with a warning and a job event. A search with a
 writer process (the default) has them drawn there, after its result was returned: they reach the
 parent run a moment after the job ends, never holding up the caller.
@@ -218,8 +218,9 @@ def _draw_unlocked(plot: PlotSpec, out: Path) -> list[str]:
     try:
         figure = plot.plotly()
         figure.update_layout(title=plot.title)
-        # As MlflowClient.log_figure writes it: plotly.js from its CDN keeps each file small.
-        figure.write_html(out / f"{plot.name}.html", include_plotlyjs="cdn", auto_open=False)
+        # plotly.js inside the file (not from its CDN, as MlflowClient.log_figure writes it): a
+        # plot must read offline, where most of the service's machines are.
+        figure.write_html(out / f"{plot.name}.html", include_plotlyjs=True, auto_open=False)
     except Exception as exc:  # noqa: BLE001
         failures.append(f"{plot.name}.html: {type(exc).__name__}: {exc}")
     try:
@@ -230,7 +231,7 @@ def _draw_unlocked(plot: PlotSpec, out: Path) -> list[str]:
                 if _has_many_axes(axes):
                     figure.suptitle(plot.title)
                 else:
-                    _axes_list(axes)[0].set_title(plot.title)
+                    _retitle(_axes_list(axes)[0], plot.title)
                 figure.savefig(out / f"{plot.name}.png", dpi=110, bbox_inches="tight")
             finally:
                 plt.close(figure)
@@ -253,6 +254,14 @@ def _axes_list(axes: Any) -> list[Any]:
     import numpy as np
 
     return list(np.atleast_1d(axes).flat)
+
+
+def _retitle(ax: Any, title: str) -> None:
+    """``title`` as the axes' only title: Optuna puts some of its own at the left
+    (``Hyperparameter Importances``), where ours at the centre would overlap it."""
+    for loc in ("left", "right"):
+        ax.set_title("", loc=loc)
+    ax.set_title(title, loc="center", pad=12)  # clear of tick labels at the top (parallel coordinates)
 
 
 def _has_many_axes(axes: Any) -> bool:

@@ -79,8 +79,28 @@ def test_a_finished_job_gets_every_plot_as_html_and_png(store: tuple[str, str]) 
     assert control.events == []
     folder = Path(tracker.client.download_artifacts(tracker.parent_run_id, "plots"))
     html = (folder / "optimization_history.html").read_text()
-    assert "toy: val_accuracy by trial" in html and "cdn.plot.ly" in html
+    # plotly.js is in the file itself: the plot renders with no internet access.
+    assert "toy: val_accuracy by trial" in html and '<script src="https://cdn.plot.ly' not in html
+    assert "plotly.js v" in html and len(html) > 3_000_000
     assert (folder / "param_importances.png").read_bytes().startswith(PNG_MAGIC)
+
+
+def test_a_png_has_one_title() -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import optuna.visualization.matplotlib as mpl
+
+    from automl.tracking.plots import _retitle
+
+    with pytest.warns(optuna.exceptions.ExperimentalWarning):
+        ax = mpl.plot_param_importances(_study(["maximize"], 6))
+    assert ax.get_title(loc="left") == "Hyperparameter Importances"  # Optuna's, where ours would overlap it
+    _retitle(ax, "toy: hyperparameter importance for val_accuracy")
+    titles = [ax.get_title(loc=loc) for loc in ("left", "center", "right")]
+    assert titles == ["", "toy: hyperparameter importance for val_accuracy", ""]
+    plt.close(ax.get_figure())
 
 
 def test_learning_curves_need_a_trial_that_reported_twice() -> None:
