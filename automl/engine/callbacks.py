@@ -24,6 +24,7 @@ from automl.faults import fault_point
 from automl.results import TrialSummary
 from automl.states import TrialState
 from automl.tracking import MlflowTracker, RunUpdate, TrialRuns, read_text, trace_tail
+from automl.tracking.runs import now_ms
 from automl.tracking.writer import TrackingWriter
 from workers.context import FINAL_KEY, STEP_KEY
 from workers.trainable import TRIAL_NUMBER_KEY
@@ -152,22 +153,25 @@ class JobCallback(Callback):
             record.run_ref = self.existing_runs[record.number]
             self.writer.submit(runs.reopen_trial, record.run_ref, {"automl.ray_trial_id": trial.trial_id})
         else:
-            self._create_run(record)
+            # The run starts when the study says the trial did (Optuna's datetime_start, as in
+            # trials_frame() and optuna-dashboard), however long its write waits in the queue.
+            self._create_run(record, self.searcher.started_ms(trial.trial_id) or now_ms())
 
     def open_record(self, trial_id: str, number: int, params: dict[str, Any]) -> TrialRecord:
         """A record (and MLflow run) for a trial that Tune never started, so it is tracked too."""
         record = self.ledger.open(trial_id, number, params)
         if self.tracking:
-            self._create_run(record)
+            self._create_run(record, now_ms())
         return record
 
-    def _create_run(self, record: TrialRecord) -> None:
+    def _create_run(self, record: TrialRecord, start_time: int) -> None:
         runs = self.trial_runs
         assert runs is not None
         record.run_ref = self.writer.submit(
             runs.create_trial_run,
             record.number,
             {"automl.ray_trial_id": record.ray_trial_id},
+            start_time,
             replay=runs.find_or_create_trial_run,
         )
         self.update_run(record, RunUpdate(params=record.params))
@@ -230,7 +234,9 @@ class JobCallback(Callback):
         if not self.ledger.end(record, outcome):
             return
         ledger = self.ledger
-        self.update_run(record, RunUpdate.end(outcome.state, reason=outcome.reason, error_text=error_text))
+        # Tune reports a trial's end as it happens, just after Optuna was told (datetime_complete):
+        # its run ends now, not when the write is made.
+        self.update_run(record, RunUpdate.end(outcome.state, reason=outcome.reason, error_text=error_text, end_time=now_ms()))
         if self.progress is not None:
             self.progress.trial_done(outcome.state, ledger.best_value)
         if self.control is not None:

@@ -329,13 +329,23 @@ def _reconcile_tracking(tracker: Any, finished: list[Any], metric: str) -> dict[
         state = from_optuna(trial.state)
         if run is not None and run.info.status != MlflowStatus.RUNNING and run.data.tags.get("automl.state") == state:
             continue
+        # The study's own times (naive local datetimes): the run spans the trial, not this repair.
+        started, ended = trial.datetime_start, trial.datetime_complete
         if run is None:
-            run_id = tracker.start_trial(trial.number, trial.params, {})
+            run_id = tracker.start_trial(
+                trial.number, trial.params, {}, start_time=int(started.timestamp() * 1000) if started else None
+            )
             for step, value in sorted(trial.intermediate_values.items()):
                 tracker.log_metrics(run_id, {metric: value}, step)
         else:
             run_id = run.info.run_id
-        tracker.end_trial(run_id, state, reason=trial.user_attrs.get("fail_reason"), error_text=None)
+        tracker.end_trial(
+            run_id,
+            state,
+            reason=trial.user_attrs.get("fail_reason"),
+            error_text=None,
+            end_time=int(ended.timestamp() * 1000) if ended else None,
+        )
         runs[trial.number] = tracker.client.get_run(run_id)
     return {number: run.info.run_id for number, run in runs.items()}
 

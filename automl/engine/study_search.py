@@ -238,6 +238,12 @@ class StudySearch(OptunaSearch):
         """Ray trial ids this searcher asked Optuna for and has not told the outcome of."""
         return [tid for tid in self._ot_trials if tid not in self._completed_trials]
 
+    def started_ms(self, trial_id: str) -> int | None:
+        """When Optuna started the trial behind a Ray trial id (its ``datetime_start``), in ms since the epoch."""
+        trial = self._ot_trials.get(trial_id)
+        started = None if trial is None else trial.datetime_start
+        return None if started is None else int(started.timestamp() * 1000)  # naive local time, as Optuna stamps it
+
     def trial_params(self, trial_id: str) -> dict[str, Any]:
         """The parameters Optuna chose for a Ray trial id."""
         trial = self._ot_trials.get(trial_id)

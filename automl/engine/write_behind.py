@@ -352,11 +352,11 @@ class RemoteTrialRuns:
     def __init__(self, remote: JobWriter) -> None:
         self.remote = remote
 
-    def create_trial_run(self, number: int, tags: Mapping[str, str]) -> str:
-        return self.remote.call("create_trial_run", number, tags)
+    def create_trial_run(self, number: int, tags: Mapping[str, str], start_time: int | None = None) -> str:
+        return self.remote.call("create_trial_run", number, tags, start_time)
 
-    def find_or_create_trial_run(self, number: int, tags: Mapping[str, str]) -> str:
-        return self.remote.call("find_or_create_trial_run", number, tags)
+    def find_or_create_trial_run(self, number: int, tags: Mapping[str, str], start_time: int | None = None) -> str:
+        return self.remote.call("find_or_create_trial_run", number, tags, start_time)
 
     def update_run(self, run_id: str, update: RunUpdate) -> None:
         self.remote.call("update_run", run_id, update)

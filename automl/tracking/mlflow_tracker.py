@@ -1,8 +1,10 @@
 """MLflow tracking of a job: one experiment, a parent run per job, a child run per trial.
 
 Only the driver (or the job's writer process) writes to MLflow, through ``MlflowClient`` with
-explicit run ids (no global active run), one ``log_batch`` per trial update. The best trial's
-model is logged with ``mlflow.pytorch`` to that trial's run and registered in the Model Registry.
+explicit run ids (no global active run), one ``log_batch`` per trial update. A trial's run
+carries the trial's own start and end times (Optuna's start; its end as Tune reported it), not
+those of the writes, and a name unique in its experiment (``trial-011-<job id>``). The best
+trial's model is logged with ``mlflow.pytorch`` to that trial's run and registered in the Model Registry.
 What must stay true: MLflow is imported only when a tracker is made; the fluent (process-wide)
 URIs are set only under a lock and put back, environment included (:func:`fluent_uris`).
 """
@@ -23,7 +25,8 @@ from automl.sqlite import set_wal_on_file
 from automl.states import JobState, MlflowStatus, TrialState
 from automl.tracking.fluent import FLUENT_LOCK, fluent_uris
 from automl.tracking.notes import NOTE, SUMMARY_END, description_of, experiment_note, summary_note
-from automl.tracking.runs import TAG_PREFIX, RegisteredModel, RunUpdate
+from automl.tracking.runs import TAG_PREFIX, RegisteredModel, RunUpdate, job_short_id, trial_run_name
+from automl.tracking.views import label_experiment
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -48,6 +51,7 @@ class MlflowTracker:
                     self.client.search_registered_models(max_results=1)  # opens the model registry's store too
         self.experiment_id: str | None = None
         self.parent_run_id: str | None = None
+        self._job_id: str | None = None  # the job's short id, in its trial runs' names
         # Against a tracking server, MLflow's client prints "View run ... at: URL" to stdout each time a
         # run ends; stdout belongs to the CLI (`automl run --json` prints its JSON there).
         os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
@@ -85,6 +89,9 @@ class MlflowTracker:
     ) -> str:
         """Create (or reuse) the experiment and open the job's parent run; return its id.
 
+        ``params["metric"]``, ``params["mode"]`` and ``params["space"]`` (the parameter names), when
+        given, make the experiment's saved view of its runs by that metric.
+
         Raises:
             TrackingError: the tracking store cannot be reached or written.
         """
@@ -93,11 +100,18 @@ class MlflowTracker:
         check_tracking_server(self.tracking_uri)
         try:
             self.experiment_id = self._ensure_experiment(experiment)
+            try:
+                self._label_experiment(experiment, params)
+            except Exception as exc:  # noqa: BLE001 - labels, never a reason to fail a job
+                # Two jobs of one name starting at once both write the same tags, and one insert
+                # loses (a unique constraint): the other's labels are there.
+                logger.info("MLflow tracking: experiment %s left as it was labelled: %s", experiment, exc)
             run_tags = {**tags, "mlflow.runName": run_name}
             if description:
                 run_tags["mlflow.note.content"] = description
             run = self.client.create_run(self.experiment_id, run_name=run_name, tags=run_tags)
             self.parent_run_id = run.info.run_id
+            self._job_id = job_short_id(run_name, run.info.run_id)
             self.update_run(self.parent_run_id, RunUpdate(params=dict(params)))
             for name, text in artifacts.items():
                 self.client.log_text(self.parent_run_id, text, name)
@@ -122,6 +136,7 @@ class MlflowTracker:
             run = self.client.get_run(parent_run_id)
             self.experiment_id = run.info.experiment_id
             self.parent_run_id = parent_run_id
+            self._job_id = job_short_id(run.info.run_name, parent_run_id)
             self.client.update_run(parent_run_id, status=MlflowStatus.RUNNING)
         except Exception as exc:
             raise TrackingError(f"cannot reopen MLflow run {parent_run_id} in {redact_url(self.tracking_uri)}: {exc}") from exc
@@ -179,18 +194,44 @@ class MlflowTracker:
                     raise
         return existing.experiment_id
 
-    def start_trial(self, number: int, params: Mapping[str, Any], tags: Mapping[str, str]) -> str:
-        """Open the child run of trial ``number`` with its hyperparameters as params."""
-        run_id = self.create_trial_run(number, tags)
+    def _label_experiment(self, name: str, params: Mapping[str, Any]) -> None:
+        """The experiment's saved view by the job's metric, and its description (:func:`~automl.tracking.views.label_experiment`)."""
+        assert self.experiment_id is not None
+        metric, space = params.get("metric"), params.get("space")
+        label_experiment(
+            self.client,
+            self.experiment_id,
+            name,
+            metric=metric if isinstance(metric, str) and metric else None,
+            mode=str(params.get("mode") or "max"),
+            params=[p.strip() for p in space.split(",") if p.strip()] if isinstance(space, str) else [],
+        )
+
+    def trial_run_name(self, number: int) -> str:
+        """The run name of trial ``number`` of this job (its short id read once from the job's run)."""
+        assert self.parent_run_id is not None
+        if self._job_id is None:  # the job's writer process attaches to a run it did not open
+            self._job_id = job_short_id(self.client.get_run(self.parent_run_id).info.run_name, self.parent_run_id)
+        return trial_run_name(number, self._job_id)
+
+    def start_trial(
+        self, number: int, params: Mapping[str, Any], tags: Mapping[str, str], *, start_time: int | None = None
+    ) -> str:
+        """Open the child run of trial ``number`` with its hyperparameters as params (``start_time``: ms; ``None``: now)."""
+        run_id = self.create_trial_run(number, tags, start_time)
         self.update_run(run_id, RunUpdate(params=dict(params)))
         return run_id
 
-    def create_trial_run(self, number: int, tags: Mapping[str, str]) -> str:
-        """Open the child run of trial ``number``, RUNNING, with its tags; its params come in an update."""
+    def create_trial_run(self, number: int, tags: Mapping[str, str], start_time: int | None = None) -> str:
+        """Open the child run of trial ``number``, RUNNING, with its tags; its params come in an update.
+
+        ``start_time`` (ms since the epoch) is when the trial started; ``None``: now.
+        """
         assert self.experiment_id is not None and self.parent_run_id is not None
-        name = f"trial-{number:03d}"
+        name = self.trial_run_name(number)
         run = self.client.create_run(
             self.experiment_id,
+            start_time=start_time,
             run_name=name,
             tags={
                 "mlflow.parentRunId": self.parent_run_id,
@@ -202,7 +243,7 @@ class MlflowTracker:
         )
         return run.info.run_id
 
-    def find_or_create_trial_run(self, number: int, tags: Mapping[str, str]) -> str:
+    def find_or_create_trial_run(self, number: int, tags: Mapping[str, str], start_time: int | None = None) -> str:
         """:meth:`create_trial_run`, unless the job already has a run for trial ``number`` (a
         create whose answer was lost with the connection): then that run's id."""
         assert self.experiment_id is not None and self.parent_run_id is not None
@@ -213,7 +254,7 @@ class MlflowTracker:
         )
         if found:
             return found[0].info.run_id
-        return self.create_trial_run(number, tags)
+        return self.create_trial_run(number, tags, start_time)
 
     def update_run(self, run_id: str, update: RunUpdate) -> None:
         """Apply ``update`` to a run: one ``log_batch``, then its error text and its end if it has them."""
@@ -229,15 +270,17 @@ class MlflowTracker:
         if update.error_text:
             self.client.log_text(run_id, update.error_text, "error.txt")
         if update.end_status is not None:
-            self.client.set_terminated(run_id, update.end_status)
+            self.client.set_terminated(run_id, update.end_status, end_time=update.end_time)
 
     def log_metrics(self, run_id: str, metrics: Mapping[str, float], step: int) -> None:
         """Log one report's metrics at ``step`` in a single call."""
         self.update_run(run_id, RunUpdate.report(metrics, step))
 
-    def end_trial(self, run_id: str, state: str, *, reason: str | None, error_text: str | None) -> None:
-        """Close a trial's run with the state Optuna recorded for it."""
-        self.update_run(run_id, RunUpdate.end(state, reason=reason, error_text=error_text))
+    def end_trial(
+        self, run_id: str, state: str, *, reason: str | None, error_text: str | None, end_time: int | None = None
+    ) -> None:
+        """Close a trial's run with the state Optuna recorded for it (``end_time``: ms; ``None``: now)."""
+        self.update_run(run_id, RunUpdate.end(state, reason=reason, error_text=error_text, end_time=end_time))
 
     def finish_job(
         self,
@@ -290,6 +333,7 @@ class MlflowTracker:
                 best_params={k.removeprefix("best."): v for k, v in params.items() if k.startswith("best.")},
                 tags=tags,
                 experiment_id=run.info.experiment_id,
+                job_id=self._job_id or job_short_id(run.info.run_name, parent_run_id),
                 plots=bool(self.client.list_artifacts(parent_run_id, "plots")) if plots is None else plots,
             )
         except Exception as exc:  # noqa: BLE001

@@ -43,6 +43,8 @@ class RunUpdate:
     tags: dict[str, str] = field(default_factory=dict)
     error_text: str | None = None
     end_status: str | None = None
+    # When the trial ended (ms since the epoch), not when the write is made: the run's end time.
+    end_time: int | None = None
 
     @classmethod
     def report(cls, metrics: Mapping[str, float], step: int) -> RunUpdate:
@@ -56,8 +58,10 @@ class RunUpdate:
         return cls(tags={f"{TAG_PREFIX}retries": str(attempt), f"{TAG_PREFIX}retry_reason": reason[:4000]})
 
     @classmethod
-    def end(cls, state: str, *, reason: str | None = None, error_text: str | None = None) -> RunUpdate:
-        """A trial's end with the state Optuna recorded for it."""
+    def end(
+        cls, state: str, *, reason: str | None = None, error_text: str | None = None, end_time: int | None = None
+    ) -> RunUpdate:
+        """A trial's end with the state Optuna recorded for it, at ``end_time`` (ms; ``None``: when written)."""
         tags = {f"{TAG_PREFIX}state": state}
         if reason:
             tags[f"{TAG_PREFIX}fail_reason"] = reason[:4000]
@@ -65,6 +69,7 @@ class RunUpdate:
             tags=tags,
             error_text=error_text,
             end_status=mlflow_status(state) if state in FINISHED_TRIAL_STATES else MlflowStatus.FAILED,
+            end_time=end_time,
         )
 
     def merged(self, later: RunUpdate) -> RunUpdate:
@@ -75,6 +80,7 @@ class RunUpdate:
             tags={**self.tags, **later.tags},
             error_text=later.error_text or self.error_text,
             end_status=later.end_status or self.end_status,
+            end_time=later.end_time if later.end_status else self.end_time,
         )
 
 
@@ -86,11 +92,11 @@ class TrialRuns(Protocol):
     job's writer process make them. Each returns once the write is made (or raises its error).
     """
 
-    def create_trial_run(self, number: int, tags: Mapping[str, str]) -> str:
-        """Open trial ``number``'s run (RUNNING) with ``tags``; its id."""
+    def create_trial_run(self, number: int, tags: Mapping[str, str], start_time: int | None = None) -> str:
+        """Open trial ``number``'s run (RUNNING) with ``tags``, started at ``start_time`` (ms; ``None``: now); its id."""
         ...
 
-    def find_or_create_trial_run(self, number: int, tags: Mapping[str, str]) -> str:
+    def find_or_create_trial_run(self, number: int, tags: Mapping[str, str], start_time: int | None = None) -> str:
         """The run of trial ``number`` if one exists (a create whose answer was lost), else a new one."""
         ...
 
@@ -101,6 +107,29 @@ class TrialRuns(Protocol):
     def reopen_trial(self, run_id: str, tags: Mapping[str, str]) -> None:
         """Mark a trial's run RUNNING again: the trial is retried after its runner stopped."""
         ...
+
+
+def trial_run_name(number: int, job_id: str) -> str:
+    """A trial's run name: its number, then its job's short id (``trial-011-6623790b``).
+
+    The id keeps trial runs of different jobs apart where MLflow shows an experiment's runs
+    flat (sorted by a metric, or filtered); the number keeps one job's trials in order.
+    """
+    return f"trial-{number:03d}-{job_id}" if job_id else f"trial-{number:03d}"
+
+
+def job_short_id(run_name: str | None, run_id: str) -> str:
+    """A job's short id, the hex its study and parent run are named with: the job store's id for a
+    queued job (``iris-mlp-3c9a3581e1d7``), a random one for ``automl.search``; else its run id's start."""
+    tail = (run_name or "").rsplit("-", 1)[-1]
+    if 8 <= len(tail) <= 32 and all(c in "0123456789abcdef" for c in tail):
+        return tail
+    return run_id[:8]
+
+
+def now_ms() -> int:
+    """Now, as MLflow stamps times: milliseconds since the epoch."""
+    return int(time.time() * 1000)
 
 
 def trace_tail(text: str | None) -> str | None:

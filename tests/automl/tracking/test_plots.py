@@ -135,6 +135,7 @@ def test_the_job_run_and_experiment_describe_themselves(store: tuple[str, str]) 
     tracker = _tracker(store, "summary")
     experiment = tracker.client.get_experiment(tracker.experiment_id)
     assert "tags.automl.state = 'FAIL'" in experiment.tags["mlflow.note.content"]
+    job_id = tracker.client.get_run(tracker.parent_run_id).info.run_id[:8]  # its run name ends in no hex id
     child = tracker.start_trial(3, {"lr": 0.01}, {})
     tracker.end_trial(child, "PRUNED", reason=None, error_text=None)
 
@@ -154,6 +155,6 @@ def test_the_job_run_and_experiment_describe_themselves(store: tuple[str, str]) 
     assert note.count("What this job is for.") == 1 and note.count(RESULT_PREFIX) == 1
     assert note.startswith(
         f"{RESULT_PREFIX}**succeeded**, 3 trials (2 complete, 1 pruned). "
-        f"Best `val_accuracy`: **0.875** in [trial-004](#/experiments/{tracker.experiment_id}/runs/{child})."
+        f"Best `val_accuracy`: **0.875** in [trial-004-{job_id}](#/experiments/{tracker.experiment_id}/runs/{child})."
     )
     assert "Best hyperparameters: `lr` = 0.01235, `batch_size` = 16." in note

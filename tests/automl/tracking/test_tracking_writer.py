@@ -52,12 +52,13 @@ def test_a_write_submitted_while_the_writer_is_idle_goes_out_alone() -> None:
     writer.submit_update("a", RunUpdate.end("PRUNED"), calls.append).result(timeout=10)
     writer.close()
     assert [c.params for c in calls] == [{"lr": 0.1}, {}]
-    assert calls[1].end_status == "KILLED" and writer.merged == 0
+    assert calls[1].end_status == "FINISHED" and writer.merged == 0  # a pruned trial's run is not drawn as failed
 
 
 def test_later_tags_win_and_the_end_is_kept_when_a_tag_update_follows_it() -> None:
-    merged = RunUpdate.end("FAIL", reason="boom", error_text="Traceback").merged(RunUpdate(tags={"automl.pbt": "x"}))
+    merged = RunUpdate.end("FAIL", reason="boom", error_text="Traceback", end_time=5).merged(RunUpdate(tags={"automl.pbt": "x"}))
     assert merged.end_status == "FAILED" and merged.error_text == "Traceback"
+    assert merged.end_time == 5  # when the trial ended, not when a later tag was written
     assert merged.tags == {"automl.state": "FAIL", "automl.fail_reason": "boom", "automl.pbt": "x"}
     assert RunUpdate(tags={"automl.state": "RUNNING"}).merged(RunUpdate.end("COMPLETE")).tags["automl.state"] == "COMPLETE"
 
