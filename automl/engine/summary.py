@@ -22,7 +22,6 @@ if TYPE_CHECKING:
 
     from automl.engine.ledger import TrialLedger
     from automl.engine.plan import SearchPlan
-    from automl.spec import JobSpec
 
 
 def summarize(
@@ -69,7 +68,7 @@ def summarize(
     best = next(iter(top_trials(list(pareto) or complete, plan.mode, 1)), None)
     model = None
     if log_model and best is not None and best.number in by_number:
-        model = _log_best_model(spec, tracker, by_number[best.number], ledger)
+        model = _log_best_model(plan, study_name, tracker, by_number[best.number], best, ledger)
     counts: dict[str, int] = {}
     for t in trials:
         counts[t.state] = counts.get(t.state, 0) + 1
@@ -134,21 +133,31 @@ def summarize(
     )
 
 
-def _log_best_model(spec: JobSpec, tracker: Any, record: Any, ledger: TrialLedger) -> Any:
-    """Load the best trial's checkpointed model and log it (registered) to that trial's MLflow run."""
+def _log_best_model(plan: SearchPlan, study_name: str, tracker: Any, record: Any, best: TrialSummary, ledger: TrialLedger) -> Any:
+    """Load the best trial's checkpointed model and log it (registered, with where it came from) to that trial's MLflow run."""
     if record.checkpoint is None or record.run_id is None:
         return None
-    import numpy as np
+    from automl.tracking.registry import ModelOrigin
 
     # A checkpoint in a bucket that cannot be read now (the store is down) costs the model, not the job.
     loaded = ledger.safely(read_checkpointed_model, record.checkpoint)
     if loaded is None:
         return None
     model, info = loaded
-    shape = info.get("input_shape")
-    example = np.zeros((2, *shape), dtype=np.float32) if shape else None
+    spec = plan.spec
     name = spec.registered_model_name if spec.tracking.register_model else None
-    return ledger.safely(tracker.log_model, record.run_id, model, registered_name=name, input_example=example, metadata=info)
+    origin = ModelOrigin(
+        job_name=spec.name,
+        study_name=study_name,
+        job_run_id=tracker.parent_run_id,
+        trial_number=best.number,
+        trial_run_name=ledger.safely(tracker.trial_run_name, best.number) or f"trial {best.number}",
+        metric=plan.metric,
+        mode=plan.mode,
+        value=primary_value(best),
+        params=dict(best.params),
+    )
+    return ledger.safely(tracker.log_model, record.run_id, model, registered_name=name, metadata=info, origin=origin)
 
 
 def read_checkpointed_model(checkpoint: Any) -> tuple[Any, dict[str, Any]] | None:

@@ -3,8 +3,10 @@
 Only the driver (or the job's writer process) writes to MLflow, through ``MlflowClient`` with
 explicit run ids (no global active run), one ``log_batch`` per trial update. A trial's run
 carries the trial's own start and end times (Optuna's start; its end as Tune reported it), not
-those of the writes, and a name unique in its experiment (``trial-011-<job id>``). The best
-trial's model is logged with ``mlflow.pytorch`` to that trial's run and registered in the Model Registry.
+those of the writes, and a name unique in its experiment (``trial-011-<job id>``). The best trial's model is logged
+to that trial's run as one MLflow model with a ``pytorch`` and a serving ``python_function``
+flavour (:mod:`~automl.tracking.servable`), registered in the Model Registry with its origin, and
+made the ``champion`` when it beats it (:mod:`~automl.tracking.registry`).
 What must stay true: MLflow is imported only when a tracker is made; the fluent (process-wide)
 URIs are set only under a lock and put back, environment included (:func:`fluent_uris`).
 """
@@ -12,7 +14,6 @@ URIs are set only under a lock and put back, environment included (:func:`fluent
 from __future__ import annotations
 
 import contextlib
-import io
 import json
 import logging
 import os
@@ -23,9 +24,11 @@ from automl.errors import TrackingError
 from automl.settings import redact_url
 from automl.sqlite import set_wal_on_file
 from automl.states import JobState, MlflowStatus, TrialState
-from automl.tracking.fluent import FLUENT_LOCK, fluent_uris
+from automl.tracking.fluent import FLUENT_LOCK
 from automl.tracking.notes import NOTE, SUMMARY_END, description_of, experiment_note, summary_note
+from automl.tracking.registry import ModelOrigin, crown_if_better, describe_version
 from automl.tracking.runs import TAG_PREFIX, RegisteredModel, RunUpdate, job_short_id, trial_run_name
+from automl.tracking.servable import log_servable_model
 from automl.tracking.views import label_experiment
 
 if TYPE_CHECKING:
@@ -353,44 +356,41 @@ class MlflowTracker:
         model: Any,
         *,
         registered_name: str | None,
-        input_example: Any = None,
         metadata: Mapping[str, Any] | None = None,
+        origin: ModelOrigin | None = None,
     ) -> RegisteredModel:
-        """Log ``model`` with ``mlflow.pytorch`` to ``run_id`` and register it under ``registered_name``.
+        """Log ``model`` to ``run_id`` (:mod:`~automl.tracking.servable`) and register it under ``registered_name``.
 
-        The pytorch flavour logs through MLflow's fluent API, so the tracking URI is set for the
-        duration of the call and put back after. ``metadata`` (task, class and feature names)
-        goes into the model's MLmodel file, so whoever loads it can map outputs back to names.
+        ``metadata`` (what the trial saved with the model: task, class and feature names, input
+        shape) goes into the model's MLmodel file and decides its signature and serving. With
+        ``origin`` the version gets its description and tags, and the alias ``champion`` when it
+        beats the current one.
         """
-        with FLUENT_LOCK:  # the fluent URIs are process-wide; a runner may log two jobs' models at once
-            return self._log_model_fluently(
-                run_id, model, registered_name=registered_name, input_example=input_example, metadata=metadata
-            )
-
-    def _log_model_fluently(
-        self, run_id: str, model: Any, *, registered_name: str | None, input_example: Any, metadata: Mapping[str, Any] | None
-    ) -> RegisteredModel:
-        import mlflow
-        import mlflow.pytorch
-        import torch
-
-        # MLflow prints registration notices straight to stderr; the CLI owns the terminal.
-        with fluent_uris(self.tracking_uri), mlflow.start_run(run_id=run_id), contextlib.redirect_stderr(io.StringIO()):
-            info = mlflow.pytorch.log_model(
+        # The fluent URIs are process-wide, and a runner may finish two jobs of one name at once:
+        # one job at a time logs, and reads and moves the champion alias.
+        with FLUENT_LOCK:
+            logged = log_servable_model(
+                self.client,
+                self.tracking_uri,
+                run_id,
                 model,
-                name="model",
-                registered_model_name=registered_name,
-                input_example=input_example,
-                metadata=dict(metadata) if metadata else None,
-                # Built-in models are plain torch.nn modules: pickled whole they load
-                # anywhere torch does. Naming the requirement skips MLflow's slow inference.
-                serialization_format="pickle",
-                pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],
-                await_registration_for=0,
+                registered_name=registered_name,
+                info=metadata or {},
+                tags=origin.tags() if origin is not None else None,
             )
-        version = None if info.registered_model_version is None else str(info.registered_model_version)
-        uri = f"models:/{registered_name}/{version}" if registered_name and version else info.model_uri
-        return RegisteredModel(uri, self.tracking_uri, registered_name, version, run_id)
+            if logged.name and logged.version and origin is not None:
+                try:
+                    describe_version(self.client, logged.name, logged.version, origin)
+                    if crown_if_better(self.client, logged.name, logged.version, origin):
+                        logger.info("model %s version %s is the champion", logged.name, logged.version)
+                except Exception as exc:  # noqa: BLE001 - the model is registered: its record is not worth the job's model URI
+                    logger.warning(
+                        "model %s version %s: its description or champion alias was not written: %s",
+                        logged.name,
+                        logged.version,
+                        exc,
+                    )
+        return logged
 
 
 @contextlib.contextmanager

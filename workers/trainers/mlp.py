@@ -104,6 +104,8 @@ class MLPTrainer(MLPCard, Trainer):
                 "feature_names": list(table.feature_names),
                 "class_names": list(table.class_names),
                 "input_shape": [table.n_features],
+                # Two real rows, raw: the MLflow model's input example (it shows what a request looks like).
+                "input_example": table.x_val[:2].astype(float).tolist(),
                 "n_val": len(table.y_val),
             },
         )
