@@ -13,6 +13,9 @@ from pathlib import Path
 from typing import Any
 
 CHROMIUM = os.environ.get("AUTOML_CHROMIUM", "/usr/bin/chromium")
+# Where browser tests keep their screenshots (see :func:`screenshots`).
+ARTIFACTS_ENV = "AUTOML_TEST_ARTIFACTS"
+REPO = Path(__file__).resolve().parents[1]
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -54,9 +57,16 @@ def launch(playwright: Any, profile: Path, **options: Any) -> Any:
     )
 
 
-def screenshots(tmp_path: Path, test: str) -> Path:
-    """Where a test saves its screenshots: ``$AUTOML_SCREENSHOTS/<test>`` when set (to keep them), else the test's tmp dir."""
-    root = os.environ.get("AUTOML_SCREENSHOTS")
-    folder = Path(root) / test if root else tmp_path / "screens"
+def screenshots(test: str) -> Path:
+    """Where a test saves its screenshots, emptied first: ``$AUTOML_TEST_ARTIFACTS/<test>``, by default
+    ``test-artifacts/<test>`` in the repository (ignored by git; CI keeps the folder as its artifacts).
+
+    ``AUTOML_SCREENSHOTS``, this variable's first name, is read when the new one is not set.
+    """
+    import shutil
+
+    root = os.environ.get(ARTIFACTS_ENV) or os.environ.get("AUTOML_SCREENSHOTS")
+    folder = (Path(root) if root else REPO / "test-artifacts") / test
+    shutil.rmtree(folder, ignore_errors=True)  # only this run's screenshots (no failure.png from an older one)
     folder.mkdir(parents=True, exist_ok=True)
     return folder

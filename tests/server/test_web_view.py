@@ -4,8 +4,8 @@ Alice logs in with her token, watches her job really run (a runner on the server
 a thread, runs a small objective that takes a fraction of a second per step) and its count go up
 on the job page, cancels it there and sees it end cancelled; bob's job page is refused (404); the
 studies' dashboard lists her study, labelled with its metric, and not bob's. Playwright drives
-Debian's Chromium (:mod:`browser`); the screenshots are saved under ``$AUTOML_SCREENSHOTS/web-view``,
-or the test's tmp dir.
+Debian's Chromium (:mod:`browser`); the screenshots are kept under ``$AUTOML_TEST_ARTIFACTS/web-view``
+(default ``test-artifacts/web-view`` in the repository).
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ def test_alice_watches_her_job_run_cancels_it_and_sees_only_her_own(tmp_path: Pa
     from automl.settings import resolve_settings
 
     started = time.monotonic()
-    shots = screenshots(tmp_path, "web-view")
+    shots = screenshots("web-view")
     (tmp_path / "web_objective.py").write_text(OBJECTIVE)
     live = start_server(config_overrides={"mlflow_ui_url": MLFLOW_UI})
     settings = resolve_settings()

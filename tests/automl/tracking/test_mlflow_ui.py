@@ -2,7 +2,10 @@
 
 A small real search runs through ``automl run``; MLflow's own UI server serves its store on a
 loopback port; Playwright drives Debian's Chromium (:mod:`browser`) through the experiment, the
-job's run and its plots, and saves screenshots under the test's tmp dir.
+job's run, a pruned trial's run and the plots, with every request off the machine refused (the
+plots must render offline). The screenshots it takes are kept under
+``$AUTOML_TEST_ARTIFACTS/mlflow-ui`` (default ``test-artifacts/mlflow-ui`` in the repository), for
+CI to keep as artifacts.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from typing import Any
 import optuna
 import pytest
 import yaml
-from browser import launch, require_browser  # tests/, on sys.path by its conftest
+from browser import launch, require_browser, screenshots  # tests/, on sys.path by its conftest
 from mlflow import MlflowClient
 from typer.testing import CliRunner
 
@@ -112,28 +115,33 @@ OBJECTIVE = """
 def objective(params, ctx):
     if ctx.trial_number == FAILING_TRIAL:
         raise RuntimeError("diverged: the loss went to infinity")
+    # Each trial better than the ones before it (one at a time), so ASHA lets it go on; but the
+    # pruned one, far worse than those: ASHA stops it after its first step.
+    base = 1000.0 if ctx.trial_number == PRUNED_TRIAL else 10.0 / (ctx.trial_number + 1)
+    bowl = (params["x"] - 2) ** 2 + (params["y"] + 1) ** 2
     for step in range(1, ctx.max_epochs + 1):
-        ctx.report(loss=(params["x"] - 2) ** 2 + (params["y"] + 1) ** 2 + 1 / step, step=step)
+        ctx.report(loss=base + 0.001 * bowl + 1 / step, step=step)
 """
 FAILING_TRIAL = 1
+PRUNED_TRIAL = 3
 
 
 def _run_job(tmp_path: Path) -> None:
     """A small real job: our own objective (fast, and one trial fails on purpose), run by ``automl run``."""
-    (tmp_path / "ui_objective.py").write_text(f"FAILING_TRIAL = {FAILING_TRIAL}\n{OBJECTIVE}")
+    (tmp_path / "ui_objective.py").write_text(f"FAILING_TRIAL = {FAILING_TRIAL}\nPRUNED_TRIAL = {PRUNED_TRIAL}\n{OBJECTIVE}")
     job = tmp_path / "quadratic.yaml"
     job.write_text(
         yaml.safe_dump(
             {
                 "name": "quadratic-ui",
-                "description": "A quadratic bowl with a learning curve; trial 1 fails on purpose.",
+                "description": "A quadratic bowl with a learning curve; trial 1 fails and trial 3 is pruned, on purpose.",
                 "objective": "ui_objective:objective",
                 "space": {"x": {"type": "float", "low": -5, "high": 5}, "y": {"type": "float", "low": -5, "high": 5}},
                 "metric": "loss",
                 "mode": "min",
-                "scheduler": {"name": "fifo"},
+                "scheduler": {"name": "asha", "grace_period": 1},
                 "budget": {"trials": TRIALS, "max_epochs": 3},
-                "resources": {"cpus_per_trial": 1, "max_concurrent": 2},
+                "resources": {"cpus_per_trial": 1, "max_concurrent": 1},
                 "seed": 3,
             }
         )
@@ -161,37 +169,41 @@ def test_mlflow_ui_shows_the_job_its_trials_and_its_plots(
     trials = optuna.load_study(study_name=summary.study_name, storage=storage).get_trials()
     assert len(trials) == TRIALS
     states = {t.number: t.state.name for t in trials}
-    assert states[FAILING_TRIAL] == "FAIL" and sorted(set(states.values())) == ["COMPLETE", "FAIL"]
+    assert states == {n: {FAILING_TRIAL: "FAIL", PRUNED_TRIAL: "PRUNED"}.get(n, "COMPLETE") for n in range(TRIALS)}
     client = MlflowClient(tracking_uri=f"sqlite:///{automl_home / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("quadratic-ui")
     (parent,) = client.search_runs([experiment.experiment_id], "tags.`automl.kind` = 'job'")
     parent_name = parent.info.run_name
     assert parent_name == summary.study_name
+    job_id = parent_name.rsplit("-", 1)[1]
     best_value = parent.data.metrics["best_loss"]
+    best_trial = int(parent.data.tags["automl.best_trial"])
+    (pruned,) = client.search_runs([experiment.experiment_id], f"tags.`automl.trial_number` = '{PRUNED_TRIAL}'")
+    assert pruned.info.status == "FINISHED" and pruned.data.tags["automl.state"] == "PRUNED"
 
     _wait_for_server(mlflow_ui)
     print(f"server up: {time.monotonic() - started:.1f} s")
-    shots = tmp_path / "screens"
-    shots.mkdir()
-    # The UI opens in its GenAI view by default; the runs of a search read best in the ML one.
+    shots = screenshots("mlflow-ui")
     base = f"{mlflow_ui['url']}/#/experiments/{experiment.experiment_id}"
+    # The UI opens in its GenAI view by default; the runs of a search read best in the ML one
+    # (the links the jobs write carry it too).
     view = "?workflowType=machine_learning"
     with sync_playwright() as playwright:
         context = launch(playwright, tmp_path / "chromium-profile", viewport={"width": 1400, "height": 900})
-        # No internet here: plotly.js, which the HTML plots load from its CDN, comes from the
-        # plotly package instead, so the test sees the interactive plots render.
-        plotly_js = Path(__import__("plotly").__file__).parent / "package_data" / "plotly.min.js"
-        # The page loads it with a subresource-integrity check from a sandboxed (null-origin)
-        # iframe: the same bytes, with the CORS header the CDN sends.
-        context.route(
-            re.compile(r"https://cdn\.plot\.ly/.*"),
-            lambda route: route.fulfill(path=str(plotly_js), headers={"Access-Control-Allow-Origin": "*"}),
-        )
+        # Offline, as most of the service's machines are: every request off this machine is refused
+        # (and noted), so a plot that needs a CDN shows blank here as it would there.
+        refused: list[str] = []
+
+        def refuse(route: Any) -> None:
+            refused.append(route.request.url)
+            route.abort()
+
+        context.route(re.compile(r"^https?://(?!127\.0\.0\.1[:/])"), refuse)
         page = context.pages[0] if context.pages else context.new_page()
         page.set_default_timeout(UI_WAIT_MS)
         expect.set_options(timeout=UI_WAIT_MS)  # assertions have their own timeout (5 s by default)
         try:
-            # The experiment: the job's run, expanded, with one row per trial.
+            # The experiment: the job's run, expanded, with one row per trial, named with the job's id.
             page.goto(f"{base}/runs{view}")
             expect(page.get_by_text(re.compile(rf"^{TRIALS + 1}\s+matching runs$"))).to_be_visible()
             _close_assistant(page)
@@ -199,14 +211,30 @@ def test_mlflow_ui_shows_the_job_its_trials_and_its_plots(
             expand = page.locator('button[data-component-id$="runnamecellrenderer.tsx_46"]')
             expect(expand).to_have_count(1)  # only the job's run has children to expand
             expand.click()
-            trial_links = page.get_by_role("link", name=re.compile(r"^trial-\d{3}$"))
+            trial_links = page.get_by_role("link", name=re.compile(rf"^trial-\d{{3}}-{job_id}$"))
             expect(trial_links).to_have_count(TRIALS)
             names = sorted(trial_links.all_inner_texts())
-            assert names == [f"trial-{t.number:03d}" for t in trials]
+            assert names == [f"trial-{t.number:03d}-{job_id}" for t in trials]
             page.screenshot(path=str(shots / "experiment.png"))
+
+            # The description's first link opens the experiment's saved view: every run sorted by the
+            # job's metric (best first, so the best trial on top), with it as a column.
+            link = page.get_by_role("link", name=re.compile(r"^Every run by loss, lowest first$"))
+            href = link.get_attribute("href") or ""  # the UI opens description links in a new tab
+            assert href.startswith(f"#/experiments/{experiment.experiment_id}/runs?viewStateShareKey="), href
+            page.goto(f"{mlflow_ui['url']}/{href}")
+            expect(page.get_by_test_id("saved-views-trigger")).to_have_text("Trials by loss")
+            expect(page.get_by_text(re.compile(rf"^{TRIALS + 1}\s+matching runs$"))).to_be_visible()
+            _close_assistant(page)
+            expect(page.locator('[role="columnheader"][col-id="metrics.`loss`"]')).to_be_visible()
+            expect(page.get_by_role("link", name=re.compile(rf"^trial-\d{{3}}-{job_id}$")).first).to_have_text(
+                f"trial-{best_trial:03d}-{job_id}"
+            )
+            page.screenshot(path=str(shots / "metric-view.png"))
 
             # Filtering by state finds exactly the failed trial; the UI lists its job's run with
             # it (collapsed), to keep the tree.
+            page.get_by_role("button", name="Exit shared view").first.click()
             search = page.get_by_test_id("search-box")
             search.fill("tags.automl.state = 'FAIL'")
             search.press("Enter")
@@ -214,18 +242,28 @@ def test_mlflow_ui_shows_the_job_its_trials_and_its_plots(
             if trial_links.count() != 1:
                 expand.click()
             expect(trial_links).to_have_count(1)
-            expect(trial_links).to_have_text(f"trial-{FAILING_TRIAL:03d}")
+            expect(trial_links).to_have_text(f"trial-{FAILING_TRIAL:03d}-{job_id}")
             page.screenshot(path=str(shots / "filtered.png"))
+
+            # A pruned trial's run is not shown as a failure: Finished (not Killed, not Failed),
+            # with its state PRUNED in its tags.
+            page.goto(f"{base}/runs/{pruned.info.run_id}{view}")
+            expect(page.get_by_text(f"trial-{PRUNED_TRIAL:03d}-{job_id}").first).to_be_visible()
+            _close_assistant(page)
+            expect(page.get_by_text("Finished", exact=True).first).to_be_visible()
+            expect(page.get_by_text(re.compile(r"^(Killed|Failed)$"))).to_have_count(0)
+            expect(page.get_by_role("status", name="automl.state")).to_have_text(re.compile(r"automl\.state\s*:\s*PRUNED"))
+            page.screenshot(path=str(shots / "pruned-trial.png"), full_page=True)
 
             # The job's run: its description is the result.
             page.goto(f"{base}/runs/{parent.info.run_id}{view}")
-            summary = f"{TRIALS} trials ({TRIALS - 1} complete, 1 failed)"
+            summary = f"{TRIALS} trials ({TRIALS - 2} complete, 1 pruned, 1 failed)"
             expect(page.get_by_text(summary)).to_be_visible()
             _close_assistant(page)
             expect(page.get_by_text(f"{best_value:.6g}", exact=True)).to_be_visible()
             page.screenshot(path=str(shots / "job-run.png"), full_page=True)
 
-            # Its plots: every one listed; a PNG previews; an HTML plot renders interactively.
+            # Its plots: every one listed; a PNG previews; an HTML plot renders interactively, offline.
             page.goto(f"{base}/runs/{parent.info.run_id}/artifacts/plots/optimization_history.png{view}")
             for name in PLOTS:
                 for suffix in ("html", "png"):
@@ -242,12 +280,13 @@ def test_mlflow_ui_shows_the_job_its_trials_and_its_plots(
             expect(frame.get_by_text("quadratic-ui: hyperparameters of the completed trials")).to_be_visible()
             _close_assistant(page)
             page.screenshot(path=str(shots / "plot-html.png"))
+            assert not [url for url in refused if "plot.ly" in url], refused  # plotly.js came with the file
         except Exception:
             page.screenshot(path=str(shots / "failure.png"))  # what the browser showed when it failed
             raise
         finally:
             context.close()
-    print(f"browser done: {time.monotonic() - started:.1f} s; screenshots: {shots}")
+    print(f"browser done: {time.monotonic() - started:.1f} s; screenshots: {shots}; refused: {refused}")
 
 
 def _close_assistant(page: Any) -> None:
