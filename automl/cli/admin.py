@@ -61,9 +61,7 @@ def serve(
     host = host or config.host
     port = port or config.port
     workers = workers or config.workers
-    err.print(
-        f"automl server on http://{host}:{port} for {redact_url(settings.db_url)} ({workers} worker(s); Ctrl-C stops it)"
-    )
+    err.print(f"automl server on http://{host}:{port} for {redact_url(settings.db_url)} ({workers} worker(s); Ctrl-C stops it)")
     uvicorn.run(
         "automl.server.entry:app", factory=True, host=host, port=port, workers=workers, log_level="info", proxy_headers=True
     )
