@@ -5,6 +5,10 @@
 - :mod:`~automl.tracking.mlflow_tracker`: :class:`MlflowTracker`, the job's experiment, parent
   run, trial runs and best model through ``MlflowClient``;
 - :mod:`~automl.tracking.notes`: the Markdown descriptions the MLflow UI shows;
+- :mod:`~automl.tracking.views`: the experiment's saved view of its runs by the job's metric;
+- :mod:`~automl.tracking.servable`: the best model as one MLflow model with a ``pytorch`` and a
+  serving ``python_function`` flavour (:mod:`~automl.tracking.automl_pyfunc`, shipped inside it);
+- :mod:`~automl.tracking.registry`: a registered version's description and tags, and its ``champion`` alias;
 - :mod:`~automl.tracking.fluent`: MLflow's process-wide URIs, set for a block under a lock;
 - :mod:`~automl.tracking.writer`: :class:`~automl.tracking.writer.TrackingWriter`, the driver's
   background thread of ordered tracking and job-store writes;
