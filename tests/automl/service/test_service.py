@@ -3,6 +3,7 @@ status, best, cancel, a runner killed with SIGKILL, and a runner stopped with SI
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -334,7 +335,9 @@ def test_status_reads_a_snapshot_that_agrees_with_the_study(tmp_path: Path, auto
     assert expected.counts.get("FAIL", 0) >= 1 and expected.pareto, expected.counts  # the case is not trivial
     finished, incremental = store.progress[-1]
     assert finished == 10 and incremental == expected, "built trial by trial, it equals the study read whole"
-    assert final.snapshot == expected
+    # As the job ended, the runner wrote the study's snapshot with the result's best model and run.
+    assert final.snapshot is not None and final.snapshot.concluded
+    assert dataclasses.replace(final.snapshot, model_uri=None, best_run_id=None, concluded=False) == expected
     assert best_of_job(settings, final)["pareto_front"] == [
         {"trial": t.number, "values": {"a": t.values[0], "b": t.values[1]}, "params": t.params}
         for t in pareto_front(trials, ["min", "min"])
@@ -411,9 +414,10 @@ def test_a_runner_runs_the_plan_checked_at_submit_and_plans_only_older_jobs(
     """The spec is checked once, at submit; the queue keeps the plan and the runner trusts it. A
     job queued before plans were stored (no plan) is still run: the runner plans it itself."""
     import automl.engine.plan as plan_module
-    from automl.service import CheckedJob, check_job_file, enqueue, open_job_store
+    from automl.service import check_job_file, enqueue, open_job_store
     from automl.service.runner import Runner
     from automl.settings import resolve_settings
+    from automl.spec import spec_to_yaml
 
     checks: list[str] = []
     real_check_spec = plan_module.check_spec
@@ -443,7 +447,8 @@ def test_a_runner_runs_the_plan_checked_at_submit_and_plans_only_older_jobs(
     checked = check_job_file(path)
     assert checks == ["quick"], "submit checks the spec once"
     job = enqueue(store, checked)
-    older = enqueue(store, CheckedJob(checked.spec, checked.base_dir))  # as a job queued before migration 0003
+    # As a job queued before migration 0003: its row holds the spec and no plan.
+    older = store.submit(name="quick", spec_yaml=spec_to_yaml(checked.spec), trials_total=2, base_dir=str(checked.base_dir))
     assert store.get(job.id).plan_json is not None and store.get(older.id).plan_json is None
 
     runner = Runner(store, settings, runner_id="plan-test")
