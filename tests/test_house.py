@@ -118,3 +118,12 @@ def test_the_check_sees_a_circle_and_a_private_import(tmp_path: Path) -> None:
     edges, private = _imports(_modules(tmp_path, ("pkg",)))
     assert _circles(edges) == [["pkg.a", "pkg.b"]]
     assert private == ["pkg.c imports pkg.a._hidden"]
+
+
+def test_every_test_file_has_a_name_of_its_own() -> None:
+    """pytest imports test files by their base name (no packages under tests/): two of one name
+    stop the whole run at collection, in CI, though each runs alone."""
+    from collections import Counter
+
+    names = Counter(path.name for path in (Path(__file__).resolve().parent).rglob("test_*.py"))
+    assert not [name for name, count in names.items() if count > 1], names.most_common(3)
