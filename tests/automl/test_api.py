@@ -85,6 +85,7 @@ def test_failing_trials_are_recorded_and_the_job_goes_on(automl_home: Path, ray_
         name="flaky",
         sampler="random",
         seed=3,
+        plots=False,  # drawing them costs seconds; tests/automl/tracking/test_plots.py checks them
     )
     states = result.state_counts
     assert states.get("FAIL", 0) >= 2 and states.get("COMPLETE", 0) >= 2, states
@@ -118,7 +119,7 @@ def test_define_by_run_space_is_conditional(automl_home: Path, ray_session: None
     def objective(params: dict) -> float:
         return params["a"] ** 2 if params["kind"] == "quadratic" else 0.5
 
-    result = automl.search(objective, space, n_trials=10, max_steps=1, metric="loss", name="conditional", seed=2)
+    result = automl.search(objective, space, n_trials=10, max_steps=1, metric="loss", name="conditional", seed=2, plots=False)
     kinds = {t.params["kind"] for t in result.trials}
     assert kinds == {"linear", "quadratic"}
     for trial in result.trials:
@@ -140,6 +141,7 @@ def test_asha_stops_poor_trials_and_the_study_says_pruned(automl_home: Path, ray
         sampler="random",
         max_concurrent=1,
         seed=5,
+        plots=False,
     )
     states = result.state_counts
     assert states.get("PRUNED", 0) >= 1 and states.get("COMPLETE", 0) >= 1, states

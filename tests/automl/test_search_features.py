@@ -13,6 +13,8 @@ from workers.context import TrialContext
 
 pytestmark = pytest.mark.slow
 SPACE = {"x": {"type": "float", "low": -2, "high": 2}, "y": {"type": "float", "low": -2, "high": 2}}
+# Every real search here runs with plots=False: drawing the end-of-job plots costs seconds of CPU a search, and
+# no test here looks at them (tests/automl/tracking/test_plots.py and engine/test_phases.py do).
 GRID_SPACE = {"x": {"type": "float", "low": -1, "high": 1, "step": 0.5}, "k": {"type": "categorical", "choices": [1, 2]}}
 
 
@@ -27,13 +29,15 @@ def curve(params: dict, ctx: TrialContext) -> None:
 
 @pytest.mark.parametrize("sampler", ["tpe", "random", "gp", "cmaes", "qmc"])
 def test_sampler_runs_a_real_search(sampler: str, automl_home: Path, ray_session: None) -> None:
-    result = automl.search(quadratic, SPACE, n_trials=8, max_steps=1, sampler=sampler, name=f"s-{sampler}", seed=3)
+    result = automl.search(quadratic, SPACE, n_trials=8, max_steps=1, sampler=sampler, name=f"s-{sampler}", seed=3, plots=False)
     assert result.state_counts == {"COMPLETE": 8}
     assert result.best_value is not None and result.best_value < 8
 
 
 def test_grid_sampler_enumerates_the_grid(automl_home: Path, ray_session: None) -> None:
-    result = automl.search(quadratic, GRID_SPACE, n_trials=10, max_steps=1, sampler="grid", name="grid", max_concurrent=1)
+    result = automl.search(
+        quadratic, GRID_SPACE, n_trials=10, max_steps=1, sampler="grid", name="grid", max_concurrent=1, plots=False
+    )
     points = {(t.params["x"], t.params["k"]) for t in result.trials}
     assert len(points) == 10, "every grid point once"
     assert points == {(x, k) for x in (-1.0, -0.5, 0.0, 0.5, 1.0) for k in (1, 2)}
@@ -62,6 +66,7 @@ def test_scheduler_runs_a_real_search(scheduler: str, automl_home: Path, ray_ses
         sampler="random",
         max_concurrent=2,
         seed=4,
+        plots=False,
     )
     states = result.state_counts
     assert sum(states.values()) == 8 and set(states) <= {"COMPLETE", "PRUNED"}
@@ -72,14 +77,16 @@ def test_scheduler_runs_a_real_search(scheduler: str, automl_home: Path, ray_ses
 
 def test_warm_start_configurations_run_first(automl_home: Path, ray_session: None) -> None:
     configs = [{"x": 0.5, "y": -0.5}, {"x": -1.0, "y": 1.0}]
-    first = automl.search(quadratic, SPACE, n_trials=5, max_steps=1, warm_start=configs, name="warm", max_concurrent=1, seed=1)
+    first = automl.search(
+        quadratic, SPACE, n_trials=5, max_steps=1, warm_start=configs, name="warm", max_concurrent=1, seed=1, plots=False
+    )
     by_number = sorted(first.trials, key=lambda t: t.number)
     assert [t.params for t in by_number[:2]] == configs
     assert first.best_value == pytest.approx(0.0) and first.best_params == configs[0]
 
     # A second search starts from the first one's best trials.
     second = automl.search(
-        quadratic, SPACE, n_trials=3, max_steps=1, warm_start_from=first, name="warm-again", max_concurrent=1, seed=2
+        quadratic, SPACE, n_trials=3, max_steps=1, warm_start_from=first, name="warm-again", max_concurrent=1, seed=2, plots=False
     )
     assert min(second.trials, key=lambda t: t.number).params == configs[0]
 
@@ -101,6 +108,7 @@ def test_job_stops_at_its_target(automl_home: Path, ray_session: None) -> None:
         name="target",
         max_concurrent=1,
         warm_start=[{"x": 1.5, "y": 1.0}, {"x": 0.5, "y": -0.5}],
+        plots=False,
     )
     assert len(result.trials) < 30
     assert result.best_value == pytest.approx(0.0)
@@ -117,6 +125,7 @@ def test_job_stops_when_patience_runs_out(automl_home: Path, ray_session: None) 
         max_concurrent=1,
         warm_start=[{"x": 0.5, "y": -0.5}],
         seed=5,
+        plots=False,
     )
     complete = [t for t in result.trials if t.state == "COMPLETE"]
     assert len(complete) <= 5, "the first trial is the optimum; three without a new best stop the job"
@@ -137,6 +146,7 @@ def test_multi_objective_search_returns_the_pareto_front(automl_home: Path, ray_
         sampler="nsga2",
         name="pareto",
         seed=7,
+        plots=False,
     )
     assert result.metrics == ("a", "b") and result.state_counts == {"COMPLETE": 16}
     front = {t.number for t in result.pareto_front}
@@ -163,6 +173,7 @@ def test_trainer_accuracy_against_model_size(tmp_path: Path, automl_home: Path, 
             "scheduler": {"name": "fifo"},
             "budget": {"trials": 6, "max_epochs": 2},
             "seed": 1,
+            "tracking": {"plots": False},
         }
     )
     result = automl.run_spec(spec)

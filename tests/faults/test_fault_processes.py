@@ -73,6 +73,7 @@ def test_sigkilled_trial_process_is_retried_from_its_checkpoint(automl_home: Pat
         max_concurrent=1,
         max_retries=1,
         seed=4,
+        plots=False,  # seconds of CPU, and not what this test checks (tests/automl/tracking/test_plots.py does)
     )
     killer.join(timeout=5)
     assert killed, "the trial's worker process was never seen"
@@ -117,6 +118,7 @@ def test_a_dying_worker_node_has_its_trials_retried_on_the_head_node(automl_home
         max_retries=2,
         budget={"max_epochs": 4},
         resources={"cpus_per_trial": 1, "max_concurrent": 2},
+        tracking={"plots": False},  # `automl run` would wait for them before exiting; not what this test checks
     )
     job_file = tmp_path / "node.yaml"
     job_file.write_text(yaml.safe_dump(spec))

@@ -27,6 +27,10 @@ from automl.faults import EXIT_CODE
 from automl.store.jobs import utcnow
 
 pytestmark = pytest.mark.slow
+# The jobs here draw no end-of-job plots: each runner (or job driver) that finished a job would
+# start a plotter process and wait for its plots before exiting, and the tests are about the runner
+# (tests/automl/tracking/test_plots.py tests the plots).
+NO_PLOTS = {"plots": False}
 
 QUICK = """
 import time
@@ -64,7 +68,7 @@ def test_runner_killed_between_a_trial_finishing_and_its_recording_loses_nothing
 
     settings = settings_for(automl_home)
     ref = objective_module(tmp_path, QUICK, SLEEP=0.1)
-    job_id = submit(settings, job_spec("crashy", ref, trials=5, budget={"max_epochs": 2}), tmp_path)
+    job_id = submit(settings, job_spec("crashy", ref, trials=5, budget={"max_epochs": 2}, tracking=NO_PLOTS), tmp_path)
     store = open_job_store(settings)
 
     # 1. Trial 1 sent its final report; the runner dies before anything records its end.
@@ -106,7 +110,7 @@ def test_a_job_s_own_driver_that_dies_sends_the_job_back_to_the_queue_and_nothin
 
     settings = settings_for(automl_home)
     ref = objective_module(tmp_path, QUICK, SLEEP=0.1)
-    spec = job_spec("driver-dies", ref, trials=3, code={"ship": True})
+    spec = job_spec("driver-dies", ref, trials=3, code={"ship": True}, tracking=NO_PLOTS)
     job_id = submit(settings, spec, tmp_path)
     assert workers.wait(index=_start(workers, "trial_reported:2")) == 0, workers.log(0)
     log = workers.log(0)
@@ -132,7 +136,10 @@ def test_sigterm_with_two_jobs_in_flight_releases_both_and_exits_zero(
 
     settings = settings_for(automl_home)
     ref = objective_module(tmp_path, QUICK, SLEEP=0.5)
-    ids = [submit(settings, job_spec(f"twin{i}", ref, trials=4, budget={"max_epochs": 2}), tmp_path) for i in range(2)]
+    ids = [
+        submit(settings, job_spec(f"twin{i}", ref, trials=4, budget={"max_epochs": 2}, tracking=NO_PLOTS), tmp_path)
+        for i in range(2)
+    ]
     store = open_job_store(settings)
     first = workers.start("--concurrency", "2")
     wait_for(lambda: all(store.get(j).trials_finished >= 1 for j in ids), 180, "a finished trial in each job")
@@ -180,7 +187,9 @@ def test_an_until_idle_runner_waits_out_a_killed_runners_lease_and_finishes_its_
 
     settings = settings_for(automl_home)
     gate = tmp_path / "gate"
-    job_id = submit(settings, job_spec("orphan", objective_module(tmp_path, GATED, GATE=str(gate)), trials=1), tmp_path)
+    job_id = submit(
+        settings, job_spec("orphan", objective_module(tmp_path, GATED, GATE=str(gate)), trials=1, tracking=NO_PLOTS), tmp_path
+    )
     store = open_job_store(settings)
     holder = workers.start("--lease", "3")
     wait_for(lambda: store.get(job_id).state == "running", 120, "the first runner to claim the job")

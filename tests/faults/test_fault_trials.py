@@ -15,6 +15,9 @@ from faultkit import assert_records_agree, job_spec, objective_module, run_queue
 from mlflow import MlflowClient
 
 pytestmark = pytest.mark.slow
+# The jobs here draw no end-of-job plots: seconds of CPU each, taken from the tests that run next,
+# and not what these tests check (tests/automl/tracking/test_plots.py does).
+NO_PLOTS = {"plots": False}
 
 # Behaviour by trial number, so the test knows what each trial did. Every attempt leaves a
 # file in ATTEMPTS (the worker shares this machine's disk): the count of attempts is real.
@@ -46,7 +49,7 @@ def test_raising_and_infinite_trials_retried_to_the_limit_and_never_best(
     folder = tmp_path / "attempts"
     ref = objective_module(tmp_path, RETRIES, ATTEMPTS=str(folder))
     settings = settings_for(automl_home)
-    job_id = submit(settings, job_spec("retries", ref, trials=4, max_retries=2), tmp_path)
+    job_id = submit(settings, job_spec("retries", ref, trials=4, max_retries=2, tracking=NO_PLOTS), tmp_path)
     run_queue(settings)
 
     records = assert_records_agree(settings, job_id, trials=4)
@@ -94,7 +97,7 @@ def test_a_hung_trial_is_stopped_by_the_trial_time_limit_and_the_job_goes_on(
 ) -> None:
     ref = objective_module(tmp_path, HANGS)
     settings = settings_for(automl_home)
-    spec = job_spec("hangs", ref, trials=3, budget={"max_epochs": 2, "trial_timeout_s": 10})
+    spec = job_spec("hangs", ref, trials=3, budget={"max_epochs": 2, "trial_timeout_s": 10}, tracking=NO_PLOTS)
     job_id = submit(settings, spec, tmp_path)
     run_queue(settings)
 
@@ -133,7 +136,7 @@ def test_non_numbers_and_stop_like_exceptions_fail_the_trial_with_their_own_reas
 ) -> None:
     ref = objective_module(tmp_path, MISBEHAVES)
     settings = settings_for(automl_home)
-    job_id = submit(settings, job_spec("misbehaves", ref, trials=6), tmp_path)
+    job_id = submit(settings, job_spec("misbehaves", ref, trials=6, tracking=NO_PLOTS), tmp_path)
     run_queue(settings)
 
     records = assert_records_agree(settings, job_id, trials=6)
@@ -172,6 +175,7 @@ def test_a_built_in_trainer_whose_loss_goes_nan_fails_that_trial_and_the_job_goe
         "resources": {"cpus_per_trial": 1, "max_concurrent": 1},
         "warm_start": {"configs": [{"learning_rate": 1e3, "optimizer": "sgd"}, {"learning_rate": 0.05, "optimizer": "sgd"}]},
         "seed": 5,
+        "tracking": NO_PLOTS,
     }
     settings = settings_for(automl_home)
     job_id = submit(settings, spec, tmp_path)

@@ -66,6 +66,7 @@ def _spec(**changes: object) -> automl.JobSpec:
         "resources": {"cpus_per_trial": 0.5},
         "warm_start": {"configs": POPULATION},
         "seed": 5,
+        "tracking": {"plots": False},  # seconds of CPU, and not what these tests check (tracking/test_plots.py does)
     }
     raw.update(changes)
     return automl.JobSpec.model_validate(raw)

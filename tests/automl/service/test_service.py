@@ -124,7 +124,14 @@ def service(tmp_path: Path, ray_session: None) -> Iterator[Service]:
     svc.stop_all()
 
 
-def slow_job(trials: int = 6) -> dict:
+def slow_job(trials: int = 6, *, plots: bool = False) -> dict:
+    """A custom-objective job of ``trials`` trials, one at a time, each 3 steps of 0.4 s.
+
+    Without the end-of-job plots unless asked: each runner or job driver that draws them starts a
+    plotter process and waits for it before it exits, seconds a test, and these tests are about
+    the queue (tests/automl/tracking/test_plots.py tests the plots). The cancel test keeps them:
+    a cancelled job's run must end KILLED with its plots drawn too.
+    """
     return {
         "name": "slow",
         "objective": "slow_objective:objective",
@@ -135,6 +142,7 @@ def slow_job(trials: int = 6) -> dict:
         "budget": {"trials": trials, "max_epochs": 3},
         "resources": {"max_concurrent": 1},
         "seed": 11,
+        "tracking": {"plots": plots},
     }
 
 
@@ -233,7 +241,7 @@ def test_sigterm_releases_the_job_and_the_next_runner_finishes_it(service: Servi
 
 
 def test_cancel_stops_a_running_job_within_seconds(service: Service) -> None:
-    job_id = service.submit(service.job_file("slow", slow_job(trials=20)))
+    job_id = service.submit(service.job_file("slow", slow_job(trials=20, plots=True)))
     worker = service.worker()
     wait_for(lambda: service.store.get(job_id).trials_finished >= 1, 120, "a finished trial")
     requested = time.time()
@@ -317,6 +325,7 @@ def test_status_reads_a_snapshot_that_agrees_with_the_study(tmp_path: Path, auto
         "budget": {"trials": 10, "max_epochs": 2},
         "resources": {"max_concurrent": 2},
         "seed": 5,
+        "tracking": {"plots": False},
     }
     path = tmp_path / "snap.yaml"
     path.write_text(yaml.safe_dump(spec))
@@ -438,7 +447,7 @@ def test_a_runner_runs_the_plan_checked_at_submit_and_plans_only_older_jobs(
                 "metric": "loss",
                 "scheduler": {"name": "fifo"},
                 "budget": {"trials": 2, "max_epochs": 1},
-                "tracking": {"register_model": False},
+                "tracking": {"register_model": False, "plots": False},
             }
         )
     )
