@@ -30,9 +30,14 @@ Details that matter:
   ``ray._private.services.resolve_ip_for_localhost``), so the nodes register under that IP;
   the GCS listens on all interfaces, so ``127.0.0.1:PORT`` reaches it. Both nodes share that
   IP; node ids tell them apart, and a driver on this machine attaches to the head node.
-- Own temp dir (short, under /tmp: Unix socket paths are limited to ~107 characters). It keeps
+- Own temp dir (short, under /dev/shm or /tmp: Unix socket paths are limited to ~107 characters). It keeps
   ``ray_current_cluster`` out of /tmp/ray, so a plain ``ray.init()`` elsewhere in the test
   session still starts its own local Ray rather than joining this cluster.
+- In memory where there is room (:func:`base_parent`): for a job with pip requirements, each
+  node's runtime-env agent clones this whole virtualenv (2.6 GB, 75,000 files) into the node's
+  temp dir before pip runs. On a 2-core test machine's disk that took 28 s per node (the two at
+  once), and 6 s more to delete; on /dev/shm 4.5 s, and under a second. What the nodes do is the
+  same either way.
 """
 
 from __future__ import annotations
@@ -54,6 +59,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 START_TIMEOUT_S = 90
+# /dev/shm holds the cluster's folder when it has this much room and the machine this much memory
+# to spare: each distinct set of pip requirements a test's job names costs a virtualenv clone per node.
+SHM_MIN_FREE_BYTES = 12 * 2**30
 STOP_GRACE_S = 3.0
 NODES = 2
 # Plenty for the tests (trial plans, small results); Ray's default is 30% of RAM per node.
@@ -357,11 +365,36 @@ def _kill_session(sid: int, sig: signal.Signals) -> None:
             os.kill(pid, sig)
 
 
+def _memory_available_bytes() -> int:
+    """MemAvailable from /proc/meminfo (0 where it cannot be read)."""
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def base_parent() -> str | None:
+    """Where a cluster's folder goes: /dev/shm when it is a tmpfs with room to spare (see the
+    module docstring: a job's pip environment clones the virtualenv there, seconds instead of half
+    a minute), else /tmp, else the default temporary directory."""
+    shm = "/dev/shm"
+    with contextlib.suppress(OSError):
+        if (
+            os.path.isdir(shm)
+            and os.access(shm, os.W_OK | os.X_OK)
+            and shutil.disk_usage(shm).free >= SHM_MIN_FREE_BYTES
+            and _memory_available_bytes() >= SHM_MIN_FREE_BYTES
+        ):
+            return shm
+    return "/tmp" if os.path.isdir("/tmp") else None
+
+
 def start_cluster(*, timeout: float = START_TIMEOUT_S, attempts: int = 2) -> RayCluster:
     """Start a two-node cluster on a free port; it is stopped at exit at the latest."""
     last: RayClusterError | None = None
     for _ in range(attempts):
-        base = Path(tempfile.mkdtemp(prefix="rayc-", dir="/tmp" if os.path.isdir("/tmp") else None))
+        base = Path(tempfile.mkdtemp(prefix="rayc-", dir=base_parent()))
         cluster = RayCluster(base_dir=base, port=free_port(), ray=ray_executable())
         try:
             cluster.start(timeout=timeout)
