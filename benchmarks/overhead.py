@@ -140,9 +140,10 @@ def run_handwired(n: int, sampler: str, seed: int, workdir: Path) -> dict[str, A
     return {"wall_s": wall, "trials": len(grid), "complete": sum(r.error is None for r in grid)}
 
 
-def run_service(n: int, sampler: str, seed: int, home: Path, *, write_behind: bool = True) -> dict[str, Any]:
+def run_service(n: int, sampler: str, seed: int, home: Path, *, write_behind: bool = True, plots: bool = True) -> dict[str, Any]:
     """Path (d), or (e) with ``write_behind=False``: the study and MLflow trial writes made in the
-    driver process instead of the job's writer process (``AUTOML_WRITE_BEHIND=0``)."""
+    driver process instead of the job's writer process (``AUTOML_WRITE_BEHIND=0``). ``plots``: the
+    end-of-job plots, as a user gets them (the smoke leaves them out: seconds of CPU, no figure needs them)."""
     import automl
 
     with C.service_env(home, AUTOML_WRITE_BEHIND="1" if write_behind else "0"):
@@ -159,6 +160,7 @@ def run_service(n: int, sampler: str, seed: int, home: Path, *, write_behind: bo
                 max_concurrent=2,
                 seed=seed,
                 name="overhead",
+                plots=plots,
             )
         )
     return {
@@ -401,7 +403,7 @@ def profile_service(n: int, call: Callable[[], dict[str, Any]], text_out: Path) 
 
 def main() -> int:
     def extra(p: Any) -> None:
-        p.add_argument("--trials", type=int, help="trials for (a), (b), (d) (default 200; smoke 8)")
+        p.add_argument("--trials", type=int, help="trials for (a), (b), (d) (default 200; smoke 4)")
         p.add_argument("--handwired-trials", type=int, help="trials for (c) (default 40; smoke 2)")
         p.add_argument(
             "--profile-trials",
@@ -418,7 +420,7 @@ def main() -> int:
         )
 
     args = C.parse_args("overhead", "Per-trial overhead: bare Optuna, bare Ray Tune, hand-wired, the service.", extra)
-    n = args.trials or (8 if args.smoke else 200)
+    n = args.trials or (4 if args.smoke else 200)
     n_hw = args.handwired_trials or (2 if args.smoke else 40)
     n_prof = args.profile_trials if args.profile_trials is not None else 100
     # A short run on the same stores first (imports, schema creation: discarded), then a small and
@@ -427,6 +429,7 @@ def main() -> int:
     warm = 0 if args.smoke else 4
     # (smoke: no second run; the marginal and fixed costs are not measured)
     small = {} if args.smoke else {"bare_optuna": 20, "bare_tune": 20, "handwired": 4, "service": 20, "service_inline": 20}
+    plots = not args.smoke  # the service's end-of-job plots: the smoke's paths run without them
     out = C.console()
     C.quiet_logging()
     info = C.machine()
@@ -445,13 +448,13 @@ def main() -> int:
 
         def service_path(k: int) -> dict[str, Any]:
             if not (args.smoke and k == n and n_prof > 0 and not smoke_profile):
-                return run_service(k, args.sampler, args.seed, home)
+                return run_service(k, args.sampler, args.seed, home, plots=plots)
             # smoke: the service's one full run is also its instrumented run (the figures are not the point)
             result: dict[str, Any] = {}
             hooks: dict[str, Any] = {}
 
             def plain() -> dict[str, Any]:
-                result.update(run_service(k, args.sampler, args.seed, home))
+                result.update(run_service(k, args.sampler, args.seed, home, plots=plots))
                 return result
 
             def hooked() -> dict[str, Any]:
@@ -466,7 +469,11 @@ def main() -> int:
             ("bare_tune", n, lambda k: run_bare_tune(k, args.sampler, args.seed, workdir / "bare")),
             ("handwired", n_hw, lambda k: run_handwired(k, args.sampler, args.seed, workdir)),
             ("service", n, service_path),
-            ("service_inline", n, lambda k: run_service(k, args.sampler, args.seed, workdir / "home-inline", write_behind=False)),
+            (
+                "service_inline",
+                n,
+                lambda k: run_service(k, args.sampler, args.seed, workdir / "home-inline", write_behind=False, plots=plots),
+            ),
         ]
         warmups: dict[str, Any] = {}
         if warm:
@@ -576,6 +583,7 @@ def main() -> int:
             "service": "automl.search(n_trials=N, max_steps=1, scheduler='fifo', max_concurrent=2) with a temp AUTOML_HOME "
             "(Optuna on SQLite, MLflow on SQLite, Ray Tune); the study and MLflow trial writes in the job's writer process",
             "service_inline": "the same with AUTOML_WRITE_BEHIND=0: those writes made in the driver process (a thread for MLflow)",
+            "plots": "the service's end-of-job plots drawn, as by default" if plots else "no end-of-job plots (smoke)",
             "machine_cpu": "machine_cpu_per_trial_s: CPU seconds the whole machine spent busy during the full run (/proc/stat, "
             "every process: the driver, Ray's workers and daemons, the writer process), per trial",
         },

@@ -185,13 +185,16 @@ def run_task(
     out: Any,
     reeval_repeats: int = 0,
     random_multiple: int = 1,
+    plots: bool = True,
 ) -> dict[str, Any]:
-    """Every seed of one task (``efficiency_runs.run_seed``), and the task's summary over seeds."""
+    """Every seed of one task (``efficiency_runs.run_seed``), and the task's summary over seeds.
+
+    ``plots``: the service's end-of-job plots of each search, as by default (the smoke leaves them out)."""
     label = f"mlp {MLP_DATASET}" if name == MLP_TASK else name
     seeds = []
     for seed in range(n_seeds):
         with out.status(f"{label}: seed {seed + 1}/{n_seeds}"):
-            run = TaskRun(name, seed, max_steps, home, workdir)
+            run = TaskRun(name, seed, max_steps, home, workdir, plots=plots)
             seeds.append({"seed": seed, **run_seed(run, budget, service_trials, methods, reeval_repeats, random_multiple)})
     facts = KINDS[kind(name)]
     task = {
@@ -275,7 +278,8 @@ def main() -> int:
     tasks: dict[str, Any] = {}
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="automl-bench-sample-eff-") as tmp:
-        where = {"home": Path(tmp) / "automl-home", "workdir": Path(tmp) / "tune"}
+        # The smoke's searches draw no end-of-job plots: seconds of CPU each, and no figure needs them.
+        where = {"home": Path(tmp) / "automl-home", "workdir": Path(tmp) / "tune", "plots": not args.smoke}
         C.init_ray()
         import automl  # noqa: F401
 
@@ -337,6 +341,7 @@ def main() -> int:
             "random search's wall_s then covers its whole extended run",
             "by_budget": BY_BUDGET_NOTE,
             "ray_init": "ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False), once",
+            "plots": "the service's end-of-job plots drawn, as by default" if not args.smoke else "no end-of-job plots (smoke)",
         },
         "tasks": tasks,
         "targets": targets(tasks),

@@ -131,6 +131,7 @@ def run_search(
     cpus: float = 1.0,
     gpus: float = 0.0,
     max_steps: int = 1,
+    plots: bool = True,
 ) -> dict[str, Any]:
     import automl
 
@@ -149,6 +150,7 @@ def run_search(
                 cpus_per_trial=cpus,
                 gpus_per_trial=gpus,
                 name=name,
+                plots=plots,
             )
         )
     logs = read_logs(log_dir)
@@ -176,6 +178,7 @@ def main() -> int:
     args = C.parse_args("scaling", "Throughput at 1 vs 2 concurrent CPU trials; GPU packing when there is a GPU.", extra)
     n = args.trials or (2 if args.smoke else 24)
     work_s = args.work_s or (0.3 if args.smoke else 1.0)
+    plots = not args.smoke  # the searches' end-of-job plots, as by default; the smoke leaves them out (seconds of CPU)
     out = C.console()
     C.quiet_logging()
     info = C.machine()
@@ -223,6 +226,7 @@ def main() -> int:
                         home=home,
                         log_dir=log_dir,
                         name=f"scaling-c{conc}",
+                        plots=plots,
                     )
                     row["repeat"] = rep
                     cpu_rows.append(row)
@@ -251,6 +255,7 @@ def main() -> int:
                         home=home,
                         log_dir=log_dir,
                         name=f"scaling-gpu-{packed}",
+                        plots=plots,
                         cpus=cpus_per_trial,
                         gpus=per_trial,
                     )
@@ -295,6 +300,7 @@ def main() -> int:
             "ray_init_s": ray_init_s,
             "service": "automl.search(n_trials=N, max_steps=1, scheduler='fifo', cpus_per_trial=1, max_concurrent=1|2), TPE",
             "repeats": args.repeats,
+            "plots": plots,
         },
         "cpu": {"rows": cpu_rows, **summary},
         "gpu": gpu,

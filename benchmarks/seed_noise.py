@@ -36,6 +36,9 @@ def main() -> int:
     args = C.parse_args("seed_noise", "The MLP task's score spread over trainer seeds, for the best configurations.", extra)
     repeats = args.repeats or (2 if args.smoke else 10)
     max_steps = 2 if args.smoke else 16
+    # The smoke: one round of trials each (2 at a time), and no end-of-job plots (seconds of CPU, no figure needs them).
+    trials = {method: 2 if args.smoke else n for method, (_, _, n) in SEARCHES.items()}
+    plots = not args.smoke
     out = C.console()
     C.quiet_logging()
     info = C.machine()
@@ -45,21 +48,23 @@ def main() -> int:
         C.init_ray()
         import automl
 
-        for method, (sampler, scheduler, trials) in SEARCHES.items():
-            spec = automl.JobSpec.model_validate(
-                T.mlp_spec(sampler, scheduler, 4 if args.smoke else trials, max_steps, args.job_seed)
-            )
+        results = {}
+        for method, (sampler, scheduler, _) in SEARCHES.items():
+            fields = T.mlp_spec(sampler, scheduler, trials[method], max_steps, args.job_seed)
+            spec = automl.JobSpec.model_validate({**fields, "tracking": {**fields["tracking"], "plots": plots}})
             with out.status(f"{method}: searching"), C.service_env(home):
-                result = automl.run_spec(spec)
-            with out.status(f"{method}: its best configuration, {repeats} trainer seeds"):
-                found = retrain(
-                    [result.best_params],
-                    repeats=repeats,
-                    max_steps=max_steps,
-                    job_seed=args.job_seed,
-                    workdir=Path(tmp) / f"tune-{method}",
-                )[0]
-                scores = sorted(v for v in found if v is not None)
+                results[method] = automl.run_spec(spec)
+        # Both bests in one Tune run: repeat k of each uses the same trainer seed, as in a run of its own.
+        with out.status(f"each search's best configuration, {repeats} trainer seeds"):
+            retrained = retrain(
+                [result.best_params for result in results.values()],
+                repeats=repeats,
+                max_steps=max_steps,
+                job_seed=args.job_seed,
+                workdir=Path(tmp) / "tune-retrain",
+            )
+        for (method, result), found in zip(results.items(), retrained, strict=True):
+            scores = sorted(v for v in found if v is not None)
             rows[method] = {
                 "search_best": result.best_value,
                 "params": dict(result.best_params),
@@ -77,7 +82,8 @@ def main() -> int:
         "settings": {
             "task": f"sample_efficiency's MLP: {T.MLP_DATASET}, validation fraction {T.MLP_VAL_FRACTION}, space "
             f"{T.MLP_SPACE}, {max_steps} epochs",
-            "searches": {k: f"sampler {v[0]}, scheduler {v[1]}, {v[2]} trials" for k, v in SEARCHES.items()},
+            "searches": {k: f"sampler {v[0]}, scheduler {v[1]}, {trials[k]} trials" for k, v in SEARCHES.items()},
+            "plots": plots,
             "job_seed": args.job_seed,
             "repeats": repeats,
         },
