@@ -403,7 +403,7 @@ def profile_service(n: int, call: Callable[[], dict[str, Any]], text_out: Path) 
 
 def main() -> int:
     def extra(p: Any) -> None:
-        p.add_argument("--trials", type=int, help="trials for (a), (b), (d) (default 200; smoke 4)")
+        p.add_argument("--trials", type=int, help="trials for (a), (b), (d) (default 200; smoke 8)")
         p.add_argument("--handwired-trials", type=int, help="trials for (c) (default 40; smoke 2)")
         p.add_argument(
             "--profile-trials",
@@ -420,7 +420,7 @@ def main() -> int:
         )
 
     args = C.parse_args("overhead", "Per-trial overhead: bare Optuna, bare Ray Tune, hand-wired, the service.", extra)
-    n = args.trials or (4 if args.smoke else 200)
+    n = args.trials or (8 if args.smoke else 200)
     n_hw = args.handwired_trials or (2 if args.smoke else 40)
     n_prof = args.profile_trials if args.profile_trials is not None else 100
     # A short run on the same stores first (imports, schema creation: discarded), then a small and
