@@ -23,33 +23,79 @@ REPO = Path(__file__).resolve().parents[2]
 DROP_ENV = ("AUTOML_HOME", "AUTOML_DB_URL", "AUTOML_STORAGE_URL", "MLFLOW_TRACKING_URI", "RAY_ADDRESS")
 
 
-def run_smoke(name: str, tmp_path: Path, timeout: float = 300) -> dict[str, Any]:
-    out = tmp_path / "x.json"
+def smoke_env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in DROP_ENV}
     env["COLUMNS"] = "120"
+    return env
+
+
+def run_smoke(name: str, tmp_path: Path, timeout: float = 300) -> dict[str, Any]:
+    out = tmp_path / "x.json"
     done = subprocess.run(
         [sys.executable, str(REPO / "benchmarks" / f"{name}.py"), "--smoke", "--out", str(out)],
         cwd=tmp_path,
-        env=env,
+        env=smoke_env(),
         capture_output=True,
         text=True,
         timeout=timeout,
     )
-    assert done.returncode == 0, f"benchmarks/{name}.py --smoke failed:\n{done.stdout[-3000:]}\n{done.stderr[-5000:]}"
-    assert out.exists(), done.stdout[-2000:]
+    return checked(name, out, done.returncode, done.stdout, done.stderr)
+
+
+def checked(name: str, out: Path, returncode: int, stdout: str, stderr: str) -> dict[str, Any]:
+    """The smoke of ``benchmarks/NAME.py`` exited 0 and wrote the JSON it names at the end; its data."""
+    assert returncode == 0, f"benchmarks/{name}.py --smoke failed:\n{stdout[-3000:]}\n{stderr[-5000:]}"
+    assert out.exists(), stdout[-2000:]
     data = json.loads(out.read_text())
     assert data["benchmark"] == name and data["smoke"] is True
     assert data["machine"]["cpu_count"] >= 1 and data["machine"]["versions"]["optuna"]
-    assert str(out) in done.stdout.replace("\n", "")  # the table ends by naming the JSON
+    assert str(out) in stdout.replace("\n", "")  # the table ends by naming the JSON
     return data
+
+
+# These smokes each start a local Ray: they run one after another in one interpreter
+# (smoke_batch.py), each as ``python benchmarks/NAME.py --smoke`` would run it, in its own folder
+# with its own output, so that Python's start, the imports and ray.init are paid once, not six
+# times (about 8 s each on 2 cores). Only the ones this pytest run selected are run.
+BATCHED = ("overhead", "scaling", "code_shipping", "seed_noise", "growth", "sample_efficiency")
+
+
+@pytest.fixture(scope="module")
+def batch(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    selected = {item.name for item in request.session.items}
+    names = [name for name in BATCHED if f"test_{name}_smoke" in selected]
+    root = tmp_path_factory.mktemp("smokes")
+    subprocess.run(
+        [sys.executable, str(Path(__file__).with_name("smoke_batch.py")), str(root), *names],
+        cwd=root,
+        env=smoke_env(),
+        timeout=300 * len(names),
+        check=True,
+    )
+    return root
+
+
+def batched_smoke(name: str, root: Path) -> tuple[dict[str, Any], Path]:
+    """A smoke ``batch`` ran: its data (checked as :func:`run_smoke` checks it) and its folder."""
+    folder = root / name
+    code = folder / "exit_code"
+    assert code.exists(), f"benchmarks/{name}.py --smoke never ran in the batch (smoke_batch.py)"
+    data = checked(
+        name,
+        folder / "x.json",
+        int(code.read_text()),
+        (folder / "stdout.txt").read_text(errors="replace"),
+        (folder / "stderr.txt").read_text(errors="replace"),
+    )
+    return data, folder
 
 
 def positive(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
 
 
-def test_overhead_smoke(tmp_path: Path) -> None:
-    data = run_smoke("overhead", tmp_path)
+def test_overhead_smoke(batch: Path) -> None:
+    data, _ = batched_smoke("overhead", batch)
     for path in ("bare_optuna", "bare_tune", "handwired", "service", "service_inline"):
         run = data["paths"][path]
         assert positive(run["wall_s"]) and positive(run["per_trial_s"]) and positive(run["trials_per_s"]), (path, run)
@@ -81,8 +127,8 @@ def test_overhead_smoke(tmp_path: Path) -> None:
     assert set(hooks["phases"]) >= {"before_tune_s", "tune_start_to_first_trial_s", "first_trial_to_last_trial_s"}
 
 
-def test_code_shipping_smoke(tmp_path: Path) -> None:
-    data = run_smoke("code_shipping", tmp_path)
+def test_code_shipping_smoke(batch: Path) -> None:
+    data, _ = batched_smoke("code_shipping", batch)
     sizes = [f"{size:g}" for size in data["settings"]["sizes_mb"]]
     assert len(sizes) == 1 and data["settings"]["repeats"] == 1  # one size: each job costs seconds
     for size in sizes:  # the package alone: as large as the folder (random filler), packed and unpacked
@@ -129,8 +175,8 @@ def test_server_load_smoke(tmp_path: Path) -> None:
     assert data["settings"]["job_store"] == "sqlite" and data["settings"]["jobs"]["running"] == 0  # no runner in the smoke
 
 
-def test_seed_noise_smoke(tmp_path: Path) -> None:
-    data = run_smoke("seed_noise", tmp_path)
+def test_seed_noise_smoke(batch: Path) -> None:
+    data, _ = batched_smoke("seed_noise", batch)
     for method in ("service", "random"):
         row = data["methods"][method]
         assert len(row["scores"]) == data["settings"]["repeats"] == 2, row
@@ -139,8 +185,8 @@ def test_seed_noise_smoke(tmp_path: Path) -> None:
     assert data["median_gap"] >= 0
 
 
-def test_scaling_smoke(tmp_path: Path) -> None:
-    data = run_smoke("scaling", tmp_path)
+def test_scaling_smoke(batch: Path) -> None:
+    data, _ = batched_smoke("scaling", batch)
     rows = data["cpu"]["rows"]
     assert sorted(r["concurrent"] for r in rows) == [1, 2]
     for row in rows:
@@ -156,8 +202,8 @@ def test_scaling_smoke(tmp_path: Path) -> None:
         assert all(positive(r["trials_per_hour"]) for r in gpu["rows"])
 
 
-def test_growth_smoke(tmp_path: Path) -> None:
-    data = run_smoke("growth", tmp_path)
+def test_growth_smoke(batch: Path) -> None:
+    data, _ = batched_smoke("growth", batch)
     rows = data["rows"]
     assert len(rows) >= 2 and rows[-1]["size"] >= data["settings"]["sizes"][-1]
     for row in rows:
@@ -173,8 +219,8 @@ def test_growth_smoke(tmp_path: Path) -> None:
     assert isinstance(data["status_under_1s_at_largest"], bool)
 
 
-def test_sample_efficiency_smoke(tmp_path: Path) -> None:
-    data = run_smoke("sample_efficiency", tmp_path)
+def test_sample_efficiency_smoke(batch: Path) -> None:
+    data, folder = batched_smoke("sample_efficiency", batch)
     assert set(data["tasks"]) >= {"branin", "mlp_digits"}
     for name, task in data["tasks"].items():
         methods = ("service", "random", "tune") if name == "mlp_digits" else ("service", "random")  # smoke: no synthetic Tune run
@@ -229,4 +275,4 @@ def test_sample_efficiency_smoke(tmp_path: Path) -> None:
         assert 0 < matching["target"] <= 1 and 0 < matching["service_epochs"] <= mlp["budget_epochs"], matching
         assert (matching["ratio"] is None) == (matching["random_epochs"] is None) != (matching["ratio_at_least"] is None)
     png = Path(data["plot"])
-    assert png == tmp_path / "x.png" and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert png == folder / "x.png" and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
