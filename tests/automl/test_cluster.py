@@ -67,6 +67,7 @@ def test_cli_run_spreads_trials_over_a_two_node_cluster(tmp_path: Path, ray_clus
                 "budget": {"trials": TRIALS, "max_epochs": 1},
                 "resources": {"cpus_per_trial": 1, "max_concurrent": 2},
                 "seed": 11,
+                "tracking": {"plots": False},  # `automl run` would wait for them at exit; not what this checks
             }
         )
     )
