@@ -6,6 +6,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from automl.engine.auto_strategy import DEFAULT_SAMPLER, DEFAULT_SCHEDULER
 from automl.errors import SpecError
 from automl.spaces import SearchSpace
 from automl.spec import JobSpec, load_spec, parse_spec
@@ -26,9 +27,9 @@ def search(
     mode: str | list[str] = "min",
     max_steps: int = 10,
     name: str = "search",
-    sampler: str = "tpe",
+    sampler: str = DEFAULT_SAMPLER,
     sampler_options: Mapping[str, Any] | None = None,
-    scheduler: str = "asha",
+    scheduler: str = DEFAULT_SCHEDULER,
     grace_period: int = 1,
     scheduler_options: Mapping[str, Any] | None = None,
     cpus_per_trial: float = 1.0,
@@ -75,10 +76,13 @@ def search(
             one direction per metric, for a multi-objective search (the result has a Pareto front).
         max_steps: the most steps one trial reports (the scheduler's ``max_t``).
         name: the job's name (the MLflow experiment unless ``experiment`` is given).
-        sampler, sampler_options: the Optuna sampler by name (``tpe``, ``random``, ``gp``, ``qmc``...).
+        sampler, sampler_options: the Optuna sampler by name (``tpe``, ``random``, ``gp``, ``qmc``...),
+            or ``auto`` to have one picked for the space, budget, concurrency and objectives
+            (docs/job-spec.md, "Choosing the strategy: auto"; ``auto`` takes no options).
         scheduler, grace_period, scheduler_options: the Ray Tune scheduler by name (``asha``,
-            ``hyperband``, ``median``, ``pbt``, ``fifo``) and its options, as in a job file's
-            ``scheduler.options`` (e.g. ``{"perturbation_interval": 2, "synch": True}`` for PBT).
+            ``hyperband``, ``median``, ``pbt``, ``fifo``, or ``auto``) and its options, as in a job file's
+            ``scheduler.options`` (e.g. ``{"perturbation_interval": 2, "synch": True}`` for PBT). What
+            ``auto`` chose, and why, is on the result (``sampler``, ``scheduler``, ``strategy_reason``).
         cpus_per_trial, gpus_per_trial: what each trial asks Ray for (fractions of a GPU allowed).
         max_concurrent: trials running at once (default: as many as the CPUs allow).
         time_limit_s: stop starting trials after this many seconds.

@@ -6,6 +6,7 @@ The parts, each one module:
 - :mod:`~automl.engine.plan`: the spec checked against the world once, into a :class:`SearchPlan`;
 - :mod:`~automl.engine.samplers`, :mod:`~automl.engine.schedulers`: the registries (leaves; a
   kind's special needs are hooks on its entry), and :mod:`~automl.engine.pbt`, PBT's hooks;
+- :mod:`~automl.engine.auto_strategy`: the rule ``sampler: auto`` and ``scheduler: auto`` pick by (a leaf);
 - :mod:`~automl.engine.studies`: the Optuna storage and what a study already holds;
 - :mod:`~automl.engine.cluster`: connecting to Ray and what it can give a trial;
 - :mod:`~automl.engine.study_search`, :mod:`~automl.engine.working_study`: the Tune<->Optuna glue;

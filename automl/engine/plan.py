@@ -6,6 +6,10 @@ written; what runs the plan (:mod:`automl.engine.run`) does not check it again, 
 cluster's resources, which can change between submit and run. A queued job stores its plan
 (:func:`plan_to_json`); the runner rebuilds it with :func:`plan_from_json`, which trusts it and
 checks nothing: it only imports the objective, which it must ship to the trials.
+
+``sampler: auto`` and ``scheduler: auto`` are resolved here, once (:func:`resolve_strategy`): the
+plan's spec names what the job runs, and :attr:`SearchPlan.strategy` what was asked and why; both
+are stored with the plan, so a job resumed by another runner runs the same choice.
 """
 
 from __future__ import annotations
@@ -13,12 +17,14 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import os
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from automl.engine.auto_strategy import AUTO, StrategyChoice, choose_strategy, facts_for
 from automl.errors import SpecError
 from automl.spaces import SearchSpace
 from automl.spec.checks import check_spec, data_config, import_objective, resolve_metrics
@@ -40,6 +46,8 @@ class SearchPlan:
         space: a :class:`SearchSpace`, or an Optuna define-by-run function ``f(trial) -> dict | None``.
         metrics, modes: what the study optimises (several metrics: a Pareto front).
         trial_plan: what every trial receives besides its hyperparameters.
+        strategy: when the spec asked for ``auto``: what was chosen and why (``spec`` names the
+            chosen sampler and scheduler); ``None`` when the spec named both.
     """
 
     spec: JobSpec
@@ -47,6 +55,7 @@ class SearchPlan:
     metrics: tuple[str, ...]
     modes: tuple[str, ...]
     trial_plan: TrialPlan
+    strategy: StrategyChoice | None = None
 
     @property
     def metric(self) -> str:
@@ -121,6 +130,7 @@ def plan_search(
         # the nodes of a cluster do not have the driver's folders.
         objective = import_objective(spec.objective, base_dir=base_dir, missing_ok=spec.code.requirements is not None)
     metrics, modes = resolve_metrics(spec, base_dir=base_dir, data_path=data_path)
+    spec, strategy = resolve_strategy(spec, resolved_space, len(metrics))
     _check_sampler(spec, resolved_space, len(metrics))
     _check_warm_start(spec, resolved_space)
     # Scheduler options that cannot work are refused here; PBT says how often trials must checkpoint.
@@ -145,7 +155,45 @@ def plan_search(
     )
     if objective is not None:
         _pickle_by_value_if_local(objective)
-    return SearchPlan(spec, resolved_space, metrics, modes, trial_plan)
+    return SearchPlan(spec, resolved_space, metrics, modes, trial_plan, strategy)
+
+
+def resolve_strategy(spec: JobSpec, space: Any, n_objectives: int) -> tuple[JobSpec, StrategyChoice | None]:
+    """``spec`` with ``auto`` replaced by what :func:`~automl.engine.auto_strategy.choose_strategy`
+    picks for it, and the choice (``None``, and ``spec`` itself, when the spec names both)."""
+    if AUTO not in (spec.sampler.name, spec.scheduler.name):
+        return spec, None
+    facts = facts_for(
+        space if isinstance(space, SearchSpace) else None,
+        trials=spec.budget.trials,
+        concurrency=planned_concurrency(spec),
+        n_objectives=n_objectives,
+        max_epochs=spec.budget.max_epochs,
+        sampler=spec.sampler.name,
+        scheduler=spec.scheduler.name,
+    )
+    choice = choose_strategy(facts)
+    resolved = spec.model_copy(
+        update={
+            "sampler": spec.sampler.model_copy(update={"name": choice.sampler}),
+            "scheduler": spec.scheduler.model_copy(update={"name": choice.scheduler}),
+        }
+    )
+    return resolved, choice
+
+
+def planned_concurrency(spec: JobSpec) -> int:
+    """The trials the plan expects at once: ``resources.max_concurrent``, else what the CPUs allow
+    (the Ray cluster's when this process is connected to one, else this machine's), at most the budget."""
+    if spec.resources.max_concurrent is not None:
+        at_once = spec.resources.max_concurrent
+    elif "ray" in sys.modules:  # connected or not, Ray is already imported: ask it (never import it for this)
+        from automl.engine.cluster import default_concurrency
+
+        at_once = default_concurrency(spec)
+    else:
+        at_once = max(1, int((os.cpu_count() or 1) // spec.resources.cpus_per_trial))
+    return max(1, min(at_once, spec.budget.trials))
 
 
 PLAN_FORMAT = 1  # bump when a stored plan's fields change meaning; older plans are then planned again
@@ -167,6 +215,8 @@ def plan_to_json(plan: SearchPlan) -> str:
         "space": plan.space.model_dump(mode="json"),
         "metrics": list(plan.metrics),
         "modes": list(plan.modes),
+        # What auto chose and why (the spec above names the choice); absent: the spec named both.
+        **({"strategy": plan.strategy.to_record()} if plan.strategy is not None else {}),
         "trial": {
             **{
                 f.name: getattr(trial, f.name)
@@ -216,7 +266,12 @@ def plan_from_json(text: str, *, base_dir: Path | None = None, code_dir: Path | 
         import_paths=import_paths,
     )
     return SearchPlan(
-        spec, SearchSpace.model_validate(record["space"]), tuple(record["metrics"]), tuple(record["modes"]), trial_plan
+        spec,
+        SearchSpace.model_validate(record["space"]),
+        tuple(record["metrics"]),
+        tuple(record["modes"]),
+        trial_plan,
+        StrategyChoice.from_record(record.get("strategy")),
     )
 
 

@@ -69,13 +69,14 @@ def check_job_file(spec_path: str | Path) -> CheckedJob:
     except SpecError as exc:
         raise SpecError(exc.problems, source=exc.source or str(path)) from None
     # The queued spec names its metric(s) and direction(s), defaults resolved, so readers need no
-    # trainer; every objective of a multi-objective job stays.
+    # trainer; every objective of a multi-objective job stays. It is the plan's spec: a sampler or
+    # scheduler given as auto is the one the plan chose (plan.strategy says so, and why).
     resolved: dict[str, Any]
     if plan.multi_objective:
         resolved = {"metric": list(plan.metrics), "mode": list(plan.modes)}
     else:
         resolved = {"metric": plan.metric, "mode": plan.mode}
-    spec = spec.model_copy(update=resolved)
+    spec = plan.spec.model_copy(update=resolved)
     return CheckedJob(spec, base_dir, dataclasses.replace(plan, spec=spec), code, data)
 
 
@@ -163,6 +164,7 @@ def submit_form(store: JobStore, form: JobForm, *, owner: str | None = None, see
     """
     import json
 
+    from automl.engine.auto_strategy import AUTO
     from automl.errors import InputError, SpecError
     from automl.spec import parse_spec, spec_to_yaml
     from automl.store import InvalidJobId, JobNotFound
@@ -173,6 +175,10 @@ def submit_form(store: JobStore, form: JobForm, *, owner: str | None = None, see
     except (ValueError, TypeError, KeyError, RecursionError):  # RecursionError: JSON nested past Python's stack
         raise SpecError("plan_json: not a plan written by `automl submit` (JSON with a 'spec')") from None
     spec = parse_spec(raw_spec, source="the submitted plan")
+    for part in (spec.sampler, spec.scheduler):
+        if part.name == AUTO:  # a plan names what auto chose, so every runner of the job runs the same
+            kind = "sampler" if part is spec.sampler else "scheduler"
+            raise SpecError(f"plan_json: its spec's {kind} is auto; a plan names the {kind} auto chose (plan_search resolves it)")
     scope = None if sees_all else owner
     if spec.warm_start.from_job is not None:
         try:

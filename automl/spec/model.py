@@ -4,7 +4,8 @@ This is the first of the two validation steps (:mod:`automl.spec` says both): ea
 what it can alone (types, ranges, names, the shape of a reference), and nothing here reads a
 file, imports an objective or opens a database. What must stay true: every model is frozen and
 refuses unknown keys and non-finite floats; a name that becomes a file, an experiment, a model
-or a study name passes :func:`check_name`; importing this module loads neither torch, Ray nor
+or a study name passes :func:`check_name`; ``sampler: auto`` and ``scheduler: auto`` take no options
+(the plan resolves them, :mod:`automl.engine.auto_strategy`); importing this module loads neither torch, Ray nor
 Optuna (the registries of samplers and schedulers are plain names).
 """
 
@@ -14,8 +15,9 @@ import math
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
+from automl.engine.auto_strategy import AUTO, DEFAULT_SAMPLER, DEFAULT_SCHEDULER
 from automl.engine.samplers import SAMPLERS
 from automl.engine.schedulers import SCHEDULERS
 from automl.spaces import MAX_INT, MAX_PATH_CHARS, RealNumber, WholeNumber
@@ -84,33 +86,53 @@ class TrainerSpec(_Section):
         return None if target is None else _check_text(target, limit=256)
 
 
-class SamplerSpec(_Section):
-    """Which Optuna sampler proposes hyperparameters, and its options."""
+def _no_options_with_auto(kind: str, options: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+    # Options belong to one class; with auto the class is not known until the job is planned.
+    if options and info.data.get("name") == AUTO:
+        raise ValueError(
+            f"{kind} auto picks the {kind} itself and takes no options; name the {kind} to give it options, "
+            f"or leave options out (automl validate shows what auto picks)"
+        )
+    return options
 
-    name: str = "tpe"
+
+class SamplerSpec(_Section):
+    """Which Optuna sampler proposes hyperparameters, and its options (``auto``: the plan picks one)."""
+
+    name: str = DEFAULT_SAMPLER
     options: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("name")
     @classmethod
     def _known(cls, name: str) -> str:
-        if name not in SAMPLERS:
-            raise ValueError(f"unknown sampler {name[:100]!r} (known: {', '.join(SAMPLERS)})")
+        if name != AUTO and name not in SAMPLERS:
+            raise ValueError(f"unknown sampler {name[:100]!r} (known: {', '.join(SAMPLERS)}, {AUTO})")
         return name
+
+    @field_validator("options")
+    @classmethod
+    def _options(cls, options: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        return _no_options_with_auto("sampler", options, info)
 
 
 class SchedulerSpec(_Section):
-    """Which Ray Tune scheduler stops poor trials early."""
+    """Which Ray Tune scheduler stops poor trials early (``auto``: the plan picks one)."""
 
-    name: str = "asha"
+    name: str = DEFAULT_SCHEDULER
     grace_period: WholeNumber = Field(default=1, ge=1, description="epochs every trial runs before it may be stopped")
     options: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("name")
     @classmethod
     def _known(cls, name: str) -> str:
-        if name not in SCHEDULERS:
-            raise ValueError(f"unknown scheduler {name[:100]!r} (known: {', '.join(SCHEDULERS)})")
+        if name != AUTO and name not in SCHEDULERS:
+            raise ValueError(f"unknown scheduler {name[:100]!r} (known: {', '.join(SCHEDULERS)}, {AUTO})")
         return name
+
+    @field_validator("options")
+    @classmethod
+    def _options(cls, options: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        return _no_options_with_auto("scheduler", options, info)
 
 
 class BudgetSpec(_Section):
