@@ -82,6 +82,8 @@ class SearchResult:
         phases: seconds the search spent in each phase, in order (``writer``, ``ray``, ``stores``,
             ``tracking``, ``set-up``, ``trials``, ``settle``, ``plots``, ``summary``); also the job's
             ``phases`` event.
+        sampler, scheduler: what the search ran (what ``auto`` chose, when it was asked for).
+        strategy_reason: why ``auto`` chose them (``None``: the spec named both).
     """
 
     job_name: str
@@ -103,6 +105,9 @@ class SearchResult:
     modes: tuple[str, ...] = ()
     pareto_front: tuple[TrialSummary, ...] = ()
     phases: dict[str, float] = field(default_factory=dict)
+    sampler: str = ""
+    scheduler: str = ""
+    strategy_reason: str | None = None
 
     @property
     def state_counts(self) -> dict[str, int]:

@@ -420,6 +420,8 @@ def validate(job_file: Annotated[Path, typer.Argument(help="The job spec (YAML).
     assert plan is not None
     objectives = ", ".join(f"{mode} {metric}" for metric, mode in zip(plan.metrics, plan.modes, strict=True))
     out.print(f"[green]ok[/green] {job_file}: job {spec.name!r}, {objectives}, {spec.budget.trials} trials")
+    if plan.strategy is not None:  # what auto picks for this job, and why
+        out.print(f"  strategy: {plan.strategy.summary()}", soft_wrap=True, markup=False)
     if checked.code is not None:
         out.print(f"  code: {len(checked.code.files)} files, {checked.code.size / 2**20:.1f} MB, {checked.code.sha256[:12]}")
     if checked.data is not None:

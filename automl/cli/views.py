@@ -11,6 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from automl.engine.auto_strategy import strategy_line
 from automl.settings import redact_url
 from automl.states import JobState, TrialState
 
@@ -127,6 +128,9 @@ def result_json(result: SearchResult) -> dict[str, Any]:
         "tracking_uri": redact_url(result.tracking_uri),  # printed: never the password
         "states": result.state_counts,
         "metrics": list(result.metrics),
+        "sampler": result.sampler,
+        "scheduler": result.scheduler,
+        "strategy_reason": result.strategy_reason,
         "pareto_front": [t.__dict__ for t in result.pareto_front],
         "trials": [t.__dict__ for t in result.trials],
     }
@@ -185,9 +189,10 @@ def front_rows(front: tuple[TrialSummary, ...] | list[TrialSummary], metrics: li
 
 
 def status_json(job: JobView, events: list[EventView], snapshot: JobSnapshot, metrics: list[str], top: int = 5) -> dict[str, Any]:
-    """``automl status --json``: the job row, its trial counts, top trials, Pareto front and events."""
+    """``automl status --json``: the job row, its strategy, trial counts, top trials, Pareto front and events."""
     return {
         "job": job_json(job),
+        "strategy": strategy_line(job.plan_json),
         "states": snapshot.counts,
         "events": [e.__dict__ for e in events],
         "top_trials": [t.__dict__ for t in snapshot.top[:top]],
@@ -213,6 +218,9 @@ def status_view(
         parts.append(f"  runner: {job.runner_id} (lease until {when(job.lease_expires_at)}, attempt {job.attempts})")
     if job.error:
         parts.append(Text.assemble("  ", ("error:", "red"), f" {job.error}"))
+    strategy = strategy_line(job.plan_json)
+    if strategy is not None:  # what the job runs; when auto chose it, why
+        parts.append(Text(f"  strategy: {strategy}"))
     parts.append(f"  Optuna study: {job.study_name}")
     parts.append(f"  MLflow run: {job.mlflow_run_id or '-'}")
     if job.code_sha256 or job.data_sha256:

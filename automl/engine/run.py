@@ -161,6 +161,8 @@ def _run(
         searcher.durable_study.set_user_attr("mlflow_parent_run_id", tracker.parent_run_id)
         name_metrics(searcher.durable_study, plan.metrics)
         if not prior:
+            if plan.strategy is not None and control is not None:  # what auto chose, once, as the job starts
+                control.on_event("strategy", plan.strategy.summary())
             warm = warm_start_configs(spec, storage, plan)
             for config in warm:
                 searcher.enqueue(config)

@@ -130,6 +130,9 @@ def summarize(
         model_uri=model.model_uri if model else None,
         registered_model=(model.name, model.version) if model and model.name and model.version else None,
         tracking_errors=tuple(ledger.tracking_errors),
+        sampler=spec.sampler.name,
+        scheduler=spec.scheduler.name,
+        strategy_reason=plan.strategy.reason if plan.strategy is not None else None,
     )
 
 
@@ -201,6 +204,9 @@ def job_params(plan: SearchPlan) -> dict[str, Any]:
         params["objective"] = spec.objective
     if isinstance(plan.space, SearchSpace):
         params["space"] = ", ".join(plan.space.params)
+    if plan.strategy is not None:  # sampler and scheduler above are what auto chose; say that, and why
+        params["strategy_asked"] = plan.strategy.asked
+        params["strategy_reason"] = plan.strategy.reason
     return params
 
 
