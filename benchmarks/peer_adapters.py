@@ -249,12 +249,13 @@ def ask_tell(
     n_workers: int,
     ask: Callable[[int], Job],
     tell: Callable[[Job, float, float], None],
-) -> None:
+) -> dict[str, int]:
     """Keep ``n_workers`` evaluations in flight in threads, asking the peer for the next one as soon as
     a thread is free, telling it each result (job, loss, seconds), until the ledger is exhausted.
-    ``ask`` and ``tell`` run only in this thread: neither SMAC nor DEHB is thread-safe."""
+    ``ask`` and ``tell`` run only in this thread: neither SMAC nor DEHB is thread-safe. Returns how
+    many evaluations were asked for and told (the rest were cut by the budget)."""
     running: dict[Future[float | None], tuple[Job, float]] = {}
-    asked = 0
+    asked = told = 0
     with ThreadPoolExecutor(max_workers=n_workers, thread_name_prefix="peer") as pool:
         while True:
             while len(running) < n_workers and not ledger.exhausted():
@@ -263,13 +264,14 @@ def ask_tell(
                 future = pool.submit(train, task, seed, ledger, job.key, job.config, job.epochs)
                 running[future] = (job, time.perf_counter())
             if not running:
-                return
+                return {"evaluations_asked": asked, "evaluations_told": told}
             done, _ = wait(running, return_when=FIRST_COMPLETED)
             for future in done:
                 job, started = running.pop(future)
                 loss = future.result()
                 if loss is not None:
                     tell(job, loss, time.perf_counter() - started)
+                    told += 1
 
 
 @dataclass
@@ -277,6 +279,7 @@ class Smac3Hyperband:
     """SMAC3's multi-fidelity facade: Hyperband (eta 3) with a random forest, budgets in epochs."""
 
     name: str = "smac3:hyperband"
+    last_info: dict[str, Any] | None = None  # what its last run did, for the results JSON
 
     def available(self) -> str | None:
         return _missing(("smac", "smac.runhistory.dataclasses"), "smac", ("2.",))
@@ -321,7 +324,7 @@ class Smac3Hyperband:
             def tell(job: Job, loss: float, seconds: float) -> None:
                 smac.tell(job.handle, TrialValue(cost=loss, time=seconds), save=False)
 
-            ask_tell(task, seed, ledger, n_workers, ask, tell)
+            self.last_info = {**self.describe(), **ask_tell(task, seed, ledger, n_workers, ask, tell)}
 
 
 @dataclass
@@ -329,6 +332,7 @@ class Dehb:
     """DEHB (differential evolution with Hyperband), the ``dehb`` package, fidelities in epochs."""
 
     name: str = "dehb"
+    last_info: dict[str, Any] | None = None
 
     def available(self) -> str | None:
         return _missing(("dehb",), "dehb", ("0.1.",))
@@ -365,7 +369,7 @@ class Dehb:
             def tell(job: Job, loss: float, seconds: float) -> None:
                 optimizer.tell(job.handle, {"fitness": loss, "cost": seconds})
 
-            ask_tell(task, seed, ledger, n_workers, ask, tell)
+            self.last_info = {**self.describe(), **ask_tell(task, seed, ledger, n_workers, ask, tell)}
 
 
 # ---------------------------------------------------------------- Syne Tune
@@ -487,6 +491,7 @@ class SyneTune:
     scheduler: str  # a class in syne_tune.optimizer.baselines
     brackets: bool = False  # one bracket per rung level: asynchronous Hyperband instead of ASHA's one
     about: str = ""
+    last_info: dict[str, Any] | None = None
 
     def available(self) -> str | None:
         reason = _missing(SYNE_TUNE_MODULES, "syne-tune", SYNE_TUNE_VERSIONS)
@@ -530,7 +535,8 @@ class SyneTune:
                 brackets=rungs if self.brackets else 1,
                 random_seed=int(seed),
             )
-            backend = PythonBackend(tune_function=syne_tune_trial, config_space=config_space)
+            # rotate_gpus=False: the tasks train on the CPU, and its GPU probe writes nvidia-smi's output to ./std.out.
+            backend = PythonBackend(tune_function=syne_tune_trial, config_space=config_space, rotate_gpus=False)
             tuner = Tuner(
                 trial_backend=backend,
                 scheduler=scheduler,
@@ -553,21 +559,25 @@ class SyneTune:
             except BaseException:
                 sys.stderr.write(printed.getvalue()[-4000:])
                 raise
-            record_syne_tune_trials(backend, codec, ledger)
+            trials = record_syne_tune_trials(backend, codec, ledger)
+            self.last_info = {**self.describe(), "trials": trials, "trials_failed": tuner.tuning_status.num_trials_failed}
 
 
-def record_syne_tune_trials(backend: Any, codec: SpaceCodec, ledger: Ledger) -> None:
+def record_syne_tune_trials(backend: Any, codec: SpaceCodec, ledger: Ledger) -> int:
     """Charge every epoch each trial reported (its stdout, read after the run: this includes reports
-    the Tuner had not fetched yet when it stopped), stamped with the trial's ``time.time()``."""
+    the Tuner had not fetched yet when it stopped), stamped with the trial's ``time.time()``; returns
+    how many trials there were."""
     from syne_tune.report import retrieve
 
     root = Path(backend.local_path)
-    for trial_dir in sorted((p for p in root.iterdir() if p.name.isdigit()), key=lambda p: int(p.name)):
+    trial_dirs = sorted((p for p in root.iterdir() if p.name.isdigit()), key=lambda p: int(p.name))
+    for trial_dir in trial_dirs:
         config = codec.decode(json.loads((trial_dir / "config.json").read_text()), indexed=False)
         reports = retrieve(backend.stdout(int(trial_dir.name)))
         for result in reports:
             seconds = float(result["st_worker_timestamp"]) - ledger.wall_started
             ledger.record(f"t{trial_dir.name}", config, int(result["epoch"]), float(result["loss"]), seconds)
+    return len(trial_dirs)
 
 
 @dataclass
