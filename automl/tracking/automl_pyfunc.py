@@ -9,6 +9,13 @@ only numpy, pandas, torch and mlflow, never automl (a serving host need not have
 it knows of the model comes from the model's own ``MLmodel`` metadata (``task``,
 ``feature_names``, ``class_names``, ``input_shape``), so a copy of this file loads the models
 that older copies were shipped with.
+
+Rows come named or in order. MLflow checks a request against the signature before this loader
+sees it, and a signature of named columns refuses rows without names (a list of lists, a 2-D
+array: MLflow makes them a DataFrame with columns 0, 1, ... and reports the named ones missing).
+So a table model's signature is its features' types in order, unnamed, and the names are matched
+here: columns named after the features are picked by name in any order, rows without names are
+taken in the training order. A model logged with named columns (before) still loads.
 """
 
 from __future__ import annotations
@@ -80,7 +87,7 @@ class TorchModel:
             labels = np.asarray(self.class_names or [str(i) for i in range(outputs.shape[1])], dtype=object)
             return labels[outputs.argmax(axis=1)]
         if self.task == REGRESSION:
-            return outputs.reshape(len(outputs), -1)[:, 0].astype(np.float64)
+            return outputs.reshape(len(outputs), -1)[:, 0].astype(np.float64) if len(outputs) else np.zeros(0)
         return outputs
 
     def predict_proba(self, data: Any) -> Any:
@@ -116,24 +123,47 @@ class TorchModel:
         if isinstance(data, Mapping):
             data = pd.DataFrame(dict(data))
         if isinstance(data, pd.DataFrame):
-            missing = [name for name in self.feature_names if name not in data.columns]
-            if self.feature_names and not missing:
-                data = data[self.feature_names]
-            elif self.feature_names and not _unnamed(data.columns):
-                raise ValueError(f"the rows lack the model's features {missing} (it takes {self.feature_names})")
-            data = data.to_numpy()
+            data = self._features_of(data)
         if hasattr(data, "detach"):  # a torch tensor
             data = data.detach().cpu().numpy()
         try:
             rows = np.asarray(data, dtype=np.float32)
         except (TypeError, ValueError) as exc:
             raise ValueError(f"the rows must hold numbers only: {exc}") from exc
-        if self.input_shape:
+        if self.feature_names:
+            width = len(self.feature_names)
+            if rows.ndim == 1 and rows.size in (0, width):  # one row, or none
+                rows = rows.reshape(-1, width)
+            if rows.ndim != 2 or rows.shape[1] != width:
+                raise ValueError(
+                    f"each row must have the model's {width} features in this order: {', '.join(self.feature_names)}; "
+                    f"got an array of shape {rows.shape}"
+                )
+        elif self.input_shape:
             per_row = int(np.prod(self.input_shape))
             if rows.size % per_row:
                 raise ValueError(f"each row must have {per_row} values ({self.input_shape}), got an array of shape {rows.shape}")
             rows = rows.reshape(-1, *self.input_shape)
         return np.ascontiguousarray(rows)
+
+    def _features_of(self, frame: Any) -> Any:
+        """The model's feature columns of ``frame``, by name; ``frame`` itself when its columns are positions.
+
+        Raises:
+            ValueError: ``frame``'s columns are named, and not all of them are the model's features.
+        """
+        if not self.feature_names:
+            return frame
+        missing = [name for name in self.feature_names if name not in frame.columns]
+        if not missing:
+            return frame[self.feature_names]
+        if _unnamed(frame.columns):
+            return frame
+        raise ValueError(
+            f"the rows lack the model's features {missing} (it takes {self.feature_names}, by name or in this order). "
+            f"Through mlflow.pyfunc a model is given the first {len(self.feature_names)} columns only "
+            "(its signature's columns are in order): put the features first, or select them"
+        )
 
 
 def _unnamed(columns: Sequence[Any]) -> bool:

@@ -12,7 +12,11 @@ so MLflow makes the logged model, validates its serving example and registers it
 
 What must stay true: a model whose info names no ``task`` (a custom objective's) is saved exactly
 as plain ``mlflow.pytorch`` saves it, with a tensor signature when its input shape is known; the
-signature of a table model names every feature, as doubles, in the trainer's order.
+signature of a table model has a ``double`` column per feature, in the trainer's order, unnamed.
+Unnamed because MLflow enforces a signature before the loader runs, and one of named columns
+refuses rows without names (a list of lists, a 2-D array); the loader matches names itself (from
+the ``feature_names`` in the model's metadata), so a DataFrame with the names, in any order, and
+records are read by name, and rows without names in the trainer's order.
 """
 
 from __future__ import annotations
@@ -43,7 +47,7 @@ def model_kind(info: Mapping[str, Any]) -> str:
 
 
 def signature_of(info: Mapping[str, Any]) -> Any:
-    """The model's signature: a column per feature (doubles) or a float32 tensor in; labels or values out.
+    """The model's signature: a column per feature (doubles, in order) or a float32 tensor in; labels or values out.
 
     ``None`` for a ``raw`` model: MLflow infers its tensor signature from the input example.
     """
@@ -56,7 +60,8 @@ def signature_of(info: Mapping[str, Any]) -> Any:
     if kind == "raw":
         return None
     if kind == "table":
-        inputs = Schema([ColSpec("double", str(name)) for name in info["feature_names"]])
+        # Unnamed (see the module's docstring): the feature names are the metadata's and the input example's.
+        inputs = Schema([ColSpec("double") for _ in info["feature_names"]])
     else:
         import numpy as np
 

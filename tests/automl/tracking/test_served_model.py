@@ -21,6 +21,7 @@ import pytest
 import torch
 import yaml
 from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
 from sklearn.datasets import load_iris
 
 import automl
@@ -130,17 +131,21 @@ def test_the_registered_model_serves_labels_and_probabilities(
     assert client.get_registered_model("iris-serve").description
 
     # pyfunc: a DataFrame with the feature names (float64 or float32, columns in any order) gives
-    # labels; records too; probabilities on request. The signature says so.
+    # labels; records, a list of rows and a 2-D array too; probabilities on request. The signature
+    # says so: a double per feature, in order (unnamed, so that rows without names pass MLflow's check).
     x, y = load_iris(return_X_y=True)
     names = list(load_iris().feature_names)
     model = mlflow.pyfunc.load_model("models:/iris-serve@champion")
     signature = model.metadata.signature
-    assert signature.inputs.input_names() == names and {t.name for t in signature.inputs.input_types()} == {"double"}
+    assert not signature.inputs.has_input_names() and [t.name for t in signature.inputs.input_types()] == ["double"] * 4
+    assert model.metadata.metadata["feature_names"] == names
     frame = pd.DataFrame(x, columns=names)
     labels = model.predict(frame)
     assert set(labels) <= set(CLASSES) and np.mean(labels == np.asarray(CLASSES)[y]) > 0.5
     assert list(model.predict(frame.astype("float32")[names[::-1]])) == list(labels)
     assert list(model.predict(frame.head(3).to_dict(orient="records"))) == list(labels[:3])
+    assert list(model.predict(x.tolist())) == list(labels)
+    assert list(model.predict(x.astype(np.float32))) == list(labels)
     proba = model.predict(frame.head(3), params={"predict_method": "predict_proba"})
     assert list(proba.columns) == CLASSES and np.allclose(proba.sum(axis=1), 1.0)
     assert list(proba.idxmax(axis=1)) == list(labels[:3])
@@ -164,6 +169,10 @@ def test_the_registered_model_serves_labels_and_probabilities(
         answer = httpx.post(f"{url}/invocations", json={"dataframe_records": records}, timeout=30)
         assert answer.status_code == 200, answer.text
         assert set(answer.json()["predictions"]) <= set(CLASSES)
+        # Rows without names, in the signature's order.
+        answer = httpx.post(f"{url}/invocations", json={"inputs": x[:3].tolist()}, timeout=30)
+        assert answer.status_code == 200, answer.text
+        assert answer.json() == {"predictions": list(labels[:3])}
         answer = httpx.post(f"{url}/invocations", json={**split, "params": {"predict_method": "predict_proba"}}, timeout=30)
         assert answer.status_code == 200, answer.text
         rows = answer.json()["predictions"]
@@ -172,6 +181,77 @@ def test_the_registered_model_serves_labels_and_probabilities(
     finally:
         _stop(server)
     print(f"done: {time.monotonic() - started:.1f} s")
+
+
+def _log_table_model(tracker: MlflowTracker, module: torch.nn.Module, info: dict[str, Any], name: str) -> str:
+    """Log ``module`` as a trial's model is logged (the servable flavours, registered); its URI."""
+    run_id = tracker.create_trial_run(0, {})
+    return tracker.log_model(run_id, module, registered_name=name, metadata=info).model_uri
+
+
+def test_pyfunc_takes_named_columns_records_rows_and_arrays(automl_home: Path, fluent_store: str) -> None:
+    """Without Ray: real models logged and loaded as a job's are, given every form of rows MLflow lets through."""
+    tracker = MlflowTracker(fluent_store, artifact_root=(automl_home / "artifacts").as_uri())
+    tracker.start_job(experiment="rows", run_name="rows-0000abcd", params={}, tags={}, artifacts={})
+    x, y = load_iris(return_X_y=True)
+    names = list(load_iris().feature_names)
+    torch.manual_seed(0)
+    classifier = build_mlp(4, 3, hidden_size=8, num_layers=1, dropout=0.0, feature_mean=x.mean(0), feature_std=x.std(0))
+    optimizer = torch.optim.Adam(classifier.parameters(), lr=0.05)
+    for _ in range(60):  # a few full-batch steps: labels that differ from row to row
+        optimizer.zero_grad()
+        torch.nn.functional.cross_entropy(classifier(torch.tensor(x, dtype=torch.float32)), torch.tensor(y)).backward()
+        optimizer.step()
+    info = {
+        "task": "classification",
+        "feature_names": names,
+        "class_names": CLASSES,
+        "input_shape": [4],
+        "input_example": x[:2].tolist(),
+    }
+    model = mlflow.pyfunc.load_model(_log_table_model(tracker, classifier, info, "rows-classifier"))
+
+    frame = pd.DataFrame(x, columns=names)
+    labels = list(model.predict(frame))
+    assert np.mean(np.asarray(labels) == np.asarray(CLASSES)[y]) > 0.8
+    same_labels = {
+        "float32 columns in another order": frame.astype("float32")[names[::-1]],
+        "int32 columns": frame.round().astype("int32"),
+        "extra columns after the features": frame.assign(target=y),
+        "a dict of columns": {name: x[:, i] for i, name in enumerate(names)},
+        "records": frame.to_dict(orient="records"),
+        "a list of rows": x.tolist(),
+        "a float64 array": x,
+        "a float32 array": x.astype(np.float32),
+    }
+    for form, rows in same_labels.items():
+        expected = list(model.predict(frame.round())) if form == "int32 columns" else labels
+        assert list(model.predict(rows)) == expected, form
+    assert list(model.predict(x.round().astype(np.int32))) == list(model.predict(frame.round()))
+    proba = model.predict(x[:3].tolist(), params={"predict_method": "predict_proba"})
+    assert list(proba.columns) == CLASSES and list(proba.idxmax(axis=1)) == labels[:3]
+
+    # What MLflow's check refuses before the model sees it: int64 values (it casts ints to double
+    # only up to 32 bits: a list of whole numbers is int64), too few columns, and named columns
+    # that are not all the features in the first places (it passes the first 4 columns on).
+    with pytest.raises(MlflowException, match="Can not safely convert int64 to float64"):
+        model.predict(x.round().astype(np.int64))
+    with pytest.raises(MlflowException, match="declares 4 inputs"):
+        model.predict(x[:, :3].tolist())
+    with pytest.raises(ValueError, match="put the features first"):
+        model.predict(frame.assign(target=y * 1.0)[["target", *names]])
+
+    # A regressor's values, the same for every form.
+    regressor = build_mlp(
+        2, 1, hidden_size=4, num_layers=1, dropout=0.0, feature_mean=[0, 0], feature_std=[1, 1], target_mean=10.0, target_std=2.0
+    )
+    info = {"task": "regression", "feature_names": ["a", "b"], "class_names": [], "input_shape": [2]}
+    model = mlflow.pyfunc.load_model(_log_table_model(tracker, regressor, info, "rows-regressor"))
+    rows = np.random.default_rng(0).normal(size=(5, 2))
+    values = model.predict(pd.DataFrame(rows, columns=["a", "b"]))
+    assert values.dtype == np.float64 and np.ptp(values) > 0
+    for form in (rows.tolist(), rows, rows.astype(np.float32), pd.DataFrame(rows, columns=["a", "b"])[["b", "a"]]):
+        assert np.allclose(model.predict(form), values, atol=1e-6)
 
 
 def _origin(value: float, *, metric: str = "val_accuracy", mode: str = "max", trial: int = 0) -> ModelOrigin:
@@ -233,8 +313,12 @@ def test_a_regressor_returns_values_and_a_custom_model_stays_as_it_was() -> None
         model.predict(pd.DataFrame(x, columns=["a", "c"]))
     with pytest.raises(ValueError, match="for classifiers"):
         model.predict(x, params={"predict_method": "predict_proba"})
+    with pytest.raises(ValueError, match="each row must have the model's 2 features in this order: a, b"):
+        model.predict(np.c_[x, x[:, :1]])
+    assert np.allclose(model.predict(x[0]), values[:1])  # one row
+    assert model.predict(np.zeros((0, 2))).shape == (0,)
     signature = signature_of(info)
-    assert signature.inputs.input_names() == ["a", "b"] and signature.params is None
+    assert not signature.inputs.has_input_names() and len(signature.inputs.inputs) == 2 and signature.params is None
     # A custom objective's model names no task: saved as plain mlflow.pytorch saves it.
     assert model_kind({"input_shape": [1]}) == "raw" and signature_of({"input_shape": [1]}) is None
     assert model_kind({"task": "classification", "input_shape": [1, 8, 8], "class_names": ["a", "b"]}) == "tensor"
