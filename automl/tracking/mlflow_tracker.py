@@ -26,7 +26,7 @@ from automl.sqlite import set_wal_on_file
 from automl.states import JobState, MlflowStatus, TrialState
 from automl.tracking.fluent import FLUENT_LOCK
 from automl.tracking.notes import NOTE, SUMMARY_END, description_of, experiment_note, summary_note
-from automl.tracking.registry import ModelOrigin, crown_if_better, describe_version
+from automl.tracking.registry import ModelOrigin, describe_version, settle_champion
 from automl.tracking.runs import TAG_PREFIX, RegisteredModel, RunUpdate, job_short_id, trial_run_name
 from automl.tracking.servable import log_servable_model
 from automl.tracking.views import label_experiment
@@ -364,10 +364,10 @@ class MlflowTracker:
         ``metadata`` (what the trial saved with the model: task, class and feature names, input
         shape) goes into the model's MLmodel file and decides its signature and serving. With
         ``origin`` the version gets its description and tags, and the alias ``champion`` when it
-        beats the current one.
+        beats the current one (:func:`~automl.tracking.registry.settle_champion`: right also when
+        jobs of one name in other processes register at the same time).
         """
-        # The fluent URIs are process-wide, and a runner may finish two jobs of one name at once:
-        # one job at a time logs, and reads and moves the champion alias.
+        # The fluent URIs are process-wide: one job at a time logs in this process.
         with FLUENT_LOCK:
             logged = log_servable_model(
                 self.client,
@@ -381,7 +381,7 @@ class MlflowTracker:
             if logged.name and logged.version and origin is not None:
                 try:
                     describe_version(self.client, logged.name, logged.version, origin)
-                    if crown_if_better(self.client, logged.name, logged.version, origin):
+                    if settle_champion(self.client, logged.name) == str(logged.version):
                         logger.info("model %s version %s is the champion", logged.name, logged.version)
                 except Exception as exc:  # noqa: BLE001 - the model is registered: its record is not worth the job's model URI
                     logger.warning(
