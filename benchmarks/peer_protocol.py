@@ -26,6 +26,12 @@ What must stay true: the scoring (``peer_score``) reads only ledgers, never a me
 idea of its incumbent. The incumbent at budget B is the config with the lowest loss among
 records at ``max_epochs`` with cumulative epochs <= B; its regret is exact for a synthetic task
 (``optimum`` known) and normalised by the best value any method ever reached for a training task.
+
+Optional members, read with ``getattr`` (a task or method without them works as before): a task's
+``exact(config)``, the noise-free loss at ``max_epochs`` where known (a synthetic task's; the
+incumbent is still picked by its recorded loss, its regret is computed from this), and its
+``scale`` (what a normalised regret of 1 is); a method's ``unsuited(task)``, why it does not run
+on that task (``None`` when it does), reported like ``available()``.
 """
 
 from __future__ import annotations

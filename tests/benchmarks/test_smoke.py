@@ -55,9 +55,9 @@ def checked(name: str, out: Path, returncode: int, stdout: str, stderr: str) -> 
 
 # These smokes each start a local Ray: they run one after another in one interpreter
 # (smoke_batch.py), each as ``python benchmarks/NAME.py --smoke`` would run it, in its own folder
-# with its own output, so that Python's start, the imports and ray.init are paid once, not six
+# with its own output, so that Python's start, the imports and ray.init are paid once, not seven
 # times (about 8 s each on 2 cores). Only the ones this pytest run selected are run.
-BATCHED = ("overhead", "scaling", "code_shipping", "seed_noise", "growth", "sample_efficiency")
+BATCHED = ("overhead", "scaling", "code_shipping", "seed_noise", "growth", "sample_efficiency", "peers")
 
 
 @pytest.fixture(scope="module")
@@ -274,5 +274,41 @@ def test_sample_efficiency_smoke(batch: Path) -> None:
         assert matching["random_budget_epochs"] == multiple * mlp["budget_epochs"]
         assert 0 < matching["target"] <= 1 and 0 < matching["service_epochs"] <= mlp["budget_epochs"], matching
         assert (matching["ratio"] is None) == (matching["random_epochs"] is None) != (matching["ratio_at_least"] is None)
+    png = Path(data["plot"])
+    assert png == folder / "x.png" and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_peers_smoke(batch: Path) -> None:
+    data, folder = batched_smoke("peers", batch)
+    tasks, workers = data["settings"]["tasks"], data["settings"]["workers"]
+    assert set(tasks) == {"mf_branin", "mlp_breast_cancer"} and workers == 2
+    assert tasks["mf_branin"]["kind"] == "synthetic" and positive(tasks["mf_branin"]["scale"])
+    methods = ("service:default", "optuna:tpe+hyperband", "random")
+    assert list(data["methods"]) == list(methods) and all(why is None for why in data["methods"].values())
+    assert sorted((r["task"], r["method"]) for r in data["runs"]) == sorted((t, m) for t in tasks for m in methods)
+    for run in data["runs"]:
+        budget, rows = tasks[run["task"]]["budget_epochs"], run["rows"]
+        assert run["status"] == "ok" and positive(run["wall_s"]), run["status"]
+        # every epoch charged once, in the order of its seconds; at most workers - 1 epochs past the budget
+        assert budget <= run["epochs_spent"] == len(rows) <= budget + workers - 1, (run["method"], run["epochs_spent"])
+        assert [r[4] for r in rows] == list(range(1, len(rows) + 1)) and [r[3] for r in rows] == sorted(r[3] for r in rows)
+        assert all(r[0] in run["configs"] and 1 <= r[1] <= tasks[run["task"]]["max_epochs"] for r in rows)
+        if run["task"] == "mf_branin":  # the exact value of every full-fidelity row
+            assert len(run["exact"]) == len(rows) and all(
+                (e is not None) == (r[1] == 27) for e, r in zip(run["exact"], rows, strict=True)
+            )
+    service = next(r for r in data["runs"] if r["method"] == "service:default")
+    assert service["info"]["sampler"] and service["info"]["scheduler"] and positive(service["info"]["phases"]["trials"])
+    scores = data["scores"]["tasks"]
+    for name in tasks:
+        task = scores[name]
+        assert len(task["epoch_budgets"]) == len(task["second_budgets"]) == 4 and positive(task["reference_seconds"])
+        assert set(task["methods"]) == set(methods)
+        for method in ("service:default", "random"):  # both have trained a configuration to the end by the budget
+            row = task["methods"][method]
+            assert row["final_median"] is not None and row["final_median"] >= 0, (name, method, row)
+            assert len(row["curve_epochs"]) >= 4 and row["rank"] >= 1
+        assert len(task["spread"]["default_vs_best_peer"]) == 8
+    assert set(data["scores"]["ranks"]["all"]) == set(methods)
     png = Path(data["plot"])
     assert png == folder / "x.png" and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

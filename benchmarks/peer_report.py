@@ -1,0 +1,208 @@
+"""The peer benchmark's tables and PNG, from a results JSON's ``scores`` (``peers.py`` writes both).
+
+    .venv/bin/python benchmarks/peer_report.py benchmarks/results/peers_NAME.json [--png PATH]
+
+Tables: per task, each method's median normalised regret [IQR] at 4 epoch budgets and 4 second
+budgets, its final 95 % interval, the epochs it needs to reach the best peer's final median and
+that against the best peer's, its rank, and how it compares with the service's default (a
+difference only where the Mann-Whitney test calls it); then the mean ranks (tuning tasks,
+held-out tasks), the default against the best peer at every budget (issue 19's goal), and every
+run that did not run or failed, with why. The PNG: one column per task, anytime curves in epochs
+(top) and seconds (bottom), median and IQR band per method.
+
+What must stay true: this file only renders; every figure comes from ``peer_score``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _common as C
+
+
+def _cell(summary: dict[str, Any]) -> str:
+    """``median [q25, q75]``; ``-`` when no seed has an incumbent yet, ``inf (k/n)`` when only k of n have one."""
+    if summary["median"] is None:
+        return "-" if summary["with_incumbent"] == 0 else f"inf ({summary['with_incumbent']}/{summary['seeds']})"
+    q75 = C.fmt(summary["q75"]) if summary["q75"] is not None else "inf"
+    return f"{C.fmt(summary['median'])} [{C.fmt(summary['q25'])}, {q75}]"
+
+
+def _seconds(t: float) -> str:
+    return f"{t:.3g} s"
+
+
+def _versus(scores: dict[str, Any], method: str) -> str:
+    if method == scores["spread"].get("reference"):
+        return "reference"
+    rows = scores["spread"].get("vs_reference", {}).get(method)
+    if not rows:
+        return "-"
+    last = rows[-1]
+    return f"{last['verdict']} (p {last['p']:.2g})"
+
+
+def task_tables(name: str, task: dict[str, Any], scores: dict[str, Any], statuses: dict[str, str]) -> list[Any]:
+    """The task's table in epochs (with the target, ranks and the comparison with the default) and in seconds."""
+    held = "held out" if task["held_out"] else "tuning"
+    head = f"{name} ({task['kind']}, {held}): normalised regret, median [IQR] over seeds, lower is better"
+    columns = [
+        "method",
+        *(f"{b} ep" for b in scores["epoch_budgets"]),
+        "final 95% CI",
+        "ep to target",
+        "vs best peer",
+        "rank",
+        "vs default",
+    ]
+    rows = []
+    for method, row in scores["methods"].items():
+        ci = row["final_ci95"]
+        rows.append(
+            [
+                method,
+                *(_cell(s) for s in row["by_epochs"]),
+                f"{C.fmt(ci[0])}..{C.fmt(ci[1]) if ci[1] is not None else 'inf'}",
+                row["epochs_to_target"] if row["epochs_to_target"] is not None else "not reached",
+                row["speedup_vs_best_peer"],
+                row["rank"],
+                _versus(scores, method),
+            ]
+        )
+    rows += [
+        [method, status, *[""] * (len(columns) - 2)] for method, status in statuses.items() if method not in scores["methods"]
+    ]
+    caption = (
+        f"budget {task['budget_epochs']} epochs ({task['max_epochs']} a full training); regret = (value - "
+        f"{C.fmt(scores['reference'])}) / {C.fmt(scores['scale'])}; target = the best peer's final median, "
+        f"{C.fmt(scores['target'])} ({scores['best_peer'] or 'no peer ran'}); vs best peer = its epochs to target / the "
+        "method's; vs default: Mann-Whitney at the full budget"
+    )
+    by_epochs = C.table(head, columns, rows, caption=caption)
+    seconds = [["method", *(_seconds(t) for t in scores["second_budgets"]), "median wall s"]]
+    seconds += [[m, *(_cell(s) for s in row["by_seconds"]), row["wall_s_median"]] for m, row in scores["methods"].items()]
+    by_seconds = C.table(
+        f"{name}: the same against wall-clock seconds since each run began",
+        seconds[0],
+        seconds[1:],
+        caption=f"budgets: fractions of {C.fmt(scores['reference_seconds'])} s, the slowest method's median time to spend its epochs",
+    )
+    return [by_epochs, by_seconds]
+
+
+def print_tables(payload: dict[str, Any]) -> None:
+    console = C.console()
+    scores = payload.get("scores") or {}
+    tasks = payload["settings"]["tasks"]
+    for name, task in tasks.items():
+        runs = [r for r in payload["runs"] if r["task"] == name]
+        statuses = {}
+        for method in payload["methods"]:
+            mine = [r["status"] for r in runs if r["method"] == method]
+            bad = Counter(s for s in mine if s != "ok")
+            if bad:
+                statuses[method] = "; ".join(f"{s} (x{n})" for s, n in bad.items())
+        if name in scores.get("tasks", {}):
+            for table in task_tables(name, task, scores["tasks"][name], statuses):
+                console.print(table)
+        else:
+            console.print(f"{name}: no run finished")
+    ranks = scores.get("ranks", {})
+    groups = [g for g in ("tuning", "held_out", "all") if ranks.get(g)]
+    methods = sorted({m for g in groups for m in ranks[g]}, key=lambda m: ranks.get("all", {}).get(m, {}).get("mean_rank", 99))
+    rows = [[m, *(_rank(ranks[g].get(m)) for g in groups)] for m in methods]
+    console.print(C.table("Mean rank across tasks (by final median; lower is better)", ["method", *groups], rows))
+    goal_rows = []
+    for name, task_scores in scores.get("tasks", {}).items():
+        for g in task_scores["spread"].get("default_vs_best_peer", []):
+            budget = f"{g['budget']} ep" if g["axis"] == "epochs" else _seconds(g["budget"])
+            held = "held out" if tasks[name]["held_out"] else "tuning"
+            goal_rows.append([name, held, budget, g["best_peer"], g["median"], g["other_median"], g["p"], g["verdict"]])
+    if goal_rows:
+        console.print(
+            C.table(
+                "The default against the best peer at each budget (issue 19's goal: never worse beyond the spread)",
+                ["task", "set", "budget", "best peer", "default median", "peer median", "p (Mann-Whitney)", "default is"],
+                goal_rows,
+            )
+        )
+    if payload.get("settings", {}).get("adapters") not in (None, "loaded"):
+        console.print(f"[yellow]peer adapters: {payload['settings']['adapters']}[/yellow]")
+
+
+def _rank(row: dict[str, Any] | None) -> str:
+    return "-" if row is None else f"{row['mean_rank']:.2f} ({row['tasks']} tasks)"
+
+
+def plot(payload: dict[str, Any], path: Path) -> Path:
+    """One column per task: median normalised regret and its IQR against epochs (top) and seconds (bottom)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    scores = payload.get("scores", {}).get("tasks", {})
+    names = list(scores) or ["(none)"]
+    fig, axes = plt.subplots(2, len(names), figsize=(4.2 * len(names), 7.5), squeeze=False)
+    colours = plt.get_cmap("tab20")
+    methods = list(payload["methods"])
+    for col, name in enumerate(names):
+        for row, (key, label) in enumerate((("curve_epochs", "epochs"), ("curve_seconds", "seconds"))):
+            ax = axes[row][col]
+            for i, method in enumerate(methods):
+                data = scores.get(name, {}).get("methods", {}).get(method)
+                if not data or not data[key]:
+                    continue
+                pts = [p for p in data[key] if p[2] is not None]
+                if not pts:
+                    continue
+                x = [p[0] for p in pts]
+                style = {"color": colours(i % 20), "lw": 2.2 if method == "service:default" else 1.2}
+                ax.plot(x, [p[2] for p in pts], label=method, **style)
+                ax.fill_between(
+                    x, [p[1] for p in pts], [p[3] if p[3] is not None else p[2] for p in pts], alpha=0.12, color=style["color"]
+                )
+            ax.set_yscale("symlog", linthresh=1e-3)
+            if key == "curve_seconds":
+                ax.set_xscale("log")
+            ax.set_xlabel(label)
+            held = " (held out)" if payload["settings"]["tasks"].get(name, {}).get("held_out") else ""
+            ax.set_title(f"{name}{held}", fontsize=9)
+            if col == 0:
+                ax.set_ylabel("normalised regret")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    if handles:
+        fig.legend(handles, labels, loc="lower center", ncol=min(6, len(labels)), fontsize=8)
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    path = Path(path)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def main() -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="benchmarks/peer_report.py", description="the peer benchmark's tables and PNG from its JSON"
+    )
+    parser.add_argument("json", type=Path)
+    parser.add_argument("--png", type=Path, help="where the PNG goes (default beside the JSON)")
+    args = parser.parse_args()
+    payload = json.loads(args.json.read_text())
+    if "scores" not in payload:
+        import peer_score
+
+        payload["scores"] = peer_score.score(payload)
+    print_tables(payload)
+    print(f"PNG: {plot(payload, args.png or args.json.with_suffix('.png'))}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

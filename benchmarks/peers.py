@@ -1,0 +1,271 @@
+"""The peer benchmark (issue 19): the service's strategies against the strongest peers, same tasks, same budget.
+
+Every method (``peer_methods``: the service's default and its sampler x scheduler pairs, plain
+Optuna with TPE and Hyperband, random search; ``peer_adapters``: Syne Tune, SMAC3, DEHB, when
+that module imports) searches every task (``peer_tasks``) at every seed with the same epoch
+budget and ``--workers`` trials at once, and charges every epoch it trains to a
+``peer_protocol.Ledger``. The scoring (``peer_score``) reads only those ledgers: normalised
+regret at 4 budgets in epochs and 4 in seconds (median and IQR over seeds), epochs to the best
+peer's final median, ranks across tasks (the held-out tasks apart), and the run-to-run spread.
+
+    .venv/bin/python benchmarks/peers.py [--tasks A,B] [--methods M,N] [--seeds 10] [--budget EPOCHS]
+        [--workers 2] [--out PATH] [--resume] [--smoke]
+    .venv/bin/python benchmarks/peers.py --report-only PATH.json   # score again, tables and PNG from a JSON
+
+``--methods`` takes names or shell patterns (``'service:*'``). A method whose ``available()``
+says why it cannot run here, or that does not suit a task (GP on a space with categories), is
+in the JSON and the tables as "not run: <why>", never left out. The JSON is written after
+every (task, method, seed) run, with every ledger's rows, so a long run can be followed and,
+with ``--resume``, continued: runs already in ``--out`` with the same settings are kept.
+
+What must stay true: the methods are charged the same way (``peer_protocol``); the scores
+come only from the ledgers' rows in the JSON (``--report-only`` gives the same figures); the
+JSON records the machine, the settings of every task (what the results mean) and every run,
+failed ones with their error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import json
+import random
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import contextlib
+
+import _common as C
+import peer_report
+import peer_score
+import peer_tasks
+from peer_methods import METHODS as OUR_METHODS
+from peer_protocol import Ledger, Method
+
+NAME = "peers"
+BUDGET_TRAININGS = 25  # the default budget: this many full trainings' epochs
+EXPECTED_PEERS = ("syne_tune", "smac3", "dehb")  # what peer_adapters should bring
+SMOKE = {
+    "tasks": ("mf_branin", "mlp_breast_cancer"),
+    "methods": ("service:default", "optuna:tpe+hyperband", "random"),
+    "budget_trainings": 2,
+}
+
+
+def load_methods() -> tuple[list[Method], str | None]:
+    """Ours and the peers' (``peer_adapters.METHODS``); when that module does not import, why."""
+    methods: list[Method] = list(OUR_METHODS)
+    try:
+        import peer_adapters
+    except ModuleNotFoundError as exc:
+        if exc.name != "peer_adapters":
+            return methods, f"peer_adapters does not import: {exc}"
+        return methods, "benchmarks/peer_adapters.py is not there"
+    except Exception as exc:  # noqa: BLE001 - any failure of the adapters is reported, not fatal
+        return methods, f"peer_adapters does not import: {type(exc).__name__}: {exc}"
+    methods += list(getattr(peer_adapters, "METHODS", []))
+    return methods, None
+
+
+def select(names: list[str], patterns: str | None) -> list[str]:
+    if not patterns:
+        return names
+    chosen = []
+    for pattern in patterns.split(","):
+        hits = [n for n in names if fnmatch.fnmatchcase(n, pattern.strip())]
+        if not hits:
+            raise SystemExit(f"--methods/--tasks: {pattern!r} matches nothing (known: {', '.join(names)})")
+        chosen += [h for h in hits if h not in chosen]
+    return chosen
+
+
+def exact_values(task: Any, rows: list[list[Any]]) -> list[float | None] | None:
+    """The noise-free loss of each full-fidelity row's config, where the task knows it (synthetic tasks)."""
+    if task.kind != "synthetic":
+        return None
+    return [task.exact(row[5]) if row[1] == task.max_epochs else None for row in rows]
+
+
+def compact(rows: list[list[Any]]) -> tuple[list[list[Any]], dict[str, Any]]:
+    """Rows without their configs (``[trial, epoch, loss, seconds, spent]``), and each trial's config once."""
+    configs: dict[str, Any] = {}
+    for row in rows:
+        configs.setdefault(str(row[0]), row[5])
+    return [[str(r[0]), r[1], r[2], r[3], r[4]] for r in rows], configs
+
+
+def run_one(method: Method, task: Any, seed: int, budget: int, workers: int) -> dict[str, Any]:
+    """One method on one task at one seed: its ledger's rows and what became of it."""
+    entry: dict[str, Any] = {"task": task.name, "method": method.name, "seed": seed}
+    why = method.available() or (getattr(method, "unsuited", None) and method.unsuited(task))  # type: ignore[attr-defined]
+    if why:
+        return {**entry, "status": f"not run: {why}", "rows": [], "configs": {}, "exact": None, "wall_s": None}
+    if hasattr(method, "last_info"):
+        method.last_info = None
+    ledger = Ledger(budget)
+    error = None
+    try:
+        with C.quiet_fds():
+            method.run(task, seed, ledger, workers)
+        status = "ok"
+    except Exception as exc:  # noqa: BLE001 - one method failing is a result, not the end of the benchmark
+        status, error = f"failed: {type(exc).__name__}: {exc}", traceback.format_exc()
+    wall = time.perf_counter() - ledger.started
+    rows = ledger.rows()
+    status = "failed: it recorded no epoch" if status == "ok" and not rows else status
+    short, configs = compact(rows)
+    return {
+        **entry,
+        "status": status,
+        "error": error,
+        "wall_s": wall,
+        "epochs_spent": len(rows),
+        "rows": short,
+        "configs": configs,
+        "exact": exact_values(task, rows),
+        "info": getattr(method, "last_info", None),  # what the method says of its run (the service: phases, strategy)
+    }
+
+
+def warm_up(task: Any) -> None:
+    """One epoch of the task in this process, untimed: the imports (torch) and the data load are paid before any method."""
+    next(iter(task.curve(peer_tasks.sample_config(task.space, random.Random(0)), 0)))
+
+
+def dumps(payload: dict[str, Any]) -> str:
+    """The JSON: indented, but each run on one line (thousands of rows each)."""
+    head = json.dumps({k: v for k, v in payload.items() if k != "runs"}, indent=2, default=str)
+    runs = ",\n".join("    " + json.dumps(r, separators=(",", ":"), default=str) for r in payload.get("runs", []))
+    return head[:-2] + ',\n  "runs": [\n' + runs + "\n  ]\n}\n"
+
+
+def write(path: Path, payload: dict[str, Any]) -> None:
+    import os
+
+    with contextlib.suppress(OSError):
+        payload["machine"]["load_avg_at_end"] = os.getloadavg()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(dumps(payload))
+    tmp.replace(path)
+
+
+def parse_args() -> argparse.Namespace:
+    def extra(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--tasks", help=f"comma-separated names or patterns (default all: {', '.join(peer_tasks.TASKS)})")
+        p.add_argument("--methods", help="comma-separated names or patterns, e.g. 'service:*,random' (default all)")
+        p.add_argument("--seeds", type=int, default=10, help="seeds 0..N-1 (default 10)")
+        p.add_argument("--budget", type=int, help=f"epochs per run (default {BUDGET_TRAININGS} x each task's max_epochs)")
+        p.add_argument("--workers", type=int, default=2, help="trials at once (default 2)")
+        p.add_argument("--resume", action="store_true", help="keep the runs already in --out made with the same settings")
+        p.add_argument("--report-only", type=Path, metavar="JSON", help="score a results JSON again; tables and PNG")
+
+    return C.parse_args(NAME, __doc__.split("\n\n")[0], extra)
+
+
+def main() -> int:
+    args = parse_args()
+    C.quiet_logging()
+    if args.report_only:
+        payload = json.loads(args.report_only.read_text())
+        payload["scores"] = peer_score.score(payload)
+        payload["plot"] = str(peer_report.plot(payload, args.report_only.with_suffix(".png")))
+        write(args.report_only, payload)
+        peer_report.print_tables(payload)
+        print(f"JSON: {args.report_only}")
+        return 0
+
+    methods, adapters_note = load_methods()
+    by_name = {m.name: m for m in methods}
+    if args.smoke:
+        task_names, method_names, seeds = list(SMOKE["tasks"]), list(SMOKE["methods"]), [0]
+    else:
+        task_names = select(list(peer_tasks.TASKS), args.tasks)
+        method_names = select(list(by_name), args.methods)
+        seeds = list(range(args.seeds))
+    if adapters_note and not args.smoke and not args.methods:
+        # the peers could not even be listed: each stands in the results as not run, with the reason
+        method_names += [peer for peer in EXPECTED_PEERS if peer not in by_name]
+    tasks = {name: peer_tasks.get(name) for name in task_names}
+    budgets = {
+        name: args.budget or (SMOKE["budget_trainings"] if args.smoke else BUDGET_TRAININGS) * task.max_epochs
+        for name, task in tasks.items()
+    }
+    settings = {
+        "tasks": {name: {**task.describe(), "budget_epochs": budgets[name]} for name, task in tasks.items()},
+        "seeds": seeds,
+        "workers": args.workers,
+        "budget_note": "epochs per run; the service's searches stop live once their epochs reach it (peer_methods)",
+        "adapters": adapters_note or "loaded",
+    }
+    availability = {
+        name: (by_name[name].available() if name in by_name else f"not loaded: {adapters_note}") for name in method_names
+    }
+    payload: dict[str, Any] = {
+        "benchmark": NAME,
+        "smoke": args.smoke,
+        "machine": C.machine(),
+        "settings": settings,
+        "methods": availability,
+        "runs": [],
+    }
+    if args.resume and args.out.exists():
+        old = json.loads(args.out.read_text())
+        if (
+            old.get("settings", {}).get("tasks") == json.loads(json.dumps(settings["tasks"]))
+            and old.get("settings", {}).get("workers") == args.workers
+        ):
+            payload["runs"] = [r for r in old["runs"] if r["status"] == "ok" or r["status"].startswith("not run")]
+            print(f"resuming: {len(payload['runs'])} runs kept from {args.out}")
+        else:
+            print(f"--resume: {args.out} was made with other task settings or workers; starting afresh")
+    done = {(r["task"], r["method"], r["seed"]) for r in payload["runs"]}
+
+    if any(n.startswith("service:") and availability[n] is None for n in method_names):
+        import ray
+
+        if not ray.is_initialized():  # one local Ray for every service call (as a user's running cluster)
+            import logging
+
+            ray.init(
+                address="local",
+                num_cpus=max(2, args.workers),
+                include_dashboard=False,
+                log_to_driver=False,
+                logging_level=logging.ERROR,
+            )
+    todo = [(t, m, s) for s in seeds for t in task_names for m in method_names if (t, m, s) not in done]
+    started = time.perf_counter()
+    warm = set()
+    for i, (task_name, method_name, seed) in enumerate(todo, start=1):
+        task = tasks[task_name]
+        if task_name not in warm:
+            warm_up(task)
+            warm.add(task_name)
+        if method_name in by_name:
+            entry = run_one(by_name[method_name], task, seed, budgets[task_name], args.workers)
+        else:
+            entry = {"task": task_name, "method": method_name, "seed": seed, "status": f"not run: {availability[method_name]}"}
+            entry.update(rows=[], configs={}, exact=None, wall_s=None)
+        payload["runs"].append(entry)
+        write(args.out, payload)
+        wall = f"{entry['wall_s']:.1f} s" if entry.get("wall_s") is not None else "-"
+        print(
+            f"[{i}/{len(todo)} {time.perf_counter() - started:.0f} s] {task_name} seed {seed} {method_name}: "
+            f"{entry['status']}, {entry.get('epochs_spent', 0)} epochs, {wall}",
+            flush=True,
+        )
+    payload["scores"] = peer_score.score(payload)
+    payload["plot"] = str(peer_report.plot(payload, args.out.with_suffix(".png")))
+    write(args.out, payload)
+    peer_report.print_tables(payload)
+    print(f"JSON: {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
