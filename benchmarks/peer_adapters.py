@@ -293,6 +293,7 @@ class Smac3Hyperband:
 
     def run(self, task: PeerTask, seed: int, ledger: Ledger, n_workers: int) -> None:
         from smac import MultiFidelityFacade, Scenario
+        from smac.intensifier.hyperband_utils import get_n_trials_for_hyperband_multifidelity
         from smac.runhistory.dataclasses import TrialValue
 
         codec = SpaceCodec(task.space)
@@ -302,8 +303,13 @@ class Smac3Hyperband:
                 name=f"{task.name}-{seed}",
                 output_directory=Path(out),
                 deterministic=True,
-                # An upper bound on the evaluations the budget pays for; SMAC sizes its initial design by it.
-                n_trials=max(1, ledger.budget_epochs // task.min_epochs),
+                # The evaluations the budget pays for, by SMAC's own rule; it sizes its initial design by them.
+                n_trials=max(
+                    1,
+                    get_n_trials_for_hyperband_multifidelity(
+                        ledger.budget_epochs, task.min_epochs, task.max_epochs, ETA, print_summary=False
+                    ),
+                ),
                 min_budget=task.min_epochs,
                 max_budget=task.max_epochs,
                 seed=seed,
