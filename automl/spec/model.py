@@ -90,8 +90,8 @@ def _no_options_with_auto(kind: str, options: dict[str, Any], info: ValidationIn
     # Options belong to one class; with auto the class is not known until the job is planned.
     if options and info.data.get("name") == AUTO:
         raise ValueError(
-            f"{kind} auto picks the {kind} itself and takes no options; name the {kind} to give it options, "
-            f"or leave options out (automl validate shows what auto picks)"
+            f"{kind} auto picks the {kind} itself, so it takes no options: name the {kind} to give it options "
+            "(automl validate shows what auto picks)"
         )
     return options
 

@@ -43,11 +43,11 @@ def test_the_default_stays_tpe_and_asha() -> None:
     [
         (
             {"sampler": {"name": "auto", "options": {"n_startup_trials": 3}}},
-            "sampler.options: sampler auto picks the sampler itself and takes no options; name the sampler to give it options",
+            "sampler.options: sampler auto picks the sampler itself, so it takes no options: name the sampler to give it options",
         ),
         (
             {"scheduler": {"name": "auto", "options": {"reduction_factor": 3}}},
-            "scheduler.options: scheduler auto picks the scheduler itself and takes no options; name the scheduler",
+            "scheduler.options: scheduler auto picks the scheduler itself, so it takes no options: name the scheduler",
         ),
         (
             {"sampler": {"name": "autoo"}},
