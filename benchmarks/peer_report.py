@@ -25,12 +25,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common as C
 
 
+def escape(text: str) -> str:
+    """``text`` safe from rich's markup (a reason naming ``'.[peers]'`` would lose its brackets)."""
+    from rich.markup import escape as rich_escape
+
+    return rich_escape(text)
+
+
 def _cell(summary: dict[str, Any]) -> str:
     """``median [q25, q75]``; ``-`` when no seed has an incumbent yet, ``inf (k/n)`` when only k of n have one."""
     if summary["median"] is None:
         return "-" if summary["with_incumbent"] == 0 else f"inf ({summary['with_incumbent']}/{summary['seeds']})"
     q75 = C.fmt(summary["q75"]) if summary["q75"] is not None else "inf"
-    return f"{C.fmt(summary['median'])} [{C.fmt(summary['q25'])}, {q75}]"
+    return escape(f"{C.fmt(summary['median'])} [{C.fmt(summary['q25'])}, {q75}]")
 
 
 def _seconds(t: float) -> str:
@@ -47,7 +54,7 @@ def _versus(scores: dict[str, Any], method: str) -> str:
     return f"{last['verdict']} (p {last['p']:.2g})"
 
 
-def task_tables(name: str, task: dict[str, Any], scores: dict[str, Any], statuses: dict[str, str]) -> list[Any]:
+def task_tables(name: str, task: dict[str, Any], scores: dict[str, Any]) -> list[Any]:
     """The task's table in epochs (with the target, ranks and the comparison with the default) and in seconds."""
     held = "held out" if task["held_out"] else "tuning"
     head = f"{name} ({task['kind']}, {held}): normalised regret, median [IQR] over seeds, lower is better"
@@ -74,9 +81,6 @@ def task_tables(name: str, task: dict[str, Any], scores: dict[str, Any], statuse
                 _versus(scores, method),
             ]
         )
-    rows += [
-        [method, status, *[""] * (len(columns) - 2)] for method, status in statuses.items() if method not in scores["methods"]
-    ]
     caption = (
         f"budget {task['budget_epochs']} epochs ({task['max_epochs']} a full training); regret = (value - "
         f"{C.fmt(scores['reference'])}) / {C.fmt(scores['scale'])}; target = the best peer's final median, "
@@ -99,19 +103,19 @@ def print_tables(payload: dict[str, Any]) -> None:
     console = C.console()
     scores = payload.get("scores") or {}
     tasks = payload["settings"]["tasks"]
+    missing = []  # (task, method, why) of every run that did not run or failed, counted
     for name, task in tasks.items():
         runs = [r for r in payload["runs"] if r["task"] == name]
-        statuses = {}
         for method in payload["methods"]:
-            mine = [r["status"] for r in runs if r["method"] == method]
-            bad = Counter(s for s in mine if s != "ok")
-            if bad:
-                statuses[method] = "; ".join(f"{s} (x{n})" for s, n in bad.items())
+            bad = Counter(r["status"] for r in runs if r["method"] == method and r["status"] != "ok")
+            missing += [[name, method, escape(f"{status} (x{n})")] for status, n in bad.items()]
         if name in scores.get("tasks", {}):
-            for table in task_tables(name, task, scores["tasks"][name], statuses):
+            for table in task_tables(name, task, scores["tasks"][name]):
                 console.print(table)
         else:
             console.print(f"{name}: no run finished")
+    if missing:
+        console.print(C.table("Not run, or failed (never left out)", ["task", "method", "why (runs)"], missing))
     ranks = scores.get("ranks", {})
     groups = [g for g in ("tuning", "held_out", "all") if ranks.get(g)]
     methods = sorted({m for g in groups for m in ranks[g]}, key=lambda m: ranks.get("all", {}).get(m, {}).get("mean_rank", 99))
