@@ -232,8 +232,9 @@ def _n(count: int, noun: str) -> str:
 
 
 def strategy_line(plan_json: str | None) -> str | None:
-    """What a stored plan runs, as ``automl status`` shows it: ``sampler tpe, scheduler asha``, and
-    when ``auto`` chose, why. ``None`` when there is no plan to read (a job queued before plans were stored)."""
+    """What a stored plan runs, as ``automl status`` shows it: ``sampler tpe; scheduler asha``, with
+    the reason of each part ``auto`` chose (:meth:`StrategyChoice.summary`). ``None`` when there is no
+    plan to read (a job queued before plans were stored)."""
     if not plan_json:
         return None
     try:
