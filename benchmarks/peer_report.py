@@ -152,8 +152,8 @@ def plot(payload: dict[str, Any], path: Path) -> Path:
 
     scores = payload.get("scores", {}).get("tasks", {})
     names = list(scores) or ["(none)"]
-    fig, axes = plt.subplots(2, len(names), figsize=(4.2 * len(names), 7.5), squeeze=False)
-    colours = plt.get_cmap("tab20")
+    fig, axes = plt.subplots(2, len(names), figsize=(max(9.0, 4.2 * len(names)), 7.5), squeeze=False)
+    colours = plt.get_cmap("tab10")
     methods = list(payload["methods"])
     for col, name in enumerate(names):
         for row, (key, label) in enumerate((("curve_epochs", "epochs"), ("curve_seconds", "seconds"))):
@@ -166,10 +166,19 @@ def plot(payload: dict[str, Any], path: Path) -> Path:
                 if not pts:
                     continue
                 x = [p[0] for p in pts]
-                style = {"color": colours(i % 20), "lw": 2.2 if method == "service:default" else 1.2}
-                ax.plot(x, [p[2] for p in pts], label=method, **style)
+                style = {
+                    "color": colours(i % 10),
+                    "lw": 2.4 if method == "service:default" else 1.2,
+                    "ls": "-" if method.startswith("service:") else "--",
+                }
+                ax.plot(x, [p[2] for p in pts], label=method, drawstyle="steps-post", **style)
                 ax.fill_between(
-                    x, [p[1] for p in pts], [p[3] if p[3] is not None else p[2] for p in pts], alpha=0.12, color=style["color"]
+                    x,
+                    [p[1] for p in pts],
+                    [p[3] if p[3] is not None else p[2] for p in pts],
+                    alpha=0.12,
+                    color=style["color"],
+                    step="post",
                 )
             ax.set_yscale("symlog", linthresh=1e-3)
             if key == "curve_seconds":
@@ -179,10 +188,14 @@ def plot(payload: dict[str, Any], path: Path) -> Path:
             ax.set_title(f"{name}{held}", fontsize=9)
             if col == 0:
                 ax.set_ylabel("normalised regret")
-    handles, labels = axes[0][0].get_legend_handles_labels()
+    legend: dict[str, Any] = {}  # every method drawn on any panel (one may not run on the first task)
+    for ax in axes[0]:
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            legend.setdefault(label, handle)
+    handles, labels = list(legend.values()), list(legend)
     if handles:
-        fig.legend(handles, labels, loc="lower center", ncol=min(6, len(labels)), fontsize=8)
-    fig.tight_layout(rect=(0, 0.06, 1, 1))
+        fig.legend(handles, labels, loc="lower center", ncol=min(5, len(labels)), fontsize=8)
+    fig.tight_layout(rect=(0, 0.03 * (1 + len(handles) // 5), 1, 1))
     path = Path(path)
     fig.savefig(path, dpi=90)
     plt.close(fig)

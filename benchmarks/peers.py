@@ -143,11 +143,13 @@ def dumps(payload: dict[str, Any]) -> str:
     return head[:-2] + ',\n  "runs": [\n' + runs + "\n  ]\n}\n"
 
 
-def write(path: Path, payload: dict[str, Any]) -> None:
+def write(path: Path, payload: dict[str, Any], *, ran: bool = True) -> None:
+    """The JSON, atomically; ``ran``: this process ran the runs, so the load average now is the run's end's."""
     import os
 
-    with contextlib.suppress(OSError):
-        payload["machine"]["load_avg_at_end"] = os.getloadavg()
+    if ran:
+        with contextlib.suppress(OSError):
+            payload["machine"]["load_avg_at_end"] = os.getloadavg()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(dumps(payload))
@@ -174,7 +176,7 @@ def main() -> int:
         payload = json.loads(args.report_only.read_text())
         payload["scores"] = peer_score.score(payload)
         payload["plot"] = str(peer_report.plot(payload, args.report_only.with_suffix(".png")))
-        write(args.report_only, payload)
+        write(args.report_only, payload, ran=False)  # the machine facts stay the run's
         peer_report.print_tables(payload)
         print(f"JSON: {args.report_only}")
         return 0
