@@ -290,8 +290,10 @@ def test_peers_smoke(batch: Path) -> None:
     for run in data["runs"]:
         budget, rows = tasks[run["task"]]["budget_epochs"], run["rows"]
         assert run["status"] == "ok" and positive(run["wall_s"]), run["status"]
-        # every epoch charged once, in the order of its seconds; at most workers - 1 epochs past the budget
-        assert budget <= run["epochs_spent"] == len(rows) <= budget + workers - 1, (run["method"], run["epochs_spent"])
+        # every epoch charged once, in the order of its seconds; ours at most workers - 1 epochs past the budget (a
+        # peer's trials in other processes a few more: Syne Tune's stop comes after the reports it counts)
+        over = workers - 1 if run["method"] in ours else 2 * workers
+        assert budget <= run["epochs_spent"] == len(rows) <= budget + over, (run["method"], run["epochs_spent"])
         assert [r[4] for r in rows] == list(range(1, len(rows) + 1)) and [r[3] for r in rows] == sorted(r[3] for r in rows)
         assert all(r[0] in run["configs"] and 1 <= r[1] <= tasks[run["task"]]["max_epochs"] for r in rows)
         if run["task"] == "mf_branin":  # the exact value of every full-fidelity row
