@@ -183,8 +183,17 @@ def main() -> int:
 
     methods, adapters_note = load_methods()
     by_name = {m.name: m for m in methods}
+    smoke_peers_not_run: dict[str, str] = {}
     if args.smoke:
         task_names, method_names, seeds = list(SMOKE["tasks"]), list(SMOKE["methods"]), [0]
+        # Every peer too where it can run (its own venv, .venv-peers); where not (CI's venv), the JSON says why.
+        ours = {m.name for m in OUR_METHODS}
+        for peer in (m for m in methods if m.name not in ours):
+            why = peer.available()
+            if why is None:
+                method_names.append(peer.name)
+            else:
+                smoke_peers_not_run[peer.name] = why
     else:
         task_names = select(list(peer_tasks.TASKS), args.tasks)
         method_names = select(list(by_name), args.methods)
@@ -204,6 +213,8 @@ def main() -> int:
         "budget_note": "epochs per run; the service's searches stop live once their epochs reach it (peer_methods)",
         "adapters": adapters_note or "loaded",
     }
+    if args.smoke:
+        settings["smoke_peers_not_run"] = smoke_peers_not_run
     availability = {
         name: (by_name[name].available() if name in by_name else f"not loaded: {adapters_note}") for name in method_names
     }
