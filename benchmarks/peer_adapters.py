@@ -558,15 +558,25 @@ class SyneTune:
                 output_logger=_quiet_logger(),
                 trial_backend_path=str(Path(out) / "trials"),
             )
-            printed = io.StringIO()
             try:
-                with contextlib.redirect_stdout(printed):  # its closing summary table is printed, not logged
+                with contextlib.redirect_stdout(io.StringIO()):  # its closing summary table is printed, not logged
                     tuner.run()
-            except BaseException:
-                sys.stderr.write(printed.getvalue()[-4000:])
-                raise
+            except Exception as exc:
+                # Its own report of a failed trial (the trial's stderr) went to the quiet logger: say it here.
+                raise RuntimeError(f"Syne Tune's Tuner stopped: {exc}{failed_trial_stderr(backend)}") from exc
             trials = record_syne_tune_trials(backend, codec, ledger)
             self.last_info = {**self.describe(), "trials": trials, "trials_failed": tuner.tuning_status.num_trials_failed}
+
+
+def failed_trial_stderr(backend: Any) -> str:
+    """The end of the first trial's stderr that holds a traceback, or ''."""
+    root = Path(getattr(backend, "local_path", "") or ".")
+    for trial_dir in sorted((p for p in root.glob("[0-9]*") if p.name.isdigit()), key=lambda p: int(p.name)):
+        err = trial_dir / "std.err"
+        text = err.read_text(errors="replace") if err.exists() else ""
+        if "Traceback" in text:
+            return f"; trial {trial_dir.name}'s stderr ends: {text[-1500:]}"
+    return ""
 
 
 def record_syne_tune_trials(backend: Any, codec: SpaceCodec, ledger: Ledger) -> int:
