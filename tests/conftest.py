@@ -7,6 +7,7 @@ import contextlib
 import itertools
 import os
 import re
+import shutil
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -54,6 +55,34 @@ def automl_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("AUTOML_HOME", str(home))
     monkeypatch.setenv("AUTOML_DATA_CACHE", str(tmp_path / "data-cache"))  # not the user's ~/.cache
     return home
+
+
+@pytest.fixture(scope="session")
+def mlflow_store_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An empty MLflow SQLite tracking store, made once by MLflow itself (as a first run makes one).
+
+    MLflow makes a new SQLite store by creating its first tables and then running every Alembic
+    migration since (69 in MLflow 3.x): 2-5 s on the 2-core test machine, mostly waiting on the
+    disk. A test about the runner, not about a first run, starts from a copy (``tracked_home``).
+    """
+    from mlflow import MlflowClient
+
+    path = tmp_path_factory.mktemp("mlflow-template") / "mlflow.db"
+    with contextlib.chdir(path.parent):  # MLflow's Default experiment points at ./mlruns: here, not the tests' folder
+        MlflowClient(tracking_uri=f"sqlite:///{path}").search_experiments()
+    return path
+
+
+@pytest.fixture
+def tracked_home(automl_home: Path, mlflow_store_template: Path) -> Path:
+    """``automl_home``, made, with a copy of ``mlflow_store_template`` as its MLflow store (the default
+    ``mlflow.db``): a state directory after its first tracked job. Each job makes its own experiment
+    and runs in it as ever; only MLflow's one-time making of its schema is skipped. For tests about
+    the runner or the search, not about a first run: ``automl_home`` alone stays a fresh state directory.
+    """
+    automl_home.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(mlflow_store_template, automl_home / "mlflow.db")
+    return automl_home
 
 
 # -- PostgreSQL ------------------------------------------------------------------------------------

@@ -14,6 +14,8 @@ from automl.errors import SpecError
 from workers.context import TrialContext
 
 pytestmark = pytest.mark.slow
+# The first search below starts in a fresh state directory, as a first run does; the others in one whose
+# MLflow store is made (``tracked_home``): MLflow makes its schema in seconds, once per state directory.
 RUN_STATUS = {"COMPLETE": "FINISHED", "PRUNED": "FINISHED", "FAIL": "FAILED"}  # automl.states.mlflow_status
 
 
@@ -74,6 +76,7 @@ def flaky(params: dict) -> float | None:
     return params["x"]
 
 
+@pytest.mark.usefixtures("tracked_home")
 def test_failing_trials_are_recorded_and_the_job_goes_on(automl_home: Path, ray_session: None) -> None:
     result = automl.search(
         flaky,
@@ -110,6 +113,7 @@ def test_failing_trials_are_recorded_and_the_job_goes_on(automl_home: Path, ray_
     assert "error.txt" in artifacts
 
 
+@pytest.mark.usefixtures("tracked_home")
 def test_define_by_run_space_is_conditional(automl_home: Path, ray_session: None) -> None:
     def space(trial: optuna.Trial) -> None:
         kind = trial.suggest_categorical("kind", ["linear", "quadratic"])
@@ -126,6 +130,7 @@ def test_define_by_run_space_is_conditional(automl_home: Path, ray_session: None
         assert ("a" in trial.params) == (trial.params["kind"] == "quadratic")
 
 
+@pytest.mark.usefixtures("tracked_home")
 def test_asha_stops_poor_trials_and_the_study_says_pruned(automl_home: Path, ray_session: None) -> None:
     def slope(params: dict, ctx: TrialContext) -> None:
         for step in range(1, ctx.max_epochs + 1):
@@ -177,6 +182,7 @@ def test_more_gpus_than_the_cluster_has_is_refused_before_writing(automl_home: P
     assert not (automl_home / "mlflow.db").exists() and not (automl_home / "studies.db").exists()
 
 
+@pytest.mark.usefixtures("tracked_home")
 def test_no_completed_trial_marks_the_job_run_failed(automl_home: Path, ray_session: None) -> None:
     def broken(params: dict) -> float:
         raise ValueError("always")
@@ -193,6 +199,7 @@ def test_search_refuses_a_boolean_trial_count() -> None:
         automl.search(lambda params: params["x"], {"x": {"type": "float", "low": 0, "high": 1}}, n_trials=True)
 
 
+@pytest.mark.usefixtures("tracked_home")
 def test_a_space_of_ray_tune_domains_is_searched_with_tune_s_own_bounds(automl_home: Path, ray_session: None) -> None:
     from ray import tune
 

@@ -12,6 +12,8 @@ from automl.errors import SpecError
 from workers.context import TrialContext
 
 pytestmark = pytest.mark.slow
+# A real search here starts in a state directory whose MLflow store is made (``tracked_home``): MLflow
+# makes its schema in seconds, once per state directory, and these tests are about the search.
 SPACE = {"x": {"type": "float", "low": -2, "high": 2}, "y": {"type": "float", "low": -2, "high": 2}}
 # Every real search here runs with plots=False: drawing the end-of-job plots costs seconds of CPU a search, and
 # no test here looks at them (tests/automl/tracking/test_plots.py and engine/test_phases.py do).
@@ -28,12 +30,14 @@ def curve(params: dict, ctx: TrialContext) -> None:
 
 
 @pytest.mark.parametrize("sampler", ["tpe", "random", "gp", "cmaes", "qmc"])
+@pytest.mark.usefixtures("tracked_home")
 def test_sampler_runs_a_real_search(sampler: str, automl_home: Path, ray_session: None) -> None:
     result = automl.search(quadratic, SPACE, n_trials=8, max_steps=1, sampler=sampler, name=f"s-{sampler}", seed=3, plots=False)
     assert result.state_counts == {"COMPLETE": 8}
     assert result.best_value is not None and result.best_value < 8
 
 
+@pytest.mark.usefixtures("tracked_home")
 def test_grid_sampler_enumerates_the_grid(automl_home: Path, ray_session: None) -> None:
     result = automl.search(
         quadratic, GRID_SPACE, n_trials=10, max_steps=1, sampler="grid", name="grid", max_concurrent=1, plots=False
@@ -55,6 +59,7 @@ def test_grid_refuses_a_continuous_parameter_before_writing(automl_home: Path) -
 
 
 @pytest.mark.parametrize("scheduler", ["asha", "hyperband", "median", "fifo"])
+@pytest.mark.usefixtures("tracked_home")
 def test_scheduler_runs_a_real_search(scheduler: str, automl_home: Path, ray_session: None) -> None:
     result = automl.search(
         curve,
@@ -75,6 +80,7 @@ def test_scheduler_runs_a_real_search(scheduler: str, automl_home: Path, ray_ses
         assert states == {"COMPLETE": 8}, "FIFO never stops a trial early"
 
 
+@pytest.mark.usefixtures("tracked_home")
 def test_warm_start_configurations_run_first(automl_home: Path, ray_session: None) -> None:
     configs = [{"x": 0.5, "y": -0.5}, {"x": -1.0, "y": 1.0}]
     first = automl.search(
@@ -98,6 +104,7 @@ def test_warm_start_outside_the_space_is_refused(automl_home: Path) -> None:
         automl.search(quadratic, SPACE, warm_start=[{"x": 0}])
 
 
+@pytest.mark.usefixtures("tracked_home")
 def test_job_stops_at_its_target(automl_home: Path, ray_session: None) -> None:
     result = automl.search(
         quadratic,
@@ -114,6 +121,7 @@ def test_job_stops_at_its_target(automl_home: Path, ray_session: None) -> None:
     assert result.best_value == pytest.approx(0.0)
 
 
+@pytest.mark.usefixtures("tracked_home")
 def test_job_stops_when_patience_runs_out(automl_home: Path, ray_session: None) -> None:
     result = automl.search(
         quadratic,
@@ -135,6 +143,7 @@ def two_objectives(params: dict) -> tuple[float, float]:
     return params["x"] ** 2, (params["x"] - 1.0) ** 2
 
 
+@pytest.mark.usefixtures("tracked_home")
 def test_multi_objective_search_returns_the_pareto_front(automl_home: Path, ray_session: None) -> None:
     result = automl.search(
         two_objectives,
@@ -161,6 +170,7 @@ def test_multi_objective_search_returns_the_pareto_front(automl_home: Path, ray_
     assert "job/pareto_front.json" in [a.path for a in client.list_artifacts(result.parent_run_id, "job")]
 
 
+@pytest.mark.usefixtures("tracked_home")
 def test_trainer_accuracy_against_model_size(tmp_path: Path, automl_home: Path, ray_session: None) -> None:
     spec = automl.JobSpec.model_validate(
         {

@@ -52,6 +52,7 @@ def hold_exclusive(paths: list[Path], seconds: float) -> None:
             connection.close()
 
 
+@pytest.mark.usefixtures("tracked_home")  # its MLflow store made already: not a first run
 def test_sqlite_locked_at_claim_and_mid_job(automl_home: Path, ray_session: None, tmp_path: Path) -> None:
     from automl.service import open_job_store
 

@@ -24,6 +24,7 @@ import automl
 pytestmark = pytest.mark.slow
 
 
+@pytest.mark.usefixtures("tracked_home")  # its MLflow store made already: not a first run
 def test_sigkilled_trial_process_is_retried_from_its_checkpoint(automl_home: Path, ray_session: None, tmp_path: Path) -> None:
     pids, resumed = tmp_path / "pids", tmp_path / "resumed.txt"
     pids.mkdir()
@@ -104,6 +105,7 @@ def objective(params, ctx):
 """
 
 
+@pytest.mark.usefixtures("tracked_home")  # its MLflow store made already: not a first run
 def test_a_dying_worker_node_has_its_trials_retried_on_the_head_node(automl_home: Path, tmp_path: Path) -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     import raycluster

@@ -43,12 +43,13 @@ def objective(params, ctx):
 
 
 @pytest.fixture
-def workers(automl_home: Path, tmp_path: Path, ray_session: None) -> Iterator[Workers]:
+def workers(tracked_home: Path, tmp_path: Path, ray_session: None) -> Iterator[Workers]:
     """Runner processes that drive this test session's Ray (RAY_ADDRESS): seconds saved per runner,
-    and a runner that dies takes only its own trials' workers with it, as on a cluster."""
+    and a runner that dies takes only its own trials' workers with it, as on a cluster. The state
+    directory's MLflow store is made already (``tracked_home``): these tests are about the runner."""
     import ray
 
-    pool = Workers(tmp_path, {**service_env(automl_home), "RAY_ADDRESS": ray.get_runtime_context().gcs_address})
+    pool = Workers(tmp_path, {**service_env(tracked_home), "RAY_ADDRESS": ray.get_runtime_context().gcs_address})
     yield pool
     pool.stop_all()
 

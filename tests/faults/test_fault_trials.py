@@ -14,7 +14,8 @@ import pytest
 from faultkit import assert_records_agree, job_spec, objective_module, run_queue, settings_for, submit
 from mlflow import MlflowClient
 
-pytestmark = pytest.mark.slow
+# Each state directory starts with its MLflow store made (``tracked_home``): these tests are about the trials.
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("tracked_home")]
 # The jobs here draw no end-of-job plots: seconds of CPU each, taken from the tests that run next,
 # and not what these tests check (tests/automl/tracking/test_plots.py does).
 NO_PLOTS = {"plots": False}

@@ -226,7 +226,7 @@ def test_validate_and_status_show_the_choice_and_the_queue_keeps_it(tmp_path: Pa
 
 
 @pytest.mark.slow
-def test_a_search_with_auto_records_the_choice_in_its_events_and_mlflow_run(automl_home: Path, ray_session: None) -> None:
+def test_a_search_with_auto_records_the_choice_in_its_events_and_mlflow_run(tracked_home: Path, ray_session: None) -> None:
     from mlflow.tracking import MlflowClient
 
     from automl.engine import run_search

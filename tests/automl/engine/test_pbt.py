@@ -89,6 +89,7 @@ def _params_at(trial: optuna.trial.FrozenTrial, step: int) -> dict[str, object]:
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("tracked_home")  # its MLflow store made already: this tests PBT, not a first run
 def test_pbt_clones_trials_from_the_checkpoints_it_records_and_records_every_trial(automl_home: Path, ray_session: None) -> None:
     spec = _spec()
     result = automl.run_spec(spec)

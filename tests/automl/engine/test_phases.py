@@ -48,7 +48,7 @@ def three_trial_spec(name: str, **tracking: object) -> JobSpec:
 
 
 @pytest.mark.slow
-def test_a_search_reports_every_phase_in_its_result_and_its_events(automl_home: Path, ray_session: None) -> None:
+def test_a_search_reports_every_phase_in_its_result_and_its_events(tracked_home: Path, ray_session: None) -> None:
     spec = three_trial_spec("phases")
     control = RecordingControl()
     result = run_search(plan_search(spec, objective=steps), control=control)
@@ -63,7 +63,7 @@ def test_a_search_reports_every_phase_in_its_result_and_its_events(automl_home: 
 @pytest.mark.slow
 @pytest.mark.parametrize("plots", [True, False])
 def test_the_plots_are_drawn_by_the_plotter_after_the_result_and_reach_the_job_run(
-    automl_home: Path, ray_session: None, plots: bool
+    tracked_home: Path, ray_session: None, plots: bool
 ) -> None:
     """The end-of-job plots are off the caller's path: handed to the process's plotter (a niced
     helper process), which draws them from the durable study onto the parent run;

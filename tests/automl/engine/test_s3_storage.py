@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import http.server
 import os
+import shutil
 import threading
 import time
 import uuid
@@ -50,8 +51,9 @@ def climb(params: dict[str, Any], ctx: Any) -> None:
 
 
 @pytest.fixture
-def bucket(s3_server: Any, automl_home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """This test's prefix in the bucket as the trial storage; this process has the bucket's AWS_* variables."""
+def bucket(s3_server: Any, tracked_home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """This test's prefix in the bucket as the trial storage; this process has the bucket's AWS_* variables.
+    The state directory's MLflow store is made already (``tracked_home``): these tests are about the bucket."""
     for name, value in s3_server.env.items():
         monkeypatch.setenv(name, value)
     prefix = f"trials-{uuid.uuid4().hex[:8]}"
@@ -172,10 +174,13 @@ def test_a_trial_whose_process_dies_is_retried_from_its_checkpoint_in_the_bucket
 
 @pytest.mark.slow
 def test_an_mlflow_server_keeps_a_job_s_artifacts_in_the_bucket(
-    s3_server: Any, bucket: str, automl_home: Path, ray_session: None, tmp_path: Path
+    s3_server: Any, bucket: str, automl_home: Path, ray_session: None, tmp_path: Path, mlflow_store_template: Path
 ) -> None:
     # The production start script, its artifacts in the bucket; clients reach them only through it.
+    # Its backend store is made already (a copy of the session's empty one): the server would spend
+    # seconds making MLflow's schema before it answers, and this test is about the artifacts.
     prefix = f"mlflow-{uuid.uuid4().hex[:8]}"
+    shutil.copyfile(mlflow_store_template, tmp_path / "mlflow.db")
     url, server = start_server(
         tmp_path, backend=f"sqlite:///{tmp_path / 'mlflow.db'}", artifacts=s3_server.uri(prefix), env=s3_server.env
     )

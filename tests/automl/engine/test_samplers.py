@@ -78,7 +78,7 @@ def quadratic(params: dict[str, Any]) -> float:
 
 
 @pytest.mark.slow
-def test_the_job_records_its_start_up_in_its_events(automl_home: Path, ray_session: None) -> None:
+def test_the_job_records_its_start_up_in_its_events(tracked_home: Path, ray_session: None) -> None:
     spec = JobSpec.model_validate(
         {
             "name": "startup-event",

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -111,14 +112,18 @@ def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
 
 
 @pytest.fixture
-def service(tmp_path: Path, ray_session: None) -> Iterator[Service]:
-    """The CLI on a fresh state directory; its runners drive this test session's Ray (RAY_ADDRESS),
+def service(tmp_path: Path, ray_session: None, mlflow_store_template: Path) -> Iterator[Service]:
+    """The CLI on a new state directory; its runners drive this test session's Ray (RAY_ADDRESS),
     as runners drive a cluster: seconds saved per runner, and a runner that dies takes only its
-    own trials' workers with it (tests/faults/test_fault_runner.py does the same)."""
+    own trials' workers with it (tests/faults/test_fault_runner.py does the same). Its MLflow store
+    is made (a copy of the session's empty one): the first runner would otherwise spend seconds
+    making MLflow's schema, and these tests are about the queue, not a first run."""
     import ray
 
     (tmp_path / "slow_objective.py").write_text(SLOW_OBJECTIVE)
     svc = Service(tmp_path)
+    svc.home.mkdir()
+    shutil.copyfile(mlflow_store_template, svc.home / "mlflow.db")
     svc.env["RAY_ADDRESS"] = ray.get_runtime_context().gcs_address
     yield svc
     svc.stop_all()
@@ -291,7 +296,7 @@ def objective(params, ctx):
 """
 
 
-def test_status_reads_a_snapshot_that_agrees_with_the_study(tmp_path: Path, automl_home: Path, ray_session: None) -> None:
+def test_status_reads_a_snapshot_that_agrees_with_the_study(tmp_path: Path, tracked_home: Path, ray_session: None) -> None:
     """A real job through the runner: the snapshot the runner builds trial by trial, the one it
     leaves in the job row, and what ``automl status`` shows all equal what the study holds."""
     from typer.testing import CliRunner
@@ -378,7 +383,9 @@ def test_status_reads_a_snapshot_that_agrees_with_the_study(tmp_path: Path, auto
     assert "HEAVY []" in plain.stdout
 
 
-def test_a_runner_tracks_a_job_where_its_spec_says(tmp_path: Path, automl_home: Path, ray_session: None) -> None:
+def test_a_runner_tracks_a_job_where_its_spec_says(
+    tmp_path: Path, automl_home: Path, ray_session: None, mlflow_store_template: Path
+) -> None:
     """``tracking.tracking_uri`` in a spec overrides MLFLOW_TRACKING_URI (docs/tracking.md), for a
     job run by a runner too: runners tracked every job in their own store, whatever the spec said."""
     from automl.service import check_job_file, enqueue, open_job_store
@@ -386,6 +393,7 @@ def test_a_runner_tracks_a_job_where_its_spec_says(tmp_path: Path, automl_home: 
     from automl.settings import resolve_settings
 
     (tmp_path / "slow_objective.py").write_text(SLOW_OBJECTIVE)
+    shutil.copyfile(mlflow_store_template, tmp_path / "team-mlflow.db")  # the team's store, made already
     own = f"sqlite:///{tmp_path / 'team-mlflow.db'}"
     spec = {
         **slow_job(trials=1),
@@ -418,7 +426,7 @@ def objective(params, ctx):
 
 
 def test_a_runner_runs_the_plan_checked_at_submit_and_plans_only_older_jobs(
-    tmp_path: Path, automl_home: Path, ray_session: None, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, tracked_home: Path, ray_session: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The spec is checked once, at submit; the queue keeps the plan and the runner trusts it. A
     job queued before plans were stored (no plan) is still run: the runner plans it itself."""

@@ -24,6 +24,7 @@ from automl.store import open_store
 from workers.data_cache import DataFetchError, DataRef, local_copy
 
 pytestmark = pytest.mark.slow
+# Each job here runs in a state directory whose MLflow store is made (``tracked_home``): these tests are about the data.
 
 # The objective reads the job's data file where the trial runs (ctx.data_path) and a helper
 # module of its own project: both must come with the job, not from the submitter's folder.
@@ -59,6 +60,7 @@ def iris_table(path: Path) -> Path:
     return path
 
 
+@pytest.mark.usefixtures("tracked_home")
 def test_an_uploaded_data_file_and_the_code_travel_and_a_rerun_uses_the_same(
     tmp_path: Path, automl_home: Path, ray_session: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -112,6 +114,7 @@ def test_an_uploaded_data_file_and_the_code_travel_and_a_rerun_uses_the_same(
     assert f"code {job.code_sha256[:12]}" in status and f"data {job.data_source} ({data_sha[:12]})" in status, status
 
 
+@pytest.mark.usefixtures("tracked_home")
 def test_a_trainer_dataset_in_a_bucket_is_read_where_the_trials_run_and_a_changed_object_is_named(
     tmp_path: Path, automl_home: Path, ray_session: None, s3_server: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -174,6 +177,7 @@ def test_a_fetched_copy_must_have_the_hash_the_job_recorded(
     assert Path(local_copy(DataRef("d.csv", other, uri, endpoint=s3_server.endpoint_url))).read_bytes() == b"y\n2\n"
 
 
+@pytest.mark.usefixtures("tracked_home")
 def test_the_python_api_hands_the_spec_s_data_file_to_the_objective(tmp_path: Path, automl_home: Path, ray_session: None) -> None:
     import automl
 
