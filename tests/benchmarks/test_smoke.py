@@ -287,7 +287,11 @@ def test_peers_smoke(batch: Path) -> None:
     methods = list(data["methods"])  # ours, and the peers where they can run (their own venv)
     assert methods[:3] == list(ours) and all(why is None for why in data["methods"].values())
     assert sorted((r["task"], r["method"]) for r in data["runs"]) == sorted((t, m) for t in tasks for m in methods)
+    skipped = ("mf_branin", "service:default")  # the smoke runs one service search only, on the training task
     for run in data["runs"]:
+        if (run["task"], run["method"]) == skipped:
+            assert run["status"].startswith("not run: --smoke") and run["rows"] == [], run["status"]
+            continue
         budget, rows = tasks[run["task"]]["budget_epochs"], run["rows"]
         assert run["status"] == "ok" and positive(run["wall_s"]), run["status"]
         # every epoch charged once, in the order of its seconds; ours at most workers - 1 epochs past the budget (a
@@ -300,18 +304,20 @@ def test_peers_smoke(batch: Path) -> None:
             assert len(run["exact"]) == len(rows) and all(
                 (e is not None) == (r[1] == 27) for e, r in zip(run["exact"], rows, strict=True)
             )
-    service = next(r for r in data["runs"] if r["method"] == "service:default")
+    service = next(r for r in data["runs"] if r["method"] == "service:default" and r["status"] == "ok")
     assert service["info"]["sampler"] and service["info"]["scheduler"] and positive(service["info"]["phases"]["trials"])
     scores = data["scores"]["tasks"]
     for name in tasks:
         task = scores[name]
         assert len(task["epoch_budgets"]) == len(task["second_budgets"]) == 4 and positive(task["reference_seconds"])
-        assert set(task["methods"]) == set(methods)
-        for method in ("service:default", "random"):  # both have trained a configuration to the end by the budget
+        ran = set(methods) - {skipped[1]} if name == skipped[0] else set(methods)
+        assert set(task["methods"]) == ran
+        for method in ran & {"service:default", "random"}:  # both have trained a configuration to the end by the budget
             row = task["methods"][method]
             assert row["final_median"] is not None and row["final_median"] >= 0, (name, method, row)
             assert len(row["curve_epochs"]) >= 4 and row["rank"] >= 1
-        assert len(task["spread"]["default_vs_best_peer"]) == 8
+        # the default against the best peer at 4 epoch and 4 second budgets, where the default ran
+        assert len(task["spread"].get("default_vs_best_peer", [])) == (0 if name == skipped[0] else 8)
     assert set(data["scores"]["ranks"]["all"]) == set(methods)
     png = Path(data["plot"])
     assert png == folder / "x.png" and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
