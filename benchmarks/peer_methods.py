@@ -42,7 +42,8 @@ import sys
 import tempfile
 import threading
 import uuid
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -116,10 +117,10 @@ class ServiceMethod:
     sampler: str | None = None
     scheduler: str | None = None
     last_info: dict[str, Any] | None = None  # the last run's phases and strategy, for the results JSON
+    name: str = field(init=False)
 
-    @property
-    def name(self) -> str:
-        return "service:default" if self.sampler is None else f"service:{self.sampler}+{self.scheduler}"
+    def __post_init__(self) -> None:
+        self.name = "service:default" if self.sampler is None else f"service:{self.sampler}+{self.scheduler}"
 
     def available(self) -> str | None:
         try:
@@ -198,7 +199,7 @@ def record_log(ledger: Ledger, log_path: str) -> None:
             ledger.record(f"t{e['trial']}", e["config"], e["epoch"], e["loss"], seconds=e["t"] - ledger.wall_started)
 
 
-def suggest(trial: Any, space: dict[str, dict[str, Any]]) -> dict[str, Any]:
+def suggest(trial: Any, space: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
     """The space (the service's format) as an Optuna trial's suggestions."""
     config: dict[str, Any] = {}
     for name, p in space.items():
@@ -234,7 +235,7 @@ class OptunaHyperband:
         )
 
         def objective(trial: optuna.Trial) -> float:
-            config = suggest(trial, dict(task.space))
+            config = suggest(trial, task.space)
             curve = task.curve(config, trial_seed(seed, trial.number))
             loss = None
             for epoch in range(1, task.max_epochs + 1):
@@ -246,6 +247,7 @@ class OptunaHyperband:
                 trial.report(loss, epoch)
                 if trial.should_prune():
                     raise optuna.TrialPruned
+            assert loss is not None  # max_epochs >= 1
             return float(loss)
 
         def stop_when_spent(study: optuna.Study, _trial: Any) -> None:

@@ -68,8 +68,8 @@ def incumbent_steps(
         if epoch != max_epochs or loss is None or not loss < best:
             continue
         best = float(loss)
-        value = exact[i] if exact is not None and exact[i] is not None else best
-        steps.append((int(spent), float(seconds), float(value)))
+        known = exact[i] if exact is not None else None
+        steps.append((int(spent), float(seconds), best if known is None else float(known)))
     return steps
 
 

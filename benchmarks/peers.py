@@ -49,7 +49,7 @@ from peer_protocol import Ledger, Method
 NAME = "peers"
 BUDGET_TRAININGS = 25  # the default budget: this many full trainings' epochs
 EXPECTED_PEERS = ("syne_tune", "smac3", "dehb")  # what peer_adapters should bring
-SMOKE = {
+SMOKE: dict[str, Any] = {
     "tasks": ("mf_branin", "mlp_breast_cancer"),
     "methods": ("service:default", "optuna:tpe+hyperband", "random"),
     "budget_trainings": 2,
@@ -176,11 +176,11 @@ def main() -> int:
     args = parse_args()
     C.quiet_logging()
     if args.report_only:
-        payload = json.loads(args.report_only.read_text())
-        payload["scores"] = peer_score.score(payload)
-        payload["plot"] = str(peer_report.plot(payload, args.report_only.with_suffix(".png")))
-        write(args.report_only, payload, ran=False)  # the machine facts stay the run's
-        peer_report.print_tables(payload)
+        done_run = json.loads(args.report_only.read_text())
+        done_run["scores"] = peer_score.score(done_run)
+        done_run["plot"] = str(peer_report.plot(done_run, args.report_only.with_suffix(".png")))
+        write(args.report_only, done_run, ran=False)  # the machine facts stay the run's
+        peer_report.print_tables(done_run)
         print(f"JSON: {args.report_only}")
         return 0
 
