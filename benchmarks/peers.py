@@ -94,11 +94,16 @@ def exact_values(task: Any, rows: list[list[Any]]) -> list[float | None] | None:
 
 
 def compact(rows: list[list[Any]]) -> tuple[list[list[Any]], dict[str, Any]]:
-    """Rows without their configs (``[trial, epoch, loss, seconds, spent]``), and each trial's config once."""
+    """Rows without their configs (``[trial, epoch, loss, seconds, spent]``), and each trial's config once; floats
+    to 7 significant digits (a full run holds about a million rows)."""
     configs: dict[str, Any] = {}
     for row in rows:
-        configs.setdefault(str(row[0]), row[5])
-    return [[str(r[0]), r[1], r[2], r[3], r[4]] for r in rows], configs
+        configs.setdefault(str(row[0]), {k: _short(v) for k, v in row[5].items()})
+    return [[str(r[0]), r[1], _short(r[2]), r[3], r[4]] for r in rows], configs
+
+
+def _short(value: Any) -> Any:
+    return float(f"{value:.7g}") if isinstance(value, float) else value
 
 
 def run_one(method: Method, task: Any, seed: int, budget: int, workers: int) -> dict[str, Any]:
@@ -166,7 +171,9 @@ def parse_args() -> argparse.Namespace:
         p.add_argument("--seeds", type=int, default=10, help="seeds 0..N-1 (default 10)")
         p.add_argument("--budget", type=int, help=f"epochs per run (default {BUDGET_TRAININGS} x each task's max_epochs)")
         p.add_argument("--workers", type=int, default=2, help="trials at once (default 2)")
-        p.add_argument("--resume", action="store_true", help="keep the runs already in --out made with the same settings")
+        p.add_argument(
+            "--resume", action="store_true", help="keep the finished runs already in --out made with the same settings"
+        )
         p.add_argument("--report-only", type=Path, metavar="JSON", help="score a results JSON again; tables and PNG")
 
     return C.parse_args(NAME, __doc__.split("\n\n")[0], extra)
@@ -235,7 +242,9 @@ def main() -> int:
             old.get("settings", {}).get("tasks") == json.loads(json.dumps(settings["tasks"]))
             and old.get("settings", {}).get("workers") == args.workers
         ):
-            payload["runs"] = [r for r in old["runs"] if r["status"] == "ok" or r["status"].startswith("not run")]
+            # the finished runs this command asks for; one that did not run is tried again (its method may run now)
+            wanted = {(t, m, s) for t in task_names for m in method_names for s in seeds}
+            payload["runs"] = [r for r in old["runs"] if r["status"] == "ok" and (r["task"], r["method"], r["seed"]) in wanted]
             print(f"resuming: {len(payload['runs'])} runs kept from {args.out}")
         else:
             print(f"--resume: {args.out} was made with other task settings or workers; starting afresh")

@@ -300,6 +300,7 @@ def test_peers_smoke(batch: Path) -> None:
         assert budget <= run["epochs_spent"] == len(rows) <= budget + over, (run["method"], run["epochs_spent"])
         assert [r[4] for r in rows] == list(range(1, len(rows) + 1)) and [r[3] for r in rows] == sorted(r[3] for r in rows)
         assert all(r[0] in run["configs"] and 1 <= r[1] <= tasks[run["task"]]["max_epochs"] for r in rows)
+        assert all(math.isfinite(r[2]) and r[2] > -1e29 for r in rows)  # real losses: never the service's budget sentinel
         if run["task"] == "mf_branin":  # the exact value of every full-fidelity row
             assert len(run["exact"]) == len(rows) and all(
                 (e is not None) == (r[1] == 27) for e, r in zip(run["exact"], rows, strict=True)
