@@ -4,7 +4,8 @@ Each is a :class:`peer_protocol.Method`; ``METHODS`` lists them (the peers' adap
 ``peer_adapters``):
 
 - ``service:default`` (``automl.search`` with its default sampler and scheduler, whatever they
-  are when it runs) and ``service:<sampler>+<scheduler>`` for the pairs in ``SERVICE_PAIRS``,
+  are when it runs), ``service:auto`` (``sampler="auto", scheduler="auto"``: the service's own
+  pick, recorded in the run's ``info``) and ``service:<sampler>+<scheduler>`` for the pairs in ``SERVICE_PAIRS``,
   through the real Python API: ``n_workers`` trials at once (``max_concurrent``, one CPU a
   trial), no plots, no model registry, with a clean environment (``_common.service_env``) on
   one state folder for the process (``service_home``: as one user's, so the stores' creation
@@ -34,6 +35,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import importlib.util
 import json
 import os
 import random
@@ -55,6 +57,7 @@ BUDGET_SENTINEL = -1e30  # what a service trial returns once the budget is spent
 BUDGET_TARGET = -1e29  # the service job's target: reached only by the sentinel
 # (sampler, scheduler) of the service besides its default: one sampler per scheduler and one scheduler per sampler.
 SERVICE_PAIRS = (("tpe", "hyperband"), ("gp", "asha"), ("qmc", "asha"), ("random", "asha"), ("tpe", "fifo"))
+AUTO = ("auto", "auto")  # service:auto: the service picks both from the space, budget and concurrency (issue 19, item 5)
 
 
 def trial_seed(seed: int, number: int) -> int:
@@ -120,7 +123,12 @@ class ServiceMethod:
     name: str = field(init=False)
 
     def __post_init__(self) -> None:
-        self.name = "service:default" if self.sampler is None else f"service:{self.sampler}+{self.scheduler}"
+        if self.sampler is None:
+            self.name = "service:default"
+        elif (self.sampler, self.scheduler) == AUTO:
+            self.name = "service:auto"
+        else:
+            self.name = f"service:{self.sampler}+{self.scheduler}"
 
     def available(self) -> str | None:
         try:
@@ -129,6 +137,8 @@ class ServiceMethod:
             import automl  # noqa: F401
         except ImportError as exc:
             return f"the service cannot be imported here ({exc})"
+        if self.sampler == "auto" and importlib.util.find_spec("automl.engine.auto_strategy") is None:
+            return "this version of the service has no 'auto' strategy"
         return None
 
     def unsuited(self, task: PeerTask) -> str | None:
@@ -295,6 +305,7 @@ class RandomSearch:
 
 METHODS: list[Method] = [
     ServiceMethod(),
+    ServiceMethod(*AUTO),
     *(ServiceMethod(sampler, scheduler) for sampler, scheduler in SERVICE_PAIRS),
     OptunaHyperband(),
     RandomSearch(),
