@@ -236,7 +236,11 @@ class Runner:
         prepare(self.settings)
         ensure_ray(self.settings.ray_address)
         # After ray.init: Ray installs its own SIGTERM handler, which would kill the process.
+        # The handlers before ours come back when the loop ends: a runner inside a longer-lived
+        # process (a test session, a notebook) must not leave Ctrl-C and SIGTERM pointing at it.
+        previous: dict[signal.Signals, Any] = {}
         if threading.current_thread() is threading.main_thread():
+            previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
             signal.signal(signal.SIGTERM, self.stop)
             signal.signal(signal.SIGINT, self.cancel_all if interrupt_cancels else self.stop)
         self.heartbeat.start()
@@ -266,6 +270,8 @@ class Runner:
         finally:
             self.heartbeat.stop()
             notifier.stop()  # a last look: the webhooks of the jobs that just ended
+            for sig, handler in previous.items():
+                signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
 
     def _say_waiting(self, held: list[JobView], before: list[str]) -> list[str]:
         """Log, once per change, which jobs keep an idle ``--until-idle`` runner from exiting."""
