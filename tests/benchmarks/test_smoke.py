@@ -308,15 +308,23 @@ def test_peers_smoke(batch: Path) -> None:
     service = next(r for r in data["runs"] if r["method"] == "service:default" and r["status"] == "ok")
     assert service["info"]["sampler"] and service["info"]["scheduler"] and positive(service["info"]["phases"]["trials"])
     scores = data["scores"]["tasks"]
+    runs = {(r["task"], r["method"]): r for r in data["runs"]}
     for name in tasks:
         task = scores[name]
         assert len(task["epoch_budgets"]) == len(task["second_budgets"]) == 4 and positive(task["reference_seconds"])
         ran = set(methods) - {skipped[1]} if name == skipped[0] else set(methods)
         assert set(task["methods"]) == ran
-        for method in ran & {"service:default", "random"}:  # both have trained a configuration to the end by the budget
-            row = task["methods"][method]
-            assert row["final_median"] is not None and row["final_median"] >= 0, (name, method, row)
-            assert len(row["curve_epochs"]) >= 4 and row["rank"] >= 1
+        for method in ran & {"service:default", "random"}:
+            # A final value exactly when the run trained a configuration to the end within the budget: random
+            # search always does; the service's ASHA may not in the smoke's 2 trainings' worth of epochs.
+            row, run = task["methods"][method], runs[(name, method)]
+            budget, top = tasks[name]["budget_epochs"], tasks[name]["max_epochs"]
+            reached = any(r[1] == top and r[4] <= budget for r in run["rows"])
+            assert reached or method != "random", (name, method)
+            assert (row["final_median"] is not None) == reached, (name, method, row)
+            assert len(row["curve_epochs"]) >= 4
+            if reached:
+                assert row["final_median"] >= 0 and row["rank"] >= 1, (name, method, row)
         # the default against the best peer at 4 epoch and 4 second budgets, where the default ran
         assert len(task["spread"].get("default_vs_best_peer", [])) == (0 if name == skipped[0] else 8)
     assert set(data["scores"]["ranks"]["all"]) == set(methods)
