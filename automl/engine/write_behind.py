@@ -13,7 +13,8 @@ durable study after the job's result was returned.
 What stays true:
 - the in-memory working study decides everything (trial numbers, what the sampler sees);
   the child only makes it durable, checking every number (:class:`StudyDiverged`);
-- a write that fails comes back on its future; a job's writes are all waited for before it
+- a write that fails comes back on its future, raised from what it was raised from in the child
+  (the tracking writer tells a broken connection by it); a job's writes are all waited for before it
   reports its result (``WorkingStudy.drain``, then :meth:`JobWriter.close`);
 - the child runs in its own session, so a signal to the runner's process group (Ctrl-C,
   SIGTERM: the runner stops its jobs itself, then closes the child) does not cut it short; when
@@ -127,7 +128,7 @@ class WriteBehind:
                 if ok:
                     future.set_result(value)
                 else:
-                    future.set_exception(value)
+                    future.set_exception(relinked(value))
         with self._pending_lock:
             left, self._pending = self._pending, {}
         for future in left.values():
@@ -330,9 +331,29 @@ def _serve(conn: Connection, nice: int = 0) -> None:
         try:
             reply = (request, True, writer.run(op, args))
         except BaseException as exc:  # noqa: BLE001 - every error goes back to the caller
-            reply = (request, False, _sendable(exc))
+            reply = (request, False, sendable_chain(exc))
         with contextlib.suppress(OSError, ValueError):  # the driver is gone; keep making the writes it sent
             conn.send(reply)
+
+
+def sendable_chain(exc: BaseException) -> list[BaseException]:
+    """``exc`` and what it was raised from or during, each as it can cross to the driver.
+
+    Pickling an exception drops its ``__cause__`` and ``__context__``, and MLflow wraps a
+    transport's error (a connection cut off mid-answer) in its own: sent alone, the wrapper would
+    hide that the request may have been carried out, and the tracking writer, which holds and
+    replays such a write (``connection_broke``), would give it up instead.
+    """
+    from automl.errors import exception_chain
+
+    return [_sendable(e) for e in exception_chain(exc)]
+
+
+def relinked(chain: list[BaseException]) -> BaseException:
+    """The first exception of :func:`sendable_chain`'s list, raised from the next, and so on."""
+    for outer, inner in itertools.pairwise(chain):
+        outer.__cause__ = inner
+    return chain[0]
 
 
 def _sendable(exc: BaseException) -> BaseException:

@@ -171,3 +171,38 @@ def _alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+def test_a_broken_connection_in_the_writer_is_seen_as_one_by_the_caller() -> None:
+    """The tracking writer holds and replays a write whose connection broke (the server may have
+    carried it out); the writer process must send back what the transport said, not only MLflow's
+    wrapper, or a create whose answer was cut off is given up and its run stays RUNNING."""
+    import socket
+    import threading
+
+    from automl.tracking.writer import connection_broke
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+
+    def cut_every_answer_short() -> None:  # an MLflow server killed while it answers
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            with conn:
+                conn.recv(65536)
+                conn.sendall(b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 500\r\n\r\n{"run": ')
+
+    threading.Thread(target=cut_every_answer_short, daemon=True).start()
+    writer = WriteBehind()
+    try:
+        remote = writer.job("job-1")
+        remote.call("open_tracking", f"http://127.0.0.1:{port}", None, "1", "parent")
+        with pytest.raises(Exception) as caught:
+            RemoteTrialRuns(remote).create_trial_run(0, {})
+        assert connection_broke(caught.value), f"not seen as a broken connection: {caught.value!r}"
+    finally:
+        writer.close()
+        listener.close()
