@@ -5,7 +5,8 @@ Each is a :class:`peer_protocol.Method`; ``METHODS`` lists them (the peers' adap
 
 - ``service:default`` (``automl.search`` with its default sampler and scheduler, whatever they
   are when it runs), ``service:auto`` (``sampler="auto", scheduler="auto"``: the service's own
-  pick, recorded in the run's ``info``) and ``service:<sampler>+<scheduler>`` for the pairs in ``SERVICE_PAIRS``,
+  pick, recorded in the run's ``info``), ``service:<sampler>+<scheduler>`` for the pairs in ``SERVICE_PAIRS``
+  and ``service:tpe+asha/option=value/...`` for the scheduler options in ``SERVICE_TUNINGS``,
   through the real Python API: ``n_workers`` trials at once (``max_concurrent``, one CPU a
   trial), no plots, no model registry, with a clean environment (``_common.service_env``) on
   one state folder for the process (``service_home``: as one user's, so the stores' creation
@@ -57,6 +58,9 @@ BUDGET_SENTINEL = -1e30  # what a service trial returns once the budget is spent
 BUDGET_TARGET = -1e29  # the service job's target: reached only by the sentinel
 # (sampler, scheduler) of the service besides its default: one sampler per scheduler and one scheduler per sampler.
 SERVICE_PAIRS = (("tpe", "hyperband"), ("gp", "asha"), ("qmc", "asha"), ("random", "asha"), ("tpe", "fifo"))
+# Candidates for the default's tuning (issue 19, item 4), each a scheduler option set on the default pair,
+# named service:tpe+asha/key=value: tried on the tuning tasks only, never chosen on the held-out ones.
+SERVICE_TUNINGS: tuple[Mapping[str, Any], ...] = ({"reduction_factor": 3}, {"reduction_factor": 3, "brackets": 2})
 AUTO = ("auto", "auto")  # service:auto: the service picks both from the space, budget and concurrency (issue 19, item 5)
 
 
@@ -119,6 +123,7 @@ class ServiceMethod:
 
     sampler: str | None = None
     scheduler: str | None = None
+    scheduler_options: Mapping[str, Any] | None = None
     last_info: dict[str, Any] | None = None  # the last run's phases and strategy, for the results JSON
     name: str = field(init=False)
 
@@ -129,6 +134,8 @@ class ServiceMethod:
             self.name = "service:auto"
         else:
             self.name = f"service:{self.sampler}+{self.scheduler}"
+        if self.scheduler_options:
+            self.name += "".join(f"/{k}={v}" for k, v in self.scheduler_options.items())
 
     def available(self) -> str | None:
         try:
@@ -155,6 +162,8 @@ class ServiceMethod:
         home = service_home()
         log_path = str(home / f"epochs-{uuid.uuid4().hex}.jsonl")
         strategy: dict[str, Any] = {} if self.sampler is None else {"sampler": self.sampler, "scheduler": self.scheduler}
+        if self.scheduler_options:
+            strategy["scheduler_options"] = dict(self.scheduler_options)
         try:
             with C.service_env(home):
                 result = automl.search(
@@ -307,6 +316,7 @@ METHODS: list[Method] = [
     ServiceMethod(),
     ServiceMethod(*AUTO),
     *(ServiceMethod(sampler, scheduler) for sampler, scheduler in SERVICE_PAIRS),
+    *(ServiceMethod("tpe", "asha", options) for options in SERVICE_TUNINGS),
     OptunaHyperband(),
     RandomSearch(),
 ]

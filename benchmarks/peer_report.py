@@ -121,6 +121,21 @@ def print_tables(payload: dict[str, Any]) -> None:
     methods = sorted({m for g in groups for m in ranks[g]}, key=lambda m: ranks.get("all", {}).get(m, {}).get("mean_rank", 99))
     rows = [[m, *(_rank(ranks[g].get(m)) for g in groups)] for m in methods]
     console.print(C.table("Mean rank across tasks (by final median; lower is better)", ["method", *groups], rows))
+    by_task = scores.get("tasks", {})
+    ours = [m for m in methods if m.startswith("service:")]
+    if ours and by_task:
+        cells = []
+        for method in ours:
+            row = [method]
+            for task_scores in by_task.values():
+                got = task_scores["methods"].get(method)
+                n_peers = sum(1 for m in task_scores["methods"] if not m.startswith("service:"))
+                row.append("-" if got is None else f"{got.get('rank_among_peers', got['rank']):g} of {n_peers + 1}")
+            cells.append(row)
+        heads = [f"{n}{' (held out)' if tasks.get(n, {}).get('held_out') else ''}" for n in by_task]
+        console.print(
+            C.table("The service's rank against the peers alone, per task (by final median)", ["method", *heads], cells)
+        )
     goal_rows = []
     for name, task_scores in scores.get("tasks", {}).items():
         for g in task_scores["spread"].get("default_vs_best_peer", []):

@@ -26,7 +26,8 @@ Definitions (what must stay true; tests/benchmarks/test_peer_score.py checks the
   epoch at which its median curve is at or under the target; ``speedup_vs_best_peer`` = the best
   peer's epochs to target / the method's (> 1: it needs fewer epochs);
 - **ranks** per task by final median (ties share the mean rank), averaged over the tasks a method
-  ran on, separately for the tuning tasks and the held-out ones;
+  ran on, separately for the tuning tasks and the held-out ones; ``rank_among_peers`` is a
+  method's rank among itself and the peers only (the service's other variants left out);
 - **spread**: a 95 % bootstrap interval of each final median (``BOOTSTRAP`` resamples, seeded),
   and a two-sided Mann-Whitney U test (normal approximation with tie and continuity corrections)
   of each method against the reference method and of the reference against the best peer at
@@ -280,6 +281,10 @@ def score_task(task: Mapping[str, Any], runs: Sequence[Mapping[str, Any]], metho
     final_values = [finals[m] for m in per_method]
     for method, rank in zip(per_method, ranks(final_values), strict=True):
         per_method[method]["rank"] = rank
+    # each method's rank against the peers alone: the service's variants do not push the peers down
+    for method, row in per_method.items():
+        field = [finals[method], *(finals[p] for p in peers if p != method)]
+        row["rank_among_peers"] = ranks(field)[0]
 
     spread: dict[str, Any] = {}
     if REFERENCE_METHOD in regrets:
@@ -346,8 +351,15 @@ def mean_ranks(tasks: Mapping[str, Mapping[str, Any]], scores: Mapping[str, Mapp
             if name not in scores or not keep(task):
                 continue
             for method, row in scores[name]["methods"].items():
-                collected.setdefault(method, []).append(row["rank"])
-        out[group] = {m: {"mean_rank": sum(r) / len(r), "tasks": len(r)} for m, r in sorted(collected.items())}
+                collected.setdefault(method, []).append((row["rank"], row.get("rank_among_peers", row["rank"])))
+        out[group] = {
+            m: {
+                "mean_rank": sum(r for r, _ in ranked) / len(ranked),
+                "mean_rank_among_peers": sum(p for _, p in ranked) / len(ranked),
+                "tasks": len(ranked),
+            }
+            for m, ranked in sorted(collected.items())
+        }
     return out
 
 

@@ -16,7 +16,9 @@ peer's final median, ranks across tasks (the held-out tasks apart), and the run-
 says why it cannot run here, or that does not suit a task (GP on a space with categories), is
 in the JSON and the tables as "not run: <why>", never left out. The JSON is written after
 every (task, method, seed) run, with every ledger's rows, so a long run can be followed and,
-with ``--resume``, continued: runs already in ``--out`` with the same settings are kept.
+with ``--resume``, continued or built up in pieces: every finished run already in ``--out``
+is kept when the tasks asked for now have the settings they had there (other tasks, methods and
+seeds are added beside them).
 
 What must stay true: the methods are charged the same way (``peer_protocol``); the scores
 come only from the ledgers' rows in the JSON (``--report-only`` gives the same figures); the
@@ -79,7 +81,8 @@ def select(names: list[str], patterns: str | None) -> list[str]:
         return names
     chosen = []
     for pattern in patterns.split(","):
-        hits = [n for n in names if fnmatch.fnmatchcase(n, pattern.strip())]
+        pattern = pattern.strip()
+        hits = [pattern] if pattern in names else [n for n in names if fnmatch.fnmatchcase(n, pattern)]
         if not hits:
             raise SystemExit(f"--methods/--tasks: {pattern!r} matches nothing (known: {', '.join(names)})")
         chosen += [h for h in hits if h not in chosen]
@@ -172,7 +175,9 @@ def parse_args() -> argparse.Namespace:
         p.add_argument("--budget", type=int, help=f"epochs per run (default {BUDGET_TRAININGS} x each task's max_epochs)")
         p.add_argument("--workers", type=int, default=2, help="trials at once (default 2)")
         p.add_argument(
-            "--resume", action="store_true", help="keep the finished runs already in --out made with the same settings"
+            "--resume",
+            action="store_true",
+            help="keep every finished run already in --out (its tasks' settings must match) and add what is asked for",
         )
         p.add_argument("--report-only", type=Path, metavar="JSON", help="score a results JSON again; tables and PNG")
 
@@ -238,13 +243,18 @@ def main() -> int:
     }
     if args.resume and args.out.exists():
         old = json.loads(args.out.read_text())
-        if (
-            old.get("settings", {}).get("tasks") == json.loads(json.dumps(settings["tasks"]))
-            and old.get("settings", {}).get("workers") == args.workers
+        old_tasks = old.get("settings", {}).get("tasks", {})
+        new_tasks = json.loads(json.dumps(settings["tasks"]))
+        if old.get("settings", {}).get("workers") == args.workers and all(
+            old_tasks.get(name, task) == task for name, task in new_tasks.items()
         ):
-            # the finished runs this command asks for; one that did not run is tried again (its method may run now)
+            # Every finished run is kept, asked for now or not, so a long benchmark is built up in pieces
+            # (other tasks, methods, seeds); one asked for that did not run is tried again (it may run now).
             wanted = {(t, m, s) for t in task_names for m in method_names for s in seeds}
-            payload["runs"] = [r for r in old["runs"] if r["status"] == "ok" and (r["task"], r["method"], r["seed"]) in wanted]
+            payload["runs"] = [r for r in old["runs"] if r["status"] == "ok" or (r["task"], r["method"], r["seed"]) not in wanted]
+            settings["tasks"] = {**old_tasks, **new_tasks}
+            settings["seeds"] = sorted({*old.get("settings", {}).get("seeds", []), *seeds})
+            payload["methods"] = {**old.get("methods", {}), **availability}
             print(f"resuming: {len(payload['runs'])} runs kept from {args.out}")
         else:
             print(f"--resume: {args.out} was made with other task settings or workers; starting afresh")

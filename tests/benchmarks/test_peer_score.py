@@ -171,8 +171,8 @@ def test_score_and_mean_ranks() -> None:
     }
     out = S.score(payload)
     assert out["ranks"]["tuning"] == {
-        "random": {"mean_rank": 2.0, "tasks": 1},
-        "service:default": {"mean_rank": 1.0, "tasks": 1},
+        "random": {"mean_rank": 2.0, "mean_rank_among_peers": 1.0, "tasks": 1},  # the only peer
+        "service:default": {"mean_rank": 1.0, "mean_rank_among_peers": 1.0, "tasks": 1},
     }
     assert out["ranks"]["held_out"]["service:default"]["mean_rank"] == 2.0
     assert out["ranks"]["all"]["random"]["mean_rank"] == 1.5

@@ -1,0 +1,47 @@
+"""``benchmarks/peers.py --resume`` builds one results JSON up in pieces: other tasks, methods and
+seeds are added beside the runs already there, and the scores cover them all."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def peers(out: Path, *args: str, budget: int = 54) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "peers.py"), "--budget", str(budget), "--out", str(out), *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
+
+
+def test_resume_adds_tasks_methods_and_seeds_beside_the_runs_kept(tmp_path: Path) -> None:
+    out = tmp_path / "peers.json"
+    peers(out, "--tasks", "mf_branin", "--methods", "random", "--seeds", "1")
+    first = json.loads(out.read_text())
+    kept_rows = first["runs"][0]["rows"]
+
+    done = peers(out, "--tasks", "mf_hartmann3,mf_branin", "--methods", "optuna:tpe+hyperband", "--seeds", "2", "--resume")
+    assert "resuming: 1 runs kept" in done.stdout
+    data = json.loads(out.read_text())
+    runs = {(r["task"], r["method"], r["seed"]): r for r in data["runs"]}
+    assert set(runs) == {
+        ("mf_branin", "random", 0),
+        *((task, "optuna:tpe+hyperband", seed) for task in ("mf_branin", "mf_hartmann3") for seed in (0, 1)),
+    }
+    assert runs["mf_branin", "random", 0]["rows"] == kept_rows  # kept, not run again
+    assert set(data["settings"]["tasks"]) == {"mf_branin", "mf_hartmann3"} and data["settings"]["seeds"] == [0, 1]
+    branin = data["scores"]["tasks"]["mf_branin"]["methods"]
+    assert set(branin) == {"random", "optuna:tpe+hyperband"}
+    assert branin["random"]["rank_among_peers"] in (1, 1.5, 2)
+
+    # a task asked for with other settings (another budget) starts afresh rather than mixing budgets
+    done = peers(out, "--tasks", "mf_branin", "--methods", "random", "--seeds", "1", "--resume", budget=27)
+    assert "starting afresh" in done.stdout
+    assert len(json.loads(out.read_text())["runs"]) == 1
