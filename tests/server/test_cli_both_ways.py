@@ -88,6 +88,7 @@ def normalise(text: str, ids: dict[str, str]) -> str:
         text = text.replace(job_id, name)
     text = re.sub(r"\b[0-9a-f]{32}\b", "<run>", text)
     text = re.sub(r"\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d(\.\d+)?Z?", "<time>", text)
+    text = re.sub(r"\b\d\d-\d\d \d\d:\d\d\b", "<time>", text)  # a list's "12-05 10:29": the two runs may straddle a minute
     text = re.sub(r'"owner": ("alice"|null)', '"owner": <owner>', text)
     text = re.sub(r"[\w.-]+:\d+:[0-9a-f]{6}\b", "<runner>", text)  # runner ids (host:pid:hex)
     text = re.sub(r"\d+\.\d+(e-?\d+)?", "<n>", text)
