@@ -15,6 +15,7 @@ What must stay true: this file only renders; every figure comes from ``peer_scor
 
 from __future__ import annotations
 
+import gzip
 import json
 import sys
 from collections import Counter
@@ -97,6 +98,17 @@ def task_tables(name: str, task: dict[str, Any], scores: dict[str, Any]) -> list
         caption=f"budgets: fractions of {C.fmt(scores['reference_seconds'])} s, the slowest method's median time to spend its epochs",
     )
     return [by_epochs, by_seconds]
+
+
+def read_results(path: Path) -> dict[str, Any]:
+    """A results JSON, plain or gzip-compressed (``.json.gz``: how a large one is kept in the repository)."""
+    data = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+    return json.loads(data)
+
+
+def png_beside(path: Path) -> Path:
+    """``x.png`` beside ``x.json`` or ``x.json.gz``."""
+    return path.with_name(path.name.removesuffix(".gz")).with_suffix(".png")
 
 
 def print_tables(payload: dict[str, Any]) -> None:
@@ -226,13 +238,13 @@ def main() -> int:
     parser.add_argument("json", type=Path)
     parser.add_argument("--png", type=Path, help="where the PNG goes (default beside the JSON)")
     args = parser.parse_args()
-    payload = json.loads(args.json.read_text())
+    payload = read_results(args.json)
     if "scores" not in payload:
         import peer_score
 
         payload["scores"] = peer_score.score(payload)
     print_tables(payload)
-    print(f"PNG: {plot(payload, args.png or args.json.with_suffix('.png'))}")
+    print(f"PNG: {plot(payload, args.png or png_beside(args.json))}")
     return 0
 
 

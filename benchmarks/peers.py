@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import fnmatch
+import gzip
 import json
 import random
 import sys
@@ -162,8 +163,9 @@ def write(path: Path, payload: dict[str, Any], *, ran: bool = True) -> None:
         with contextlib.suppress(OSError):
             payload["machine"]["load_avg_at_end"] = os.getloadavg()
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(dumps(payload))
+    tmp = path.with_name(path.name + ".tmp")
+    text = dumps(payload)
+    tmp.write_bytes(gzip.compress(text.encode(), mtime=0) if path.suffix == ".gz" else text.encode())
     tmp.replace(path)
 
 
@@ -188,9 +190,9 @@ def main() -> int:
     args = parse_args()
     C.quiet_logging()
     if args.report_only:
-        done_run = json.loads(args.report_only.read_text())
+        done_run = peer_report.read_results(args.report_only)
         done_run["scores"] = peer_score.score(done_run)
-        done_run["plot"] = str(peer_report.plot(done_run, args.report_only.with_suffix(".png")))
+        done_run["plot"] = str(peer_report.plot(done_run, peer_report.png_beside(args.report_only)))
         write(args.report_only, done_run, ran=False)  # the machine facts stay the run's
         peer_report.print_tables(done_run)
         print(f"JSON: {args.report_only}")
@@ -242,7 +244,7 @@ def main() -> int:
         "runs": [],
     }
     if args.resume and args.out.exists():
-        old = json.loads(args.out.read_text())
+        old = peer_report.read_results(args.out)
         old_tasks = old.get("settings", {}).get("tasks", {})
         new_tasks = json.loads(json.dumps(settings["tasks"]))
         if old.get("settings", {}).get("workers") == args.workers and all(
@@ -298,7 +300,7 @@ def main() -> int:
             flush=True,
         )
     payload["scores"] = peer_score.score(payload)
-    payload["plot"] = str(peer_report.plot(payload, args.out.with_suffix(".png")))
+    payload["plot"] = str(peer_report.plot(payload, peer_report.png_beside(args.out)))
     write(args.out, payload)
     peer_report.print_tables(payload)
     print(f"JSON: {args.out}")

@@ -1,12 +1,15 @@
 """``benchmarks/peers.py --resume`` builds one results JSON up in pieces: other tasks, methods and
-seeds are added beside the runs already there, and the scores cover them all."""
+seeds are added beside the runs already there, and the scores cover them all. The JSON here is
+gzip-compressed (``.json.gz``), as a large one is kept in the repository."""
 
 from __future__ import annotations
 
+import gzip
 import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -21,15 +24,19 @@ def peers(out: Path, *args: str, budget: int = 54) -> subprocess.CompletedProces
     )
 
 
+def read(path: Path) -> dict[str, Any]:
+    return json.loads(gzip.decompress(path.read_bytes()))
+
+
 def test_resume_adds_tasks_methods_and_seeds_beside_the_runs_kept(tmp_path: Path) -> None:
-    out = tmp_path / "peers.json"
+    out = tmp_path / "peers.json.gz"
     peers(out, "--tasks", "mf_branin", "--methods", "random", "--seeds", "1")
-    first = json.loads(out.read_text())
+    first = read(out)
     kept_rows = first["runs"][0]["rows"]
 
     done = peers(out, "--tasks", "mf_hartmann3,mf_branin", "--methods", "optuna:tpe+hyperband", "--seeds", "2", "--resume")
     assert "resuming: 1 runs kept" in done.stdout
-    data = json.loads(out.read_text())
+    data = read(out)
     runs = {(r["task"], r["method"], r["seed"]): r for r in data["runs"]}
     assert set(runs) == {
         ("mf_branin", "random", 0),
@@ -40,8 +47,9 @@ def test_resume_adds_tasks_methods_and_seeds_beside_the_runs_kept(tmp_path: Path
     branin = data["scores"]["tasks"]["mf_branin"]["methods"]
     assert set(branin) == {"random", "optuna:tpe+hyperband"}
     assert branin["random"]["rank_among_peers"] in (1, 1.5, 2)
+    assert (tmp_path / "peers.png").exists()
 
     # a task asked for with other settings (another budget) starts afresh rather than mixing budgets
     done = peers(out, "--tasks", "mf_branin", "--methods", "random", "--seeds", "1", "--resume", budget=27)
     assert "starting afresh" in done.stdout
-    assert len(json.loads(out.read_text())["runs"]) == 1
+    assert len(read(out)["runs"]) == 1
