@@ -117,8 +117,9 @@ def assert_records_agree(settings: Settings, job_id: str, *, trials: int | None 
     """The invariant every fault must leave standing, for one job:
 
     - the Optuna study numbers its trials 0..n-1, none left RUNNING or WAITING (when ``final``);
-    - MLflow has exactly one child run per trial number (none lost, none twice), and (when
-      ``final``) each run's status and ``automl.state`` tag say what the study says;
+    - MLflow has exactly one child run per trial number (none lost, none twice; mid-job, a trial
+      still RUNNING in the study may have none yet), and (when ``final``) each run's status and
+      ``automl.state`` tag say what the study says;
     - the job row counts the same number of finished trials, and is in a final state;
     - ``trials``, when given, is the number of trials the job had to end with.
     """
@@ -148,7 +149,15 @@ def assert_records_agree(settings: Settings, job_id: str, *, trials: int | None 
         number = int(run.data.tags["automl.trial_number"])
         assert number not in by_number, f"trial {number} has two MLflow runs"
         by_number[number] = run
-    assert sorted(by_number) == numbers, f"MLflow runs for trials {sorted(by_number)}, the study has {numbers}"
+    if final:
+        assert sorted(by_number) == numbers, f"MLflow runs for trials {sorted(by_number)}, the study has {numbers}"
+    else:
+        # Mid-job, a trial the study has just opened may have no run yet: its create was queued
+        # behind the study's write when the runner died (seen on a loaded machine), and the next
+        # runner opens it as it retries the trial. A finished trial's run must be there.
+        assert set(by_number) <= set(numbers), f"MLflow runs for trials {sorted(by_number)}, the study has {numbers}"
+        missing = [t.number for t in study_trials if t.number not in by_number and t.state.is_finished()]
+        assert not missing, f"finished trials {missing} have no MLflow run (the study has {numbers})"
     # Mid-job (a runner just died) a trial's end may be in the study and not yet in MLflow:
     # that window is what the next runner repairs, so states are compared once the job is final.
     for trial in finished if final else []:
