@@ -110,7 +110,7 @@ def test_an_uploaded_data_file_and_the_code_travel_and_a_rerun_uses_the_same(
     assert again.state == "succeeded" and again.trials_finished == 2, again
     assert (again.code_sha256, again.data_sha256) == (job.code_sha256, job.data_sha256)
     assert any(e.kind == "rerun" and job_id in e.message for e in store.events(rerun_id))
-    status = " ".join(CliRunner().invoke(app, ["status", rerun_id]).stdout.split())
+    status = " ".join(CliRunner().invoke(app, ["status", rerun_id, "--wide"]).stdout.split())
     assert f"code {job.code_sha256[:12]}" in status and f"data {job.data_source} ({data_sha[:12]})" in status, status
 
 
