@@ -136,17 +136,24 @@ def print_tables(payload: dict[str, Any]) -> None:
     by_task = scores.get("tasks", {})
     ours = [m for m in methods if m.startswith("service:")]
     if ours and by_task:
+        # Each service method is ranked against the peers alone (the other service methods left out).
+        n_peers = {n: sum(1 for m in t["methods"] if not m.startswith("service:")) for n, t in by_task.items()}
         cells = []
         for method in ours:
             row = [method]
-            for task_scores in by_task.values():
+            for name, task_scores in by_task.items():
                 got = task_scores["methods"].get(method)
-                n_peers = sum(1 for m in task_scores["methods"] if not m.startswith("service:"))
-                row.append("-" if got is None else f"{got.get('rank_among_peers', got['rank']):g} of {n_peers + 1}")
+                row.append("-" if got is None else f"{got.get('rank_among_peers', got['rank']):g} of {n_peers[name] + 1}")
+            mean = ranks.get("all", {}).get(method, {}).get("mean_rank_among_peers")
+            row.append("-" if mean is None else f"{mean:.2f}")
             cells.append(row)
         heads = [f"{n}{' (held out)' if tasks.get(n, {}).get('held_out') else ''}" for n in by_task]
         console.print(
-            C.table("The service's rank against the peers alone, per task (by final median)", ["method", *heads], cells)
+            C.table(
+                "The service's rank against the peers alone, per task (by final median)",
+                ["method", *heads, "mean"],
+                cells,
+            )
         )
     goal_rows = []
     for name, task_scores in scores.get("tasks", {}).items():
