@@ -217,6 +217,8 @@ def plot(payload: dict[str, Any], path: Path) -> Path:
             ax.set_yscale("symlog", linthresh=1e-3)
             if key == "curve_seconds":
                 ax.set_xscale("log")
+                # a panel spanning under a decade gets a label at every minor tick, drawn over each other
+                ax.xaxis.set_minor_formatter(plt.NullFormatter())
             ax.set_xlabel(label)
             held = " (held out)" if payload["settings"]["tasks"].get(name, {}).get("held_out") else ""
             ax.set_title(f"{name}{held}", fontsize=9)
