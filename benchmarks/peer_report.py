@@ -106,6 +106,11 @@ def read_results(path: Path) -> dict[str, Any]:
     return json.loads(data)
 
 
+def results_bytes(path: Path, text: str) -> bytes:
+    """What :func:`read_results` reads back from ``path``: ``text``, gzip-compressed for a ``.gz`` path."""
+    return gzip.compress(text.encode(), mtime=0) if path.suffix == ".gz" else text.encode()
+
+
 def png_beside(path: Path) -> Path:
     """``x.png`` beside ``x.json`` or ``x.json.gz``."""
     return path.with_name(path.name.removesuffix(".gz")).with_suffix(".png")

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import fnmatch
-import gzip
 import json
 import random
 import sys
@@ -164,8 +163,7 @@ def write(path: Path, payload: dict[str, Any], *, ran: bool = True) -> None:
             payload["machine"]["load_avg_at_end"] = os.getloadavg()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    text = dumps(payload)
-    tmp.write_bytes(gzip.compress(text.encode(), mtime=0) if path.suffix == ".gz" else text.encode())
+    tmp.write_bytes(peer_report.results_bytes(path, dumps(payload)))
     tmp.replace(path)
 
 

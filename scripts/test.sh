@@ -26,8 +26,7 @@ bash scripts/ensure-postgres.sh
 # Without it only that test fails (CI) or skips (elsewhere), saying why, so the other tests still run.
 bash scripts/ensure-chromium.sh || echo "chromium: not available; tests/automl/tracking/test_mlflow_ui.py will say what to do" >&2
 
-# Two processes, a test file to each (pytest-xdist): most long tests wait on processes they start (Ray, runners,
-# servers), so two at once take about 20 % less time than one after the other on 2 cores (20:54 against 25:47 for
-# the whole suite, 2026-12-05). loadfile keeps a file's module-scoped set-ups (the benchmark smokes' batch, the
+# Two processes, a test file to each (pytest-xdist): on 2 cores the whole suite took about 20 % less time than one
+# test after the other (20:54 against 25:47, 2026-12-05); the machine is then busy (load 4-9), so more would not help. loadfile keeps a file's module-scoped set-ups (the benchmark smokes' batch, the
 # topology) in one process. TEST_WORKERS=0 runs them in this process, one at a time; a later -n in "$@" wins too.
 exec .venv/bin/python -m pytest -n "${TEST_WORKERS:-2}" --dist loadfile "$@"

@@ -4,14 +4,13 @@ gzip-compressed (``.json.gz``), as a large one is kept in the repository."""
 
 from __future__ import annotations
 
-import gzip
-import json
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "benchmarks"))
+from peer_report import read_results as read  # noqa: E402
 
 
 def peers(out: Path, *args: str, budget: int = 54) -> subprocess.CompletedProcess[str]:
@@ -22,10 +21,6 @@ def peers(out: Path, *args: str, budget: int = 54) -> subprocess.CompletedProces
         timeout=300,
         check=True,
     )
-
-
-def read(path: Path) -> dict[str, Any]:
-    return json.loads(gzip.decompress(path.read_bytes()))
 
 
 def test_resume_adds_tasks_methods_and_seeds_beside_the_runs_kept(tmp_path: Path) -> None:
