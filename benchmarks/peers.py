@@ -9,7 +9,7 @@ regret at 4 budgets in epochs and 4 in seconds (median and IQR over seeds), epoc
 peer's final median, ranks across tasks (the held-out tasks apart), and the run-to-run spread.
 
     .venv/bin/python benchmarks/peers.py [--tasks A,B] [--methods M,N] [--seeds 10] [--budget EPOCHS]
-        [--workers 2] [--out PATH] [--resume] [--smoke]
+        [--workers 2] [--out PATH] [--resume [--rerun]] [--smoke]
     .venv/bin/python benchmarks/peers.py --report-only PATH.json   # score again, tables and PNG from a JSON
 
 ``--methods`` takes names or shell patterns (``'service:*'``). A method whose ``available()``
@@ -18,7 +18,8 @@ in the JSON and the tables as "not run: <why>", never left out. The JSON is writ
 every (task, method, seed) run, with every ledger's rows, so a long run can be followed and,
 with ``--resume``, continued or built up in pieces: every finished run already in ``--out``
 is kept when the tasks asked for now have the settings they had there (other tasks, methods and
-seeds are added beside them).
+seeds are added beside them); ``--rerun`` runs what is asked for again even where it finished
+(a new version of a method, a quieter machine), and drops the runs it replaces.
 
 What must stay true: the methods are charged the same way (``peer_protocol``); the scores
 come only from the ledgers' rows in the JSON (``--report-only`` gives the same figures); the
@@ -29,8 +30,10 @@ failed ones with their error.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import fnmatch
 import json
+import os
 import random
 import sys
 import time
@@ -39,7 +42,6 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import contextlib
 
 import _common as C
 import peer_report
@@ -112,6 +114,10 @@ def _short(value: Any) -> Any:
 def run_one(method: Method, task: Any, seed: int, budget: int, workers: int) -> dict[str, Any]:
     """One method on one task at one seed: its ledger's rows and what became of it."""
     entry: dict[str, Any] = {"task": task.name, "method": method.name, "seed": seed}
+    # When and under what load it ran: a file built up in pieces mixes both, and seconds depend on them.
+    entry["started_utc"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    with contextlib.suppress(OSError):
+        entry["load_at_start"] = round(os.getloadavg()[0], 2)
     why = method.available() or (getattr(method, "unsuited", None) and method.unsuited(task))  # type: ignore[attr-defined]
     if why:
         return {**entry, "status": f"not run: {why}", "rows": [], "configs": {}, "exact": None, "wall_s": None}
@@ -156,8 +162,6 @@ def dumps(payload: dict[str, Any]) -> str:
 
 def write(path: Path, payload: dict[str, Any], *, ran: bool = True) -> None:
     """The JSON, atomically; ``ran``: this process ran the runs, so the load average now is the run's end's."""
-    import os
-
     if ran:
         with contextlib.suppress(OSError):
             payload["machine"]["load_avg_at_end"] = os.getloadavg()
@@ -178,6 +182,12 @@ def parse_args() -> argparse.Namespace:
             "--resume",
             action="store_true",
             help="keep every finished run already in --out (its tasks' settings must match) and add what is asked for",
+        )
+        p.add_argument(
+            "--rerun",
+            action="store_true",
+            help="with --resume: run what is asked for again even where --out has it, dropping those runs "
+            "(the file's earlier version keeps them: commit it first)",
         )
         p.add_argument("--report-only", type=Path, metavar="JSON", help="score a results JSON again; tables and PNG")
 
@@ -251,7 +261,12 @@ def main() -> int:
             # Every finished run is kept, asked for now or not, so a long benchmark is built up in pieces
             # (other tasks, methods, seeds); one asked for that did not run is tried again (it may run now).
             wanted = {(t, m, s) for t in task_names for m in method_names for s in seeds}
-            payload["runs"] = [r for r in old["runs"] if r["status"] == "ok" or (r["task"], r["method"], r["seed"]) not in wanted]
+            # --rerun: one asked for is run again even if it finished (a new version of a method, a quieter machine).
+            payload["runs"] = [
+                r
+                for r in old["runs"]
+                if (r["task"], r["method"], r["seed"]) not in wanted or (r["status"] == "ok" and not args.rerun)
+            ]
             settings["tasks"] = {**old_tasks, **new_tasks}
             settings["seeds"] = sorted({*old.get("settings", {}).get("seeds", []), *seeds})
             payload["methods"] = {**old.get("methods", {}), **availability}

@@ -44,6 +44,13 @@ def test_resume_adds_tasks_methods_and_seeds_beside_the_runs_kept(tmp_path: Path
     assert branin["random"]["rank_among_peers"] in (1, 1.5, 2)
     assert (tmp_path / "peers.png").exists()
 
+    # --rerun: what is asked for runs again though it finished (the others are kept as they are)
+    done = peers(out, "--tasks", "mf_branin", "--methods", "random", "--seeds", "1", "--resume", "--rerun")
+    assert "resuming: 4 runs kept" in done.stdout and "[1/1" in done.stdout and "mf_branin seed 0 random: ok" in done.stdout
+    rerun = read(out)
+    assert len(rerun["runs"]) == 5 and [r["method"] for r in rerun["runs"]].count("random") == 1
+    assert rerun["runs"][-1]["method"] == "random" and "load_at_start" in rerun["runs"][-1]
+
     # a task asked for with other settings (another budget) starts afresh rather than mixing budgets
     done = peers(out, "--tasks", "mf_branin", "--methods", "random", "--seeds", "1", "--resume", budget=27)
     assert "starting afresh" in done.stdout

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
 import torch
 
@@ -21,13 +25,32 @@ def test_gpu_grant_uses_cuda_only_when_available(monkeypatch) -> None:
     assert trial_device(1) == "cpu"
 
 
-def test_limit_threads() -> None:
+def test_limit_threads(monkeypatch) -> None:
+    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):  # limit_threads sets them: restored after the test
+        monkeypatch.setenv(name, os.environ.get(name, ""))
     before = torch.get_num_threads()
     try:
         assert limit_threads(0.5) == 1 and torch.get_num_threads() == 1
         assert limit_threads(2.9) == 2 and torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
+
+
+def test_a_trial_without_torch_does_not_import_it_and_torch_imported_later_gets_the_limit() -> None:
+    # A fresh process, as a trial's: a CPU trial's set-up must not import torch (seconds per trial
+    # process), and the trial's own import of torch afterwards must still see the CPUs granted.
+    code = (
+        "import sys\n"
+        "from workers.devices import limit_threads, trial_device\n"
+        "assert trial_device(0) == 'cpu' and limit_threads(1.5) == 1\n"
+        "assert 'torch' not in sys.modules, 'set-up imported torch'\n"
+        "import torch\n"
+        "print(torch.get_num_threads())\n"
+    )
+    env_free = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env_free, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "1"
 
 
 def test_registry() -> None:
