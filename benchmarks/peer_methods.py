@@ -60,7 +60,8 @@ BUDGET_TARGET = -1e29  # the service job's target: reached only by the sentinel
 SERVICE_PAIRS = (("tpe", "hyperband"), ("gp", "asha"), ("qmc", "asha"), ("random", "asha"), ("tpe", "fifo"))
 # Candidates for the default's tuning (issue 19, item 4), each a scheduler option set on the default pair,
 # named service:tpe+asha/key=value: tried on the tuning tasks only, never chosen on the held-out ones.
-SERVICE_TUNINGS: tuple[Mapping[str, Any], ...] = ({"reduction_factor": 3}, {"reduction_factor": 3, "brackets": 2})
+# screen: the first 8 trials at ASHA's first rung stop there (automl.engine.screening), chosen before any run.
+SERVICE_TUNINGS: tuple[Mapping[str, Any], ...] = ({"reduction_factor": 3}, {"reduction_factor": 3, "brackets": 2}, {"screen": 8})
 AUTO = ("auto", "auto")  # service:auto: the service picks both from the space, budget and concurrency (issue 19, item 5)
 
 

@@ -93,14 +93,20 @@ def _asha(req: SchedulerRequest) -> TrialScheduler:
     from ray.tune.schedulers import ASHAScheduler
 
     defaults = {"reduction_factor": 2}
-    return ASHAScheduler(
-        metric=req.metric,
-        mode=req.mode,
-        time_attr=TIME_ATTR,
-        max_t=req.max_epochs,
-        grace_period=req.grace_period,
-        **{**defaults, **req.options},
-    )
+    options = {**defaults, **req.options}
+    common = {
+        "metric": req.metric,
+        "mode": req.mode,
+        "time_attr": TIME_ATTR,
+        "max_t": req.max_epochs,
+        "grace_period": req.grace_period,
+    }
+    if options.get("screen"):  # the first trials at the first rung stop there (automl.engine.screening)
+        from automl.engine.screening import ScreeningASHA
+
+        return ScreeningASHA(**common, **options)
+    options.pop("screen", None)
+    return ASHAScheduler(**common, **options)
 
 
 def _hyperband(req: SchedulerRequest) -> TrialScheduler:
