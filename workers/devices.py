@@ -2,8 +2,9 @@
 
 torch is imported here only when a trial needs it: a trial whose code never imports torch (a
 custom objective over scikit-learn, or a plain function) must not pay torch's import before its
-first step: 2-3 s in a fresh trial process on an idle 2-core machine, 20 s under load (measured
-in the peer benchmark's trial processes, benchmarks/README.md, "Peers").
+first step: about 3 s of a fresh process on a 2-core machine at a load of 3, 21.6 s in a trial
+process beside a busy benchmark (measured in the peer benchmark's trial processes,
+benchmarks/README.md, "Peers").
 
 What must stay true: a trial granted ``n`` CPUs runs torch with ``n`` intra-op threads, whether
 torch was imported before the trial began or later by the trial's own code (torch reads
