@@ -94,7 +94,7 @@ def _asha(req: SchedulerRequest) -> TrialScheduler:
 
     defaults = {"reduction_factor": 2}
     options = {**defaults, **req.options}
-    common = {
+    common: dict[str, Any] = {
         "metric": req.metric,
         "mode": req.mode,
         "time_attr": TIME_ATTR,
