@@ -1,4 +1,4 @@
-"""ASHA with ``screen``: the first trials at the first rung stop there; after them, Tune's ASHA decides."""
+"""ASHA with ``screen``: after the first trial, the next trials at the first rung stop there; after them, Tune's ASHA decides."""
 
 from __future__ import annotations
 
@@ -30,18 +30,20 @@ def report(asha: ASHAScheduler, trial: FakeTrial, step: int, loss: float) -> str
     return asha.on_trial_result(None, trial, {"training_iteration": step, "loss": loss})
 
 
-def test_the_first_trials_at_the_first_rung_stop_and_then_asha_decides() -> None:
+def test_after_the_first_trial_the_next_at_the_first_rung_stop_and_then_asha_decides() -> None:
     asha = scheduler(screen=3)
-    trials = [FakeTrial(f"t{i}") for i in range(6)]
+    trials = [FakeTrial(f"t{i}") for i in range(7)]
     for t in trials:
         asha.on_trial_add(None, t)
-    # the first three stop at the first rung, the best of them too: they only set the bar
-    assert [report(asha, t, 1, loss) for t, loss in zip(trials[:3], (0.5, 0.2, 0.9), strict=True)] == [STOP] * 3
+    # the first trial goes on as ASHA decides: alone at each rung, it trains to the end (an early answer)
+    assert [report(asha, trials[0], step, 0.6) for step in (1, 2, 4)] == [CONTINUE] * 3
+    # the next three stop at the first rung, the best of them too: they only set the bar
+    assert [report(asha, t, 1, loss) for t, loss in zip(trials[1:4], (0.5, 0.2, 0.9), strict=True)] == [STOP] * 3
     # after them ASHA's own rule: in the top half of what the rung holds goes on, else stops
-    assert report(asha, trials[3], 1, 0.1) == CONTINUE
-    assert report(asha, trials[4], 1, 0.95) == STOP
-    # a trial goes through the screen once: its later rungs are ASHA's alone (the first at rung 2 goes on)
-    assert report(asha, trials[3], 2, 0.05) == CONTINUE
+    assert report(asha, trials[4], 1, 0.1) == CONTINUE
+    assert report(asha, trials[5], 1, 0.95) == STOP
+    # a trial goes through the screen once: its later rungs are ASHA's alone (better than the first trial's goes on)
+    assert report(asha, trials[4], 2, 0.05) == CONTINUE
 
 
 def test_screen_zero_is_tunes_asha_and_a_one_rung_job_is_never_screened() -> None:
