@@ -196,6 +196,9 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> int:
     args = parse_args()
+    if args.rerun and not args.resume:
+        print("--rerun works with --resume (it says which runs of --out to run again); add --resume", file=sys.stderr)
+        return 2
     C.quiet_logging()
     if args.report_only:
         done_run = peer_report.read_results(args.report_only)
@@ -255,24 +258,36 @@ def main() -> int:
         old = peer_report.read_results(args.out)
         old_tasks = old.get("settings", {}).get("tasks", {})
         new_tasks = json.loads(json.dumps(settings["tasks"]))
-        if old.get("settings", {}).get("workers") == args.workers and all(
-            old_tasks.get(name, task) == task for name, task in new_tasks.items()
-        ):
-            # Every finished run is kept, asked for now or not, so a long benchmark is built up in pieces
-            # (other tasks, methods, seeds); one asked for that did not run is tried again (it may run now).
-            wanted = {(t, m, s) for t in task_names for m in method_names for s in seeds}
-            # --rerun: one asked for is run again even if it finished (a new version of a method, a quieter machine).
-            payload["runs"] = [
-                r
-                for r in old["runs"]
-                if (r["task"], r["method"], r["seed"]) not in wanted or (r["status"] == "ok" and not args.rerun)
-            ]
-            settings["tasks"] = {**old_tasks, **new_tasks}
-            settings["seeds"] = sorted({*old.get("settings", {}).get("seeds", []), *seeds})
-            payload["methods"] = {**old.get("methods", {}), **availability}
-            print(f"resuming: {len(payload['runs'])} runs kept from {args.out}")
-        else:
-            print(f"--resume: {args.out} was made with other task settings or workers; starting afresh")
+        differs = [
+            f"{name}'s {key} {old_tasks[name].get(key)!r} there, {value!r} here"
+            for name, task in new_tasks.items()
+            if name in old_tasks
+            for key, value in task.items()
+            if old_tasks[name].get(key) != value
+        ]
+        if old.get("settings", {}).get("workers") != args.workers:
+            differs.append(f"workers {old.get('settings', {}).get('workers')!r} there, {args.workers} here")
+        if differs:
+            # Refused, not started afresh: a long benchmark's file is not overwritten by a slip of --budget.
+            print(
+                f"--resume: {args.out} was made with other settings ({'; '.join(differs)}); "
+                "pass the same --budget and --workers, or another --out",
+                file=sys.stderr,
+            )
+            return 2
+        # Every finished run is kept, asked for now or not, so a long benchmark is built up in pieces
+        # (other tasks, methods, seeds); one asked for that did not run is tried again (it may run now).
+        wanted = {(t, m, s) for t in task_names for m in method_names for s in seeds}
+        # --rerun: one asked for is run again even if it finished (a new version of a method, a quieter machine).
+        payload["runs"] = [
+            r
+            for r in old["runs"]
+            if (r["task"], r["method"], r["seed"]) not in wanted or (r["status"] == "ok" and not args.rerun)
+        ]
+        settings["tasks"] = {**old_tasks, **new_tasks}
+        settings["seeds"] = sorted({*old.get("settings", {}).get("seeds", []), *seeds})
+        payload["methods"] = {**old.get("methods", {}), **availability}
+        print(f"resuming: {len(payload['runs'])} runs kept from {args.out}")
     done = {(r["task"], r["method"], r["seed"]) for r in payload["runs"]}
 
     if any(n.startswith("service:") and availability[n] is None for n in method_names):

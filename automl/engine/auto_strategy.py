@@ -2,9 +2,12 @@
 
 :func:`choose_strategy` maps :class:`StrategyFacts` (the space's shape, the budget, the trials at
 once, the objectives, the epochs per trial, and what the spec names itself) to a
-:class:`StrategyChoice`: a sampler, a scheduler, and one line saying why. The thresholds are the
-named constants below, so the rule table (docs/job-spec.md, "Choosing the strategy: auto") can be
-retuned from the benchmarks' figures in one place.
+:class:`StrategyChoice`: a sampler, a scheduler, and one line saying why. It also sizes ASHA's
+``screen`` (:mod:`automl.engine.screening`) when the spec leaves it out, whether ``asha`` was named
+or chosen: a few percent of the budget on an all-numeric space, none otherwise (issue 19's peer
+benchmark: it helped on the continuous tuning tasks, not on the mixed or training ones). The
+thresholds are the named constants below, so the rule table (docs/job-spec.md, "Choosing the
+strategy: auto") can be retuned from the benchmarks' figures in one place.
 
 What must stay true: :func:`choose_strategy` is a pure function (the same facts give the same
 choice: no clock, no randomness, no I/O), so a plan resolves ``auto`` once and a resumed job runs
@@ -44,6 +47,10 @@ NSGA2_MIN_TRIALS = 250
 # to compare at each rung; FIFO (no early stopping) otherwise.
 ASHA_MIN_EPOCHS = 4
 ASHA_MIN_TRIALS = 10
+# ASHA's screen on an all-numeric space with one objective: one trial in this many of the budget
+# stops at the first rung, after the first trial, before ASHA promotes from it (8 at the peer
+# benchmark's 272 trials, where 8 was chosen before any run; none under 32 trials).
+SCREEN_ONE_IN = 32
 
 # Samplers whose model learns from completed trials only (Optuna's GPSampler and CmaEsSampler
 # read COMPLETE trials, NSGA-II builds its generations from them): under a scheduler that stops
@@ -67,6 +74,8 @@ class StrategyFacts:
         n_objectives: metrics optimised together.
         max_epochs: the most epochs (steps) one trial runs.
         sampler, scheduler: what the spec names: a registry name, or ``auto``.
+        screen: the ``screen`` option the spec gives the scheduler (``None``: not given, so the
+            rule sizes it when the scheduler is ``asha``).
     """
 
     n_numeric: int
@@ -78,6 +87,7 @@ class StrategyFacts:
     max_epochs: int
     sampler: str = AUTO
     scheduler: str = AUTO
+    screen: int | None = None
 
 
 @dataclass(frozen=True)
@@ -87,18 +97,32 @@ class StrategyChoice:
     Attributes:
         sampler, scheduler: registry names the job runs.
         sampler_reason, scheduler_reason: why ``auto`` picked each; ``None`` for one the spec named.
+        screen, screen_reason: the trials ASHA screens at its first rung when the rule sized it
+            (``0`` and ``None`` when the rule left it alone: not ``asha``, or the spec gives ``screen``).
     """
 
     sampler: str
     scheduler: str
     sampler_reason: str | None = None
     scheduler_reason: str | None = None
+    screen: int = 0
+    screen_reason: str | None = None
+
+    @property
+    def chose_anything(self) -> bool:
+        """Whether the rule decided any part (else the spec named everything the job runs)."""
+        return any(why is not None for why in (self.sampler_reason, self.scheduler_reason, self.screen_reason))
+
+    def _parts(self) -> list[tuple[str, str | None]]:
+        parts = [(f"sampler {self.sampler}", self.sampler_reason), (f"scheduler {self.scheduler}", self.scheduler_reason)]
+        if self.screen_reason is not None:
+            parts.append((f"screen {self.screen}", self.screen_reason))
+        return parts
 
     @property
     def reason(self) -> str:
-        """``sampler gp: 5 numeric parameters, 40 trials, 2 at once; scheduler fifo: ...``: the parts ``auto`` picked."""
-        parts = [(f"sampler {self.sampler}", self.sampler_reason), (f"scheduler {self.scheduler}", self.scheduler_reason)]
-        return "; ".join(f"{what}: {why}" for what, why in parts if why is not None)
+        """``sampler gp: 5 numeric parameters, 40 trials, 2 at once; scheduler fifo: ...``: the parts the rule decided."""
+        return "; ".join(f"{what}: {why}" for what, why in self._parts() if why is not None)
 
     @property
     def asked(self) -> str:
@@ -109,30 +133,35 @@ class StrategyChoice:
 
     def summary(self) -> str:
         """``sampler gp (auto): 5 numeric parameters, ...; scheduler asha``: the line events and ``status`` show."""
-        parts = ((f"sampler {self.sampler}", self.sampler_reason), (f"scheduler {self.scheduler}", self.scheduler_reason))
-        return "; ".join(what if why is None else f"{what} (auto): {why}" for what, why in parts)
+        return "; ".join(what if why is None else f"{what} (auto): {why}" for what, why in self._parts())
 
-    def to_record(self) -> dict[str, str | None]:
+    def to_record(self) -> dict[str, Any]:
         """The choice as a stored plan keeps it (JSON)."""
         return {
             "sampler": self.sampler,
             "scheduler": self.scheduler,
             "sampler_reason": self.sampler_reason,
             "scheduler_reason": self.scheduler_reason,
+            "screen": self.screen,
+            "screen_reason": self.screen_reason,
         }
 
     @classmethod
     def from_record(cls, record: Any) -> StrategyChoice | None:
-        """The choice :meth:`to_record` wrote (``None`` for anything else: a plan without one)."""
+        """The choice :meth:`to_record` wrote (``None`` for anything else: a plan without one; a plan
+        stored before the screen was sized reads as screening none)."""
         if not isinstance(record, Mapping):
             return None
         sampler, scheduler = record.get("sampler"), record.get("scheduler")
-        reasons = record.get("sampler_reason"), record.get("scheduler_reason")
+        reasons = record.get("sampler_reason"), record.get("scheduler_reason"), record.get("screen_reason")
+        screen = record.get("screen", 0)
         if not (isinstance(sampler, str) and isinstance(scheduler, str)):
             return None
         if not all(why is None or isinstance(why, str) for why in reasons):
             return None
-        return cls(sampler, scheduler, *reasons)
+        if isinstance(screen, bool) or not isinstance(screen, int):
+            return None
+        return cls(sampler, scheduler, reasons[0], reasons[1], screen, reasons[2])
 
 
 def facts_for(
@@ -144,6 +173,7 @@ def facts_for(
     max_epochs: int,
     sampler: str = AUTO,
     scheduler: str = AUTO,
+    screen: int | None = None,
 ) -> StrategyFacts:
     """The facts of a job over ``space`` (``None``: a define-by-run space)."""
     categorical = sum(1 for p in space.params.values() if p.type == "categorical") if space is not None else 0
@@ -158,11 +188,12 @@ def facts_for(
         max_epochs=max_epochs,
         sampler=sampler,
         scheduler=scheduler,
+        screen=screen,
     )
 
 
 def choose_strategy(facts: StrategyFacts) -> StrategyChoice:
-    """The sampler and scheduler for ``facts``, and why (a part the spec names is kept as it is).
+    """The sampler and scheduler for ``facts``, and ASHA's screen, and why (a part the spec names is kept as it is).
 
     The scheduler is chosen first, from the epochs per trial and the budget (and a named sampler
     that learns from completed trials only); the sampler then knows whether trials run to the end.
@@ -173,7 +204,10 @@ def choose_strategy(facts: StrategyFacts) -> StrategyChoice:
     sampler, sampler_reason = facts.sampler, None
     if sampler == AUTO:
         sampler, sampler_reason = _sampler(facts, scheduler)
-    return StrategyChoice(sampler, scheduler, sampler_reason, scheduler_reason)
+    screen, screen_reason = 0, None
+    if scheduler == "asha" and facts.screen is None:
+        screen, screen_reason = _screen(facts)
+    return StrategyChoice(sampler, scheduler, sampler_reason, scheduler_reason, screen, screen_reason)
 
 
 def _scheduler(facts: StrategyFacts) -> tuple[str, str]:
@@ -225,6 +259,21 @@ def _sampler(facts: StrategyFacts, scheduler: str) -> tuple[str, str]:
         else f"cmaes needs {CMAES_MIN_PARAMS} parameters"
     )
     return "tpe", f"{shape}: {', '.join(over_gp)}, {under_cmaes}"
+
+
+def _screen(facts: StrategyFacts) -> tuple[int, str | None]:
+    """ASHA's screen: one trial in :data:`SCREEN_ONE_IN` of the budget, on an all-numeric space with one objective.
+
+    ``(0, None)`` where it does not apply: the choice then says nothing of it, as for a job that
+    names its own ``screen``.
+    """
+    if facts.conditional or facts.n_categorical or facts.n_objectives > 1:
+        return 0, None
+    screen = facts.trials // SCREEN_ONE_IN
+    if not screen:
+        return 0, None
+    shape = f"{_n(facts.n_numeric, 'numeric parameter')}, {_n(facts.trials, 'trial')}"
+    return screen, f"{shape}: one trial in {SCREEN_ONE_IN} stops at asha's first rung, after the first, before it promotes"
 
 
 def _n(count: int, noun: str) -> str:

@@ -7,7 +7,8 @@ cluster's resources, which can change between submit and run. A queued job store
 (:func:`plan_to_json`); the runner rebuilds it with :func:`plan_from_json`, which trusts it and
 checks nothing: it only imports the objective, which it must ship to the trials.
 
-``sampler: auto`` and ``scheduler: auto`` are resolved here, once (:func:`resolve_strategy`): the
+``sampler: auto`` and ``scheduler: auto`` (and ASHA's ``screen`` where the spec leaves it out) are
+resolved here, once (:func:`resolve_strategy`): the
 plan's spec names what the job runs, and :attr:`SearchPlan.strategy` what was asked and why; both
 are stored with the plan, so a job resumed by another runner runs the same choice.
 """
@@ -46,8 +47,9 @@ class SearchPlan:
         space: a :class:`SearchSpace`, or an Optuna define-by-run function ``f(trial) -> dict | None``.
         metrics, modes: what the study optimises (several metrics: a Pareto front).
         trial_plan: what every trial receives besides its hyperparameters.
-        strategy: when the spec asked for ``auto``: what was chosen and why (``spec`` names the
-            chosen sampler and scheduler); ``None`` when the spec named both.
+        strategy: when the spec asked for ``auto``, or left ASHA's ``screen`` to the rule: what
+            was chosen and why (``spec`` names the chosen sampler, scheduler and screen); ``None``
+            when the rule decided nothing.
     """
 
     spec: JobSpec
@@ -160,23 +162,28 @@ def plan_search(
 
 def resolve_strategy(spec: JobSpec, space: Any, n_objectives: int) -> tuple[JobSpec, StrategyChoice | None]:
     """``spec`` with ``auto`` replaced by what :func:`~automl.engine.auto_strategy.choose_strategy`
-    picks for it, and the choice (``None``, and ``spec`` itself, when the spec names both)."""
-    if AUTO not in (spec.sampler.name, spec.scheduler.name):
-        return spec, None
+    picks for it, and ASHA's ``screen`` sized where the spec leaves it out; and the choice
+    (``None``, and ``spec`` itself, when the rule decided nothing)."""
+    asks_auto = AUTO in (spec.sampler.name, spec.scheduler.name)
     facts = facts_for(
         space if isinstance(space, SearchSpace) else None,
         trials=spec.budget.trials,
-        concurrency=planned_concurrency(spec),
+        # only auto's sampler rule reads the trials at once: Ray is not asked for a job that names both
+        concurrency=planned_concurrency(spec) if asks_auto else 1,
         n_objectives=n_objectives,
         max_epochs=spec.budget.max_epochs,
         sampler=spec.sampler.name,
         scheduler=spec.scheduler.name,
+        screen=spec.scheduler.options.get("screen"),
     )
     choice = choose_strategy(facts)
+    if not choice.chose_anything:
+        return spec, None
+    options = {**spec.scheduler.options, "screen": choice.screen} if choice.screen else spec.scheduler.options
     resolved = spec.model_copy(
         update={
             "sampler": spec.sampler.model_copy(update={"name": choice.sampler}),
-            "scheduler": spec.scheduler.model_copy(update={"name": choice.scheduler}),
+            "scheduler": spec.scheduler.model_copy(update={"name": choice.scheduler, "options": options}),
         }
     )
     return resolved, choice

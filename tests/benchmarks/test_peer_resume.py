@@ -13,13 +13,13 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 from peer_report import read_results as read  # noqa: E402
 
 
-def peers(out: Path, *args: str, budget: int = 54) -> subprocess.CompletedProcess[str]:
+def peers(out: Path, *args: str, budget: int = 54, check: bool = True) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, str(REPO / "benchmarks" / "peers.py"), "--budget", str(budget), "--out", str(out), *args],
         capture_output=True,
         text=True,
         timeout=300,
-        check=True,
+        check=check,
     )
 
 
@@ -51,7 +51,11 @@ def test_resume_adds_tasks_methods_and_seeds_beside_the_runs_kept(tmp_path: Path
     assert len(rerun["runs"]) == 5 and [r["method"] for r in rerun["runs"]].count("random") == 1
     assert rerun["runs"][-1]["method"] == "random" and "load_at_start" in rerun["runs"][-1]
 
-    # a task asked for with other settings (another budget) starts afresh rather than mixing budgets
-    done = peers(out, "--tasks", "mf_branin", "--methods", "random", "--seeds", "1", "--resume", budget=27)
-    assert "starting afresh" in done.stdout
-    assert len(read(out)["runs"]) == 1
+    # a task asked for with other settings (another budget) is refused: the file is neither mixed nor overwritten
+    before = out.read_bytes()
+    refused = peers(out, "--tasks", "mf_branin", "--methods", "random", "--seeds", "1", "--resume", budget=27, check=False)
+    assert refused.returncode == 2 and "mf_branin's budget_epochs 54 there, 27 here" in refused.stderr
+    assert "[1/" not in refused.stdout and out.read_bytes() == before
+    # --rerun alone would say nothing of which file's runs to run again: refused
+    alone = peers(out, "--tasks", "mf_branin", "--methods", "random", "--seeds", "1", "--rerun", check=False)
+    assert alone.returncode == 2 and "add --resume" in alone.stderr and out.read_bytes() == before

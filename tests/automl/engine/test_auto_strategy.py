@@ -70,7 +70,9 @@ def test_the_reason_says_what_decided_it() -> None:
     )
     assert pick(max_epochs=10).summary() == (
         "sampler tpe (auto): 5 numeric parameters, 40 trials, 2 at once, but asha stops trials early and only tpe "
-        "learns from stopped trials; scheduler asha (auto): up to 10 epochs per trial, 40 trials: poor trials stop early"
+        "learns from stopped trials; scheduler asha (auto): up to 10 epochs per trial, 40 trials: poor trials stop early; "
+        f"screen 1 (auto): 5 numeric parameters, 40 trials: one trial in {rules.SCREEN_ONE_IN} stops at asha's first "
+        "rung, after the first, before it promotes"
     )
     assert pick(trials=200, concurrency=8).sampler_reason == (
         f"5 numeric parameters, 200 trials, 8 at once: over gp's {rules.GP_MAX_TRIALS} trials, "
@@ -82,6 +84,45 @@ def test_the_reason_says_what_decided_it() -> None:
         == "sampler gp; scheduler fifo (auto): sampler gp learns from completed trials only, so every trial runs to the end"
     )
     assert named.asked == "sampler gp, scheduler auto"
+
+
+ASHA_JOB = {"sampler": "tpe", "scheduler": "asha", "max_epochs": 27}
+
+
+@pytest.mark.parametrize(
+    ("changes", "screen"),
+    [
+        pytest.param({"trials": 272}, 272 // rules.SCREEN_ONE_IN, id="numeric-space-sized-by-the-budget"),
+        pytest.param({"trials": rules.SCREEN_ONE_IN}, 1, id="one-at-the-smallest-budget"),
+        pytest.param({"trials": rules.SCREEN_ONE_IN - 1}, 0, id="none-under-it"),
+        pytest.param({"trials": 272, "n_categorical": 1}, 0, id="none-with-a-categorical-parameter"),
+        pytest.param({"trials": 272, "n_numeric": 0, "conditional": True}, 0, id="none-for-a-define-by-run-space"),
+        pytest.param({"trials": 272, "n_objectives": 2}, 0, id="none-for-several-objectives"),
+        pytest.param({"trials": 272, "screen": 0}, 0, id="none-when-the-spec-gives-0"),
+        pytest.param({"trials": 272, "screen": 3}, 0, id="not-sized-when-the-spec-gives-one"),
+        pytest.param({"trials": 272, "scheduler": "hyperband"}, 0, id="only-for-asha"),
+        pytest.param({"trials": 272, "scheduler": AUTO, "sampler": AUTO}, 272 // rules.SCREEN_ONE_IN, id="asha-chosen-by-auto"),
+    ],
+)
+def test_ashas_screen_is_sized_only_for_an_all_numeric_space_and_a_large_budget(changes: dict[str, Any], screen: int) -> None:
+    choice = pick(**{**ASHA_JOB, **changes})
+    assert choice.screen == screen
+    assert (choice.screen_reason is None) == (screen == 0), "the choice says why it screens, and only then"
+    assert choice.chose_anything == (screen > 0 or AUTO in changes.values())
+
+
+def test_the_screens_reason_is_in_the_summary_and_survives_its_record() -> None:
+    choice = pick(**ASHA_JOB, trials=272)
+    assert choice.summary() == (
+        "sampler tpe; scheduler asha; screen 8 (auto): 5 numeric parameters, 272 trials: "
+        f"one trial in {rules.SCREEN_ONE_IN} stops at asha's first rung, after the first, before it promotes"
+    )
+    assert choice.reason.startswith("screen 8: 5 numeric parameters")
+    assert StrategyChoice.from_record(json.loads(json.dumps(choice.to_record()))) == choice
+    # a plan stored before the screen was sized reads as screening none
+    old = {"sampler": "gp", "scheduler": "fifo", "sampler_reason": "why", "scheduler_reason": None}
+    assert StrategyChoice.from_record(old) == StrategyChoice("gp", "fifo", "why", None, 0, None)
+    assert StrategyChoice.from_record({**old, "screen": "8"}) is None
 
 
 def test_the_same_facts_give_the_same_choice_and_it_survives_its_record() -> None:
@@ -160,6 +201,24 @@ def test_the_plan_resolves_auto_once_and_a_stored_plan_keeps_it() -> None:
     mixed = plan_search(auto_spec(scheduler={"name": "asha"}, budget={"trials": 12, "max_epochs": 8}), objective=quadratic)
     assert mixed.strategy is not None and mixed.strategy.scheduler_reason is None
     assert (mixed.spec.sampler.name, mixed.spec.scheduler.name) == ("tpe", "asha")
+
+
+def test_the_plan_sizes_ashas_screen_into_the_spec_it_stores() -> None:
+    named = {"sampler": {"name": "tpe"}, "scheduler": {"name": "asha"}, "budget": {"trials": 64, "max_epochs": 8}}
+    plan = plan_search(auto_spec(**named), objective=quadratic)
+    assert plan.spec.scheduler.options == {"screen": 2}, "the spec names the screen the job runs"
+    assert plan.strategy is not None and (plan.strategy.screen, plan.strategy.sampler_reason) == (2, None)
+    again = plan_from_json(plan_to_json(plan))
+    assert again is not None and again.strategy == plan.strategy and again.spec.scheduler.options == {"screen": 2}
+    # a screen the spec gives is kept as given, 0 included, and then the rule decided nothing
+    given = plan_search(auto_spec(**{**named, "scheduler": {"name": "asha", "options": {"screen": 0}}}), objective=quadratic)
+    assert given.strategy is None and given.spec.scheduler.options == {"screen": 0}
+    categorical = {**NUMERIC, "act": {"type": "categorical", "choices": ["relu", "tanh"]}}
+    mixed = plan_search(auto_spec(**named, space=categorical), objective=quadratic)
+    assert mixed.strategy is None and mixed.spec.scheduler.options == {}
+    # a bad screen is still refused by the spec's check, naming the field
+    with pytest.raises(SpecError, match=r"scheduler\.options"):
+        plan_search(auto_spec(**{**named, "scheduler": {"name": "asha", "options": {"screen": -1}}}), objective=quadratic)
 
 
 def test_a_define_by_run_space_gets_tpe() -> None:
