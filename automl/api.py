@@ -82,7 +82,9 @@ def search(
         scheduler, grace_period, scheduler_options: the Ray Tune scheduler by name (``asha``,
             ``hyperband``, ``median``, ``pbt``, ``fifo``, or ``auto``) and its options, as in a job file's
             ``scheduler.options`` (e.g. ``{"perturbation_interval": 2, "synch": True}`` for PBT). What
-            ``auto`` chose, and why, is on the result (``sampler``, ``scheduler``, ``strategy_reason``).
+            ``auto`` chose, and why, is on the result (``sampler``, ``scheduler``, ``strategy_reason``);
+            so is ASHA's ``screen`` where it was sized for the search (docs/job-spec.md, "ASHA screens
+            its first rung"; ``{"screen": 0}`` turns it off).
         cpus_per_trial, gpus_per_trial: what each trial asks Ray for (fractions of a GPU allowed).
         max_concurrent: trials running at once (default: as many as the CPUs allow).
         time_limit_s: stop starting trials after this many seconds.

@@ -60,7 +60,9 @@ BUDGET_TARGET = -1e29  # the service job's target: reached only by the sentinel
 SERVICE_PAIRS = (("tpe", "hyperband"), ("gp", "asha"), ("qmc", "asha"), ("random", "asha"), ("tpe", "fifo"))
 # Candidates for the default's tuning (issue 19, item 4), each a scheduler option set on the default pair,
 # named service:tpe+asha/key=value: tried on the tuning tasks only, never chosen on the held-out ones.
-# screen: the first 8 trials at ASHA's first rung stop there (automl.engine.screening), chosen before any run.
+# screen: after the first trial, the next 8 at ASHA's first rung stop there (automl.engine.screening), chosen
+# before any run. Since the service sizes the screen itself (auto_strategy.SCREEN_ONE_IN), every service:*+asha
+# method without a screen option screens trials // 32 on an all-numeric space (8 here), the default included.
 SERVICE_TUNINGS: tuple[Mapping[str, Any], ...] = ({"reduction_factor": 3}, {"reduction_factor": 3, "brackets": 2}, {"screen": 8})
 AUTO = ("auto", "auto")  # service:auto: the service picks both from the space, budget and concurrency (issue 19, item 5)
 
