@@ -8,9 +8,9 @@ cluster's resources, which can change between submit and run. A queued job store
 checks nothing: it only imports the objective, which it must ship to the trials.
 
 ``sampler: auto`` and ``scheduler: auto`` (and ASHA's ``screen`` where the spec leaves it out) are
-resolved here, once (:func:`resolve_strategy`): the
-plan's spec names what the job runs, and :attr:`SearchPlan.strategy` what was asked and why; both
-are stored with the plan, so a job resumed by another runner runs the same choice.
+resolved here, once (:func:`resolve_strategy`): the plan's spec names what the job runs, and
+:attr:`SearchPlan.strategy` what was asked and why; both are stored with the plan, so a job
+resumed by another runner runs the same choice.
 """
 
 from __future__ import annotations
