@@ -32,7 +32,7 @@ def report(asha: ASHAScheduler, trial: FakeTrial, step: int, loss: float) -> str
 
 def test_after_the_first_trial_the_next_at_the_first_rung_stop_and_then_asha_decides() -> None:
     asha = scheduler(screen=3)
-    trials = [FakeTrial(f"t{i}") for i in range(7)]
+    trials = [FakeTrial(f"t{i}") for i in range(6)]
     for t in trials:
         asha.on_trial_add(None, t)
     # the first trial goes on as ASHA decides: alone at each rung, it trains to the end (an early answer)
